@@ -1,0 +1,23 @@
+//! Wire formats of the VMware backdoor and the GuestRPC message layer.
+//!
+//! Pure data and state machines: no I/O and no unsafe code, so both the guest
+//! runtime and the simulated host build on it, and fuzzers can drive it.
+//!
+//! * [`consts`]: command numbers, status bits, protocols, limits.
+//! * [`Regs`]: the register file of one backdoor instruction.
+//! * [`frame`]: the socket frontend's register frames.
+//! * [`guest`]: the guest side of a message channel over a [`guest::Backdoor`].
+//! * [`host`]: the host side of the message channels of one VM.
+//! * [`rpc`]: RPCI and TCLO framing.
+
+#![forbid(unsafe_code)]
+
+pub mod consts;
+pub mod frame;
+pub mod guest;
+pub mod host;
+pub mod regs;
+pub mod rpc;
+
+pub use consts::*;
+pub use regs::Regs;
