@@ -1,1 +1,13 @@
-//! placeholder
+//! Guest runtime of vm-agent: how a guest program reaches the hypervisor.
+//!
+//! * [`transport`]: backdoor transports (real port I/O, a simulator's unix
+//!   socket, a tracing decorator) and the policy that picks one.
+//! * [`cpuid`]: the CPUID hypervisor signature that policy relies on.
+//! * [`rpci`]: RPCI messages over a GuestRPC channel ("1 ..." / "0 ..." answers).
+
+pub mod cpuid;
+pub mod rpci;
+pub mod transport;
+
+#[cfg(test)]
+mod test_host;

@@ -1,1 +1,20 @@
+//! hvsim: a simulated VMware host.
+//!
+//! * [`config`]: the TOML configuration.
+//! * [`store`]: persistent state (SQLite).
+//! * [`vm`]: the VM model every service reads and changes.
+//! * [`device`]: the backdoor device, a pure state machine.
+//! * [`rpci`]: the RPCI commands the host answers.
+//! * [`socket`]: the socket frontend (register frames from guest programs).
+//! * [`control`]: the control socket behind `hvsim vm ...`.
+//! * [`serve`]: wiring it all together.
 
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod device;
+pub mod rpci;
+pub mod serve;
+pub mod socket;
+pub mod store;
+pub mod vm;

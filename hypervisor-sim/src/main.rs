@@ -1,1 +1,207 @@
-fn main() {}
+//! `hvsim`: the simulated VMware host. Parses arguments and wires parts together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use hvsim::{config::Config, control, demo, serve};
+
+/// A simulated VMware host for CI and development: backdoor endpoint for
+/// guest programs, guest variables, TCLO commands.
+#[derive(Debug, Parser)]
+#[command(name = "hvsim", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the simulated host with all its services.
+    Serve {
+        /// TOML config (default: the embedded one, with one VM "vm0").
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where persistent state lives (default: state_dir from the config, else /var/lib/hvsim).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Inspect and drive the VMs of a running `hvsim serve`.
+    Vm {
+        /// Control socket (default: $HVSIM_CONTROL, else /run/hvsim/control.sock).
+        #[arg(long, global = true)]
+        control: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: VmCmd,
+    },
+    /// The one-command tour: start a host, run guest programs, show what the host sees.
+    Demo {
+        /// Keep the host running until Ctrl-C (default: when run in a terminal).
+        #[arg(long, conflicts_with = "no_wait")]
+        wait: bool,
+        /// Exit after the tour.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VmCmd {
+    /// List the VMs.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one VM: power, tools, guest info, guest variables.
+    Show {
+        /// VM name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a guestinfo.* variable ("guestinfo." is added when missing).
+    SetVar {
+        /// VM name.
+        name: String,
+        /// Variable name.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Print a guestinfo.* variable.
+    GetVar {
+        /// VM name.
+        name: String,
+        /// Variable name.
+        key: String,
+    },
+    /// Send a TCLO command to the guest agent and print its reply.
+    Tclo {
+        /// VM name.
+        name: String,
+        /// The command, e.g. 'ping' or 'Set_Option broadcastIP 1'.
+        command: String,
+        /// Seconds to wait for the reply.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hvsim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Serve { config, state_dir } => {
+            serve::block_signals();
+            let cfg = Config::load(config.as_deref())?;
+            let server = serve::start(&cfg, state_dir.as_deref())?;
+            log::info!(
+                "hvsim serving {} VM(s); state in {}",
+                server.vms.len(),
+                server.state_dir.display()
+            );
+            let sig = serve::wait_for_signal();
+            log::info!("signal {sig}: shutting down");
+            drop(server);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo { wait, no_wait } => {
+            serve::block_signals();
+            let w = if wait { Some(true) } else if no_wait { Some(false) } else { None };
+            demo::run(w)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Vm { control: sock, cmd } => {
+            let path = control::client_socket(sock.as_deref());
+            let call = |req: Value| control::request(&path, &req);
+            match cmd {
+                VmCmd::List { json } => {
+                    let v = call(json!({"op": "list"}))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        println!("{:<16} {:<5} {:<12} {:<24} UUID", "NAME", "POWER", "TOOLS", "HOSTNAME");
+                        for vm in v.as_array().into_iter().flatten() {
+                            println!(
+                                "{:<16} {:<5} {:<12} {:<24} {}",
+                                s(&vm["name"]),
+                                s(&vm["power"]),
+                                s(&vm["tools"]["status"]),
+                                s(&vm["guest"]["hostname"]),
+                                s(&vm["uuid"])
+                            );
+                        }
+                    }
+                }
+                VmCmd::Show { name, json } => {
+                    let v = call(json!({"op": "show", "vm": name}))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        print_show(&v);
+                    }
+                }
+                VmCmd::SetVar { name, key, value } => {
+                    call(json!({"op": "set-var", "vm": name, "key": key, "value": value}))?;
+                }
+                VmCmd::GetVar { name, key } => {
+                    let v = call(json!({"op": "get-var", "vm": name, "key": key}))?;
+                    println!("{}", s(&v));
+                }
+                VmCmd::Tclo { name, command, timeout } => {
+                    let ms = (timeout.max(0.0) * 1000.0) as u64;
+                    let v = call(json!({"op": "tclo", "vm": name, "command": command, "timeout_ms": ms}))?;
+                    let reply = s(&v);
+                    println!("{reply}");
+                    if !reply.starts_with("OK") {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_show(v: &Value) {
+    println!("name:          {}", s(&v["name"]));
+    println!("uuid:          {}", s(&v["uuid"]));
+    println!("power:         {}", s(&v["power"]));
+    println!("tools:         {} (version {})", s(&v["tools"]["status"]), s(&v["tools"]["version"]));
+    println!("hostname:      {}", s(&v["guest"]["hostname"]));
+    println!("os:            {} ({})", s(&v["guest"]["os_full_name"]), s(&v["guest"]["os_name"]));
+    println!("backdoor:      {}", s(&v["backdoor_socket"]));
+    println!("channels open: {}", s(&v["channels"]));
+    println!("guestinfo:");
+    if let Some(m) = v["guestinfo"].as_object() {
+        for (k, val) in m {
+            let text = s(val);
+            let short: String = text.chars().take(60).collect();
+            let more = if text.chars().count() > 60 { format!("... ({} bytes)", text.len()) } else { String::new() };
+            println!("  {k} = {}{more}", short.replace('\n', "\\n"));
+        }
+    }
+}

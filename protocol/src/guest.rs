@@ -402,6 +402,10 @@ mod tests {
     }
 
     impl Script {
+        fn new(steps: Vec<(&'static str, Regs, Regs, Vec<u8>)>) -> Self {
+            Script { steps, ..Default::default() }
+        }
+
         fn step(&mut self, op: &str, regs: Regs) -> (Regs, Vec<u8>) {
             let (want_op, want, answer, data) = self.steps[self.at].clone();
             assert_eq!((op, regs), (want_op, want), "call {}", self.at);
@@ -435,8 +439,7 @@ mod tests {
     /// for one RPCI round trip over HB, on a host that first refuses cookies.
     #[test]
     fn golden_hb_round_trip_with_cookie_fallback() {
-        let mut s = Script::default();
-        s.steps = vec![
+        let mut s = Script::new(vec![
             // OPEN with the cookie flag: refused.
             ("in", r(M, 0xC943_5052, 0x0000_001E, 0x5658, 0, 0, 0), r(M, 0, 0, 0x5658, 0, 0, 0), vec![]),
             // OPEN without it: channel 3, no cookies.
@@ -453,7 +456,7 @@ mod tests {
             ("in", r(M, 1, 0x0005_001E, 0x0003_5658, 0, 0, 0), r(M, 1, 0x0001_0000, 0x0003_5658, 0, 0, 0), vec![]),
             // CLOSE.
             ("in", r(M, 0, 0x0006_001E, 0x0003_5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0x0003_5658, 0, 0, 0), vec![]),
-        ];
+        ]);
         let mut ch = GuestChannel::open(&mut s, proto::RPCI).unwrap();
         assert_eq!(ch.id(), 3);
         assert_eq!(ch.call(b"hello").unwrap(), b"1 x");
@@ -468,8 +471,7 @@ mod tests {
     fn golden_lb_send_with_checkpoint_and_receive() {
         let (ch_hi, ck_lo) = (0xAAAA_0001, 0xBBBB_0002);
         let e = 0x0001_5658;
-        let mut s = Script::default();
-        s.steps = vec![
+        let mut s = Script::new(vec![
             ("in", r(M, 0xC943_5052, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, e, ch_hi, ck_lo, 0), vec![]),
             ("in", r(M, 6, 0x0001_001E, e, ch_hi, ck_lo, 0), r(M, 6, 0x0001_0000, e, 0, 0, 0), vec![]),
             ("in", r(M, 0x6463_6261, 0x0002_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0010_0000, e, 0, 0, 0), vec![]),
@@ -483,7 +485,7 @@ mod tests {
             ("in", r(M, 1, 0x0004_001E, e, ch_hi, ck_lo, 0), r(M, 0x0000_0021, 0x0001_0000, 0x0002_5658, 0, 0, 0), vec![]),
             ("in", r(M, 1, 0x0005_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0001_0000, e, 0, 0, 0), vec![]),
             ("in", r(M, 0, 0x0006_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0001_0000, e, 0, 0, 0), vec![]),
-        ];
+        ]);
         let mut ch = GuestChannel::open(&mut s, proto::RPCI).unwrap();
         assert_eq!(ch.call(b"abcdef").unwrap(), b" val!");
         drop(ch);
@@ -492,22 +494,20 @@ mod tests {
 
     #[test]
     fn refused_open_and_oversize_reply() {
-        let mut s = Script::default();
-        s.steps = vec![
+        let mut s = Script::new(vec![
             ("in", r(M, 0xCF4C_4354, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0, 0, 0, 0, 0), vec![]),
             ("in", r(M, 0x4F4C_4354, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0, 0, 0, 0, 0), vec![]),
-        ];
+        ]);
         let err = GuestChannel::open(&mut s, proto::TCLO).unwrap_err();
         assert_eq!(err.to_string(), "the host refused to open a TCLO channel");
 
-        let mut s = Script::default();
-        s.steps = vec![
+        let mut s = Script::new(vec![
             ("in", r(M, 0xC943_5052, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0x5658, 0, 0, 0), vec![]),
             ("in", r(M, 0, 0x0003_001E, 0x5658, 0, 0, 0), r(M, 100, 0x0003_0000, 0x0001_5658, 0, 0, 0), vec![]),
             // the guest tells the host it gives up (RECVSTATUS with status 0)
             ("in", r(M, 0, 0x0005_001E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0, 0, 0, 0), vec![]),
             ("in", r(M, 0, 0x0006_001E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0, 0, 0, 0), vec![]),
-        ];
+        ]);
         let mut ch = GuestChannel::open(&mut s, proto::RPCI).unwrap();
         ch.set_max_reply(99);
         assert!(matches!(ch.receive(), Err(ChannelError::ReplyTooLarge { size: 100, limit: 99 })));

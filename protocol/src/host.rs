@@ -35,9 +35,9 @@ impl Default for HostLimits {
 
 /// A host-to-guest message: a small head and a shared tail, so a large value
 /// (an OVF environment) is sent without being copied into every reply.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostMessage {
-    head: Vec<u8>,
+    head: Arc<[u8]>,
     tail: Option<Arc<[u8]>>,
 }
 
@@ -45,7 +45,7 @@ impl HostMessage {
     /// A message made of `head` followed by the shared `tail`.
     pub fn with_tail(head: Vec<u8>, tail: Arc<[u8]>) -> Self {
         HostMessage {
-            head,
+            head: Arc::from(head),
             tail: Some(tail),
         }
     }
@@ -77,9 +77,45 @@ impl HostMessage {
     }
 }
 
+impl Default for HostMessage {
+    fn default() -> Self {
+        HostMessage::from(Vec::new())
+    }
+}
+
+/// The bytes an HB in hands to the guest: a cheap clone of the pending
+/// message and the range taken, so a frontend can send them after releasing
+/// the VM lock.
+#[derive(Debug, Clone)]
+pub struct HbIn {
+    msg: HostMessage,
+    start: usize,
+    len: usize,
+}
+
+impl HbIn {
+    /// The bytes as at most two slices.
+    pub fn slices(&self) -> (&[u8], &[u8]) {
+        self.msg.range(self.start, self.len)
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl From<Vec<u8>> for HostMessage {
     fn from(head: Vec<u8>) -> Self {
-        HostMessage { head, tail: None }
+        HostMessage {
+            head: Arc::from(head),
+            tail: None,
+        }
     }
 }
 
@@ -433,8 +469,8 @@ impl ChannelTable {
     }
 
     /// Handle `rep insb` of `count` bytes on the HB port. On success the
-    /// bytes are returned as two slices of the pending message.
-    pub fn hb_in(&mut self, regs: Regs, count: usize) -> (Regs, (&[u8], &[u8])) {
+    /// bytes to hand over come back with the registers.
+    pub fn hb_in(&mut self, regs: Regs, count: usize) -> (Regs, Option<HbIn>) {
         let mut out = regs;
         let id = hi(regs.edx);
         let ok = self.limits.high_bandwidth && lo(regs.ebx) == crate::BDOORHB_CMD_MESSAGE;
@@ -449,11 +485,16 @@ impl ChannelTable {
                 *pos += count;
                 out.ebx = halves(status::SUCCESS, lo(regs.ebx));
                 out.ecx = 0;
-                (out, msg.range(start, count))
+                let data = HbIn {
+                    msg: msg.clone(),
+                    start,
+                    len: count,
+                };
+                (out, Some(data))
             }
             _ => {
                 out.ebx = halves(fail(), lo(regs.ebx));
-                (out, (&[], &[]))
+                (out, None)
             }
         }
     }
@@ -532,8 +573,9 @@ mod tests {
             Ok(self.table.hb_out(regs, data, &mut self.sink))
         }
         fn hb_in(&mut self, regs: Regs, buf: &mut [u8]) -> Result<Regs, TransportError> {
-            let (out, (a, b)) = self.table.hb_in(regs, buf.len());
-            if a.len() + b.len() == buf.len() {
+            let (out, data) = self.table.hb_in(regs, buf.len());
+            if let Some(d) = data {
+                let (a, b) = d.slices();
                 buf[..a.len()].copy_from_slice(a);
                 buf[a.len()..].copy_from_slice(b);
             }

@@ -1,1 +1,218 @@
+//! End-to-end test harness: start a fresh `hvsim serve` (temp state dir, its
+//! own sockets) per test, run guest programs and clients against it, tear it
+//! down on drop.
+//!
+//! The binaries come from the workspace's target directory; build them first
+//! with `cargo build --workspace --bins` (the README's test command does).
 
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A binary built by this workspace.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins`",
+        p.display()
+    );
+    p
+}
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct Sim {
+    /// Scratch directory holding config, state and sockets.
+    pub dir: tempfile::TempDir,
+    /// The control socket.
+    pub control: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Sim {
+    /// A simulator with the embedded default config (one VM, vm0).
+    pub fn start() -> Sim {
+        Sim::with_config("[[vm]]\nname = \"vm0\"\n")
+    }
+
+    /// A simulator with this config text (the control socket is added).
+    pub fn with_config(toml: &str) -> Sim {
+        let dir = tempfile::Builder::new().prefix("hvsim-t").tempdir().expect("tempdir");
+        Sim::with_config_in(dir, toml)
+    }
+
+    /// Like [`Sim::with_config`], in a directory prepared by the caller (for
+    /// files the config names).
+    pub fn with_config_in(dir: tempfile::TempDir, toml: &str) -> Sim {
+        let control = dir.path().join("control.sock");
+        let config = dir.path().join("hvsim.toml");
+        std::fs::write(
+            &config,
+            format!("control_socket = \"{}\"\n{toml}", control.display()),
+        )
+        .expect("write config");
+        let mut sim = Sim {
+            dir,
+            control,
+            config,
+            child: None,
+        };
+        sim.spawn();
+        sim
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("hvsim.log"))
+            .expect("log file");
+        let child = Command::new(bin("hvsim"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start hvsim serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if UnixStream::connect(&self.control).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("hvsim serve exited with {status}:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "hvsim serve did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the simulator logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hvsim.log")).unwrap_or_default()
+    }
+
+    /// Kill the simulator with SIGKILL (no clean shutdown) and start it again
+    /// on the same state.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
+    /// The process id of the running simulator.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// A VM's backdoor socket.
+    pub fn socket(&self, vm: &str) -> PathBuf {
+        let v = self
+            .control(serde_json::json!({"op": "backdoor", "vm": vm}))
+            .expect("backdoor socket");
+        PathBuf::from(v["socket"].as_str().expect("socket path"))
+    }
+
+    /// `VM_BACKDOOR` value for a VM.
+    pub fn backdoor(&self, vm: &str) -> String {
+        format!("unix:{}", self.socket(vm).display())
+    }
+
+    /// A control request, as `hvsim vm` sends it.
+    pub fn control(&self, req: Value) -> Result<Value, String> {
+        let mut s = UnixStream::connect(&self.control).map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(&req).expect("json");
+        line.push(b'\n');
+        s.write_all(&line).map_err(|e| e.to_string())?;
+        let mut r = std::io::BufReader::new(s);
+        let mut answer = String::new();
+        std::io::BufRead::read_line(&mut r, &mut answer).map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+        if v["ok"] == Value::Bool(true) {
+            Ok(v["result"].clone())
+        } else {
+            Err(v["error"].as_str().unwrap_or("?").to_string())
+        }
+    }
+
+    /// Run vm-rpctool against a VM with these arguments.
+    pub fn rpctool(&self, vm: &str, args: &[&str]) -> Output {
+        Command::new(bin("vm-rpctool"))
+            .args(args)
+            .env("VM_BACKDOOR", self.backdoor(vm))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run vm-rpctool")
+    }
+
+    /// Run `hvsim` with this simulator's control socket.
+    pub fn hvsim(&self, args: &[&str]) -> Output {
+        Command::new(bin("hvsim"))
+            .args(args)
+            .env("HVSIM_CONTROL", &self.control)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hvsim")
+    }
+
+    /// `hvsim vm show NAME --json`.
+    pub fn show(&self, vm: &str) -> Value {
+        let out = self.hvsim(&["vm", "show", vm, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("show json")
+    }
+
+    /// Poll `cond` for up to 10 s.
+    pub fn eventually(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: sending SIGTERM to our own child process.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,116 @@
+//! RPCI: the guest asks, the host answers "1 ..." or "0 ...".
+//!
+//! One [`Rpci`] is one open RPCI channel; send as many messages over it as
+//! needed (opening a channel costs a round trip, and real hosts allow only a
+//! bounded number of them).
+
+use std::fmt;
+
+use protocol::guest::{Backdoor, ChannelError, GuestChannel};
+use protocol::rpc::{self, FramingError};
+use protocol::proto;
+
+pub use protocol::guest::RpciReply;
+
+/// The transport an RPCI channel runs over.
+pub type BoxedBackdoor = Box<dyn Backdoor + Send>;
+
+/// Why an RPCI exchange failed; the texts follow open-vm-tools' so scripts
+/// and people recognise them.
+#[derive(Debug, thiserror::Error)]
+pub enum RpciError {
+    /// The host (or the transport) did not open a channel.
+    #[error("unable to open the communication channel")]
+    Open(#[source] ChannelError),
+    /// The message did not reach the host.
+    #[error("unable to send the RPCI command")]
+    Send(#[source] ChannelError),
+    /// The host's answer did not arrive.
+    #[error("unable to receive the result of the RPCI command")]
+    Receive(#[source] ChannelError),
+    /// The answer starts with neither "1 " nor "0 ".
+    #[error("invalid format for the result of the RPCI command: \"{reply}\"")]
+    Format {
+        /// The start of the answer, escaped for printing.
+        reply: String,
+    },
+    /// Closing the channel failed (the exchange itself completed).
+    #[error("unable to close the communication channel")]
+    Close(#[source] ChannelError),
+}
+
+impl RpciError {
+    /// True when the transport itself failed, so the channel is gone and
+    /// later messages on it would fail the same way.
+    pub fn is_transport(&self) -> bool {
+        match self {
+            RpciError::Open(e) | RpciError::Send(e) | RpciError::Receive(e) | RpciError::Close(e) => {
+                matches!(e, ChannelError::Transport(_))
+            }
+            RpciError::Format { .. } => false,
+        }
+    }
+}
+
+/// How much of a malformed answer an error quotes.
+const QUOTED_REPLY: usize = 64;
+
+fn format_error(reply: &[u8], _: FramingError) -> RpciError {
+    let cut = reply.len().min(QUOTED_REPLY);
+    let mut quoted = reply[..cut].escape_ascii().to_string();
+    if cut < reply.len() {
+        quoted.push_str("...");
+    }
+    RpciError::Format { reply: quoted }
+}
+
+/// An open RPCI channel.
+pub struct Rpci {
+    channel: GuestChannel<BoxedBackdoor>,
+}
+
+impl fmt::Debug for Rpci {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The transport is a trait object without Debug; the channel id is
+        // what identifies this channel to the host.
+        f.debug_struct("Rpci")
+            .field("channel", &self.channel.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rpci {
+    /// Open an RPCI channel over `backdoor`.
+    pub fn open(backdoor: BoxedBackdoor) -> Result<Self, RpciError> {
+        let channel = GuestChannel::open(backdoor, proto::RPCI).map_err(RpciError::Open)?;
+        Ok(Rpci { channel })
+    }
+
+    /// Allow (the default) or forbid the high-bandwidth port; forbidden, all
+    /// data moves 4 bytes per low-bandwidth call.
+    pub fn set_high_bandwidth(&mut self, allowed: bool) {
+        self.channel.set_high_bandwidth(allowed);
+    }
+
+    /// Send `msg` as it is and return the host's parsed answer, borrowed from
+    /// the channel's receive buffer (no copy).
+    pub fn send_borrowed(&mut self, msg: &[u8]) -> Result<rpc::Rpci<'_>, RpciError> {
+        self.channel.send(msg).map_err(RpciError::Send)?;
+        let reply = self.channel.receive().map_err(RpciError::Receive)?;
+        rpc::parse_rpci_reply(reply).map_err(|e| format_error(reply, e))
+    }
+
+    /// Send `msg` as it is and return the host's parsed answer.
+    pub fn send(&mut self, msg: &[u8]) -> Result<RpciReply, RpciError> {
+        let reply = self.send_borrowed(msg)?;
+        Ok(RpciReply {
+            ok: reply.ok,
+            body: reply.body.to_vec(),
+        })
+    }
+
+    /// Close the channel (dropping it also closes it, ignoring errors).
+    pub fn close(self) -> Result<(), RpciError> {
+        self.channel.close().map_err(RpciError::Close)
+    }
+}

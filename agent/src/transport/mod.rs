@@ -1,0 +1,407 @@
+//! Backdoor transports and how one is chosen.
+//!
+//! * [`PortIo`](port::PortIo) (x86_64 Linux): the real instructions, for a
+//!   guest on a VMware hypervisor (or under `hvsim exec`, which traps them).
+//! * [`UnixBackdoor`]: register frames to a simulator's backdoor socket.
+//! * [`TraceBackdoor`]: wraps either and logs every call to stderr.
+//!
+//! Selection ([`connect`]): an explicit `--backdoor` wins; `auto` then means
+//! `VM_BACKDOOR` if set, else port I/O when CPUID names VMware, else a clear
+//! error saying what was found and what to set.
+
+use std::cell::OnceCell;
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use protocol::guest::{Backdoor, TransportError};
+use protocol::Regs;
+
+use crate::cpuid;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod port;
+pub mod unix;
+
+pub use unix::UnixBackdoor;
+
+/// Environment variable naming the transport when no flag does.
+pub const BACKDOOR_ENV: &str = "VM_BACKDOOR";
+/// Environment variable that, set to `1`, makes programs trace backdoor calls.
+pub const TRACE_ENV: &str = "VM_BACKDOOR_TRACE";
+
+/// Which transport to use, as written on the command line or in `VM_BACKDOOR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackdoorSpec {
+    /// `VM_BACKDOOR` if set, else port I/O on a VMware hypervisor.
+    Auto,
+    /// Port I/O, whatever CPUID says (probed safely unless CPUID names VMware).
+    Port,
+    /// A simulator's backdoor socket.
+    Unix(PathBuf),
+}
+
+/// Why a transport name did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// Not one of the accepted forms.
+    #[error("invalid backdoor \"{0}\": expected auto, port or unix:PATH")]
+    Unknown(String),
+    /// `unix:` with nothing after it.
+    #[error("invalid backdoor \"unix:\": the socket path is missing (unix:PATH)")]
+    MissingPath,
+}
+
+impl BackdoorSpec {
+    /// Parse `auto`, `port` or `unix:PATH`; the path may be any bytes.
+    pub fn parse(s: &OsStr) -> Result<Self, SpecError> {
+        let b = s.as_bytes();
+        match b {
+            b"auto" => Ok(BackdoorSpec::Auto),
+            b"port" => Ok(BackdoorSpec::Port),
+            _ => match b.strip_prefix(b"unix:") {
+                Some(b"") => Err(SpecError::MissingPath),
+                Some(path) => Ok(BackdoorSpec::Unix(PathBuf::from(OsStr::from_bytes(path)))),
+                None => Err(SpecError::Unknown(s.to_string_lossy().into_owned())),
+            },
+        }
+    }
+}
+
+impl FromStr for BackdoorSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        BackdoorSpec::parse(OsStr::new(s))
+    }
+}
+
+impl fmt::Display for BackdoorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackdoorSpec::Auto => f.write_str("auto"),
+            BackdoorSpec::Port => f.write_str("port"),
+            BackdoorSpec::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Why no transport could be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// `VM_BACKDOOR` holds something unusable.
+    #[error("{BACKDOOR_ENV} is set to something unusable")]
+    BadEnv(#[source] SpecError),
+    /// `auto` found neither VMware nor `VM_BACKDOOR`.
+    #[error(
+        "not running on a VMware hypervisor ({}) and {BACKDOOR_ENV} is not set; \
+         set {BACKDOOR_ENV}=unix:PATH to use a simulator's backdoor socket",
+        describe_cpuid(.signature.as_deref())
+    )]
+    NotVmware {
+        /// The CPUID hypervisor signature, if a hypervisor is present.
+        signature: Option<String>,
+    },
+    /// Port I/O was asked for on a platform without it.
+    #[error("port I/O is only available on x86_64 Linux")]
+    PortUnavailable,
+    /// Port I/O was forced, and the probe showed no backdoor answers.
+    #[error(
+        "{outcome}: no VMware backdoor answered on port I/O ({}); \
+         use unix:PATH to reach a simulator's backdoor socket",
+        describe_cpuid(.signature.as_deref())
+    )]
+    NoBackdoor {
+        /// What the probe saw.
+        outcome: ProbeOutcome,
+        /// The CPUID hypervisor signature, if a hypervisor is present.
+        signature: Option<String>,
+    },
+    /// The probe process could not be run.
+    #[error("cannot run the port I/O probe")]
+    Probe(#[source] io::Error),
+    /// The simulator's socket did not accept the connection.
+    #[error("cannot connect to the backdoor socket {} (is `hvsim serve` running?)", .path.display())]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// How a failed port I/O probe ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The `in` instruction faulted: no I/O privilege and no hypervisor trap.
+    Faulted,
+    /// The probe hung and was stopped by its alarm.
+    TimedOut,
+    /// The port answered, but GETVERSION did not echo the backdoor magic.
+    WrongAnswer,
+    /// The probe died of another signal.
+    Signal(i32),
+    /// The probe exited with an unexpected status.
+    Exit(i32),
+}
+
+impl fmt::Display for ProbeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeOutcome::Faulted => f.write_str("port I/O faulted (SIGSEGV)"),
+            ProbeOutcome::TimedOut => f.write_str("port I/O hung"),
+            ProbeOutcome::WrongAnswer => {
+                f.write_str("port 0x5658 answered GETVERSION without the backdoor magic")
+            }
+            ProbeOutcome::Signal(sig) => write!(f, "the port I/O probe died of signal {sig}"),
+            ProbeOutcome::Exit(code) => write!(f, "the port I/O probe exited with status {code}"),
+        }
+    }
+}
+
+fn describe_cpuid(signature: Option<&str>) -> String {
+    match signature {
+        Some(sig) => format!("CPUID hypervisor signature is \"{sig}\""),
+        None if cfg!(target_arch = "x86_64") => "no hypervisor".to_owned(),
+        None => "not an x86_64 CPU".to_owned(),
+    }
+}
+
+/// What `VM_BACKDOOR` asks for: `None` when unset, empty or `auto`.
+pub fn env_choice(env: Option<&OsStr>) -> Result<Option<BackdoorSpec>, SelectError> {
+    match env.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(value) => match BackdoorSpec::parse(value).map_err(SelectError::BadEnv)? {
+            BackdoorSpec::Auto => Ok(None),
+            spec => Ok(Some(spec)),
+        },
+    }
+}
+
+/// Decide what `auto` means, from the CPUID hypervisor signature and the value
+/// of `VM_BACKDOOR`: the variable wins when set (see [`env_choice`]);
+/// otherwise port I/O when CPUID names VMware, else an error that says what
+/// was found and what to set. Never answers [`BackdoorSpec::Auto`].
+///
+/// Pure, so the policy is testable without touching the environment.
+pub fn resolve_auto(
+    signature: Option<&str>,
+    env: Option<&OsStr>,
+) -> Result<BackdoorSpec, SelectError> {
+    if let Some(spec) = env_choice(env)? {
+        return Ok(spec);
+    }
+    if signature == Some(cpuid::VMWARE_SIGNATURE) {
+        Ok(BackdoorSpec::Port)
+    } else {
+        Err(SelectError::NotVmware {
+            signature: signature.map(str::to_owned),
+        })
+    }
+}
+
+/// Set up the transport `spec` names (for `auto`, consulting `VM_BACKDOOR`
+/// and CPUID as [`resolve_auto`] describes).
+pub fn connect(spec: &BackdoorSpec) -> Result<Box<dyn Backdoor + Send>, SelectError> {
+    // CPUID is read at most once and only when the choice depends on it: in a
+    // VM it exits to the hypervisor, which is slow when nested or trapped.
+    let sig_cell = OnceCell::new();
+    let signature = || sig_cell.get_or_init(cpuid::hypervisor_signature).clone();
+    let spec = match spec {
+        BackdoorSpec::Auto => {
+            let env = std::env::var_os(BACKDOOR_ENV);
+            match env_choice(env.as_deref())? {
+                Some(spec) => spec,
+                None => resolve_auto(signature().as_deref(), None)?,
+            }
+        }
+        other => other.clone(),
+    };
+    match spec {
+        BackdoorSpec::Port => connect_port(signature()),
+        BackdoorSpec::Unix(path) => match UnixBackdoor::connect(&path) {
+            Ok(bd) => Ok(Box::new(bd)),
+            Err(source) => Err(SelectError::Connect { path, source }),
+        },
+        // resolve_auto answers port or unix only; stay total all the same.
+        BackdoorSpec::Auto => Err(SelectError::NotVmware {
+            signature: signature(),
+        }),
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn connect_port(signature: Option<String>) -> Result<Box<dyn Backdoor + Send>, SelectError> {
+    if signature.as_deref() != Some(cpuid::VMWARE_SIGNATURE) {
+        probe::run().map_err(|e| match e {
+            probe::Failure::Spawn(e) => SelectError::Probe(e),
+            probe::Failure::Outcome(outcome) => SelectError::NoBackdoor { outcome, signature },
+        })?;
+    }
+    Ok(Box::new(port::PortIo::new()))
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn connect_port(_signature: Option<String>) -> Result<Box<dyn Backdoor + Send>, SelectError> {
+    Err(SelectError::PortUnavailable)
+}
+
+/// Executing a backdoor call without a VMware hypervisor kills the process,
+/// so a forced `port` on anything else first tries it in a throwaway child.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod probe {
+    use std::io;
+
+    use protocol::guest::Backdoor;
+    use protocol::{cmd, Regs, BDOOR_MAGIC};
+
+    use super::port::PortIo;
+    use super::ProbeOutcome;
+
+    /// The child's verdicts.
+    const EXIT_ANSWERED: i32 = 0;
+    const EXIT_WRONG_ANSWER: i32 = 2;
+    /// A backdoor answers in microseconds; a hang means something else is there.
+    const TIMEOUT_SECS: u32 = 2;
+
+    pub(super) enum Failure {
+        Spawn(io::Error),
+        Outcome(ProbeOutcome),
+    }
+
+    /// Run GETVERSION in a forked child; `Ok` when the backdoor magic came back.
+    pub(super) fn run() -> Result<(), Failure> {
+        // SAFETY: fork() itself is sound to call at any time; the child below
+        // runs only async-signal-safe code (raw syscalls and the asm of
+        // `PortIo::call`, no allocation, no locks), as required after forking
+        // a possibly multi-threaded process, and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(Failure::Spawn(io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            child();
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: `pid` is our own child and `status` a valid out pointer.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                break;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(Failure::Spawn(err));
+            }
+        }
+        let outcome = if libc::WIFEXITED(status) {
+            match libc::WEXITSTATUS(status) {
+                EXIT_ANSWERED => return Ok(()),
+                EXIT_WRONG_ANSWER => ProbeOutcome::WrongAnswer,
+                code => ProbeOutcome::Exit(code),
+            }
+        } else if libc::WIFSIGNALED(status) {
+            match libc::WTERMSIG(status) {
+                libc::SIGSEGV | libc::SIGBUS => ProbeOutcome::Faulted,
+                libc::SIGALRM => ProbeOutcome::TimedOut,
+                sig => ProbeOutcome::Signal(sig),
+            }
+        } else {
+            ProbeOutcome::Exit(-1)
+        };
+        Err(Failure::Outcome(outcome))
+    }
+
+    fn child() -> ! {
+        // SAFETY: each call is a plain syscall wrapper, async-signal-safe, with
+        // valid arguments: no core dump for the expected fault (dumpable 0
+        // also stops pipe core handlers), default fault handling (the parent's
+        // handlers, e.g. Rust's stack-overflow one, are not wanted here), and
+        // an unblocked SIGALRM so the alarm can end a hang.
+        unsafe {
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+            libc::signal(libc::SIGALRM, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGALRM);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::alarm(TIMEOUT_SECS);
+        }
+        let answer = PortIo::new().call(Regs::command(cmd::GETVERSION, 0));
+        let code = match answer {
+            Ok(r) if r.ebx == BDOOR_MAGIC => EXIT_ANSWERED,
+            _ => EXIT_WRONG_ANSWER,
+        };
+        // SAFETY: _exit ends the child at once, without running the parent's
+        // atexit handlers or flushing its inherited stdio buffers twice.
+        unsafe { libc::_exit(code) }
+    }
+}
+
+/// A transport decorator that logs every backdoor call, its registers before
+/// and after, and how long it took, to stderr.
+#[derive(Debug)]
+pub struct TraceBackdoor<B> {
+    inner: B,
+}
+
+impl<B> TraceBackdoor<B> {
+    /// Trace the calls made through `inner`.
+    pub fn new(inner: B) -> Self {
+        TraceBackdoor { inner }
+    }
+
+    /// The wrapped transport.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+fn trace(op: &str, bytes: usize, before: &Regs, after: &Result<Regs, TransportError>, took: Duration) {
+    let mut err = io::stderr().lock();
+    // Tracing must never fail a call: a closed stderr is ignored.
+    let _ = match after {
+        Ok(regs) => writeln!(err, "backdoor {op} {bytes}B {before:?} -> {regs:?} ({took:?})"),
+        Err(e) => writeln!(err, "backdoor {op} {bytes}B {before:?} -> error: {e} ({took:?})"),
+    };
+}
+
+impl<B: Backdoor> Backdoor for TraceBackdoor<B> {
+    fn call(&mut self, regs: Regs) -> Result<Regs, TransportError> {
+        let start = Instant::now();
+        let out = self.inner.call(regs);
+        trace("in", 0, &regs, &out, start.elapsed());
+        out
+    }
+
+    fn hb_out(&mut self, regs: Regs, data: &[u8]) -> Result<Regs, TransportError> {
+        let start = Instant::now();
+        let out = self.inner.hb_out(regs, data);
+        trace("outsb", data.len(), &regs, &out, start.elapsed());
+        out
+    }
+
+    fn hb_in(&mut self, regs: Regs, buf: &mut [u8]) -> Result<Regs, TransportError> {
+        let start = Instant::now();
+        let out = self.inner.hb_in(regs, buf);
+        trace("insb", buf.len(), &regs, &out, start.elapsed());
+        out
+    }
+}
+
+/// Every transport is a `Backdoor` that can move to another thread.
+const _: () = {
+    const fn is_transport<T: Backdoor + Send>() {}
+    is_transport::<UnixBackdoor>();
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    is_transport::<port::PortIo>();
+    is_transport::<TraceBackdoor<UnixBackdoor>>();
+    is_transport::<Box<dyn Backdoor + Send>>();
+};

@@ -1,0 +1,237 @@
+//! The control socket: `hvsim vm ...` and `hvsim exec` talk to a running
+//! `hvsim serve` through it. One JSON request per line, one JSON answer per
+//! line: `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::vm::{self, Vm};
+
+/// Largest request line (a `set-var` may carry a large value).
+pub const MAX_REQUEST: u64 = 16 << 20;
+/// Default wait for a TCLO reply.
+pub const DEFAULT_TCLO_TIMEOUT_MS: u64 = 30_000;
+
+/// A control request.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// All VMs, briefly.
+    List,
+    /// One VM in full.
+    Show {
+        /// VM name.
+        vm: String,
+    },
+    /// Set a guestinfo variable.
+    SetVar {
+        /// VM name.
+        vm: String,
+        /// `guestinfo.KEY` or `KEY`.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Read a guestinfo variable.
+    GetVar {
+        /// VM name.
+        vm: String,
+        /// `guestinfo.KEY` or `KEY`.
+        key: String,
+    },
+    /// Queue a TCLO command and wait for the guest's reply.
+    Tclo {
+        /// VM name.
+        vm: String,
+        /// The command text.
+        command: String,
+        /// How long to wait.
+        timeout_ms: Option<u64>,
+    },
+    /// Where a VM's backdoor socket is (for `hvsim exec`).
+    Backdoor {
+        /// VM name.
+        vm: String,
+    },
+}
+
+/// The VMs a control server answers for.
+pub type Inventory = Arc<BTreeMap<String, Arc<Vm>>>;
+
+fn full_key(key: &str) -> String {
+    if key.starts_with("guestinfo.") {
+        key.to_string()
+    } else {
+        format!("guestinfo.{key}")
+    }
+}
+
+fn find<'a>(inv: &'a Inventory, name: &str) -> Result<&'a Arc<Vm>, String> {
+    inv.get(name).ok_or_else(|| {
+        let names: Vec<&str> = inv.keys().map(String::as_str).collect();
+        format!("no VM named {name:?} (VMs: {})", names.join(", "))
+    })
+}
+
+/// Answer one request.
+pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
+    match req {
+        Request::List => Ok(Value::Array(
+            inv.values()
+                .map(|vm| {
+                    let v = vm::show_json(vm);
+                    json!({
+                        "name": v["name"],
+                        "uuid": v["uuid"],
+                        "power": v["power"],
+                        "tools": { "status": v["tools"]["status"], "version": v["tools"]["version"] },
+                        "guest": { "hostname": v["guest"]["hostname"] },
+                    })
+                })
+                .collect(),
+        )),
+        Request::Show { vm } => Ok(vm::show_json(find(inv, &vm)?)),
+        Request::SetVar { vm, key, value } => {
+            find(inv, &vm)?.set_var(&full_key(&key), value.as_bytes())?;
+            Ok(Value::Null)
+        }
+        Request::GetVar { vm, key } => {
+            let key = full_key(&key);
+            match find(inv, &vm)?.get_var(&key) {
+                Some(v) => Ok(Value::String(String::from_utf8_lossy(&v).into_owned())),
+                None => Err(format!("{key} is not set")),
+            }
+        }
+        Request::Tclo {
+            vm,
+            command,
+            timeout_ms,
+        } => {
+            let vm = find(inv, &vm)?;
+            let t = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TCLO_TIMEOUT_MS));
+            let reply = vm.tclo(command.as_bytes(), t)?;
+            Ok(Value::String(String::from_utf8_lossy(&reply).into_owned()))
+        }
+        Request::Backdoor { vm } => Ok(json!({
+            "socket": find(inv, &vm)?.info.backdoor_socket,
+        })),
+    }
+}
+
+/// Serve control connections until the process ends.
+pub fn spawn(inv: Inventory, listener: UnixListener) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let inv = inv.clone();
+                let _ = std::thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = serve_conn(&inv, conn) {
+                            log::debug!("control connection: {e}");
+                        }
+                    });
+            }
+        })?;
+    Ok(())
+}
+
+fn serve_conn(inv: &Inventory, conn: UnixStream) -> io::Result<()> {
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut r).take(MAX_REQUEST + 1).read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let answer = if line.len() as u64 > MAX_REQUEST {
+            json!({"ok": false, "error": format!("request exceeds {MAX_REQUEST} bytes")})
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(req) => match handle(inv, req) {
+                    Ok(v) => json!({"ok": true, "result": v}),
+                    Err(e) => json!({"ok": false, "error": e}),
+                },
+                Err(e) => json!({"ok": false, "error": format!("bad control request: {e}")}),
+            }
+        };
+        let mut out = serde_json::to_vec(&answer)?;
+        out.push(b'\n');
+        w.write_all(&out)?;
+        if line.len() as u64 > MAX_REQUEST {
+            return Ok(());
+        }
+    }
+}
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No server at the socket.
+    #[error("cannot reach hvsim at {path}: {source}; is `hvsim serve` running? (set HVSIM_CONTROL=PATH to name its control socket)")]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The connection broke.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The server said no.
+    #[error("{0}")]
+    Server(String),
+}
+
+/// The control socket a client should use: `HVSIM_CONTROL`, else the default.
+pub fn client_socket(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("HVSIM_CONTROL") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(crate::config::DEFAULT_CONTROL_SOCKET),
+    }
+}
+
+/// Send one request and return the result.
+pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
+    let io_err = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s = UnixStream::connect(path).map_err(|source| ControlError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut line = serde_json::to_vec(req).map_err(|e| io_err(e.into()))?;
+    line.push(b'\n');
+    s.write_all(&line).map_err(io_err)?;
+    let mut r = BufReader::new(s);
+    let mut answer = Vec::new();
+    r.read_until(b'\n', &mut answer).map_err(io_err)?;
+    let v: Value = serde_json::from_slice(&answer).map_err(|e| io_err(e.into()))?;
+    if v["ok"] == Value::Bool(true) {
+        Ok(v["result"].clone())
+    } else {
+        Err(ControlError::Server(
+            v["error"].as_str().unwrap_or("unknown error").to_string(),
+        ))
+    }
+}

@@ -1,0 +1,126 @@
+//! RPCI commands the simulated host answers (guest asks, host answers).
+//!
+//! Replies follow the VMX: "1 " + result on success, "0 " + reason on failure.
+
+use protocol::host::HostMessage;
+use protocol::rpc::{rpci_reply, split_command};
+
+use crate::vm::Sink;
+
+fn ok(body: &[u8]) -> HostMessage {
+    rpci_reply(true, body).into()
+}
+
+fn err(body: &str) -> HostMessage {
+    rpci_reply(false, body.as_bytes()).into()
+}
+
+/// Text of an argument, or an error reply.
+fn text(b: &[u8]) -> Result<&str, HostMessage> {
+    std::str::from_utf8(b).map_err(|_| err("Invalid arguments: not UTF-8"))
+}
+
+/// Answer one RPCI message.
+pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
+    let (name, args) = split_command(msg);
+    match name {
+        b"info-get" => info_get(s, args),
+        b"info-set" => info_set(s, args),
+        b"log" => {
+            log::info!(
+                "{}: guest log: {}",
+                s.name(),
+                String::from_utf8_lossy(args).trim_end_matches(['\0', '\n'])
+            );
+            ok(b"")
+        }
+        b"tools.set.version" => {
+            let v = String::from_utf8_lossy(args).trim().trim_end_matches('\0').to_string();
+            s.data().tools.version = Some(v);
+            ok(b"")
+        }
+        b"tools.set.versiontype" => {
+            let v = String::from_utf8_lossy(args).trim().trim_end_matches('\0').to_string();
+            s.data().tools.version_type = Some(v);
+            ok(b"")
+        }
+        b"vmx.capability.unified_loop" => {
+            let v = String::from_utf8_lossy(args).trim().trim_end_matches('\0').to_string();
+            s.data().tools.unified_loop = Some(v);
+            ok(b"")
+        }
+        b"tools.os.statechange.status" => state_change(s, args),
+        b"SetGuestInfo" => set_guest_info(s, args),
+        n if n.starts_with(b"tools.capability.") => {
+            let cap = String::from_utf8_lossy(&n["tools.capability.".len()..]).into_owned();
+            let v = String::from_utf8_lossy(args).trim_end_matches('\0').to_string();
+            let caps = &mut s.data().tools.capabilities;
+            if caps.len() < 256 || caps.contains_key(&cap) {
+                caps.insert(cap, v);
+            }
+            ok(b"")
+        }
+        _ => err("Unknown command"),
+    }
+}
+
+/// `info-get guestinfo.KEY`.
+fn info_get(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    let key = match text(args) {
+        Ok(k) => k.trim_end_matches('\0').trim(),
+        Err(e) => return e,
+    };
+    match s.data().vars.get(key) {
+        Some(v) => HostMessage::with_tail(b"1 ".to_vec(), v.clone()),
+        None => err("No value found"),
+    }
+}
+
+/// `info-set guestinfo.KEY VALUE`: the value is everything after the key's space.
+fn info_set(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    let Some(sp) = args.iter().position(|&b| b == b' ') else {
+        return err("Two and exactly two arguments expected");
+    };
+    let (key, value) = (&args[..sp], &args[sp + 1..]);
+    let key = match text(key) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    match s.set_var(key, value) {
+        Ok(()) => ok(b""),
+        Err(e) => err(&e),
+    }
+}
+
+/// `SetGuestInfo  N VALUE` (note the two spaces: the first separates the
+/// command, the second is part of the historical format).
+fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    let rest = args.strip_prefix(b" ").unwrap_or(args);
+    let (num, value) = match rest.iter().position(|&b| b == b' ') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &rest[rest.len()..]),
+    };
+    let key: u32 = match std::str::from_utf8(num).ok().and_then(|n| n.parse().ok()) {
+        Some(k) if (1..=64).contains(&k) => k,
+        _ => return err("Invalid key"),
+    };
+    s.data().guest.insert(key, value.to_vec());
+    ok(b"")
+}
+
+/// `tools.os.statechange.status <0|1> <state>`.
+fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    let a = String::from_utf8_lossy(args);
+    let mut it = a.trim_end_matches('\0').split_whitespace();
+    let (Some(st), Some(state)) = (it.next(), it.next()) else {
+        return err("Invalid arguments");
+    };
+    let okay = match st {
+        "1" => true,
+        "0" => false,
+        _ => return err("Invalid arguments"),
+    };
+    log::info!("{}: guest reports state change {state} {}", s.name(), if okay { "done" } else { "failed" });
+    s.data().tools.last_state_change = Some((okay, state.to_string()));
+    ok(b"")
+}

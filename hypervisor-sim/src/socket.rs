@@ -1,0 +1,166 @@
+//! The socket frontend: guest programs send register frames (protocol::frame)
+//! to a VM's backdoor socket, one connection per guest process.
+//!
+//! Threat table (the guest is untrusted):
+//!
+//! | guest sends                        | bound                                              |
+//! |------------------------------------|----------------------------------------------------|
+//! | garbage or unknown header          | refused with a reason, connection closed           |
+//! | HB out longer than a message       | refused before reading the bytes (64 KiB default)  |
+//! | HB in longer than the pending reply| status 0, nothing sent                             |
+//! | many connections                   | [`MAX_CONNECTIONS_PER_VM`], extra ones refused     |
+//! | many channels                      | the VM's channel limit (128 like real hosts)       |
+//! | vanishes mid-message               | its channels close; other guests never notice      |
+//!
+//! The VM lock is never held while writing to a guest, so a guest that stops
+//! reading stalls only itself.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use protocol::frame::{Op, Reply, Request, HEADER_LEN};
+use protocol::Regs;
+
+use crate::device::{self, Clock, DeviceFacts, SystemClock};
+use crate::vm::Vm;
+
+/// Concurrent guest connections per VM.
+pub const MAX_CONNECTIONS_PER_VM: usize = 1024;
+
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh owner token for channels opened by one guest connection or process.
+pub fn new_owner() -> u64 {
+    NEXT_OWNER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Serve `listener` for `vm` until the process ends.
+pub fn spawn(vm: Arc<Vm>, facts: DeviceFacts, listener: UnixListener) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name(format!("bd-{}", vm.info.name))
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let conn = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        log::warn!("{}: accept on backdoor socket: {e}", vm.info.name);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        continue;
+                    }
+                };
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS_PER_VM {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    let mut c = conn;
+                    let _ = refuse(&mut c, "too many guest connections to this VM");
+                    continue;
+                }
+                let vm = vm.clone();
+                let active = active.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("bd-{}-conn", vm.info.name))
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        let owner = new_owner();
+                        if let Err(e) = serve_conn(&vm, &facts, &SystemClock, conn, owner) {
+                            log::debug!("{}: guest connection ended: {e}", vm.info.name);
+                        }
+                        let n = vm.with_channels(|t, sink| t.close_owned_by(owner, sink));
+                        if n > 0 {
+                            log::debug!("{}: closed {n} channel(s) of a departed guest", vm.info.name);
+                        }
+                        active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    log::error!("cannot start a guest connection thread: {e}");
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn refuse(conn: &mut UnixStream, why: &str) -> io::Result<()> {
+    let h = Reply {
+        ok: false,
+        regs: Regs::default(),
+        len: why.len() as u32,
+    }
+    .encode();
+    write_all_vectored(conn, &mut [IoSlice::new(&h), IoSlice::new(why.as_bytes())])
+}
+
+/// Write every byte of `bufs` (std's `write_all_vectored` is unstable).
+pub fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Serve one guest connection until it closes or misbehaves.
+fn serve_conn(
+    vm: &Vm,
+    facts: &DeviceFacts,
+    clock: &dyn Clock,
+    mut conn: UnixStream,
+    owner: u64,
+) -> io::Result<()> {
+    let max_in = vm.limits.channels.max_in_size as u32;
+    let mut header = [0u8; HEADER_LEN];
+    let mut payload: Vec<u8> = Vec::new();
+    loop {
+        match conn.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let req = match Request::decode(&header, u32::MAX) {
+            Ok(r) if r.op == Op::HbOut && r.len > max_in => {
+                let why = format!("HB out of {} bytes exceeds the {max_in}-byte message limit", r.len);
+                log::warn!("{}: guest frame refused: {why}; closing its connection", vm.info.name);
+                return refuse(&mut conn, &why);
+            }
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("{}: malformed guest frame: {e}; closing its connection", vm.info.name);
+                return refuse(&mut conn, &e.to_string());
+            }
+        };
+        match req.op {
+            Op::In => {
+                let out = vm.with_channels(|t, sink| device::lb_call(facts, clock, t, sink, owner, req.regs));
+                let h = Reply { ok: true, regs: out, len: 0 }.encode();
+                conn.write_all(&h)?;
+            }
+            Op::HbOut => {
+                payload.resize(req.len as usize, 0);
+                conn.read_exact(&mut payload)?;
+                let out = vm.with_channels(|t, sink| device::hb_out(t, sink, req.regs, &payload));
+                let h = Reply { ok: true, regs: out, len: 0 }.encode();
+                conn.write_all(&h)?;
+            }
+            Op::HbIn => {
+                let (out, data) = vm.with_channels(|t, _| device::hb_in(t, req.regs, req.len as usize));
+                match data {
+                    Some(d) => {
+                        let (a, b) = d.slices();
+                        let h = Reply { ok: true, regs: out, len: d.len() as u32 }.encode();
+                        write_all_vectored(&mut conn, &mut [IoSlice::new(&h), IoSlice::new(a), IoSlice::new(b)])?;
+                    }
+                    None => {
+                        let h = Reply { ok: true, regs: out, len: 0 }.encode();
+                        conn.write_all(&h)?;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Persistent state: guest variables and the OVF environment of every VM, in
+//! SQLite (WAL journal, `synchronous = FULL`: a variable the guest was told is
+//! set survives `kill -9` and power loss).
+//!
+//! SQLite because it is one file, crash-safe by design, inspectable with the
+//! `sqlite3` shell, and fast enough: writes happen only on `info-set`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer hvsim.
+    #[error("state database {path} has schema version {found}; this hvsim knows up to {known}")]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// The state database.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Open (or create) `state.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("state.db");
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path,
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS guestinfo (
+                 vm      TEXT NOT NULL,
+                 key     TEXT NOT NULL,
+                 value   BLOB NOT NULL,
+                 updated INTEGER NOT NULL,
+                 PRIMARY KEY (vm, key)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 1;",
+        )
+        .map_err(err)?;
+        Ok(Store {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent:
+        // each statement is its own transaction.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every variable of `vm`.
+    pub fn vars(&self, vm: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT key, value FROM guestinfo WHERE vm = ?1 ORDER BY key")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![vm], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Set one variable; durable when this returns.
+    pub fn set_var(&self, vm: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO guestinfo (vm, key, value, updated) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (vm, key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+            )
+            .and_then(|mut st| st.execute(params![vm, key, value, now]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// An exclusive lock on a state directory, so two servers never share one.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Take the lock or say who holds it.
+    pub fn acquire(dir: &Path) -> Result<DirLock, String> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = dir.join("hvsim.lock");
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            return Err(format!(
+                "state dir {} is in use by another hvsim serve (pid {}); stop it or pick another --state-dir",
+                dir.display(),
+                pid.trim()
+            ));
+        }
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = write!(f, "{}", std::process::id());
+        Ok(DirLock { _file: f })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_get_survives_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        s.set_var("vm0", "guestinfo.a", b"1").unwrap();
+        s.set_var("vm0", "guestinfo.a", b"2").unwrap();
+        s.set_var("vm1", "guestinfo.b", b"\0bin").unwrap();
+        drop(s);
+        let s = Store::open(d.path()).unwrap();
+        assert_eq!(s.vars("vm0").unwrap(), vec![("guestinfo.a".into(), b"2".to_vec())]);
+        assert_eq!(s.vars("vm1").unwrap(), vec![("guestinfo.b".into(), b"\0bin".to_vec())]);
+    }
+
+    #[test]
+    fn second_lock_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let _a = DirLock::acquire(d.path()).unwrap();
+        let e = DirLock::acquire(d.path()).unwrap_err();
+        assert!(e.contains("in use by another hvsim serve"), "{e}");
+    }
+}

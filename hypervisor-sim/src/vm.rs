@@ -1,0 +1,364 @@
+//! The VM model: one VM's guest variables, what its guest reported, its TCLO
+//! queue and its message channels. Every frontend and host service reads and
+//! changes a VM through this.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use protocol::host::{ChannelRef, ChannelTable, HostLimits, HostMessage, MessageSink};
+use protocol::proto;
+
+use crate::rpci;
+use crate::store::Store;
+
+/// Facts about a VM that do not change while it runs.
+#[derive(Debug, Clone)]
+pub struct VmInfo {
+    /// Unique name.
+    pub name: String,
+    /// BIOS UUID.
+    pub uuid: [u8; 16],
+    /// Memory in MiB.
+    pub memory_mb: u32,
+    /// Where the socket frontend listens.
+    pub backdoor_socket: PathBuf,
+}
+
+/// Guest-facing limits of a VM.
+#[derive(Debug, Clone, Copy)]
+pub struct VmLimits {
+    /// Message channel limits.
+    pub channels: HostLimits,
+    /// Guest variables the VM may hold.
+    pub max_guest_vars: usize,
+}
+
+/// Power state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    /// Running.
+    On,
+    /// Off.
+    Off,
+}
+
+/// What the guest's tools told the host.
+#[derive(Debug, Clone, Default)]
+pub struct Tools {
+    /// `tools.set.version`.
+    pub version: Option<String>,
+    /// `tools.set.versiontype`.
+    pub version_type: Option<String>,
+    /// `tools.capability.*` name → arguments.
+    pub capabilities: BTreeMap<String, String>,
+    /// Last `tools.os.statechange.status`: success and state.
+    pub last_state_change: Option<(bool, String)>,
+    /// `vmx.capability.unified_loop` argument.
+    pub unified_loop: Option<String>,
+}
+
+/// The outcome of a queued TCLO command.
+pub type TcloResult = Result<Vec<u8>, String>;
+
+#[derive(Debug, Default)]
+struct Tclo {
+    queue: VecDeque<(u64, Vec<u8>)>,
+    /// Delivered, awaiting the guest's reply: ticket and channel.
+    in_flight: Option<(u64, u16)>,
+    done: BTreeMap<u64, TcloResult>,
+    next_ticket: u64,
+    last_poll: Option<Instant>,
+    open_channels: usize,
+}
+
+/// The mutable part of a VM, behind one lock.
+#[derive(Debug)]
+pub struct VmData {
+    /// guestinfo.* variables (values shared with replies, never copied).
+    pub vars: BTreeMap<String, Arc<[u8]>>,
+    /// Tools status.
+    pub tools: Tools,
+    /// Raw `SetGuestInfo` reports by key number.
+    pub guest: BTreeMap<u32, Vec<u8>>,
+    /// Power state.
+    pub power: Power,
+    tclo: Tclo,
+}
+
+/// Channels and data of a VM.
+#[derive(Debug)]
+pub struct VmState {
+    /// The message channel table.
+    pub channels: ChannelTable,
+    /// Everything else.
+    pub data: VmData,
+}
+
+/// A VM.
+#[derive(Debug)]
+pub struct Vm {
+    /// Fixed facts.
+    pub info: VmInfo,
+    /// Limits.
+    pub limits: VmLimits,
+    state: Mutex<VmState>,
+    tclo_cv: Condvar,
+    store: Arc<Store>,
+}
+
+/// A guest whose TCLO poll is older than this counts as not running
+/// (vmtoolsd polls at least every second, backing off to 100 ms when busy).
+const TOOLS_ALIVE: Duration = Duration::from_secs(5);
+
+impl Vm {
+    /// A VM with its variables loaded from `store`.
+    pub fn new(
+        info: VmInfo,
+        limits: VmLimits,
+        store: Arc<Store>,
+        seed: u64,
+    ) -> Result<Vm, crate::store::StoreError> {
+        let vars = store
+            .vars(&info.name)?
+            .into_iter()
+            .map(|(k, v)| (k, Arc::from(v)))
+            .collect();
+        Ok(Vm {
+            state: Mutex::new(VmState {
+                channels: ChannelTable::new(limits.channels, seed),
+                data: VmData {
+                    vars,
+                    tools: Tools::default(),
+                    guest: BTreeMap::new(),
+                    power: Power::On,
+                    tclo: Tclo::default(),
+                },
+            }),
+            info,
+            limits,
+            tclo_cv: Condvar::new(),
+            store,
+        })
+    }
+
+    /// Lock the VM's state. A panic elsewhere never makes the VM unusable.
+    pub fn lock(&self) -> MutexGuard<'_, VmState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` with the channel table and a sink wired to this VM.
+    pub fn with_channels<R>(&self, f: impl FnOnce(&mut ChannelTable, &mut dyn MessageSink) -> R) -> R {
+        let mut st = self.lock();
+        let VmState { channels, data } = &mut *st;
+        let mut sink = Sink { vm: self, data };
+        f(channels, &mut sink)
+    }
+
+    /// Set a guest variable from the host side (persisted first).
+    pub fn set_var(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let mut st = self.lock();
+        set_var(self, &mut st.data, key, value)
+    }
+
+    /// A guest variable.
+    pub fn get_var(&self, key: &str) -> Option<Arc<[u8]>> {
+        self.lock().data.vars.get(key).cloned()
+    }
+
+    /// True when a guest agent polls TCLO.
+    pub fn tools_running(&self) -> bool {
+        let st = self.lock();
+        tools_running(&st.data)
+    }
+
+    /// Queue a TCLO command and wait up to `timeout` for the guest's reply.
+    pub fn tclo(&self, command: &[u8], timeout: Duration) -> TcloResult {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        let t = &mut st.data.tclo;
+        let ticket = t.next_ticket;
+        t.next_ticket += 1;
+        t.queue.push_back((ticket, command.to_vec()));
+        loop {
+            if let Some(r) = st.data.tclo.done.remove(&ticket) {
+                return r;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let t = &mut st.data.tclo;
+                t.queue.retain(|(k, _)| *k != ticket);
+                let delivered = matches!(t.in_flight, Some((k, _)) if k == ticket);
+                if delivered {
+                    // The reply, when it comes, is dropped.
+                    t.in_flight = None;
+                }
+                let running = tools_running(&st.data);
+                return Err(if delivered {
+                    format!("the guest took the command but did not reply within {:.1} s", timeout.as_secs_f64())
+                } else if running {
+                    format!("the guest agent did not pick up the command within {:.1} s", timeout.as_secs_f64())
+                } else {
+                    format!(
+                        "no guest agent is polling TCLO on {} (tools not running); start vm-agent or vmtoolsd in the guest",
+                        self.info.name
+                    )
+                });
+            }
+            st = self
+                .tclo_cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn tools_running(d: &VmData) -> bool {
+    d.tclo.open_channels > 0 && d.tclo.last_poll.is_some_and(|t| t.elapsed() < TOOLS_ALIVE)
+}
+
+/// Validate, persist, then publish a guest variable.
+fn set_var(vm: &Vm, d: &mut VmData, key: &str, value: &[u8]) -> Result<(), String> {
+    if !key.starts_with("guestinfo.") || key.len() <= "guestinfo.".len() {
+        return Err(format!("key {key:?} is not a guestinfo.* variable"));
+    }
+    if !d.vars.contains_key(key) && d.vars.len() >= vm.limits.max_guest_vars {
+        return Err(format!(
+            "too many guest variables (limit {})",
+            vm.limits.max_guest_vars
+        ));
+    }
+    vm.store
+        .set_var(&vm.info.name, key, value)
+        .map_err(|e| {
+            log::error!("{}: {e}", vm.info.name);
+            "the host could not store the variable".to_string()
+        })?;
+    d.vars.insert(key.to_string(), Arc::from(value));
+    Ok(())
+}
+
+/// The VM as a [`MessageSink`]: RPCI goes to [`rpci::handle`], TCLO to the queue.
+#[derive(Debug)]
+pub struct Sink<'a> {
+    vm: &'a Vm,
+    data: &'a mut VmData,
+}
+
+impl Sink<'_> {
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.vm.info.name
+    }
+
+    /// Mutable VM data.
+    pub fn data(&mut self) -> &mut VmData {
+        self.data
+    }
+
+    /// Set a guest variable (persisted).
+    pub fn set_var(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        set_var(self.vm, self.data, key, value)
+    }
+
+    fn tclo_message(&mut self, chan: ChannelRef, msg: &[u8]) -> HostMessage {
+        let t = &mut self.data.tclo;
+        t.last_poll = Some(Instant::now());
+        if let Some((ticket, id)) = t.in_flight {
+            if id == chan.id {
+                t.in_flight = None;
+                t.done.insert(ticket, Ok(msg.to_vec()));
+                self.vm.tclo_cv.notify_all();
+            }
+        } else if !msg.is_empty() {
+            log::debug!("{}: TCLO reply with no command outstanding: {:?}", self.vm.info.name, String::from_utf8_lossy(msg));
+        }
+        if t.in_flight.is_none() {
+            if let Some((ticket, cmd)) = t.queue.pop_front() {
+                t.in_flight = Some((ticket, chan.id));
+                return HostMessage::from(cmd);
+            }
+        }
+        HostMessage::default()
+    }
+}
+
+impl MessageSink for Sink<'_> {
+    fn message(&mut self, chan: ChannelRef, msg: &[u8]) -> HostMessage {
+        match chan.proto {
+            proto::TCLO => self.tclo_message(chan, msg),
+            _ => rpci::handle(self, msg),
+        }
+    }
+
+    fn opened(&mut self, chan: ChannelRef) {
+        if chan.proto == proto::TCLO {
+            self.data.tclo.open_channels += 1;
+        }
+    }
+
+    fn closed(&mut self, chan: ChannelRef) {
+        if chan.proto != proto::TCLO {
+            return;
+        }
+        let t = &mut self.data.tclo;
+        t.open_channels = t.open_channels.saturating_sub(1);
+        if let Some((ticket, id)) = t.in_flight {
+            if id == chan.id {
+                t.in_flight = None;
+                t.done.insert(
+                    ticket,
+                    Err("the guest closed its TCLO channel before replying".into()),
+                );
+                self.vm.tclo_cv.notify_all();
+            }
+        }
+    }
+}
+
+/// A snapshot of a VM for `hvsim vm show` (the contract's fields).
+pub fn show_json(vm: &Vm) -> serde_json::Value {
+    use protocol::guestinfo_key as k;
+    let st = vm.lock();
+    let d = &st.data;
+    let text = |key: u32| {
+        d.guest
+            .get(&key)
+            .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+    };
+    let vars: serde_json::Map<String, serde_json::Value> = d
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned().into()))
+        .collect();
+    let raw: serde_json::Map<String, serde_json::Value> = d
+        .guest
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned().into()))
+        .collect();
+    serde_json::json!({
+        "name": vm.info.name,
+        "uuid": crate::config::format_uuid(&vm.info.uuid),
+        "power": match d.power { Power::On => "on", Power::Off => "off" },
+        "tools": {
+            "status": if tools_running(d) { "running" } else { "not-running" },
+            "version": d.tools.version,
+            "version_type": d.tools.version_type,
+            "capabilities": d.tools.capabilities,
+            "last_state_change": d.tools.last_state_change.as_ref().map(|(ok, s)| serde_json::json!({"ok": ok, "state": s})),
+        },
+        "guest": {
+            "hostname": text(k::DNS_NAME),
+            "os_name": text(k::OS_NAME),
+            "os_full_name": text(k::OS_NAME_FULL),
+            "nics": [],
+            "raw": raw,
+        },
+        "guestinfo": vars,
+        "backdoor_socket": vm.info.backdoor_socket,
+        "channels": st.channels.open_count(),
+        "memory_mb": vm.info.memory_mb,
+    })
+}

@@ -1,0 +1,115 @@
+//! `hvsim vm ...` against a running simulator, and TCLO through the queue.
+
+use std::time::Duration;
+
+use agent::transport::unix::UnixBackdoor;
+use e2e_tests::{stderr, stdout, Sim};
+use protocol::guest::GuestChannel;
+use protocol::proto;
+
+#[test]
+fn list_and_show_have_the_contract_fields() {
+    let sim = Sim::with_config(
+        "[[vm]]\nname = \"web\"\nuuid = \"564d0000-1111-2222-3333-444455556666\"\nguestinfo = { \"guestinfo.metadata\" = \"m\" }\n[[vm]]\nname = \"db\"\n",
+    );
+    let o = sim.rpctool("web", &["SetGuestInfo  1 web-01"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sim.rpctool("web", &["SetGuestInfo  6 debian12-64"]);
+    sim.rpctool("web", &["SetGuestInfo  5 Debian GNU/Linux 12 (bookworm)"]);
+    sim.rpctool("web", &["tools.set.version 12416"]);
+
+    let o = sim.hvsim(&["vm", "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["db", "web"]);
+    let o = sim.hvsim(&["vm", "list"]);
+    assert!(stdout(&o).contains("web-01"), "{}", stdout(&o));
+
+    let v = sim.show("web");
+    assert_eq!(v["name"], "web");
+    assert_eq!(v["uuid"], "564d0000-1111-2222-3333-444455556666");
+    assert_eq!(v["power"], "on");
+    assert_eq!(v["tools"]["status"], "not-running");
+    assert_eq!(v["tools"]["version"], "12416");
+    assert_eq!(v["guest"]["hostname"], "web-01");
+    assert_eq!(v["guest"]["os_name"], "debian12-64");
+    assert_eq!(v["guest"]["os_full_name"], "Debian GNU/Linux 12 (bookworm)");
+    assert!(v["guest"]["nics"].is_array());
+    assert_eq!(v["guestinfo"]["guestinfo.metadata"], "m");
+
+    let o = sim.hvsim(&["vm", "show", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no VM named \"nope\""), "{}", stderr(&o));
+}
+
+#[test]
+fn set_var_reaches_the_guest() {
+    let sim = Sim::start();
+    let o = sim.hvsim(&["vm", "set-var", "vm0", "guestinfo.userdata", "#cloud-config"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&sim.rpctool("vm0", &["info-get guestinfo.userdata"])), "#cloud-config\n");
+    let o = sim.hvsim(&["vm", "get-var", "vm0", "userdata"]);
+    assert_eq!(stdout(&o), "#cloud-config\n");
+}
+
+#[test]
+fn control_client_without_server_says_how_to_fix() {
+    let o = std::process::Command::new(e2e_tests::bin("hvsim"))
+        .args(["vm", "list"])
+        .env("HVSIM_CONTROL", "/nonexistent/control.sock")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is `hvsim serve` running?"), "{}", stderr(&o));
+}
+
+#[test]
+fn tclo_without_agent_fails_fast_and_clearly() {
+    let sim = Sim::start();
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "ping", "--timeout", "0.5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no guest agent is polling TCLO"), "{}", stderr(&o));
+}
+
+/// A minimal TCLO poller in the test plays the guest agent: the command
+/// reaches it and its reply reaches `hvsim vm tclo`.
+#[test]
+fn tclo_command_reaches_the_guest_and_the_reply_comes_back() {
+    let sim = Sim::start();
+    let sock = sim.socket("vm0");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guest = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let bd = UnixBackdoor::connect(&sock).unwrap();
+            let mut ch = GuestChannel::open(bd, proto::TCLO).unwrap();
+            let mut reply: Vec<u8> = Vec::new();
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let cmd = ch.call(&reply).unwrap().to_vec();
+                reply = match cmd.as_slice() {
+                    b"" => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        Vec::new()
+                    }
+                    b"ping" => b"OK ".to_vec(),
+                    _ => b"ERROR Unknown Command".to_vec(),
+                };
+                if !cmd.is_empty() {
+                    seen.push(String::from_utf8_lossy(&cmd).into_owned());
+                }
+            }
+            seen
+        })
+    };
+    sim.eventually("tools running", || sim.show("vm0")["tools"]["status"] == "running");
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "ping", "--timeout", "10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "OK \n");
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "Frobnicate", "--timeout", "10"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "ERROR Unknown Command\n");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(guest.join().unwrap(), ["ping", "Frobnicate"]);
+}
