@@ -67,13 +67,19 @@ mod tests {
         assert_eq!(describe_raw(b"VMwareVMware"), VMWARE_SIGNATURE);
         assert_eq!(describe_raw(b"KVMKVMKVM\0\0\0"), "KVMKVMKVM");
         assert_eq!(describe_raw(b"Microsoft Hv"), "Microsoft Hv");
-        assert_eq!(describe_raw(b"ab\0\x01\"\0\0\0\0\0\0\0"), "ab\\x00\\x01\\\"");
+        assert_eq!(
+            describe_raw(b"ab\0\x01\"\0\0\0\0\0\0\0"),
+            "ab\\x00\\x01\\\""
+        );
         assert_eq!(describe_raw(&[0; 12]), "");
     }
 
     #[test]
     fn reading_cpuid_never_fails() {
         // Whatever this machine is, the answer is consistent.
-        assert_eq!(is_vmware(), hypervisor_signature().as_deref() == Some(VMWARE_SIGNATURE));
+        assert_eq!(
+            is_vmware(),
+            hypervisor_signature().as_deref() == Some(VMWARE_SIGNATURE)
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! * [`cpuid`]: the CPUID hypervisor signature that policy relies on.
 //! * [`rpci`]: RPCI messages over a GuestRPC channel ("1 ..." / "0 ..." answers).
 
+#![warn(missing_docs)]
+
 pub mod cpuid;
 pub mod rpci;
 pub mod transport;

@@ -7,8 +7,8 @@
 use std::fmt;
 
 use protocol::guest::{Backdoor, ChannelError, GuestChannel};
-use protocol::rpc::{self, FramingError};
 use protocol::proto;
+use protocol::rpc::{self, FramingError};
 
 pub use protocol::guest::RpciReply;
 
@@ -44,7 +44,10 @@ impl RpciError {
     /// later messages on it would fail the same way.
     pub fn is_transport(&self) -> bool {
         match self {
-            RpciError::Open(e) | RpciError::Send(e) | RpciError::Receive(e) | RpciError::Close(e) => {
+            RpciError::Open(e)
+            | RpciError::Send(e)
+            | RpciError::Receive(e)
+            | RpciError::Close(e) => {
                 matches!(e, ChannelError::Transport(_))
             }
             RpciError::Format { .. } => false,
@@ -112,5 +115,93 @@ impl Rpci {
     /// Close the channel (dropping it also closes it, ignoring errors).
     pub fn close(self) -> Result<(), RpciError> {
         self.channel.close().map_err(RpciError::Close)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::host::HostLimits;
+
+    use super::*;
+    use crate::test_host::{serve_host, spawn, Server};
+    use crate::transport::UnixBackdoor;
+
+    /// A host answering "info-get KEY" with "1 value of KEY", a long value for
+    /// "big", garbage for "garbage", and "0 Unknown command" otherwise.
+    fn host(limits: HostLimits) -> Server {
+        spawn(move |s| {
+            serve_host(s, limits, |msg| {
+                if let Some(key) = msg.strip_prefix(b"info-get ") {
+                    [b"1 value of ", key].concat()
+                } else if msg == b"big" {
+                    let mut v = b"1 ".to_vec();
+                    v.extend((0..100_000u32).map(|i| b'a' + (i % 26) as u8));
+                    v
+                } else if msg == b"garbage" {
+                    b"\x01what".to_vec()
+                } else {
+                    b"0 Unknown command".to_vec()
+                }
+            })
+        })
+    }
+
+    fn open(server: &Server) -> Rpci {
+        Rpci::open(Box::new(UnixBackdoor::connect(&server.path).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn answers_over_both_bandwidths() {
+        for (host_hb, guest_hb) in [(true, true), (true, false), (false, true)] {
+            let server = host(HostLimits {
+                high_bandwidth: host_hb,
+                ..HostLimits::default()
+            });
+            let mut rpci = open(&server);
+            rpci.set_high_bandwidth(guest_hb);
+            let reply = rpci.send(b"info-get guestinfo.x").unwrap();
+            assert_eq!(
+                reply,
+                RpciReply {
+                    ok: true,
+                    body: b"value of guestinfo.x".to_vec()
+                }
+            );
+            let reply = rpci.send(b"frob").unwrap();
+            assert!(!reply.ok);
+            assert_eq!(reply.body, b"Unknown command");
+            let reply = rpci.send_borrowed(b"big").unwrap();
+            assert!(reply.ok);
+            assert_eq!(reply.body.len(), 100_000);
+            assert_eq!(&reply.body[..3], b"abc");
+            rpci.close().unwrap();
+            server.join();
+        }
+    }
+
+    #[test]
+    fn malformed_answer() {
+        let server = host(HostLimits::default());
+        let mut rpci = open(&server);
+        let err = rpci.send(b"garbage").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid format for the result of the RPCI command: \"\\x01what\""
+        );
+        assert!(!err.is_transport());
+        // The channel is still fine.
+        assert!(rpci.send(b"info-get a").unwrap().ok);
+        drop(rpci);
+        server.join();
+    }
+
+    #[test]
+    fn lost_transport() {
+        let server = spawn(drop);
+        let backdoor = Box::new(UnixBackdoor::connect(&server.path).unwrap());
+        server.join();
+        let err = Rpci::open(backdoor).unwrap_err();
+        assert_eq!(err.to_string(), "unable to open the communication channel");
+        assert!(err.is_transport());
     }
 }

@@ -380,8 +380,14 @@ password = "password"
 role = "Administrator"
 "#;
         let c = Config::parse(text, Path::new("/etc/hvsim/hvsim.toml")).unwrap();
-        assert_eq!(c.resolve(c.vm[0].ovf_env.as_deref().unwrap()), Path::new("/etc/hvsim/ovf-env.xml"));
-        assert_eq!(format_uuid(&parse_uuid(c.vm[0].uuid.as_deref().unwrap()).unwrap()), "564d1234-5678-9abc-def0-123456789abc");
+        assert_eq!(
+            c.resolve(c.vm[0].ovf_env.as_deref().unwrap()),
+            Path::new("/etc/hvsim/ovf-env.xml")
+        );
+        assert_eq!(
+            format_uuid(&parse_uuid(c.vm[0].uuid.as_deref().unwrap()).unwrap()),
+            "564d1234-5678-9abc-def0-123456789abc"
+        );
     }
 
     #[test]
@@ -390,9 +396,17 @@ role = "Administrator"
         assert!(e.to_string().contains("nmae"), "{e}");
         let e = Config::parse("[[vm]]\nname = \"a/b\"\n", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("must be 1-64"), "{e}");
-        let e = Config::parse("[[vm]]\nname = \"a\"\n[[vm]]\nname = \"a\"\n", Path::new("c.toml")).unwrap_err();
+        let e = Config::parse(
+            "[[vm]]\nname = \"a\"\n[[vm]]\nname = \"a\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
-        let e = Config::parse("[[vm]]\nname = \"a\"\nuuid = \"nope\"\n", Path::new("c.toml")).unwrap_err();
+        let e = Config::parse(
+            "[[vm]]\nname = \"a\"\nuuid = \"nope\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("uuid"), "{e}");
     }
 

@@ -151,7 +151,9 @@ fn serve_conn(inv: &Inventory, conn: UnixStream) -> io::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut r).take(MAX_REQUEST + 1).read_until(b'\n', &mut line)?;
+        let n = (&mut r)
+            .take(MAX_REQUEST + 1)
+            .read_until(b'\n', &mut line)?;
         if n == 0 {
             return Ok(());
         }

@@ -84,7 +84,10 @@ guestinfo = { "guestinfo.metadata" = "eyJpbnN0YW5jZS1pZCI6ICJkZW1vIn0=", "guesti
         backdoor: backdoor.clone(),
     };
 
-    println!("hvsim demo: a simulated VMware host with one VM, vm0, in {}\n", dir.display());
+    println!(
+        "hvsim demo: a simulated VMware host with one VM, vm0, in {}\n",
+        dir.display()
+    );
     println!("The guest side is vm-rpctool, talking GuestRPC over the VMware backdoor protocol");
     println!("(here carried over the VM's backdoor socket: VM_BACKDOOR={backdoor}).\n");
 
@@ -113,7 +116,8 @@ guestinfo = { "guestinfo.metadata" = "eyJpbnN0YW5jZS1pZCI6ICJkZW1vIn0=", "guesti
     }
     println!("{}", serde_json::to_string_pretty(&shown)?);
 
-    let wait = wait.unwrap_or_else(|| std::io::stdin().is_terminal() && std::io::stdout().is_terminal());
+    let wait =
+        wait.unwrap_or_else(|| std::io::stdin().is_terminal() && std::io::stdout().is_terminal());
     println!("\nPoke it further, from another terminal:");
     println!("  export HVSIM_CONTROL={}", server.control_socket.display());
     println!("  hvsim vm list");

@@ -70,7 +70,9 @@ pub fn lb_call(
             out.ebx = BDOOR_MAGIC;
         }
         cmd::GETUUID => {
-            let w = |i: usize| u32::from_le_bytes(facts.uuid[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
+            let w = |i: usize| {
+                u32::from_le_bytes(facts.uuid[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]))
+            };
             out.eax = w(0);
             out.ebx = w(1);
             out.ecx = w(2);
@@ -112,7 +114,12 @@ pub fn hb_in(channels: &mut ChannelTable, regs: Regs, count: usize) -> (Regs, Op
 }
 
 /// Handle `rep outsb` of `data` on the HB port.
-pub fn hb_out(channels: &mut ChannelTable, sink: &mut dyn MessageSink, regs: Regs, data: &[u8]) -> Regs {
+pub fn hb_out(
+    channels: &mut ChannelTable,
+    sink: &mut dyn MessageSink,
+    regs: Regs,
+    data: &[u8],
+) -> Regs {
     if regs.eax != BDOOR_MAGIC || lo(regs.edx) != protocol::BDOORHB_PORT {
         let mut out = regs;
         out.eax = BDOOR_UNKNOWN;
@@ -145,7 +152,14 @@ mod tests {
 
     fn call(cmd: u16) -> Regs {
         let mut t = ChannelTable::new(HostLimits::default(), 1);
-        lb_call(&facts(), &Fixed, &mut t, &mut NullSink, 1, Regs::command(cmd, 0))
+        lb_call(
+            &facts(),
+            &Fixed,
+            &mut t,
+            &mut NullSink,
+            1,
+            Regs::command(cmd, 0),
+        )
     }
 
     #[test]
@@ -157,13 +171,19 @@ mod tests {
     #[test]
     fn getuuid_bytes_in_order() {
         let r = call(cmd::GETUUID);
-        assert_eq!((r.eax, r.ebx, r.ecx, r.edx), (0x3412_4d56, 0xbc9a_7856, 0x3412_f0de, 0xbc9a_7856));
+        assert_eq!(
+            (r.eax, r.ebx, r.ecx, r.edx),
+            (0x3412_4d56, 0xbc9a_7856, 0x3412_f0de, 0xbc9a_7856)
+        );
     }
 
     #[test]
     fn gettimefull_with_lag() {
         let r = call(cmd::GETTIMEFULL_WITH_LAG);
-        assert_eq!((r.eax, r.esi, r.edx, r.ebx, r.edi), (BDOOR_MAGIC, 1, 0x2345_6789, 42, 0));
+        assert_eq!(
+            (r.eax, r.esi, r.edx, r.ebx, r.edi),
+            (BDOOR_MAGIC, 1, 0x2345_6789, 42, 0)
+        );
         assert_eq!(call(cmd::GETMEMSIZE).eax, 2048);
         let hz = call(cmd::GETHZ);
         assert_eq!((hz.ebx as u64) << 32 | hz.eax as u64, 2_400_000_000);
@@ -177,6 +197,9 @@ mod tests {
         let mut t = ChannelTable::new(HostLimits::default(), 1);
         let mut bad = Regs::command(cmd::GETVERSION, 0);
         bad.eax = 0x1234;
-        assert_eq!(lb_call(&facts(), &Fixed, &mut t, &mut NullSink, 1, bad).eax, BDOOR_UNKNOWN);
+        assert_eq!(
+            lb_call(&facts(), &Fixed, &mut t, &mut NullSink, 1, bad).eax,
+            BDOOR_UNKNOWN
+        );
     }
 }

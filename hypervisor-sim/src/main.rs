@@ -122,7 +122,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Demo { wait, no_wait } => {
             serve::block_signals();
-            let w = if wait { Some(true) } else if no_wait { Some(false) } else { None };
+            let w = if wait {
+                Some(true)
+            } else if no_wait {
+                Some(false)
+            } else {
+                None
+            };
             demo::run(w)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -135,7 +141,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if json {
                         println!("{}", serde_json::to_string_pretty(&v)?);
                     } else {
-                        println!("{:<16} {:<5} {:<12} {:<24} UUID", "NAME", "POWER", "TOOLS", "HOSTNAME");
+                        println!(
+                            "{:<16} {:<5} {:<12} {:<24} UUID",
+                            "NAME", "POWER", "TOOLS", "HOSTNAME"
+                        );
                         for vm in v.as_array().into_iter().flatten() {
                             println!(
                                 "{:<16} {:<5} {:<12} {:<24} {}",
@@ -163,9 +172,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let v = call(json!({"op": "get-var", "vm": name, "key": key}))?;
                     println!("{}", s(&v));
                 }
-                VmCmd::Tclo { name, command, timeout } => {
+                VmCmd::Tclo {
+                    name,
+                    command,
+                    timeout,
+                } => {
                     let ms = (timeout.max(0.0) * 1000.0) as u64;
-                    let v = call(json!({"op": "tclo", "vm": name, "command": command, "timeout_ms": ms}))?;
+                    let v = call(
+                        json!({"op": "tclo", "vm": name, "command": command, "timeout_ms": ms}),
+                    )?;
                     let reply = s(&v);
                     println!("{reply}");
                     if !reply.starts_with("OK") {
@@ -190,9 +205,17 @@ fn print_show(v: &Value) {
     println!("name:          {}", s(&v["name"]));
     println!("uuid:          {}", s(&v["uuid"]));
     println!("power:         {}", s(&v["power"]));
-    println!("tools:         {} (version {})", s(&v["tools"]["status"]), s(&v["tools"]["version"]));
+    println!(
+        "tools:         {} (version {})",
+        s(&v["tools"]["status"]),
+        s(&v["tools"]["version"])
+    );
     println!("hostname:      {}", s(&v["guest"]["hostname"]));
-    println!("os:            {} ({})", s(&v["guest"]["os_full_name"]), s(&v["guest"]["os_name"]));
+    println!(
+        "os:            {} ({})",
+        s(&v["guest"]["os_full_name"]),
+        s(&v["guest"]["os_name"])
+    );
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");
@@ -200,7 +223,11 @@ fn print_show(v: &Value) {
         for (k, val) in m {
             let text = s(val);
             let short: String = text.chars().take(60).collect();
-            let more = if text.chars().count() > 60 { format!("... ({} bytes)", text.len()) } else { String::new() };
+            let more = if text.chars().count() > 60 {
+                format!("... ({} bytes)", text.len())
+            } else {
+                String::new()
+            };
             println!("  {k} = {}{more}", short.replace('\n', "\\n"));
         }
     }

@@ -35,17 +35,26 @@ pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
             ok(b"")
         }
         b"tools.set.version" => {
-            let v = String::from_utf8_lossy(args).trim().trim_end_matches('\0').to_string();
+            let v = String::from_utf8_lossy(args)
+                .trim()
+                .trim_end_matches('\0')
+                .to_string();
             s.data().tools.version = Some(v);
             ok(b"")
         }
         b"tools.set.versiontype" => {
-            let v = String::from_utf8_lossy(args).trim().trim_end_matches('\0').to_string();
+            let v = String::from_utf8_lossy(args)
+                .trim()
+                .trim_end_matches('\0')
+                .to_string();
             s.data().tools.version_type = Some(v);
             ok(b"")
         }
         b"vmx.capability.unified_loop" => {
-            let v = String::from_utf8_lossy(args).trim().trim_end_matches('\0').to_string();
+            let v = String::from_utf8_lossy(args)
+                .trim()
+                .trim_end_matches('\0')
+                .to_string();
             s.data().tools.unified_loop = Some(v);
             ok(b"")
         }
@@ -53,7 +62,9 @@ pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
         b"SetGuestInfo" => set_guest_info(s, args),
         n if n.starts_with(b"tools.capability.") => {
             let cap = String::from_utf8_lossy(&n["tools.capability.".len()..]).into_owned();
-            let v = String::from_utf8_lossy(args).trim_end_matches('\0').to_string();
+            let v = String::from_utf8_lossy(args)
+                .trim_end_matches('\0')
+                .to_string();
             let caps = &mut s.data().tools.capabilities;
             if caps.len() < 256 || caps.contains_key(&cap) {
                 caps.insert(cap, v);
@@ -120,7 +131,11 @@ fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
         "0" => false,
         _ => return err("Invalid arguments"),
     };
-    log::info!("{}: guest reports state change {state} {}", s.name(), if okay { "done" } else { "failed" });
+    log::info!(
+        "{}: guest reports state change {state} {}",
+        s.name(),
+        if okay { "done" } else { "failed" }
+    );
     s.data().tools.last_state_change = Some((okay, state.to_string()));
     ok(b"")
 }

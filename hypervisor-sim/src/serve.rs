@@ -96,8 +96,12 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         .map(Path::to_path_buf)
         .or_else(|| cfg.state_dir.as_ref().map(|p| cfg.resolve(p)))
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_STATE_DIR));
-    std::fs::create_dir_all(&state_dir)
-        .with_context(|| format!("cannot create state dir {} (use --state-dir DIR)", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir).with_context(|| {
+        format!(
+            "cannot create state dir {} (use --state-dir DIR)",
+            state_dir.display()
+        )
+    })?;
     let state_dir = std::fs::canonicalize(&state_dir)?;
     let lock = DirLock::acquire(&state_dir).map_err(anyhow::Error::msg)?;
     let store = Arc::new(Store::open(&state_dir)?);
@@ -106,7 +110,11 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         .control_socket
         .as_ref()
         .map(|p| cfg.resolve(p))
-        .or_else(|| std::env::var_os("HVSIM_CONTROL").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("HVSIM_CONTROL")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONTROL_SOCKET));
 
     let limits = VmLimits {
@@ -141,10 +149,15 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         if let Some(ovf) = &vc.ovf_env {
             let path = cfg.resolve(ovf);
             let text = std::fs::read(&path).with_context(|| {
-                format!("vm {}: cannot read ovf_env file {}", vc.name, path.display())
+                format!(
+                    "vm {}: cannot read ovf_env file {}",
+                    vc.name,
+                    path.display()
+                )
             })?;
             if vm.get_var("guestinfo.ovfEnv").as_deref() != Some(&text[..]) {
-                vm.set_var("guestinfo.ovfEnv", &text).map_err(anyhow::Error::msg)?;
+                vm.set_var("guestinfo.ovfEnv", &text)
+                    .map_err(anyhow::Error::msg)?;
             }
         }
         for (k, v) in &vc.guestinfo {
@@ -159,7 +172,11 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             tsc_hz: mhz as u64 * 1_000_000,
             build: BUILD_NUMBER,
         };
-        listeners.push((vm.clone(), facts, bind(&backdoor_socket, "backdoor socket")?));
+        listeners.push((
+            vm.clone(),
+            facts,
+            bind(&backdoor_socket, "backdoor socket")?,
+        ));
         sockets.push(backdoor_socket);
         vms.insert(vc.name.clone(), vm);
     }
@@ -167,7 +184,11 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     sockets.push(control_socket.clone());
     let inv: control::Inventory = Arc::new(vms);
     for (vm, facts, l) in listeners {
-        log::info!("{}: backdoor socket {}", vm.info.name, vm.info.backdoor_socket.display());
+        log::info!(
+            "{}: backdoor socket {}",
+            vm.info.name,
+            vm.info.backdoor_socket.display()
+        );
         socket::spawn(vm, facts, l)?;
     }
     control::spawn(inv.clone(), control_listener)?;

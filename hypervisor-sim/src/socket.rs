@@ -69,7 +69,10 @@ pub fn spawn(vm: Arc<Vm>, facts: DeviceFacts, listener: UnixListener) -> io::Res
                         }
                         let n = vm.with_channels(|t, sink| t.close_owned_by(owner, sink));
                         if n > 0 {
-                            log::debug!("{}: closed {n} channel(s) of a departed guest", vm.info.name);
+                            log::debug!(
+                                "{}: closed {n} channel(s) of a departed guest",
+                                vm.info.name
+                            );
                         }
                         active.fetch_sub(1, Ordering::AcqRel);
                     });
@@ -124,39 +127,74 @@ fn serve_conn(
         }
         let req = match Request::decode(&header, u32::MAX) {
             Ok(r) if r.op == Op::HbOut && r.len > max_in => {
-                let why = format!("HB out of {} bytes exceeds the {max_in}-byte message limit", r.len);
-                log::warn!("{}: guest frame refused: {why}; closing its connection", vm.info.name);
+                let why = format!(
+                    "HB out of {} bytes exceeds the {max_in}-byte message limit",
+                    r.len
+                );
+                log::warn!(
+                    "{}: guest frame refused: {why}; closing its connection",
+                    vm.info.name
+                );
                 return refuse(&mut conn, &why);
             }
             Ok(r) => r,
             Err(e) => {
-                log::warn!("{}: malformed guest frame: {e}; closing its connection", vm.info.name);
+                log::warn!(
+                    "{}: malformed guest frame: {e}; closing its connection",
+                    vm.info.name
+                );
                 return refuse(&mut conn, &e.to_string());
             }
         };
         match req.op {
             Op::In => {
-                let out = vm.with_channels(|t, sink| device::lb_call(facts, clock, t, sink, owner, req.regs));
-                let h = Reply { ok: true, regs: out, len: 0 }.encode();
+                let out = vm.with_channels(|t, sink| {
+                    device::lb_call(facts, clock, t, sink, owner, req.regs)
+                });
+                let h = Reply {
+                    ok: true,
+                    regs: out,
+                    len: 0,
+                }
+                .encode();
                 conn.write_all(&h)?;
             }
             Op::HbOut => {
                 payload.resize(req.len as usize, 0);
                 conn.read_exact(&mut payload)?;
                 let out = vm.with_channels(|t, sink| device::hb_out(t, sink, req.regs, &payload));
-                let h = Reply { ok: true, regs: out, len: 0 }.encode();
+                let h = Reply {
+                    ok: true,
+                    regs: out,
+                    len: 0,
+                }
+                .encode();
                 conn.write_all(&h)?;
             }
             Op::HbIn => {
-                let (out, data) = vm.with_channels(|t, _| device::hb_in(t, req.regs, req.len as usize));
+                let (out, data) =
+                    vm.with_channels(|t, _| device::hb_in(t, req.regs, req.len as usize));
                 match data {
                     Some(d) => {
                         let (a, b) = d.slices();
-                        let h = Reply { ok: true, regs: out, len: d.len() as u32 }.encode();
-                        write_all_vectored(&mut conn, &mut [IoSlice::new(&h), IoSlice::new(a), IoSlice::new(b)])?;
+                        let h = Reply {
+                            ok: true,
+                            regs: out,
+                            len: d.len() as u32,
+                        }
+                        .encode();
+                        write_all_vectored(
+                            &mut conn,
+                            &mut [IoSlice::new(&h), IoSlice::new(a), IoSlice::new(b)],
+                        )?;
                     }
                     None => {
-                        let h = Reply { ok: true, regs: out, len: 0 }.encode();
+                        let h = Reply {
+                            ok: true,
+                            regs: out,
+                            len: 0,
+                        }
+                        .encode();
                         conn.write_all(&h)?;
                     }
                 }

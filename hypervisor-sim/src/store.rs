@@ -35,6 +35,15 @@ pub enum StoreError {
 
 const SCHEMA_VERSION: i64 = 1;
 
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS guestinfo (
+         vm      TEXT NOT NULL,
+         key     TEXT NOT NULL,
+         value   BLOB NOT NULL,
+         updated INTEGER NOT NULL,
+         PRIMARY KEY (vm, key)
+     ) WITHOUT ROWID;
+     PRAGMA user_version = 1;";
+
 /// The state database.
 #[derive(Debug)]
 pub struct Store {
@@ -53,8 +62,10 @@ impl Store {
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
@@ -65,21 +76,26 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS guestinfo (
-                 vm      TEXT NOT NULL,
-                 key     TEXT NOT NULL,
-                 value   BLOB NOT NULL,
-                 updated INTEGER NOT NULL,
-                 PRIMARY KEY (vm, key)
-             ) WITHOUT ROWID;
-             PRAGMA user_version = 1;",
-        )
-        .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
         })
+    }
+
+    /// A store that lives in memory only (fuzzing, unit tests).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let s = Store {
+            path,
+            conn: Mutex::new(conn),
+        };
+        s.conn().execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        Ok(s)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -173,8 +189,14 @@ mod tests {
         s.set_var("vm1", "guestinfo.b", b"\0bin").unwrap();
         drop(s);
         let s = Store::open(d.path()).unwrap();
-        assert_eq!(s.vars("vm0").unwrap(), vec![("guestinfo.a".into(), b"2".to_vec())]);
-        assert_eq!(s.vars("vm1").unwrap(), vec![("guestinfo.b".into(), b"\0bin".to_vec())]);
+        assert_eq!(
+            s.vars("vm0").unwrap(),
+            vec![("guestinfo.a".into(), b"2".to_vec())]
+        );
+        assert_eq!(
+            s.vars("vm1").unwrap(),
+            vec![("guestinfo.b".into(), b"\0bin".to_vec())]
+        );
     }
 
     #[test]

@@ -149,7 +149,10 @@ impl Vm {
     }
 
     /// Run `f` with the channel table and a sink wired to this VM.
-    pub fn with_channels<R>(&self, f: impl FnOnce(&mut ChannelTable, &mut dyn MessageSink) -> R) -> R {
+    pub fn with_channels<R>(
+        &self,
+        f: impl FnOnce(&mut ChannelTable, &mut dyn MessageSink) -> R,
+    ) -> R {
         let mut st = self.lock();
         let VmState { channels, data } = &mut *st;
         let mut sink = Sink { vm: self, data };
@@ -196,9 +199,15 @@ impl Vm {
                 }
                 let running = tools_running(&st.data);
                 return Err(if delivered {
-                    format!("the guest took the command but did not reply within {:.1} s", timeout.as_secs_f64())
+                    format!(
+                        "the guest took the command but did not reply within {:.1} s",
+                        timeout.as_secs_f64()
+                    )
                 } else if running {
-                    format!("the guest agent did not pick up the command within {:.1} s", timeout.as_secs_f64())
+                    format!(
+                        "the guest agent did not pick up the command within {:.1} s",
+                        timeout.as_secs_f64()
+                    )
                 } else {
                     format!(
                         "no guest agent is polling TCLO on {} (tools not running); start vm-agent or vmtoolsd in the guest",
@@ -230,12 +239,10 @@ fn set_var(vm: &Vm, d: &mut VmData, key: &str, value: &[u8]) -> Result<(), Strin
             vm.limits.max_guest_vars
         ));
     }
-    vm.store
-        .set_var(&vm.info.name, key, value)
-        .map_err(|e| {
-            log::error!("{}: {e}", vm.info.name);
-            "the host could not store the variable".to_string()
-        })?;
+    vm.store.set_var(&vm.info.name, key, value).map_err(|e| {
+        log::error!("{}: {e}", vm.info.name);
+        "the host could not store the variable".to_string()
+    })?;
     d.vars.insert(key.to_string(), Arc::from(value));
     Ok(())
 }
@@ -273,7 +280,11 @@ impl Sink<'_> {
                 self.vm.tclo_cv.notify_all();
             }
         } else if !msg.is_empty() {
-            log::debug!("{}: TCLO reply with no command outstanding: {:?}", self.vm.info.name, String::from_utf8_lossy(msg));
+            log::debug!(
+                "{}: TCLO reply with no command outstanding: {:?}",
+                self.vm.info.name,
+                String::from_utf8_lossy(msg)
+            );
         }
         if t.in_flight.is_none() {
             if let Some((ticket, cmd)) = t.queue.pop_front() {
@@ -324,9 +335,11 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
     let st = vm.lock();
     let d = &st.data;
     let text = |key: u32| {
-        d.guest
-            .get(&key)
-            .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+        d.guest.get(&key).map(|v| {
+            String::from_utf8_lossy(v)
+                .trim_end_matches('\0')
+                .to_string()
+        })
     };
     let vars: serde_json::Map<String, serde_json::Value> = d
         .vars
@@ -336,7 +349,12 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
     let raw: serde_json::Map<String, serde_json::Value> = d
         .guest
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned().into()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v).into_owned().into(),
+            )
+        })
         .collect();
     serde_json::json!({
         "name": vm.info.name,

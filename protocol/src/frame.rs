@@ -216,12 +216,18 @@ mod tests {
         assert!(Request::decode(&h, 100).is_ok());
         assert_eq!(
             Request::decode(&h, 99),
-            Err(FrameError::TooLong { len: 100, limit: 99 })
+            Err(FrameError::TooLong {
+                len: 100,
+                limit: 99
+            })
         );
         h[0] = 9;
         assert_eq!(Request::decode(&h, 100), Err(FrameError::BadOp(9)));
         h[0] = 1;
-        assert!(matches!(Request::decode(&h, 100), Err(FrameError::TooLong { limit: 0, .. })));
+        assert!(matches!(
+            Request::decode(&h, 100),
+            Err(FrameError::TooLong { limit: 0, .. })
+        ));
         h[0] = 2;
         h[1] = 7;
         assert_eq!(Request::decode(&h, 100), Err(FrameError::BadVersion(7)));

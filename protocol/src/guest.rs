@@ -403,7 +403,10 @@ mod tests {
 
     impl Script {
         fn new(steps: Vec<(&'static str, Regs, Regs, Vec<u8>)>) -> Self {
-            Script { steps, ..Default::default() }
+            Script {
+                steps,
+                ..Default::default()
+            }
         }
 
         fn step(&mut self, op: &str, regs: Regs) -> (Regs, Vec<u8>) {
@@ -432,7 +435,15 @@ mod tests {
     const M: u32 = 0x564D_5868;
 
     fn r(eax: u32, ebx: u32, ecx: u32, edx: u32, esi: u32, edi: u32, ebp: u32) -> Regs {
-        Regs { eax, ebx, ecx, edx, esi, edi, ebp }
+        Regs {
+            eax,
+            ebx,
+            ecx,
+            edx,
+            esi,
+            edi,
+            ebp,
+        }
     }
 
     /// The register sequence of open-vm-tools' Message_Open/Send/Receive/Close
@@ -441,21 +452,61 @@ mod tests {
     fn golden_hb_round_trip_with_cookie_fallback() {
         let mut s = Script::new(vec![
             // OPEN with the cookie flag: refused.
-            ("in", r(M, 0xC943_5052, 0x0000_001E, 0x5658, 0, 0, 0), r(M, 0, 0, 0x5658, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0xC943_5052, 0x0000_001E, 0x5658, 0, 0, 0),
+                r(M, 0, 0, 0x5658, 0, 0, 0),
+                vec![],
+            ),
             // OPEN without it: channel 3, no cookies.
-            ("in", r(M, 0x4943_5052, 0x0000_001E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0x0003_5658, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0x4943_5052, 0x0000_001E, 0x5658, 0, 0, 0),
+                r(M, 0, 0x0001_0000, 0x0003_5658, 0, 0, 0),
+                vec![],
+            ),
             // SENDSIZE 5: success + HB.
-            ("in", r(M, 5, 0x0001_001E, 0x0003_5658, 0, 0, 0), r(M, 5, 0x0081_0000, 0x0003_5658, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 5, 0x0001_001E, 0x0003_5658, 0, 0, 0),
+                r(M, 5, 0x0081_0000, 0x0003_5658, 0, 0, 0),
+                vec![],
+            ),
             // rep outsb of the 5 bytes on 0x5659.
-            ("outsb", r(M, 0x0001_0000, 5, 0x0003_5659, 0, 0, 0), r(M, 0x0001_0000, 0, 0x0003_5659, 0, 0, 0), vec![]),
+            (
+                "outsb",
+                r(M, 0x0001_0000, 5, 0x0003_5659, 0, 0, 0),
+                r(M, 0x0001_0000, 0, 0x0003_5659, 0, 0, 0),
+                vec![],
+            ),
             // RECVSIZE: 3 bytes waiting, type SENDSIZE, HB.
-            ("in", r(M, 0, 0x0003_001E, 0x0003_5658, 0, 0, 0), r(M, 3, 0x0083_0000, 0x0001_5658, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0, 0x0003_001E, 0x0003_5658, 0, 0, 0),
+                r(M, 3, 0x0083_0000, 0x0001_5658, 0, 0, 0),
+                vec![],
+            ),
             // rep insb of 3 bytes.
-            ("insb", r(M, 0x0001_0000, 3, 0x0003_5659, 0, 0, 0), r(M, 0x0001_0000, 0, 0x0003_5659, 0, 0, 0), b"1 x".to_vec()),
+            (
+                "insb",
+                r(M, 0x0001_0000, 3, 0x0003_5659, 0, 0, 0),
+                r(M, 0x0001_0000, 0, 0x0003_5659, 0, 0, 0),
+                b"1 x".to_vec(),
+            ),
             // RECVSTATUS success.
-            ("in", r(M, 1, 0x0005_001E, 0x0003_5658, 0, 0, 0), r(M, 1, 0x0001_0000, 0x0003_5658, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 1, 0x0005_001E, 0x0003_5658, 0, 0, 0),
+                r(M, 1, 0x0001_0000, 0x0003_5658, 0, 0, 0),
+                vec![],
+            ),
             // CLOSE.
-            ("in", r(M, 0, 0x0006_001E, 0x0003_5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0x0003_5658, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0, 0x0006_001E, 0x0003_5658, 0, 0, 0),
+                r(M, 0, 0x0001_0000, 0x0003_5658, 0, 0, 0),
+                vec![],
+            ),
         ]);
         let mut ch = GuestChannel::open(&mut s, proto::RPCI).unwrap();
         assert_eq!(ch.id(), 3);
@@ -472,19 +523,74 @@ mod tests {
         let (ch_hi, ck_lo) = (0xAAAA_0001, 0xBBBB_0002);
         let e = 0x0001_5658;
         let mut s = Script::new(vec![
-            ("in", r(M, 0xC943_5052, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, e, ch_hi, ck_lo, 0), vec![]),
-            ("in", r(M, 6, 0x0001_001E, e, ch_hi, ck_lo, 0), r(M, 6, 0x0001_0000, e, 0, 0, 0), vec![]),
-            ("in", r(M, 0x6463_6261, 0x0002_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0010_0000, e, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0xC943_5052, 0x1E, 0x5658, 0, 0, 0),
+                r(M, 0, 0x0001_0000, e, ch_hi, ck_lo, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 6, 0x0001_001E, e, ch_hi, ck_lo, 0),
+                r(M, 6, 0x0001_0000, e, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 0x6463_6261, 0x0002_001E, e, ch_hi, ck_lo, 0),
+                r(M, 0, 0x0010_0000, e, 0, 0, 0),
+                vec![],
+            ),
             // redo from SENDSIZE
-            ("in", r(M, 6, 0x0001_001E, e, ch_hi, ck_lo, 0), r(M, 6, 0x0001_0000, e, 0, 0, 0), vec![]),
-            ("in", r(M, 0x6463_6261, 0x0002_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0001_0000, e, 0, 0, 0), vec![]),
-            ("in", r(M, 0x0000_6665, 0x0002_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0001_0000, e, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 6, 0x0001_001E, e, ch_hi, ck_lo, 0),
+                r(M, 6, 0x0001_0000, e, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 0x6463_6261, 0x0002_001E, e, ch_hi, ck_lo, 0),
+                r(M, 0, 0x0001_0000, e, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 0x0000_6665, 0x0002_001E, e, ch_hi, ck_lo, 0),
+                r(M, 0, 0x0001_0000, e, 0, 0, 0),
+                vec![],
+            ),
             // receive 5 bytes over LB
-            ("in", r(M, 0, 0x0003_001E, e, ch_hi, ck_lo, 0), r(M, 5, 0x0003_0000, 0x0001_5658, 0, 0, 0), vec![]),
-            ("in", r(M, 1, 0x0004_001E, e, ch_hi, ck_lo, 0), r(M, 0x6C61_7620, 0x0001_0000, 0x0002_5658, 0, 0, 0), vec![]),
-            ("in", r(M, 1, 0x0004_001E, e, ch_hi, ck_lo, 0), r(M, 0x0000_0021, 0x0001_0000, 0x0002_5658, 0, 0, 0), vec![]),
-            ("in", r(M, 1, 0x0005_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0001_0000, e, 0, 0, 0), vec![]),
-            ("in", r(M, 0, 0x0006_001E, e, ch_hi, ck_lo, 0), r(M, 0, 0x0001_0000, e, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0, 0x0003_001E, e, ch_hi, ck_lo, 0),
+                r(M, 5, 0x0003_0000, 0x0001_5658, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 1, 0x0004_001E, e, ch_hi, ck_lo, 0),
+                r(M, 0x6C61_7620, 0x0001_0000, 0x0002_5658, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 1, 0x0004_001E, e, ch_hi, ck_lo, 0),
+                r(M, 0x0000_0021, 0x0001_0000, 0x0002_5658, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 1, 0x0005_001E, e, ch_hi, ck_lo, 0),
+                r(M, 0, 0x0001_0000, e, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 0, 0x0006_001E, e, ch_hi, ck_lo, 0),
+                r(M, 0, 0x0001_0000, e, 0, 0, 0),
+                vec![],
+            ),
         ]);
         let mut ch = GuestChannel::open(&mut s, proto::RPCI).unwrap();
         assert_eq!(ch.call(b"abcdef").unwrap(), b" val!");
@@ -495,22 +601,58 @@ mod tests {
     #[test]
     fn refused_open_and_oversize_reply() {
         let mut s = Script::new(vec![
-            ("in", r(M, 0xCF4C_4354, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0, 0, 0, 0, 0), vec![]),
-            ("in", r(M, 0x4F4C_4354, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0, 0, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0xCF4C_4354, 0x1E, 0x5658, 0, 0, 0),
+                r(M, 0, 0, 0, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 0x4F4C_4354, 0x1E, 0x5658, 0, 0, 0),
+                r(M, 0, 0, 0, 0, 0, 0),
+                vec![],
+            ),
         ]);
         let err = GuestChannel::open(&mut s, proto::TCLO).unwrap_err();
         assert_eq!(err.to_string(), "the host refused to open a TCLO channel");
 
         let mut s = Script::new(vec![
-            ("in", r(M, 0xC943_5052, 0x1E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0x5658, 0, 0, 0), vec![]),
-            ("in", r(M, 0, 0x0003_001E, 0x5658, 0, 0, 0), r(M, 100, 0x0003_0000, 0x0001_5658, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0xC943_5052, 0x1E, 0x5658, 0, 0, 0),
+                r(M, 0, 0x0001_0000, 0x5658, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 0, 0x0003_001E, 0x5658, 0, 0, 0),
+                r(M, 100, 0x0003_0000, 0x0001_5658, 0, 0, 0),
+                vec![],
+            ),
             // the guest tells the host it gives up (RECVSTATUS with status 0)
-            ("in", r(M, 0, 0x0005_001E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0, 0, 0, 0), vec![]),
-            ("in", r(M, 0, 0x0006_001E, 0x5658, 0, 0, 0), r(M, 0, 0x0001_0000, 0, 0, 0, 0), vec![]),
+            (
+                "in",
+                r(M, 0, 0x0005_001E, 0x5658, 0, 0, 0),
+                r(M, 0, 0x0001_0000, 0, 0, 0, 0),
+                vec![],
+            ),
+            (
+                "in",
+                r(M, 0, 0x0006_001E, 0x5658, 0, 0, 0),
+                r(M, 0, 0x0001_0000, 0, 0, 0, 0),
+                vec![],
+            ),
         ]);
         let mut ch = GuestChannel::open(&mut s, proto::RPCI).unwrap();
         ch.set_max_reply(99);
-        assert!(matches!(ch.receive(), Err(ChannelError::ReplyTooLarge { size: 100, limit: 99 })));
+        assert!(matches!(
+            ch.receive(),
+            Err(ChannelError::ReplyTooLarge {
+                size: 100,
+                limit: 99
+            })
+        ));
         drop(ch);
         assert_eq!(s.at, s.steps.len());
     }
@@ -521,8 +663,15 @@ mod tests {
         struct AlwaysCpt;
         impl Backdoor for AlwaysCpt {
             fn call(&mut self, regs: Regs) -> Result<Regs, TransportError> {
-                let st = if hi(regs.ecx) == msg_type::SENDPAYLOAD { status::CPT } else { status::SUCCESS };
-                Ok(Regs { ecx: (st as u32) << 16, ..regs })
+                let st = if hi(regs.ecx) == msg_type::SENDPAYLOAD {
+                    status::CPT
+                } else {
+                    status::SUCCESS
+                };
+                Ok(Regs {
+                    ecx: (st as u32) << 16,
+                    ..regs
+                })
             }
             fn hb_out(&mut self, _: Regs, _: &[u8]) -> Result<Regs, TransportError> {
                 unreachable!()

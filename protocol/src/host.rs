@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use crate::regs::{halves, hi, lo, Regs};
-use crate::{msg_type, proto, status, GUESTMSG_FLAG_COOKIE, GUESTMSG_MAX_CHANNEL, GUESTMSG_MAX_IN_SIZE};
+use crate::{
+    msg_type, proto, status, GUESTMSG_FLAG_COOKIE, GUESTMSG_MAX_CHANNEL, GUESTMSG_MAX_IN_SIZE,
+};
 
 /// Bounds on what one VM's guest may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,9 +163,15 @@ impl MessageSink for NullSink {
 enum Phase {
     Idle,
     /// The guest announced `expected` bytes and is sending them.
-    GuestSending { expected: usize, buf: Vec<u8> },
+    GuestSending {
+        expected: usize,
+        buf: Vec<u8>,
+    },
     /// The host has a message for the guest; `pos` bytes were taken.
-    HostSending { msg: HostMessage, pos: usize },
+    HostSending {
+        msg: HostMessage,
+        pos: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -442,7 +450,13 @@ impl ChannelTable {
         out
     }
 
-    fn hb_out_inner(&mut self, id: u16, regs: Regs, data: &[u8], sink: &mut dyn MessageSink) -> u16 {
+    fn hb_out_inner(
+        &mut self,
+        id: u16,
+        regs: Regs,
+        data: &[u8],
+        sink: &mut dyn MessageSink,
+    ) -> u16 {
         if !self.limits.high_bandwidth || lo(regs.ebx) != crate::BDOORHB_CMD_MESSAGE {
             return fail();
         }
@@ -475,7 +489,11 @@ impl ChannelTable {
         let id = hi(regs.edx);
         let ok = self.limits.high_bandwidth && lo(regs.ebx) == crate::BDOORHB_CMD_MESSAGE;
         // HB in carries cookie high in esi and cookie low in ebp.
-        let ch = if ok { self.lookup(id, regs.esi, regs.ebp) } else { None };
+        let ch = if ok {
+            self.lookup(id, regs.esi, regs.ebp)
+        } else {
+            None
+        };
         match ch {
             Some(Channel {
                 phase: Phase::HostSending { msg, pos },
@@ -591,7 +609,11 @@ mod tests {
     fn round_trip_hb_and_lb() {
         let mut t = table();
         for hb in [true, false] {
-            let lp = Loop { table: &mut t, sink: Echo::default(), owner: 1 };
+            let lp = Loop {
+                table: &mut t,
+                sink: Echo::default(),
+                owner: 1,
+            };
             let mut ch = GuestChannel::open(lp, proto::RPCI).unwrap();
             ch.set_high_bandwidth(hb);
             let msg: Vec<u8> = (0..10_001u32).map(|i| (i % 251) as u8).collect();
@@ -606,7 +628,11 @@ mod tests {
     #[test]
     fn tclo_idle_poll_has_nothing_to_receive() {
         let mut t = table();
-        let lp = Loop { table: &mut t, sink: Echo::default(), owner: 1 };
+        let lp = Loop {
+            table: &mut t,
+            sink: Echo::default(),
+            owner: 1,
+        };
         let mut ch = GuestChannel::open(lp, proto::TCLO).unwrap();
         assert_eq!(ch.call(b"").unwrap(), b"");
     }
@@ -628,9 +654,16 @@ mod tests {
         r.edx = halves(hi(out.edx), BDOOR_PORT);
         r.esi = out.esi;
         r.edi = out.edi ^ 1;
-        assert_eq!(hi(t.message(r, 1, &mut NullSink).ecx), 0, "wrong cookie must fail");
+        assert_eq!(
+            hi(t.message(r, 1, &mut NullSink).ecx),
+            0,
+            "wrong cookie must fail"
+        );
         r.edi = out.edi;
-        assert_eq!(hi(t.message(r, 1, &mut NullSink).ecx), status::SUCCESS | status::HB);
+        assert_eq!(
+            hi(t.message(r, 1, &mut NullSink).ecx),
+            status::SUCCESS | status::HB
+        );
         // HB out with the LB cookie layout (ebp missing) fails too.
         let hb = Regs {
             eax: BDOOR_MAGIC,
@@ -672,12 +705,30 @@ mod tests {
             r.edx = halves(id, BDOOR_PORT);
             hi(t.message(r, 1, &mut NullSink).ecx)
         };
-        assert_eq!(call(&mut t, msg_type::SENDSIZE, (GUESTMSG_MAX_IN_SIZE + 1) as u32), 0);
-        assert_eq!(call(&mut t, msg_type::SENDPAYLOAD, 0), 0, "no message announced");
-        assert_eq!(call(&mut t, msg_type::RECVPAYLOAD, 1), 0, "nothing to receive");
+        assert_eq!(
+            call(
+                &mut t,
+                msg_type::SENDSIZE,
+                (GUESTMSG_MAX_IN_SIZE + 1) as u32
+            ),
+            0
+        );
+        assert_eq!(
+            call(&mut t, msg_type::SENDPAYLOAD, 0),
+            0,
+            "no message announced"
+        );
+        assert_eq!(
+            call(&mut t, msg_type::RECVPAYLOAD, 1),
+            0,
+            "nothing to receive"
+        );
         assert_eq!(call(&mut t, msg_type::RECVSTATUS, 1), 0);
         assert_eq!(call(&mut t, 99, 0), 0, "unknown subcommand");
-        assert_eq!(call(&mut t, msg_type::SENDSIZE, GUESTMSG_MAX_IN_SIZE as u32) & status::SUCCESS, status::SUCCESS);
+        assert_eq!(
+            call(&mut t, msg_type::SENDSIZE, GUESTMSG_MAX_IN_SIZE as u32) & status::SUCCESS,
+            status::SUCCESS
+        );
         assert_eq!(call(&mut t, msg_type::RECVSIZE, 0), 0, "send not finished");
         // channel that does not exist
         let mut r = Regs::command(cmd::MESSAGE, 0);

@@ -127,7 +127,10 @@ mod tests {
             }
         );
         assert_eq!(parse_rpci_reply(b"1"), Err(FramingError::BadRpciReply));
-        assert_eq!(parse_rpci_reply(b"x value"), Err(FramingError::BadRpciReply));
+        assert_eq!(
+            parse_rpci_reply(b"x value"),
+            Err(FramingError::BadRpciReply)
+        );
     }
 
     #[test]
@@ -140,16 +143,28 @@ mod tests {
                 body: b"Unknown Command"
             }
         );
-        assert_eq!(parse_tclo_reply(b"OK").unwrap(), Tclo { ok: true, body: b"" });
+        assert_eq!(
+            parse_tclo_reply(b"OK").unwrap(),
+            Tclo {
+                ok: true,
+                body: b""
+            }
+        );
         assert_eq!(parse_tclo_reply(b"KO "), Err(FramingError::BadTcloReply));
     }
 
     #[test]
     fn split() {
-        assert_eq!(split_command(b"info-get guestinfo.a b"), (&b"info-get"[..], &b"guestinfo.a b"[..]));
+        assert_eq!(
+            split_command(b"info-get guestinfo.a b"),
+            (&b"info-get"[..], &b"guestinfo.a b"[..])
+        );
         assert_eq!(split_command(b"reset"), (&b"reset"[..], &b""[..]));
         assert_eq!(split_command(b"reset "), (&b"reset"[..], &b""[..]));
         assert_eq!(split_command(b"ping\0"), (&b"ping"[..], &b""[..]));
-        assert_eq!(split_command(b"SetGuestInfo  1 host"), (&b"SetGuestInfo"[..], &b" 1 host"[..]));
+        assert_eq!(
+            split_command(b"SetGuestInfo  1 host"),
+            (&b"SetGuestInfo"[..], &b" 1 host"[..])
+        );
     }
 }

@@ -65,12 +65,20 @@ enum Command {
     Help,
 }
 
-/// A command line that makes no sense; the text says why.
+/// A command line that makes no sense.
 #[derive(Debug, PartialEq, Eq)]
-struct UsageError(String);
+enum UsageError {
+    /// Nothing at all: show the usage, as vmware-rpctool does.
+    NoArguments,
+    /// Something wrong; the text says what.
+    Invalid(String),
+}
 
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_none() {
+        return Err(UsageError::NoArguments);
+    }
     let mut backdoor = BackdoorSpec::Auto;
     let mut high_bandwidth = true;
     let mut batch = false;
@@ -82,9 +90,9 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Usage
             b"--batch" => batch = true,
             b"--no-hb" => high_bandwidth = false,
             b"--backdoor" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| UsageError("--backdoor needs a value: auto, port or unix:PATH".into()))?;
+                let value = args.next().ok_or_else(|| {
+                    UsageError::Invalid("--backdoor needs a value: auto, port or unix:PATH".into())
+                })?;
                 backdoor = parse_backdoor(&value)?;
             }
             b"--" => {
@@ -96,7 +104,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Usage
                 backdoor = parse_backdoor(value)?;
             }
             [b'-', _, ..] => {
-                return Err(UsageError(format!(
+                return Err(UsageError::Invalid(format!(
                     "unknown option '{}' (put -- before a message that starts with '-')",
                     arg.to_string_lossy()
                 )))
@@ -108,16 +116,20 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Usage
         }
     }
     if let Some(extra) = args.next() {
-        return Err(UsageError(format!(
+        return Err(UsageError::Invalid(format!(
             "unexpected argument '{}': quote the message so it is one argument",
             extra.to_string_lossy()
         )));
     }
     let mode = match (batch, message) {
         (true, None) => Mode::Batch,
-        (true, Some(_)) => return Err(UsageError("--batch reads messages from stdin; give no MESSAGE".into())),
+        (true, Some(_)) => {
+            return Err(UsageError::Invalid(
+                "--batch reads messages from stdin; give no MESSAGE".into(),
+            ))
+        }
         (false, Some(msg)) => Mode::One(msg.into_encoded_bytes()),
-        (false, None) => return Err(UsageError("no message given".into())),
+        (false, None) => return Err(UsageError::Invalid("no message given".into())),
     };
     Ok(Command::Run(Options {
         backdoor,
@@ -127,7 +139,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Usage
 }
 
 fn parse_backdoor(value: &std::ffi::OsStr) -> Result<BackdoorSpec, UsageError> {
-    BackdoorSpec::parse(value).map_err(|e| UsageError(format!("--backdoor: {e}")))
+    BackdoorSpec::parse(value).map_err(|e| UsageError::Invalid(format!("--backdoor: {e}")))
 }
 
 /// An error and its causes on one line, each cause once: some messages
@@ -152,10 +164,21 @@ fn complain(what: &str) {
     let _ = writeln!(io::stderr().lock(), "vm-rpctool: {what}");
 }
 
-/// Write `body` and a newline: the output format of vmware-rpctool.
+/// Write `body` and a newline (the output format of vmware-rpctool) into a
+/// buffered writer.
 fn print_line(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
     out.write_all(body)?;
     out.write_all(b"\n")
+}
+
+/// Write `body` and a newline to an unbuffered stream in one write, so a
+/// reader never sees the line in pieces.
+fn print_line_now(mut out: impl Write, body: &[u8]) -> io::Result<()> {
+    let mut line = Vec::with_capacity(body.len() + 1);
+    line.extend_from_slice(body);
+    line.push(b'\n');
+    out.write_all(&line)?;
+    out.flush()
 }
 
 fn open_channel(opts: &Options) -> Result<Rpci, String> {
@@ -181,9 +204,9 @@ fn run_one(mut rpci: Rpci, msg: &[u8]) -> ExitCode {
         }
     };
     let (ok, written) = if reply.ok {
-        (true, print_line(&mut io::stdout().lock(), reply.body))
+        (true, print_line_now(io::stdout().lock(), reply.body))
     } else {
-        (false, print_line(&mut io::stderr().lock(), reply.body))
+        (false, print_line_now(io::stderr().lock(), reply.body))
     };
     // The answer is in; a failed close changes nothing for the caller, and the
     // host drops the channel anyway when this process's connection goes.
@@ -224,7 +247,9 @@ fn run_batch(mut rpci: Rpci) -> ExitCode {
                 // Keep stdout and stderr in order for a reader of both.
                 let flushed = out.flush();
                 match other {
-                    Ok(reply) => flushed.and_then(|()| print_line(&mut io::stderr().lock(), reply.body)),
+                    Ok(reply) => {
+                        flushed.and_then(|()| print_line_now(io::stderr().lock(), reply.body))
+                    }
                     Err(e) => {
                         complain(&error_chain(&e));
                         // A transport failure loses the channel: later
@@ -261,10 +286,14 @@ fn main() -> ExitCode {
             let _ = io::stdout().lock().write_all(USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
-        Err(UsageError(why)) => {
-            let mut err = io::stderr().lock();
-            let _ = writeln!(err, "vm-rpctool: {why}\n");
-            let _ = err.write_all(USAGE.as_bytes());
+        Err(UsageError::NoArguments) => {
+            let _ = io::stderr().lock().write_all(USAGE.as_bytes());
+            return ExitCode::FAILURE;
+        }
+        Err(UsageError::Invalid(why)) => {
+            complain(&format!(
+                "{why}\nTry 'vm-rpctool --help' for more information."
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -289,7 +318,11 @@ mod tests {
         parse_args(args.iter().map(OsString::from))
     }
 
-    fn run(backdoor: BackdoorSpec, high_bandwidth: bool, mode: Mode) -> Result<Command, UsageError> {
+    fn run(
+        backdoor: BackdoorSpec,
+        high_bandwidth: bool,
+        mode: Mode,
+    ) -> Result<Command, UsageError> {
         Ok(Command::Run(Options {
             backdoor,
             high_bandwidth,
@@ -301,24 +334,44 @@ mod tests {
     fn one_message_as_given() {
         assert_eq!(
             parse(&["info-get guestinfo.x"]),
-            run(BackdoorSpec::Auto, true, Mode::One(b"info-get guestinfo.x".to_vec()))
+            run(
+                BackdoorSpec::Auto,
+                true,
+                Mode::One(b"info-get guestinfo.x".to_vec())
+            )
         );
-        assert_eq!(parse(&["log"]), run(BackdoorSpec::Auto, true, Mode::One(b"log".to_vec())));
-        assert_eq!(parse(&[""]), run(BackdoorSpec::Auto, true, Mode::One(Vec::new())));
+        assert_eq!(
+            parse(&["log"]),
+            run(BackdoorSpec::Auto, true, Mode::One(b"log".to_vec()))
+        );
+        assert_eq!(
+            parse(&[""]),
+            run(BackdoorSpec::Auto, true, Mode::One(Vec::new()))
+        );
     }
 
     #[test]
     fn options() {
         assert_eq!(
             parse(&["--backdoor", "unix:/tmp/s", "--no-hb", "m"]),
-            run(BackdoorSpec::Unix("/tmp/s".into()), false, Mode::One(b"m".to_vec()))
+            run(
+                BackdoorSpec::Unix("/tmp/s".into()),
+                false,
+                Mode::One(b"m".to_vec())
+            )
         );
         assert_eq!(
             parse(&["--backdoor=port", "--batch"]),
             run(BackdoorSpec::Port, true, Mode::Batch)
         );
-        assert_eq!(parse(&["--", "-h"]), run(BackdoorSpec::Auto, true, Mode::One(b"-h".to_vec())));
-        assert_eq!(parse(&["-"]), run(BackdoorSpec::Auto, true, Mode::One(b"-".to_vec())));
+        assert_eq!(
+            parse(&["--", "-h"]),
+            run(BackdoorSpec::Auto, true, Mode::One(b"-h".to_vec()))
+        );
+        assert_eq!(
+            parse(&["-"]),
+            run(BackdoorSpec::Auto, true, Mode::One(b"-".to_vec()))
+        );
         assert_eq!(parse(&["--no-hb", "-h"]), Ok(Command::Help));
         assert_eq!(parse(&["--help"]), Ok(Command::Help));
     }
@@ -326,8 +379,7 @@ mod tests {
     #[test]
     fn usage_errors() {
         for args in [
-            &[][..],
-            &["--backdoor"],
+            &["--backdoor"][..],
             &["--backdoor", "tcp:1"],
             &["--backdoor=unix:"],
             &["-x", "m"],
@@ -337,7 +389,10 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
-        let UsageError(why) = parse(&["--frob"]).unwrap_err();
+        assert_eq!(parse(&[]), Err(UsageError::NoArguments));
+        let Err(UsageError::Invalid(why)) = parse(&["--frob"]) else {
+            panic!("--frob accepted");
+        };
         assert!(why.contains("--frob") && why.contains("--"), "{why}");
     }
 
@@ -356,7 +411,13 @@ mod tests {
             source: io::Error::from(io::ErrorKind::NotFound),
         };
         let text = error_chain(&err);
-        assert!(text.starts_with("cannot connect to the backdoor socket /x"), "{text}");
-        assert!(text.ends_with("(is `hvsim serve` running?): entity not found"), "{text}");
+        assert!(
+            text.starts_with("cannot connect to the backdoor socket /x"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("(is `hvsim serve` running?): entity not found"),
+            "{text}"
+        );
     }
 }

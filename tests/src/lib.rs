@@ -46,7 +46,10 @@ impl Sim {
 
     /// A simulator with this config text (the control socket is added).
     pub fn with_config(toml: &str) -> Sim {
-        let dir = tempfile::Builder::new().prefix("hvsim-t").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("hvsim-t")
+            .tempdir()
+            .expect("tempdir");
         Sim::with_config_in(dir, toml)
     }
 
@@ -94,10 +97,18 @@ impl Sim {
             if UnixStream::connect(&self.control).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("hvsim serve exited with {status}:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "hvsim serve did not start:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "hvsim serve did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -175,7 +186,11 @@ impl Sim {
     /// `hvsim vm show NAME --json`.
     pub fn show(&self, vm: &str) -> Value {
         let out = self.hvsim(&["vm", "show", vm, "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("show json")
     }
 
@@ -183,7 +198,11 @@ impl Sim {
     pub fn eventually(&self, what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -21,7 +21,12 @@ fn list_and_show_have_the_contract_fields() {
     let o = sim.hvsim(&["vm", "list", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["db", "web"]);
     let o = sim.hvsim(&["vm", "list"]);
     assert!(stdout(&o).contains("web-01"), "{}", stdout(&o));
@@ -40,15 +45,28 @@ fn list_and_show_have_the_contract_fields() {
 
     let o = sim.hvsim(&["vm", "show", "nope"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no VM named \"nope\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no VM named \"nope\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn set_var_reaches_the_guest() {
     let sim = Sim::start();
-    let o = sim.hvsim(&["vm", "set-var", "vm0", "guestinfo.userdata", "#cloud-config"]);
+    let o = sim.hvsim(&[
+        "vm",
+        "set-var",
+        "vm0",
+        "guestinfo.userdata",
+        "#cloud-config",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&sim.rpctool("vm0", &["info-get guestinfo.userdata"])), "#cloud-config\n");
+    assert_eq!(
+        stdout(&sim.rpctool("vm0", &["info-get guestinfo.userdata"])),
+        "#cloud-config\n"
+    );
     let o = sim.hvsim(&["vm", "get-var", "vm0", "userdata"]);
     assert_eq!(stdout(&o), "#cloud-config\n");
 }
@@ -61,7 +79,11 @@ fn control_client_without_server_says_how_to_fix() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("is `hvsim serve` running?"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is `hvsim serve` running?"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -69,7 +91,11 @@ fn tclo_without_agent_fails_fast_and_clearly() {
     let sim = Sim::start();
     let o = sim.hvsim(&["vm", "tclo", "vm0", "ping", "--timeout", "0.5"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no guest agent is polling TCLO"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no guest agent is polling TCLO"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A minimal TCLO poller in the test plays the guest agent: the command
@@ -103,7 +129,9 @@ fn tclo_command_reaches_the_guest_and_the_reply_comes_back() {
             seen
         })
     };
-    sim.eventually("tools running", || sim.show("vm0")["tools"]["status"] == "running");
+    sim.eventually("tools running", || {
+        sim.show("vm0")["tools"]["status"] == "running"
+    });
     let o = sim.hvsim(&["vm", "tclo", "vm0", "ping", "--timeout", "10"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "OK \n");

@@ -18,7 +18,14 @@ fn ovf_like(n: usize) -> Vec<u8> {
     let mut x: u32 = 12345;
     while out.len() < n {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        out.extend_from_slice(format!("  <Property oe:key=\"k{}\" oe:value=\"{:08x}\"/>\n", out.len(), x).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "  <Property oe:key=\"k{}\" oe:value=\"{:08x}\"/>\n",
+                out.len(),
+                x
+            )
+            .as_bytes(),
+        );
     }
     out.truncate(n);
     out
@@ -34,7 +41,10 @@ fn info_set_then_info_get_round_trips() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "hello world\n");
     // The host sees what the guest set.
-    assert_eq!(sim.show("vm0")["guestinfo"]["guestinfo.greeting"], "hello world");
+    assert_eq!(
+        sim.show("vm0")["guestinfo"]["guestinfo.greeting"],
+        "hello world"
+    );
 }
 
 #[test]
@@ -50,7 +60,10 @@ fn failures_exit_1_with_the_host_reply_on_stderr() {
 }
 
 fn ovf_sim(size: usize) -> (Sim, Vec<u8>) {
-    let dir = tempfile::Builder::new().prefix("hvsim-t").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("hvsim-t")
+        .tempdir()
+        .unwrap();
     let ovf = ovf_like(size);
     std::fs::write(dir.path().join("ovf-env.xml"), &ovf).unwrap();
     let sim = Sim::with_config_in(dir, "[[vm]]\nname = \"vm0\"\novf_env = \"ovf-env.xml\"\n");
@@ -92,7 +105,10 @@ fn fifty_concurrent_guests() {
     });
     for (vm, parity) in [("vm0", 0), ("vm1", 1)] {
         let vars = sim.show(vm)["guestinfo"].as_object().unwrap().len();
-        assert_eq!(vars, 25, "{vm} holds the variables of its {parity}-parity guests only");
+        assert_eq!(
+            vars, 25,
+            "{vm} holds the variables of its {parity}-parity guests only"
+        );
     }
 }
 
@@ -123,7 +139,11 @@ fn read_reply(s: &mut UnixStream) -> Option<(Reply, Vec<u8>)> {
 fn assert_closed(s: &mut UnixStream) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut b = [0u8; 1];
-    assert_eq!(s.read(&mut b).unwrap(), 0, "the sim closes a misbehaving connection");
+    assert_eq!(
+        s.read(&mut b).unwrap(),
+        0,
+        "the sim closes a misbehaving connection"
+    );
 }
 
 fn still_serving(sim: &Sim) {
@@ -143,12 +163,19 @@ fn malformed_frames_are_refused_and_others_keep_being_served() {
     s.write_all(&[0xAB; HEADER_LEN]).unwrap();
     let (r, why) = read_reply(&mut s).expect("a refusal");
     assert!(!r.ok);
-    assert!(String::from_utf8_lossy(&why).contains("unknown frame op"), "{why:?}");
+    assert!(
+        String::from_utf8_lossy(&why).contains("unknown frame op"),
+        "{why:?}"
+    );
     assert_closed(&mut s);
 
     // HB out announcing 1 GiB: refused before any byte is read.
     let mut s = UnixStream::connect(&sock).unwrap();
-    let req = Request { op: Op::HbOut, regs: Regs::default(), len: 1 << 30 };
+    let req = Request {
+        op: Op::HbOut,
+        regs: Regs::default(),
+        len: 1 << 30,
+    };
     s.write_all(&req.encode()).unwrap();
     let (r, why) = read_reply(&mut s).expect("a refusal");
     assert!(!r.ok);
@@ -157,7 +184,12 @@ fn malformed_frames_are_refused_and_others_keep_being_served() {
 
     // `in` frame with a length, wrong version: refused.
     for (op, ver) in [(1u8, 1u8), (1, 9)] {
-        let mut h = Request { op: Op::In, regs: Regs::default(), len: 0 }.encode();
+        let mut h = Request {
+            op: Op::In,
+            regs: Regs::default(),
+            len: 0,
+        }
+        .encode();
         h[0] = op;
         h[1] = ver;
         if ver == 1 {
@@ -177,7 +209,13 @@ fn malformed_frames_are_refused_and_others_keep_being_served() {
     // HB in for bytes that are not there: status 0, no data, connection lives.
     let mut bd = UnixBackdoor::connect(&sock).unwrap();
     let mut buf = [0u8; 16];
-    let r = Regs { eax: BDOOR_MAGIC, ebx: halves(status::SUCCESS, 0), ecx: 16, edx: 0x5659, ..Regs::default() };
+    let r = Regs {
+        eax: BDOOR_MAGIC,
+        ebx: halves(status::SUCCESS, 0),
+        ecx: 16,
+        edx: 0x5659,
+        ..Regs::default()
+    };
     let out = bd.hb_in(r, &mut buf).unwrap();
     assert_eq!(hi(out.ebx) & status::SUCCESS, 0);
     let v = bd.call(Regs::command(cmd::GETVERSION, 0)).unwrap();
@@ -231,11 +269,17 @@ fn two_hundred_channel_opens_hit_the_limit_and_leave_others_served() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("open"), "{}", stderr(&o));
     // Other VMs do not notice.
-    assert!(sim.rpctool("vm1", &["info-set guestinfo.a b"]).status.success());
+    assert!(sim
+        .rpctool("vm1", &["info-set guestinfo.a b"])
+        .status
+        .success());
     // When the hog goes away its channels are freed.
     drop(hog);
     sim.eventually("channels freed", || sim.show("vm0")["channels"] == 0);
-    assert!(sim.rpctool("vm0", &["info-set guestinfo.a b"]).status.success());
+    assert!(sim
+        .rpctool("vm0", &["info-set guestinfo.a b"])
+        .status
+        .success());
 }
 
 #[test]
@@ -244,32 +288,42 @@ fn guest_vanishing_mid_message_frees_its_channel() {
     let sock = sim.socket("vm0");
     // Half-sent message over LB, then gone.
     {
-        let bd = UnixBackdoor::connect(&sock).unwrap();
-        let mut ch = GuestChannel::open(bd, proto::RPCI).unwrap();
-        let id = ch.id();
-        let bd = ch.backdoor();
+        let mut bd = UnixBackdoor::connect(&sock).unwrap();
+        let out = bd.call(open_regs(0)).unwrap();
+        assert_ne!(hi(out.ecx) & status::SUCCESS, 0);
         let mut r = Regs::command(cmd::MESSAGE, 1000);
         r.ecx = halves(msg_type::SENDSIZE, cmd::MESSAGE);
-        r.edx = halves(id, 0x5658);
+        r.edx = halves(hi(out.edx), 0x5658);
         let out = bd.call(r).unwrap();
         assert_ne!(hi(out.ecx) & status::SUCCESS, 0);
-        std::mem::forget(ch); // no CLOSE: the process just dies
+        let mut r = Regs::command(cmd::MESSAGE, 0x6f66_6e69);
+        r.ecx = halves(msg_type::SENDPAYLOAD, cmd::MESSAGE);
+        r.edx = halves(hi(out.edx), 0x5658);
+        bd.call(r).unwrap();
+        drop(bd); // no CLOSE: the process just dies
     }
     // Half of an HB out frame, then gone.
     {
         let mut s = UnixStream::connect(&sock).unwrap();
-        let req = Request { op: Op::HbOut, regs: Regs::default(), len: 1000 };
+        let req = Request {
+            op: Op::HbOut,
+            regs: Regs::default(),
+            len: 1000,
+        };
         s.write_all(&req.encode()).unwrap();
         s.write_all(&[b'x'; 10]).unwrap();
     }
     // A reply never collected.
     {
-        let bd = UnixBackdoor::connect(&sock).unwrap();
-        let mut ch = GuestChannel::open(bd, proto::RPCI).unwrap();
+        let mut bd = UnixBackdoor::connect(&sock).unwrap();
+        let mut ch = GuestChannel::open(&mut bd, proto::RPCI).unwrap();
         ch.send(b"info-get guestinfo.ovfEnv").unwrap();
         std::mem::forget(ch);
+        drop(bd);
     }
-    sim.eventually("departed guests' channels closed", || sim.show("vm0")["channels"] == 0);
+    sim.eventually("departed guests' channels closed", || {
+        sim.show("vm0")["channels"] == 0
+    });
     still_serving(&sim);
 }
 
@@ -280,19 +334,42 @@ fn backdoor_commands_answer_like_esx() {
     let v = bd.call(Regs::command(cmd::GETVERSION, 0)).unwrap();
     assert_eq!((v.eax, v.ebx, v.ecx), (6, BDOOR_MAGIC, 2));
     let u = bd.call(Regs::command(cmd::GETUUID, 0)).unwrap();
-    let bytes: Vec<u8> = [u.eax, u.ebx, u.ecx, u.edx].iter().flat_map(|w| w.to_le_bytes()).collect();
-    assert_eq!(bytes, [0x56, 0x4d, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc]);
-    assert_eq!(bd.call(Regs::command(cmd::GETMEMSIZE, 0)).unwrap().eax, 4096);
-    let t = bd.call(Regs::command(cmd::GETTIMEFULL_WITH_LAG, 0)).unwrap();
+    let bytes: Vec<u8> = [u.eax, u.ebx, u.ecx, u.edx]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    assert_eq!(
+        bytes,
+        [
+            0x56, 0x4d, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78,
+            0x9a, 0xbc
+        ]
+    );
+    assert_eq!(
+        bd.call(Regs::command(cmd::GETMEMSIZE, 0)).unwrap().eax,
+        4096
+    );
+    let t = bd
+        .call(Regs::command(cmd::GETTIMEFULL_WITH_LAG, 0))
+        .unwrap();
     assert_eq!(t.eax, BDOOR_MAGIC);
     let host_secs = (t.esi as u64) << 32 | t.edx as u64;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    assert!(host_secs.abs_diff(now) <= 5, "host time {host_secs} vs {now}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        host_secs.abs_diff(now) <= 5,
+        "host time {host_secs} vs {now}"
+    );
     assert!(t.ebx < 1_000_000);
     let mhz = bd.call(Regs::command(cmd::GETMHZ, 0)).unwrap();
     assert!(mhz.eax > 0);
     let unknown = bd.call(Regs::command(0x7FFF, 0)).unwrap();
-    assert_eq!(unknown.eax, 0xFFFF_FFFF, "unknown commands leave eax = 0xFFFFFFFF");
+    assert_eq!(
+        unknown.eax, 0xFFFF_FFFF,
+        "unknown commands leave eax = 0xFFFFFFFF"
+    );
 }
 
 #[test]
@@ -330,5 +407,8 @@ fn without_a_backdoor_the_error_says_what_to_set() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("VM_BACKDOOR") && e.contains("not running on a VMware hypervisor"), "{e}");
+    assert!(
+        e.contains("VM_BACKDOOR") && e.contains("not running on a VMware hypervisor"),
+        "{e}"
+    );
 }

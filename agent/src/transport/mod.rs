@@ -111,7 +111,7 @@ pub enum SelectError {
     PortUnavailable,
     /// Port I/O was forced, and the probe showed no backdoor answers.
     #[error(
-        "{outcome}: no VMware backdoor answered on port I/O ({}); \
+        "{outcome}: no VMware backdoor here ({}); \
          use unix:PATH to reach a simulator's backdoor socket",
         describe_cpuid(.signature.as_deref())
     )]
@@ -346,52 +346,72 @@ mod probe {
 }
 
 /// A transport decorator that logs every backdoor call, its registers before
-/// and after, and how long it took, to stderr.
+/// and after, and how long it took; to stderr unless given another writer.
 #[derive(Debug)]
-pub struct TraceBackdoor<B> {
+pub struct TraceBackdoor<B, W: Write = io::Stderr> {
     inner: B,
+    out: W,
 }
 
 impl<B> TraceBackdoor<B> {
-    /// Trace the calls made through `inner`.
+    /// Trace the calls made through `inner` to stderr.
     pub fn new(inner: B) -> Self {
-        TraceBackdoor { inner }
-    }
-
-    /// The wrapped transport.
-    pub fn into_inner(self) -> B {
-        self.inner
+        TraceBackdoor::with_writer(inner, io::stderr())
     }
 }
 
-fn trace(op: &str, bytes: usize, before: &Regs, after: &Result<Regs, TransportError>, took: Duration) {
-    let mut err = io::stderr().lock();
-    // Tracing must never fail a call: a closed stderr is ignored.
-    let _ = match after {
-        Ok(regs) => writeln!(err, "backdoor {op} {bytes}B {before:?} -> {regs:?} ({took:?})"),
-        Err(e) => writeln!(err, "backdoor {op} {bytes}B {before:?} -> error: {e} ({took:?})"),
-    };
+impl<B, W: Write> TraceBackdoor<B, W> {
+    /// Trace the calls made through `inner` to `out`, one line each.
+    pub fn with_writer(inner: B, out: W) -> Self {
+        TraceBackdoor { inner, out }
+    }
+
+    /// The wrapped transport and the writer.
+    pub fn into_parts(self) -> (B, W) {
+        (self.inner, self.out)
+    }
+
+    fn trace(
+        &mut self,
+        op: &str,
+        bytes: usize,
+        before: &Regs,
+        after: &Result<Regs, TransportError>,
+        took: Duration,
+    ) {
+        // Tracing must never fail a call: write errors are ignored.
+        let _ = match after {
+            Ok(regs) => writeln!(
+                self.out,
+                "backdoor {op} {bytes}B {before:?} -> {regs:?} ({took:?})"
+            ),
+            Err(e) => writeln!(
+                self.out,
+                "backdoor {op} {bytes}B {before:?} -> error: {e} ({took:?})"
+            ),
+        };
+    }
 }
 
-impl<B: Backdoor> Backdoor for TraceBackdoor<B> {
+impl<B: Backdoor, W: Write> Backdoor for TraceBackdoor<B, W> {
     fn call(&mut self, regs: Regs) -> Result<Regs, TransportError> {
         let start = Instant::now();
         let out = self.inner.call(regs);
-        trace("in", 0, &regs, &out, start.elapsed());
+        self.trace("in", 0, &regs, &out, start.elapsed());
         out
     }
 
     fn hb_out(&mut self, regs: Regs, data: &[u8]) -> Result<Regs, TransportError> {
         let start = Instant::now();
         let out = self.inner.hb_out(regs, data);
-        trace("outsb", data.len(), &regs, &out, start.elapsed());
+        self.trace("outsb", data.len(), &regs, &out, start.elapsed());
         out
     }
 
     fn hb_in(&mut self, regs: Regs, buf: &mut [u8]) -> Result<Regs, TransportError> {
         let start = Instant::now();
         let out = self.inner.hb_in(regs, buf);
-        trace("insb", buf.len(), &regs, &out, start.elapsed());
+        self.trace("insb", buf.len(), &regs, &out, start.elapsed());
         out
     }
 }
@@ -403,5 +423,201 @@ const _: () = {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     is_transport::<port::PortIo>();
     is_transport::<TraceBackdoor<UnixBackdoor>>();
+    is_transport::<TraceBackdoor<Box<dyn Backdoor + Send>, Vec<u8>>>();
     is_transport::<Box<dyn Backdoor + Send>>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(s: &str) -> Option<&OsStr> {
+        Some(OsStr::new(s))
+    }
+
+    #[test]
+    fn spec_parsing() {
+        assert_eq!("auto".parse(), Ok(BackdoorSpec::Auto));
+        assert_eq!("port".parse(), Ok(BackdoorSpec::Port));
+        assert_eq!(
+            "unix:/run/hvsim/vm0.sock".parse(),
+            Ok(BackdoorSpec::Unix("/run/hvsim/vm0.sock".into()))
+        );
+        assert_eq!("unix:rel".parse(), Ok(BackdoorSpec::Unix("rel".into())));
+        assert_eq!("unix:".parse::<BackdoorSpec>(), Err(SpecError::MissingPath));
+        for bad in ["", "Auto", "ports", "unix", "tcp:1", " port"] {
+            let err = bad.parse::<BackdoorSpec>().unwrap_err();
+            assert_eq!(err, SpecError::Unknown(bad.to_owned()));
+            assert!(
+                err.to_string().contains("expected auto, port or unix:PATH"),
+                "{err}"
+            );
+        }
+        // Any bytes make a path.
+        let raw = OsStr::from_bytes(b"unix:/tmp/\xff.sock");
+        assert_eq!(
+            BackdoorSpec::parse(raw),
+            Ok(BackdoorSpec::Unix(PathBuf::from(OsStr::from_bytes(
+                b"/tmp/\xff.sock"
+            ))))
+        );
+        for spec in ["auto", "port", "unix:/a b"] {
+            assert_eq!(spec.parse::<BackdoorSpec>().unwrap().to_string(), spec);
+        }
+    }
+
+    #[test]
+    fn auto_without_vmware_or_env_says_what_to_do() {
+        let err = resolve_auto(Some("KVMKVMKVM"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not running on a VMware hypervisor (CPUID hypervisor signature is \"KVMKVMKVM\") \
+             and VM_BACKDOOR is not set; set VM_BACKDOOR=unix:PATH to use a simulator's backdoor socket"
+        );
+        let err = resolve_auto(None, os("")).unwrap_err();
+        #[cfg(target_arch = "x86_64")]
+        assert!(err.to_string().contains("(no hypervisor)"), "{err}");
+        assert!(matches!(err, SelectError::NotVmware { signature: None }));
+    }
+
+    #[test]
+    fn auto_policy() {
+        let vmware = Some(cpuid::VMWARE_SIGNATURE);
+        assert_eq!(resolve_auto(vmware, None).unwrap(), BackdoorSpec::Port);
+        // VM_BACKDOOR wins over CPUID.
+        assert_eq!(
+            resolve_auto(vmware, os("unix:/s")).unwrap(),
+            BackdoorSpec::Unix("/s".into())
+        );
+        assert_eq!(
+            resolve_auto(Some("KVMKVMKVM"), os("unix:/s")).unwrap(),
+            BackdoorSpec::Unix("/s".into())
+        );
+        assert_eq!(resolve_auto(None, os("port")).unwrap(), BackdoorSpec::Port);
+        // Empty or auto: as if unset.
+        assert_eq!(resolve_auto(vmware, os("")).unwrap(), BackdoorSpec::Port);
+        assert_eq!(
+            resolve_auto(vmware, os("auto")).unwrap(),
+            BackdoorSpec::Port
+        );
+        assert!(resolve_auto(Some("KVMKVMKVM"), os("auto")).is_err());
+        // A bad value is an error even on VMware: the user asked for something.
+        let err = resolve_auto(vmware, os("socket")).unwrap_err();
+        assert!(
+            matches!(err, SelectError::BadEnv(SpecError::Unknown(_))),
+            "{err:?}"
+        );
+    }
+
+    /// The real selection on this machine, reading (never writing) the
+    /// environment: without VM_BACKDOOR, a non-VMware machine gets the clear
+    /// error.
+    #[test]
+    fn connect_auto_here() {
+        if std::env::var_os(BACKDOOR_ENV).is_some() || cpuid::is_vmware() {
+            return;
+        }
+        match connect(&BackdoorSpec::Auto) {
+            Err(err @ SelectError::NotVmware { .. }) => {
+                assert!(
+                    err.to_string().contains("set VM_BACKDOOR=unix:PATH"),
+                    "{err}"
+                );
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("auto selected a transport on a non-VMware machine"),
+        }
+    }
+
+    /// Forcing port I/O off VMware faults in the probe child, not here.
+    #[test]
+    fn forced_port_off_vmware_fails_cleanly() {
+        if cpuid::is_vmware() {
+            return;
+        }
+        let err = match connect(&BackdoorSpec::Port) {
+            Err(err) => err,
+            Ok(_) => panic!("a backdoor answered on a non-VMware machine"),
+        };
+        let text = err.to_string();
+        if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+            assert!(
+                matches!(
+                    err,
+                    SelectError::NoBackdoor {
+                        outcome: ProbeOutcome::Faulted,
+                        ..
+                    }
+                ),
+                "{text}"
+            );
+            assert!(
+                text.starts_with("port I/O faulted (SIGSEGV): no VMware backdoor"),
+                "{text}"
+            );
+        } else {
+            assert!(matches!(err, SelectError::PortUnavailable), "{text}");
+        }
+    }
+
+    #[test]
+    fn connect_names_the_missing_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nobody.sock");
+        let err = match connect(&BackdoorSpec::Unix(path.clone())) {
+            Err(err) => err,
+            Ok(_) => panic!("connected to nothing"),
+        };
+        assert!(matches!(&err, SelectError::Connect { path: p, .. } if *p == path));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot connect to the backdoor socket {} (is `hvsim serve` running?)",
+                path.display()
+            )
+        );
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("No such file"), "{source}");
+    }
+
+    #[test]
+    fn trace_passes_everything_through() {
+        #[derive(Debug)]
+        struct Echo;
+        impl Backdoor for Echo {
+            fn call(&mut self, regs: Regs) -> Result<Regs, TransportError> {
+                Ok(Regs { eax: 1, ..regs })
+            }
+            fn hb_out(&mut self, regs: Regs, data: &[u8]) -> Result<Regs, TransportError> {
+                Ok(Regs {
+                    ecx: data.len() as u32,
+                    ..regs
+                })
+            }
+            fn hb_in(&mut self, _: Regs, buf: &mut [u8]) -> Result<Regs, TransportError> {
+                buf.fill(7);
+                Err(TransportError::Protocol("test".into()))
+            }
+        }
+        let mut t = TraceBackdoor::with_writer(Echo, Vec::new());
+        assert_eq!(t.call(Regs::default()).unwrap().eax, 1);
+        assert_eq!(t.hb_out(Regs::default(), b"abc").unwrap().ecx, 3);
+        let mut buf = [0u8; 2];
+        assert!(t.hb_in(Regs::default(), &mut buf).is_err());
+        assert_eq!(buf, [7, 7]);
+        let (_, log) = t.into_parts();
+        let log = String::from_utf8(log).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        assert!(
+            lines[0].starts_with("backdoor in 0B Regs { eax: 0x00000000"),
+            "{log}"
+        );
+        assert!(lines[0].contains("-> Regs { eax: 0x00000001"), "{log}");
+        assert!(lines[1].starts_with("backdoor outsb 3B "), "{log}");
+        assert!(
+            lines[2].contains("-> error: backdoor endpoint protocol error: test"),
+            "{log}"
+        );
+    }
+}
