@@ -93,8 +93,13 @@ enum VmCmd {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    // The tour prints its own story; the server logs its lifecycle.
+    let level = match cli.cmd {
+        Cmd::Serve { .. } => "info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -141,3 +141,17 @@ fn tclo_command_reaches_the_guest_and_the_reply_comes_back() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(guest.join().unwrap(), ["ping", "Frobnicate"]);
 }
+
+#[test]
+fn demo_runs_the_tour_and_exits() {
+    let o = std::process::Command::new(e2e_tests::bin("hvsim"))
+        .args(["demo", "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("oe:key=\"hostname\" oe:value=\"demo-guest\""), "{out}");
+    assert!(out.contains("hello from the host"), "{out}");
+    assert!(out.contains("\"hostname\": \"demo-guest\""), "{out}");
+    assert!(out.contains("(stderr) Unknown command"), "{out}");
+}
