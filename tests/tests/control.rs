@@ -150,7 +150,10 @@ fn demo_runs_the_tour_and_exits() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("oe:key=\"hostname\" oe:value=\"demo-guest\""), "{out}");
+    assert!(
+        out.contains("oe:key=\"hostname\" oe:value=\"demo-guest\""),
+        "{out}"
+    );
     assert!(out.contains("hello from the host"), "{out}");
     assert!(out.contains("\"hostname\": \"demo-guest\""), "{out}");
     assert!(out.contains("(stderr) Unknown command"), "{out}");

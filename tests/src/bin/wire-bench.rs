@@ -57,7 +57,11 @@ impl Drop for Proc {
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while UnixStream::connect(path).is_err() {
-        assert!(Instant::now() < deadline, "{} never came up", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never came up",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -149,7 +153,10 @@ fn main() {
     let scale = if quick { 10 } else { 1 };
     let runs = if quick { 1 } else { 3 };
 
-    let dir = tempfile::Builder::new().prefix("hvsim-bench").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("hvsim-bench")
+        .tempdir()
+        .expect("tempdir");
     let big = 8 << 20;
     std::fs::write(dir.path().join("ovf-env.xml"), vec![b'o'; big]).expect("ovf");
     println!("| placement | measure | hvsim | bare limit, same placement | ratio | target |");
