@@ -9,6 +9,7 @@
 //! * [`guest`]: the guest side of a message channel over a [`guest::Backdoor`].
 //! * [`host`]: the host side of the message channels of one VM.
 //! * [`rpc`]: RPCI and TCLO framing.
+//! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 
 #![forbid(unsafe_code)]
 
@@ -16,8 +17,10 @@ pub mod consts;
 pub mod frame;
 pub mod guest;
 pub mod host;
+pub mod nicinfo;
 pub mod regs;
 pub mod rpc;
+pub mod xdr;
 
 pub use consts::*;
 pub use regs::Regs;
