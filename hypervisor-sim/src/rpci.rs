@@ -2,7 +2,9 @@
 //!
 //! Replies follow the VMX: "1 " + result on success, "0 " + reason on failure.
 
+use protocol::guestinfo_key as k;
 use protocol::host::HostMessage;
+use protocol::nicinfo;
 use protocol::rpc::{rpci_reply, split_command};
 
 use crate::vm::Sink;
@@ -60,6 +62,7 @@ pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
         }
         b"tools.os.statechange.status" => state_change(s, args),
         b"SetGuestInfo" => set_guest_info(s, args),
+        b"SetGuestDiskInfo" => set_disk_info(s, args),
         n if n.starts_with(b"tools.capability.") => {
             let cap = String::from_utf8_lossy(&n["tools.capability.".len()..]).into_owned();
             let v = String::from_utf8_lossy(args)
@@ -115,8 +118,44 @@ fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
         Some(k) if (1..=64).contains(&k) => k,
         _ => return err("Invalid key"),
     };
-    s.data().guest.insert(key, value.to_vec());
-    ok(b"")
+    match key {
+        k::IPADDRESS_V2 | k::IPADDRESS_V3 => match nicinfo::decode(value) {
+            Ok(mut info) => {
+                if key == k::IPADDRESS_V2 {
+                    for n in &mut info.nics {
+                        n.ips.truncate(nicinfo::MAX_IPS_V2_KEY);
+                    }
+                }
+                let d = s.data();
+                d.nics = Some(info);
+                d.nic_error = None;
+                ok(b"")
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: guest sent NIC info that does not decode: {e}",
+                    s.name()
+                );
+                s.data().nic_error = Some(e.to_string());
+                err("Invalid NIC info")
+            }
+        },
+        k::UPTIME => {
+            let t = String::from_utf8_lossy(value);
+            match t.trim_end_matches('\0').trim().parse::<u64>() {
+                Ok(h) => {
+                    s.data().uptime = Some((h, std::time::Instant::now()));
+                    s.data().guest.insert(key, value.to_vec());
+                    ok(b"")
+                }
+                Err(_) => err("Invalid uptime"),
+            }
+        }
+        _ => {
+            s.data().guest.insert(key, value.to_vec());
+            ok(b"")
+        }
+    }
 }
 
 /// `tools.os.statechange.status <0|1> <state>`.
@@ -138,4 +177,19 @@ fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
     );
     s.data().tools.last_state_change = Some((okay, state.to_string()));
     ok(b"")
+}
+
+/// `SetGuestDiskInfo {json}`: the guest's file systems.
+fn set_disk_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    let body = args.strip_suffix(b"\0").unwrap_or(args);
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => {
+            s.data().disks = Some(v);
+            ok(b"")
+        }
+        Err(e) => {
+            log::warn!("{}: guest sent disk info that is not JSON: {e}", s.name());
+            err("Invalid disk info")
+        }
+    }
 }

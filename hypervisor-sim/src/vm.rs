@@ -80,8 +80,16 @@ pub struct VmData {
     pub vars: BTreeMap<String, Arc<[u8]>>,
     /// Tools status.
     pub tools: Tools,
-    /// Raw `SetGuestInfo` reports by key number.
+    /// Raw textual `SetGuestInfo` reports by key number.
     pub guest: BTreeMap<u32, Vec<u8>>,
+    /// Decoded NIC report (keys 9 and 10).
+    pub nics: Option<protocol::nicinfo::NicInfoV3>,
+    /// Why the last NIC report did not decode, if it did not.
+    pub nic_error: Option<String>,
+    /// Uptime in hundredths of a second and when it was reported (key 7).
+    pub uptime: Option<(u64, Instant)>,
+    /// `SetGuestDiskInfo` JSON.
+    pub disks: Option<serde_json::Value>,
     /// Power state.
     pub power: Power,
     tclo: Tclo,
@@ -132,6 +140,10 @@ impl Vm {
                     vars,
                     tools: Tools::default(),
                     guest: BTreeMap::new(),
+                    nics: None,
+                    nic_error: None,
+                    uptime: None,
+                    disks: None,
                     power: Power::On,
                     tclo: Tclo::default(),
                 },
@@ -371,12 +383,63 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "hostname": text(k::DNS_NAME),
             "os_name": text(k::OS_NAME),
             "os_full_name": text(k::OS_NAME_FULL),
-            "nics": [],
+            "nics": d.nics.as_ref().map(|n| n.nics.iter().map(nic_json).collect::<Vec<_>>()).unwrap_or_default(),
+            "routes": d.nics.as_ref().map(|n| n.routes.iter().map(|r| route_json(r, &n.nics)).collect::<Vec<_>>()).unwrap_or_default(),
+            "dns": d.nics.as_ref().and_then(|n| n.dns.as_ref()).map(dns_json),
+            "nic_error": d.nic_error,
+            "uptime_s": d.uptime.map(|(h, at)| h / 100 + at.elapsed().as_secs()),
+            "os_detailed": text(k::OS_DETAILED),
+            "disks": d.disks,
             "raw": raw,
         },
         "guestinfo": vars,
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "memory_mb": vm.info.memory_mb,
+    })
+}
+
+fn addr_json(a: &protocol::nicinfo::TypedAddr) -> serde_json::Value {
+    match a.to_ip() {
+        Some(ip) => ip.to_string().into(),
+        None => String::from_utf8_lossy(&a.addr).into_owned().into(),
+    }
+}
+
+fn nic_json(n: &protocol::nicinfo::GuestNicV3) -> serde_json::Value {
+    use protocol::nicinfo::{origin_name, status_name};
+    serde_json::json!({
+        "mac": n.mac,
+        "ips": n.ips.iter().map(|ip| serde_json::json!({
+            "addr": addr_json(&ip.addr),
+            "prefix": ip.prefix,
+            "origin": ip.origin.map(origin_name),
+            "status": ip.status.map(status_name),
+        })).collect::<Vec<_>>(),
+        "dns": n.dns.as_ref().map(dns_json),
+        "dhcp_v4": n.dhcp_v4.as_ref().map(|d| d.enabled),
+        "dhcp_v6": n.dhcp_v6.as_ref().map(|d| d.enabled),
+    })
+}
+
+fn route_json(
+    r: &protocol::nicinfo::Route,
+    nics: &[protocol::nicinfo::GuestNicV3],
+) -> serde_json::Value {
+    serde_json::json!({
+        "dest": addr_json(&r.dest),
+        "prefix": r.prefix,
+        "gateway": r.next_hop.as_ref().map(addr_json),
+        "nic": nics.get(r.if_index as usize).map(|n| n.mac.clone()),
+        "metric": (r.metric != u32::MAX).then_some(r.metric),
+    })
+}
+
+fn dns_json(d: &protocol::nicinfo::DnsConfig) -> serde_json::Value {
+    serde_json::json!({
+        "host_name": d.host_name,
+        "domain_name": d.domain_name,
+        "servers": d.servers.iter().map(addr_json).collect::<Vec<_>>(),
+        "search": d.search,
     })
 }

@@ -158,3 +158,70 @@ fn demo_runs_the_tour_and_exits() {
     assert!(out.contains("\"hostname\": \"demo-guest\""), "{out}");
     assert!(out.contains("(stderr) Unknown command"), "{out}");
 }
+
+/// NIC info as vmtoolsd sends it (`SetGuestInfo  10 ` + XDR), disk info JSON
+/// and uptime are decoded into `hvsim vm show`.
+#[test]
+fn guest_info_reports_are_decoded() {
+    use protocol::nicinfo::{self, GuestNicV3, IpEntry, NicInfoV3, Route};
+    let sim = Sim::start();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let info = NicInfoV3 {
+        nics: vec![GuestNicV3 {
+            mac: "00:50:56:01:02:03".into(),
+            ips: vec![
+                IpEntry {
+                    addr: ip("198.51.100.7").into(),
+                    prefix: 24,
+                    origin: Some(nicinfo::origin::MANUAL),
+                    status: Some(nicinfo::status::PREFERRED),
+                },
+                IpEntry {
+                    addr: ip("2001:db8::7").into(),
+                    prefix: 64,
+                    origin: None,
+                    status: None,
+                },
+            ],
+            ..Default::default()
+        }],
+        routes: vec![Route {
+            dest: ip("0.0.0.0").into(),
+            prefix: 0,
+            next_hop: Some(ip("198.51.100.1").into()),
+            if_index: 0,
+            kind: nicinfo::route_type::REMOTE,
+            metric: 100,
+        }],
+        ..Default::default()
+    };
+    let mut msg = b"SetGuestInfo  10 ".to_vec();
+    msg.extend_from_slice(&nicinfo::encode(&info));
+    let mut ch = GuestChannel::open(
+        UnixBackdoor::connect(sim.socket("vm0")).unwrap(),
+        proto::RPCI,
+    )
+    .unwrap();
+    assert_eq!(ch.call(&msg).unwrap(), b"1 ");
+    assert_eq!(ch.call(b"SetGuestInfo  7 12345").unwrap(), b"1 ");
+    let disks = br#"SetGuestDiskInfo {"disks":[{"name":"/","free":"1000","total":"2000"}]}"#;
+    assert_eq!(ch.call(disks).unwrap(), b"1 ");
+    // A hostile NIC report is refused and changes nothing.
+    assert_eq!(
+        ch.call(b"SetGuestInfo  10 \x00\x00\x00\x03\x00\x00\x00\x01\xff\xff\xff\xff")
+            .unwrap(),
+        b"0 Invalid NIC info"
+    );
+    let v = sim.show("vm0");
+    let nic = &v["guest"]["nics"][0];
+    assert_eq!(nic["mac"], "00:50:56:01:02:03");
+    assert_eq!(nic["ips"][0]["addr"], "198.51.100.7");
+    assert_eq!(nic["ips"][0]["prefix"], 24);
+    assert_eq!(nic["ips"][0]["origin"], "manual");
+    assert_eq!(nic["ips"][1]["addr"], "2001:db8::7");
+    assert_eq!(nic["ips"][1]["prefix"], 64);
+    assert_eq!(v["guest"]["routes"][0]["gateway"], "198.51.100.1");
+    assert!(v["guest"]["uptime_s"].as_u64().unwrap() >= 123);
+    assert_eq!(v["guest"]["disks"]["disks"][0]["name"], "/");
+    assert!(v["guest"]["nic_error"].as_str().unwrap().contains("nics"));
+}

@@ -1,0 +1,13 @@
+//! NIC info XDR from a guest: decoding never panics or over-allocates, and
+//! whatever decodes re-encodes to bytes that decode to the same report.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use protocol::nicinfo::{decode, encode};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(info) = decode(data) {
+        let again = decode(&encode(&info)).expect("re-encoded report decodes");
+        assert_eq!(again, info);
+    }
+});
