@@ -55,6 +55,13 @@ pub enum Request {
         /// How long to wait.
         timeout_ms: Option<u64>,
     },
+    /// Change a VM's power state.
+    Power {
+        /// VM name.
+        vm: String,
+        /// on, off, reset, cycle, soft (graceful shutdown), reboot (graceful).
+        action: String,
+    },
     /// Where a VM's backdoor socket is (for `hvsim exec`).
     Backdoor {
         /// VM name.
@@ -118,6 +125,25 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
             let t = Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TCLO_TIMEOUT_MS));
             let reply = vm.tclo(command.as_bytes(), t)?;
             Ok(Value::String(String::from_utf8_lossy(&reply).into_owned()))
+        }
+        Request::Power { vm, action } => {
+            let a = match action.as_str() {
+                "on" => vm::PowerAction::On,
+                "off" => vm::PowerAction::Off,
+                "reset" => vm::PowerAction::Reset,
+                "cycle" => vm::PowerAction::Cycle,
+                "soft" | "shutdown" => vm::PowerAction::SoftOff,
+                "reboot" => vm::PowerAction::SoftReboot,
+                other => {
+                    return Err(format!(
+                        "unknown power action {other:?}: use on, off, reset, cycle, soft or reboot"
+                    ))
+                }
+            };
+            find(inv, &vm)?
+                .power(a, "control")
+                .map_err(|e| e.to_string())?;
+            Ok(Value::Null)
         }
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,

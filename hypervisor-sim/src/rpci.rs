@@ -127,8 +127,12 @@ fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
                     }
                 }
                 let d = s.data();
+                let changed = d.nics.as_ref() != Some(&info);
                 d.nics = Some(info);
                 d.nic_error = None;
+                if changed {
+                    s.guest_info_changed();
+                }
                 ok(b"")
             }
             Err(e) => {
@@ -152,13 +156,17 @@ fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
             }
         }
         _ => {
-            s.data().guest.insert(key, value.to_vec());
+            let old = s.data().guest.insert(key, value.to_vec());
+            if old.as_deref() != Some(value) {
+                s.guest_info_changed();
+            }
             ok(b"")
         }
     }
 }
 
-/// `tools.os.statechange.status <0|1> <state>`.
+/// `tools.os.statechange.status <0|1> <state>` (state numbers as
+/// open-vm-tools' GuestOsState: 1 halt, 2 reboot, 3 power on, 4 resume, 5 suspend).
 fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
     let a = String::from_utf8_lossy(args);
     let mut it = a.trim_end_matches('\0').split_whitespace();
@@ -170,12 +178,15 @@ fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
         "0" => false,
         _ => return err("Invalid arguments"),
     };
+    let Ok(state) = state.parse::<u32>() else {
+        return err("Invalid arguments");
+    };
     log::info!(
         "{}: guest reports state change {state} {}",
         s.name(),
         if okay { "done" } else { "failed" }
     );
-    s.data().tools.last_state_change = Some((okay, state.to_string()));
+    s.guest_state_change(okay, state);
     ok(b"")
 }
 

@@ -44,6 +44,104 @@ pub enum Power {
     Off,
 }
 
+/// A power request from a host service (IPMI, Redfish, CIM, the control socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    /// Power on (no-op when on).
+    On,
+    /// Power off at once, like pulling the plug (no-op when off).
+    Off,
+    /// Hard reset: the guest starts over; the VM stays on.
+    Reset,
+    /// Power cycle: off, then on.
+    Cycle,
+    /// Graceful shutdown: TCLO `OS_Halt` to the guest agent; the VM goes off
+    /// when the agent reports the halt done.
+    SoftOff,
+    /// Graceful reboot: TCLO `OS_Reboot` to the guest agent.
+    SoftReboot,
+}
+
+/// Boot device for the next boot (IPMI bootdev, Redfish Boot override).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootTarget {
+    /// No override.
+    #[default]
+    None,
+    /// Network (PXE).
+    Pxe,
+    /// Hard disk.
+    Hdd,
+    /// CD/DVD (virtual media Cd).
+    Cd,
+    /// USB (virtual media Usb).
+    Usb,
+    /// Firmware setup.
+    BiosSetup,
+}
+
+/// The boot override of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootOverride {
+    /// Device.
+    pub target: BootTarget,
+    /// Applies to every boot, not just the next one.
+    pub persistent: bool,
+    /// UEFI boot rather than legacy BIOS.
+    pub uefi: bool,
+}
+
+/// Something that happened to a VM, for event consumers (IPMI SEL, CIM
+/// indications, Redfish events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEvent {
+    /// The VM powered on; `source` names who asked ("ipmi", "guest", ...).
+    PowerOn {
+        /// Who asked.
+        source: String,
+    },
+    /// The VM powered off.
+    PowerOff {
+        /// Who asked ("guest" for a completed graceful shutdown).
+        source: String,
+    },
+    /// The VM was reset or power-cycled, or the guest rebooted.
+    Reset {
+        /// Who asked.
+        source: String,
+    },
+    /// The guest agent reported a state change (`halt`, `reboot`, ...).
+    GuestStateChange {
+        /// The state's name.
+        state: String,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// Guest info (hostname, OS, NICs, disks) changed.
+    GuestInfoChanged,
+    /// A guest agent started or stopped polling TCLO.
+    ToolsStatus {
+        /// Now running.
+        running: bool,
+    },
+}
+
+/// Why a power request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PowerError {
+    /// The request needs the VM on.
+    #[error("VM {0} is powered off")]
+    PoweredOff(String),
+    /// A graceful request needs a guest agent.
+    #[error(
+        "no guest agent is running in VM {0} to shut it down gracefully; use a hard power off"
+    )]
+    NoAgent(String),
+    /// A graceful request is already under way.
+    #[error("a graceful state change is already in progress in VM {0}")]
+    InProgress(String),
+}
+
 /// What the guest's tools told the host.
 #[derive(Debug, Clone, Default)]
 pub struct Tools {
@@ -71,6 +169,8 @@ struct Tclo {
     next_ticket: u64,
     last_poll: Option<Instant>,
     open_channels: usize,
+    /// Tickets whose replies nobody waits for (graceful power requests).
+    fire_and_forget: Vec<u64>,
 }
 
 /// The mutable part of a VM, behind one lock.
@@ -92,6 +192,14 @@ pub struct VmData {
     pub disks: Option<serde_json::Value>,
     /// Power state.
     pub power: Power,
+    /// Boot override.
+    pub boot: BootOverride,
+    /// When the VM last powered on or reset.
+    pub booted_at: Instant,
+    /// A graceful action sent to the agent, awaiting its status.
+    pub pending_soft: Option<PowerAction>,
+    /// A power change decided inside a guest call, applied after it.
+    deferred: Option<(PowerAction, String)>,
     tclo: Tclo,
 }
 
@@ -114,6 +222,7 @@ pub struct Vm {
     state: Mutex<VmState>,
     tclo_cv: Condvar,
     store: Arc<Store>,
+    subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
 }
 
 /// A guest whose TCLO poll is older than this counts as not running
@@ -145,6 +254,10 @@ impl Vm {
                     uptime: None,
                     disks: None,
                     power: Power::On,
+                    boot: BootOverride::default(),
+                    booted_at: Instant::now(),
+                    pending_soft: None,
+                    deferred: None,
                     tclo: Tclo::default(),
                 },
             }),
@@ -152,6 +265,7 @@ impl Vm {
             limits,
             tclo_cv: Condvar::new(),
             store,
+            subscribers: Mutex::new(Vec::new()),
         })
     }
 
@@ -167,8 +281,137 @@ impl Vm {
     ) -> R {
         let mut st = self.lock();
         let VmState { channels, data } = &mut *st;
+        let running = tools_running(data);
         let mut sink = Sink { vm: self, data };
-        f(channels, &mut sink)
+        let r = f(channels, &mut sink);
+        // A graceful shutdown completes inside the guest's status call; the
+        // power change waits until that call is answered.
+        if let Some((action, source)) = st.data.deferred.take() {
+            self.apply_power(&mut st, action, &source);
+        }
+        let now = tools_running(&st.data);
+        if now != running {
+            self.emit(VmEvent::ToolsStatus { running: now });
+        }
+        r
+    }
+
+    /// Receive this VM's events from now on.
+    pub fn subscribe(&self) -> std::sync::mpsc::Receiver<VmEvent> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    fn emit(&self, ev: VmEvent) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|tx| tx.send(ev.clone()).is_ok());
+    }
+
+    /// Power state.
+    pub fn power_state(&self) -> Power {
+        self.lock().data.power
+    }
+
+    /// The boot override.
+    pub fn boot_override(&self) -> BootOverride {
+        self.lock().data.boot
+    }
+
+    /// Set the boot override.
+    pub fn set_boot_override(&self, b: BootOverride) {
+        self.lock().data.boot = b;
+    }
+
+    /// Carry out a power request from `source` ("ipmi", "redfish", "cim", ...).
+    /// Graceful requests return once the command is queued for the agent.
+    pub fn power(&self, action: PowerAction, source: &str) -> Result<(), PowerError> {
+        let mut st = self.lock();
+        let name = || self.info.name.clone();
+        match action {
+            PowerAction::SoftOff | PowerAction::SoftReboot => {
+                if st.data.power == Power::Off {
+                    return Err(PowerError::PoweredOff(name()));
+                }
+                if !tools_running(&st.data) {
+                    return Err(PowerError::NoAgent(name()));
+                }
+                if st.data.pending_soft.is_some() {
+                    return Err(PowerError::InProgress(name()));
+                }
+                st.data.pending_soft = Some(action);
+                let cmd: &[u8] = if action == PowerAction::SoftOff {
+                    b"OS_Halt"
+                } else {
+                    b"OS_Reboot"
+                };
+                let t = &mut st.data.tclo;
+                let ticket = t.next_ticket;
+                t.next_ticket += 1;
+                t.queue.push_back((ticket, cmd.to_vec()));
+                t.fire_and_forget.push(ticket);
+                log::info!(
+                    "{}: graceful {} requested by {source}",
+                    self.info.name,
+                    String::from_utf8_lossy(cmd)
+                );
+                Ok(())
+            }
+            PowerAction::Reset | PowerAction::Cycle if st.data.power == Power::Off => {
+                Err(PowerError::PoweredOff(name()))
+            }
+            _ => {
+                self.apply_power(&mut st, action, source);
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_power(&self, st: &mut VmState, action: PowerAction, source: &str) {
+        let was_on = st.data.power == Power::On;
+        let VmState { channels, data } = st;
+        match action {
+            PowerAction::On if !was_on => {
+                channels.set_accepting(true);
+                data.power = Power::On;
+                data.booted_at = Instant::now();
+                data.pending_soft = None;
+                consume_boot_override(data);
+                self.emit(VmEvent::PowerOn {
+                    source: source.into(),
+                });
+            }
+            PowerAction::Off | PowerAction::SoftOff if was_on => {
+                // The guest is gone, and its channels with it.
+                channels.reset(&mut Sink { vm: self, data });
+                channels.set_accepting(false);
+                data.power = Power::Off;
+                data.pending_soft = None;
+                data.tclo.queue.clear();
+                self.emit(VmEvent::PowerOff {
+                    source: source.into(),
+                });
+            }
+            PowerAction::Reset | PowerAction::Cycle | PowerAction::SoftReboot if was_on => {
+                channels.reset(&mut Sink { vm: self, data });
+                data.booted_at = Instant::now();
+                data.pending_soft = None;
+                consume_boot_override(data);
+                self.emit(VmEvent::Reset {
+                    source: source.into(),
+                });
+            }
+            _ => {}
+        }
+        log::info!(
+            "{}: power {:?} by {source}: now {:?}",
+            self.info.name,
+            action,
+            data.power
+        );
     }
 
     /// Set a guest variable from the host side (persisted first).
@@ -236,6 +479,12 @@ impl Vm {
     }
 }
 
+fn consume_boot_override(d: &mut VmData) {
+    if !d.boot.persistent {
+        d.boot.target = BootTarget::None;
+    }
+}
+
 fn tools_running(d: &VmData) -> bool {
     d.tclo.open_channels > 0 && d.tclo.last_poll.is_some_and(|t| t.elapsed() < TOOLS_ALIVE)
 }
@@ -282,14 +531,59 @@ impl Sink<'_> {
         set_var(self.vm, self.data, key, value)
     }
 
+    /// Tell event consumers that guest info changed.
+    pub fn guest_info_changed(&mut self) {
+        self.vm.emit(VmEvent::GuestInfoChanged);
+    }
+
+    /// The agent reported the outcome of a state change (`tools.os.statechange.status`).
+    /// States as open-vm-tools numbers them: 1 halt, 2 reboot, 3 power on,
+    /// 4 resume, 5 suspend.
+    pub fn guest_state_change(&mut self, ok: bool, state: u32) {
+        let name = match state {
+            1 => "halt",
+            2 => "reboot",
+            3 => "poweron",
+            4 => "resume",
+            5 => "suspend",
+            _ => "unknown",
+        };
+        self.data.tools.last_state_change = Some((ok, name.to_string()));
+        self.vm.emit(VmEvent::GuestStateChange {
+            state: name.into(),
+            ok,
+        });
+        let pending = self.data.pending_soft.take();
+        match (ok, state, pending) {
+            (true, 1, _) => self.data.deferred = Some((PowerAction::SoftOff, "guest".into())),
+            (true, 2, _) => self.data.deferred = Some((PowerAction::SoftReboot, "guest".into())),
+            (false, _, Some(_)) => {
+                log::warn!("{}: the guest agent failed to {name}", self.vm.info.name)
+            }
+            _ => {}
+        }
+    }
+
     fn tclo_message(&mut self, chan: ChannelRef, msg: &[u8]) -> HostMessage {
         let t = &mut self.data.tclo;
         t.last_poll = Some(Instant::now());
         if let Some((ticket, id)) = t.in_flight {
             if id == chan.id {
                 t.in_flight = None;
-                t.done.insert(ticket, Ok(msg.to_vec()));
-                self.vm.tclo_cv.notify_all();
+                if let Some(i) = t.fire_and_forget.iter().position(|&k| k == ticket) {
+                    t.fire_and_forget.swap_remove(i);
+                    if !msg.starts_with(b"OK") {
+                        log::warn!(
+                            "{}: the guest refused a graceful power request: {}",
+                            self.vm.info.name,
+                            String::from_utf8_lossy(msg)
+                        );
+                        self.data.pending_soft = None;
+                    }
+                } else {
+                    t.done.insert(ticket, Ok(msg.to_vec()));
+                    self.vm.tclo_cv.notify_all();
+                }
             }
         } else if !msg.is_empty() {
             log::debug!(
@@ -372,6 +666,12 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "name": vm.info.name,
         "uuid": crate::config::format_uuid(&vm.info.uuid),
         "power": match d.power { Power::On => "on", Power::Off => "off" },
+        "boot": {
+            "target": format!("{:?}", d.boot.target).to_lowercase(),
+            "persistent": d.boot.persistent,
+            "uefi": d.boot.uefi,
+        },
+        "pending_graceful": d.pending_soft.map(|a| format!("{a:?}")),
         "tools": {
             "status": if tools_running(d) { "running" } else { "not-running" },
             "version": d.tools.version,

@@ -197,6 +197,7 @@ pub struct ChannelTable {
     limits: HostLimits,
     slots: Vec<Option<Channel>>,
     rng: u64,
+    accepting: bool,
 }
 
 fn fail() -> u16 {
@@ -210,7 +211,13 @@ impl ChannelTable {
             limits,
             slots: Vec::new(),
             rng: seed | 1,
+            accepting: true,
         }
+    }
+
+    /// Allow or refuse new channels (a powered-off VM has no guest to talk to).
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.accepting = accepting;
     }
 
     /// The limits in force.
@@ -281,7 +288,7 @@ impl ChannelTable {
             msg_type::OPEN => {
                 let flags = regs.ebx & GUESTMSG_FLAG_COOKIE;
                 let p = regs.ebx & !GUESTMSG_FLAG_COOKIE;
-                if p != proto::RPCI && p != proto::TCLO {
+                if !self.accepting || (p != proto::RPCI && p != proto::TCLO) {
                     set(&mut out, fail());
                     return out;
                 }

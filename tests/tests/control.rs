@@ -225,3 +225,73 @@ fn guest_info_reports_are_decoded() {
     assert_eq!(v["guest"]["disks"]["disks"][0]["name"], "/");
     assert!(v["guest"]["nic_error"].as_str().unwrap().contains("nics"));
 }
+
+/// Graceful shutdown goes to the agent as TCLO OS_Halt, and the VM is off once
+/// the agent reports the halt done; hard power actions act at once, and a
+/// powered-off VM has no guest to talk to.
+#[test]
+fn power_actions_and_graceful_shutdown_through_the_agent() {
+    let sim = Sim::start();
+    let o = sim.hvsim(&["vm", "power", "vm0", "soft"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no guest agent is running"),
+        "{}",
+        stderr(&o)
+    );
+
+    let sock = sim.socket("vm0");
+    let agent = std::thread::spawn(move || {
+        let mut tclo =
+            GuestChannel::open(UnixBackdoor::connect(&sock).unwrap(), proto::TCLO).unwrap();
+        let mut rpci =
+            GuestChannel::open(UnixBackdoor::connect(&sock).unwrap(), proto::RPCI).unwrap();
+        let mut reply: Vec<u8> = Vec::new();
+        for _ in 0..2000 {
+            let cmd = match tclo.call(&reply) {
+                Ok(c) => c.to_vec(),
+                Err(_) => return true, // the VM went off: channels are gone
+            };
+            reply = Vec::new();
+            if cmd == b"OS_Halt" {
+                // Like vmtoolsd: "OK " first, then the status over RPCI.
+                tclo.call(b"OK ").ok();
+                rpci.call(b"tools.os.statechange.status 1 1\0").ok();
+            } else {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        false
+    });
+    sim.eventually("tools running", || {
+        sim.show("vm0")["tools"]["status"] == "running"
+    });
+    let o = sim.hvsim(&["vm", "power", "vm0", "soft"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sim.eventually("graceful shutdown done", || {
+        sim.show("vm0")["power"] == "off"
+    });
+    assert!(agent.join().unwrap(), "the agent saw its channels close");
+    let v = sim.show("vm0");
+    assert_eq!(v["tools"]["last_state_change"]["state"], "halt");
+    assert_eq!(v["channels"], 0);
+    // Off: guests cannot open channels.
+    let o = sim.rpctool("vm0", &["info-get guestinfo.x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("open"), "{}", stderr(&o));
+    let o = sim.hvsim(&["vm", "power", "vm0", "reset"]);
+    assert!(stderr(&o).contains("powered off"), "{}", stderr(&o));
+    // On again.
+    assert!(sim.hvsim(&["vm", "power", "vm0", "on"]).status.success());
+    assert_eq!(sim.show("vm0")["power"], "on");
+    assert!(sim
+        .rpctool("vm0", &["info-set guestinfo.back on"])
+        .status
+        .success());
+    let o = sim.hvsim(&["vm", "power", "vm0", "sideways"]);
+    assert!(
+        stderr(&o).contains("unknown power action"),
+        "{}",
+        stderr(&o)
+    );
+}
