@@ -80,6 +80,14 @@ enum VmCmd {
         /// Variable name.
         key: String,
     },
+    /// Change the power state: on, off, reset, cycle, soft (graceful
+    /// shutdown through the guest agent), reboot (graceful).
+    Power {
+        /// VM name.
+        name: String,
+        /// The action.
+        action: String,
+    },
     /// Send a TCLO command to the guest agent and print its reply.
     Tclo {
         /// VM name.
@@ -172,6 +180,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 VmCmd::SetVar { name, key, value } => {
                     call(json!({"op": "set-var", "vm": name, "key": key, "value": value}))?;
+                }
+                VmCmd::Power { name, action } => {
+                    call(json!({"op": "power", "vm": name, "action": action}))?;
                 }
                 VmCmd::GetVar { name, key } => {
                     let v = call(json!({"op": "get-var", "vm": name, "key": key}))?;
