@@ -103,19 +103,26 @@ fn bare_server(dir: &Path, name: &str, payload: usize, cpu: usize) -> (Proc, Pat
         .arg(payload.to_string())
         .spawn()
         .expect("start bare server");
-    // The bare server accepts exactly one connection; probe by file presence.
+    (Proc(child), path)
+}
+
+/// Connect to a bare server, which accepts exactly one connection: retry
+/// until it listens rather than probing (a probe would use up its accept).
+fn connect_bare(path: &Path) -> UnixStream {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "bare server did not start");
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e) => assert!(Instant::now() < deadline, "bare server did not start: {e}"),
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
-    (Proc(child), path)
 }
 
 /// Round trips per second of the bare ping-pong.
 fn bare_pingpong(dir: &Path, n: usize, cpu: usize) -> f64 {
     let (_p, path) = bare_server(dir, "pingpong", 0, cpu);
-    let mut s = UnixStream::connect(&path).expect("connect bare");
+    let mut s = connect_bare(&path);
     let mut h = [1u8; HEADER_LEN];
     let t = Instant::now();
     for _ in 0..n {
@@ -128,7 +135,7 @@ fn bare_pingpong(dir: &Path, n: usize, cpu: usize) -> f64 {
 /// Bytes per second of the bare bulk reply of `size` bytes.
 fn bare_bulk(dir: &Path, size: usize, n: usize, cpu: usize) -> f64 {
     let (_p, path) = bare_server(dir, "bulk", size, cpu);
-    let mut s = UnixStream::connect(&path).expect("connect bare");
+    let mut s = connect_bare(&path);
     let mut h = [1u8; HEADER_LEN];
     let mut buf = vec![0u8; size];
     let t = Instant::now();
