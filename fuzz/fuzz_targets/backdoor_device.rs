@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         }
         match op {
             0 => {
-                vm.with_channels(|t, sink| device::lb_call(&facts, &SystemClock, t, sink, owner, regs));
+                vm.lb_call(&facts, &SystemClock, owner, regs);
             }
             1 => {
                 let n = (regs.ecx as usize % 512).min(rest.len());

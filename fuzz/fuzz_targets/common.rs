@@ -15,6 +15,7 @@ pub fn vm() -> &'static Arc<Vm> {
             uuid: [7; 16],
             memory_mb: 1024,
             backdoor_socket: "/nonexistent".into(),
+            clipboard: true,
         };
         let mut limits = VmLimits {
             channels: Default::default(),
@@ -22,7 +23,8 @@ pub fn vm() -> &'static Arc<Vm> {
         };
         limits.channels.max_channels = 8;
         let vm = Vm::new(info, limits, store, 1).expect("vm");
-        vm.set_var("guestinfo.ovfEnv", &[b'x'; 300]).expect("seed var");
+        vm.set_var("guestinfo.ovfEnv", &[b'x'; 300])
+            .expect("seed var");
         Arc::new(vm)
     })
 }

@@ -99,6 +99,9 @@ pub struct VmConfig {
     pub guestinfo: std::collections::BTreeMap<String, String>,
     /// Memory size in MiB reported by GETMEMSIZE.
     pub memory_mb: Option<u32>,
+    /// Allow copy/paste between host and guest (off by default, as on VMware).
+    #[serde(default)]
+    pub clipboard: bool,
     /// The VM's BMC.
     pub ipmi: Option<IpmiConfig>,
 }
@@ -211,6 +214,7 @@ impl Config {
                 backdoor_socket: None,
                 guestinfo: Default::default(),
                 memory_mb: None,
+                clipboard: false,
                 ipmi: None,
             });
         }

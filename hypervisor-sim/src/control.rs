@@ -62,6 +62,13 @@ pub enum Request {
         /// on, off, reset, cycle, soft (graceful shutdown), reboot (graceful).
         action: String,
     },
+    /// Read (and with `set`, first replace) a VM's clipboard.
+    Clipboard {
+        /// VM name.
+        vm: String,
+        /// New host selection.
+        set: Option<String>,
+    },
     /// Where a VM's backdoor socket is (for `hvsim exec`).
     Backdoor {
         /// VM name.
@@ -144,6 +151,10 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
                 .power(a, "control")
                 .map_err(|e| e.to_string())?;
             Ok(Value::Null)
+        }
+        Request::Clipboard { vm, set } => {
+            let text = find(inv, &vm)?.clipboard(set.as_deref())?;
+            Ok(Value::String(String::from_utf8_lossy(&text).into_owned()))
         }
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,

@@ -9,6 +9,7 @@
 //! * [`control`]: the control socket behind `hvsim vm ...`.
 //! * [`serve`]: wiring it all together.
 
+pub mod clipboard;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -88,6 +88,14 @@ enum VmCmd {
         /// The action.
         action: String,
     },
+    /// Print the VM's clipboard (copy/paste must be enabled in its config).
+    Clipboard {
+        /// VM name.
+        name: String,
+        /// Set the host's clipboard to this text first.
+        #[arg(long)]
+        set: Option<String>,
+    },
     /// Send a TCLO command to the guest agent and print its reply.
     Tclo {
         /// VM name.
@@ -183,6 +191,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 VmCmd::Power { name, action } => {
                     call(json!({"op": "power", "vm": name, "action": action}))?;
+                }
+                VmCmd::Clipboard { name, set } => {
+                    let v = call(json!({"op": "clipboard", "vm": name, "set": set}))?;
+                    if set.is_none() {
+                        print!("{}", s(&v));
+                    }
                 }
                 VmCmd::GetVar { name, key } => {
                     let v = call(json!({"op": "get-var", "vm": name, "key": key}))?;

@@ -144,6 +144,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             uuid,
             memory_mb: vc.memory_mb.unwrap_or(2048),
             backdoor_socket: backdoor_socket.clone(),
+            clipboard: vc.clipboard,
         };
         let vm = Arc::new(Vm::new(info, limits, store.clone(), seed())?);
         if let Some(ovf) = &vc.ovf_env {

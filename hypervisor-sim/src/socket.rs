@@ -148,9 +148,7 @@ fn serve_conn(
         };
         match req.op {
             Op::In => {
-                let out = vm.with_channels(|t, sink| {
-                    device::lb_call(facts, clock, t, sink, owner, req.regs)
-                });
+                let out = vm.lb_call(facts, clock, owner, req.regs);
                 let h = Reply {
                     ok: true,
                     regs: out,

@@ -24,6 +24,8 @@ pub struct VmInfo {
     pub memory_mb: u32,
     /// Where the socket frontend listens.
     pub backdoor_socket: PathBuf,
+    /// Copy/paste allowed.
+    pub clipboard: bool,
 }
 
 /// Guest-facing limits of a VM.
@@ -190,6 +192,8 @@ pub struct VmData {
     pub uptime: Option<(u64, Instant)>,
     /// `SetGuestDiskInfo` JSON.
     pub disks: Option<serde_json::Value>,
+    /// The copy/paste selection.
+    pub clipboard: crate::clipboard::Clipboard,
     /// Power state.
     pub power: Power,
     /// Boot override.
@@ -253,6 +257,7 @@ impl Vm {
                     nic_error: None,
                     uptime: None,
                     disks: None,
+                    clipboard: crate::clipboard::Clipboard::new(info.clipboard),
                     power: Power::On,
                     boot: BootOverride::default(),
                     booted_at: Instant::now(),
@@ -294,6 +299,34 @@ impl Vm {
             self.emit(VmEvent::ToolsStatus { running: now });
         }
         r
+    }
+
+    /// Handle `in eax, dx` on the LB port: the selection (copy/paste)
+    /// commands use this VM's clipboard, everything else the device.
+    pub fn lb_call(
+        &self,
+        facts: &crate::device::DeviceFacts,
+        clock: &dyn crate::device::Clock,
+        owner: u64,
+        regs: protocol::Regs,
+    ) -> protocol::Regs {
+        use protocol::regs::lo;
+        if regs.eax == protocol::BDOOR_MAGIC && lo(regs.edx) == protocol::BDOOR_PORT {
+            let mut st = self.lock();
+            if let Some(eax) = st.data.clipboard.call(lo(regs.ecx), regs.ebx) {
+                return protocol::Regs { eax, ..regs };
+            }
+        }
+        self.with_channels(|t, sink| crate::device::lb_call(facts, clock, t, sink, owner, regs))
+    }
+
+    /// The clipboard text; with `set`, replace it first (host copy).
+    pub fn clipboard(&self, set: Option<&str>) -> Result<Vec<u8>, String> {
+        let mut st = self.lock();
+        if let Some(t) = set {
+            st.data.clipboard.set_host(t)?;
+        }
+        Ok(st.data.clipboard.text().to_vec())
     }
 
     /// Receive this VM's events from now on.
@@ -672,6 +705,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "uefi": d.boot.uefi,
         },
         "pending_graceful": d.pending_soft.map(|a| format!("{a:?}")),
+        "clipboard": { "enabled": d.clipboard.enabled(), "length": d.clipboard.text().len() },
         "tools": {
             "status": if tools_running(d) { "running" } else { "not-running" },
             "version": d.tools.version,

@@ -295,3 +295,70 @@ fn power_actions_and_graceful_shutdown_through_the_agent() {
         stderr(&o)
     );
 }
+
+fn guest_read_clipboard(bd: &mut UnixBackdoor) -> Option<Vec<u8>> {
+    use protocol::guest::Backdoor;
+    use protocol::{cmd, Regs};
+    let len = bd.call(Regs::command(cmd::GETSELLENGTH, 0)).unwrap().eax;
+    if len >= 0xFFFF_FFFE {
+        return None;
+    }
+    let mut out = Vec::new();
+    while out.len() < len as usize {
+        let w = bd.call(Regs::command(cmd::GETNEXTPIECE, 0)).unwrap().eax;
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.truncate(len as usize);
+    Some(out)
+}
+
+fn guest_write_clipboard(bd: &mut UnixBackdoor, text: &[u8]) {
+    use protocol::guest::Backdoor;
+    use protocol::{cmd, Regs};
+    bd.call(Regs::command(cmd::SETSELLENGTH, text.len() as u32))
+        .unwrap();
+    for c in text.chunks(4) {
+        let mut w = [0u8; 4];
+        w[..c.len()].copy_from_slice(c);
+        bd.call(Regs::command(cmd::SETNEXTPIECE, u32::from_le_bytes(w)))
+            .unwrap();
+    }
+}
+
+/// Copy/paste over the backdoor selection commands: off unless the VM's
+/// config allows it; both directions when it does.
+#[test]
+fn clipboard_is_off_by_default_and_works_both_ways_when_enabled() {
+    let sim =
+        Sim::with_config("[[vm]]\nname = \"locked\"\n[[vm]]\nname = \"desk\"\nclipboard = true\n");
+    let mut bd = UnixBackdoor::connect(sim.socket("locked")).unwrap();
+    assert_eq!(
+        guest_read_clipboard(&mut bd),
+        None,
+        "disabled: the guest is told not to exchange"
+    );
+    guest_write_clipboard(&mut bd, b"secret");
+    let o = sim.hvsim(&["vm", "clipboard", "locked"]);
+    assert_eq!(stdout(&o), "", "nothing crossed");
+    let o = sim.hvsim(&["vm", "clipboard", "locked", "--set", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("copy/paste is disabled"),
+        "{}",
+        stderr(&o)
+    );
+
+    let mut bd = UnixBackdoor::connect(sim.socket("desk")).unwrap();
+    let text = "line one\nlínea dos ✓";
+    assert!(sim
+        .hvsim(&["vm", "clipboard", "desk", "--set", text])
+        .status
+        .success());
+    assert_eq!(guest_read_clipboard(&mut bd).unwrap(), text.as_bytes());
+    guest_write_clipboard(&mut bd, "from the guest\n日本語".as_bytes());
+    assert_eq!(
+        stdout(&sim.hvsim(&["vm", "clipboard", "desk"])),
+        "from the guest\n日本語"
+    );
+    assert_eq!(sim.show("desk")["clipboard"]["enabled"], true);
+}
