@@ -7,6 +7,7 @@
 //! * [`rpci`]: the RPCI commands the host answers.
 //! * [`socket`]: the socket frontend (register frames from guest programs).
 //! * [`control`]: the control socket behind `hvsim vm ...`.
+//! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux).
 //! * [`serve`]: wiring it all together.
 
 pub mod clipboard;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod device;
+pub mod exec;
 pub mod rpci;
 pub mod serve;
 pub mod socket;

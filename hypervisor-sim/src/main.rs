@@ -37,6 +37,19 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VmCmd,
     },
+    /// Run a guest program against a VM: its backdoor instructions are
+    /// trapped and emulated, CPUID says VMware (x86_64 Linux, ptrace).
+    Exec {
+        /// VM name.
+        #[arg(long)]
+        vm: String,
+        /// Control socket (default: $HVSIM_CONTROL, else /run/hvsim/control.sock).
+        #[arg(long)]
+        control: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// The one-command tour: start a host, run guest programs, show what the host sees.
     Demo {
         /// Keep the host running until Ctrl-C (default: when run in a terminal).
@@ -140,6 +153,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             log::info!("signal {sig}: shutting down");
             drop(server);
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec {
+            vm,
+            control: sock,
+            command,
+        } => {
+            let path = control::client_socket(sock.as_deref());
+            let exit = hvsim::exec::run(&path, &vm, &command[0], &command[1..])?;
+            hvsim::exec::exit_like(exit)
         }
         Cmd::Demo { wait, no_wait } => {
             serve::block_signals();
