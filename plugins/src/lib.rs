@@ -1,51 +1,98 @@
 //! Guest features of `vm-agent`, each behind the [`Plugin`] trait.
 //!
 //! Plugins never import the agent: the agent implements [`Context`], through
-//! which a plugin sends RPCI messages and learns its configuration. The
-//! features themselves (guestinfo, powerops, timesync, clipboard) arrive with
-//! the agent work; this crate fixes the seam they plug into.
+//! which a plugin sends RPCI messages and makes plain backdoor calls. The
+//! agent owns the event loop: it asks each plugin for its next deadline and
+//! the file descriptors it waits on, and calls back when one is due or ready.
+//!
+//! * [`guestinfo`]: hostname, OS, uptime, NICs (XDR), disks; event-driven.
+//! * [`powerops`]: `OS_Halt`, `OS_Reboot`, ... with scripts and status reports.
+//! * [`timesync`]: the guest clock from the host's (`GETTIMEFULL_WITH_LAG`).
+//! * [`capabilities`]: what the guest can do and which tools it runs.
+//! * [`netlink`], [`osinfo`], [`glob`]: the pieces guestinfo is built from.
 
-use std::time::Duration;
+#![warn(missing_docs)]
 
-/// Why an RPCI call from a plugin failed.
-#[derive(Debug)]
-pub struct RpciError(pub String);
+use std::os::fd::RawFd;
+use std::time::Instant;
 
-impl std::fmt::Display for RpciError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+use protocol::Regs;
+
+pub mod capabilities;
+pub mod glob;
+pub mod guestinfo;
+pub mod netlink;
+pub mod osinfo;
+pub mod powerops;
+pub mod timesync;
+
+/// Why a call from a plugin to the host failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostCallError {
+    /// The host answered "0 ..." (the reason given).
+    #[error("the host refused: {0}")]
+    Refused(String),
+    /// The channel to the host is down; the agent reconnects and calls
+    /// [`Plugin::on_reset`] again, so the plugin need not retry.
+    #[error("no channel to the host: {0}")]
+    Channel(String),
 }
-
-impl std::error::Error for RpciError {}
 
 /// What the agent offers a plugin.
 pub trait Context {
     /// Send one RPCI message; the host's reply body on "1 ", an error on "0 "
     /// or a channel failure.
-    fn rpci(&mut self, msg: &[u8]) -> Result<Vec<u8>, RpciError>;
-    /// A value from the plugin's section of the agent config.
-    fn config(&self, key: &str) -> Option<String>;
+    fn rpci(&mut self, msg: &[u8]) -> Result<Vec<u8>, HostCallError>;
+    /// One low-bandwidth backdoor call (e.g. GETTIMEFULL_WITH_LAG).
+    fn backdoor(&mut self, regs: Regs) -> Result<Regs, HostCallError>;
+}
+
+/// Something the agent tells every plugin about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEvent {
+    /// The VM resumed from suspend (TCLO `OS_Resume`).
+    Resumed,
 }
 
 /// A guest feature.
 pub trait Plugin {
-    /// Short name, also the config section.
+    /// Short name, also its section in the agent config.
     fn name(&self) -> &'static str;
     /// TCLO commands this plugin answers (matched on the first word).
     fn tclo_commands(&self) -> &'static [&'static str] {
         &[]
     }
     /// Answer a TCLO command: the reply to send ("OK ..." or "ERROR ...").
-    fn on_tclo(&mut self, _ctx: &mut dyn Context, _cmd: &[u8], _args: &[u8]) -> Vec<u8> {
+    fn on_tclo(&mut self, _ctx: &mut dyn Context, _cmd: &str, _args: &[u8]) -> Vec<u8> {
         protocol::rpc::tclo_reply(false, b"Unknown Command")
     }
-    /// Called when the channel to the host is (re)established: publish state.
-    fn on_reset(&mut self, _ctx: &mut dyn Context) {}
-    /// How often [`Plugin::on_timer`] runs, if at all.
-    fn interval(&self) -> Option<Duration> {
+    /// `Set_Option KEY VALUE` from the host: `Some(true)` when this plugin
+    /// took the option, `Some(false)` when it knows it but the value is
+    /// invalid, `None` when the option is not its own.
+    fn set_option(&mut self, _ctx: &mut dyn Context, _key: &str, _value: &str) -> Option<bool> {
         None
     }
-    /// Periodic work.
-    fn on_timer(&mut self, _ctx: &mut dyn Context) {}
+    /// The RPCI messages announcing this plugin's capabilities, sent on
+    /// `Capabilities_Register`.
+    fn capabilities(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+    /// The channel to the host is (re)established, or the host reset it:
+    /// forget what was sent and publish everything again.
+    fn on_reset(&mut self, _ctx: &mut dyn Context) {}
+    /// Something happened that every plugin may care about.
+    fn on_event(&mut self, _ctx: &mut dyn Context, _event: HostEvent) {}
+    /// When [`Plugin::on_deadline`] should run next, if at all.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// Called once the deadline passed.
+    fn on_deadline(&mut self, _ctx: &mut dyn Context, _now: Instant) {}
+    /// File descriptors the agent should wait on for this plugin, with the
+    /// poll(2) events of interest (`POLLIN`, or `POLLPRI` for sysctl files).
+    fn fds(&self) -> Vec<(RawFd, i16)> {
+        Vec::new()
+    }
+    /// One of [`Plugin::fds`] is readable (or signalled an error or priority event).
+    fn on_ready(&mut self, _ctx: &mut dyn Context, _fd: RawFd, _now: Instant) {}
 }
