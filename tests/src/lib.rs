@@ -27,6 +27,24 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// How guest programs reach the simulator in [`Sim::rpctool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    /// The socket transport (`VM_BACKDOOR=unix:PATH`), the default.
+    Socket,
+    /// `hvsim exec`: real port I/O, trapped and emulated.
+    Trap,
+}
+
+/// The frontend `HVSIM_E2E_FRONTEND` names (`socket`, the default, or `trap`).
+pub fn frontend() -> Frontend {
+    match std::env::var("HVSIM_E2E_FRONTEND").as_deref() {
+        Ok("trap") => Frontend::Trap,
+        Ok("socket") | Ok("") | Err(_) => Frontend::Socket,
+        Ok(other) => panic!("HVSIM_E2E_FRONTEND={other:?}: use socket or trap"),
+    }
+}
+
 /// A running simulator.
 #[derive(Debug)]
 pub struct Sim {
@@ -163,14 +181,32 @@ impl Sim {
         }
     }
 
-    /// Run vm-rpctool against a VM with these arguments.
+    /// Run vm-rpctool against a VM with these arguments, through the
+    /// frontend [`frontend`] names.
     pub fn rpctool(&self, vm: &str, args: &[&str]) -> Output {
-        Command::new(bin("vm-rpctool"))
-            .args(args)
-            .env("VM_BACKDOOR", self.backdoor(vm))
+        let mut c = match frontend() {
+            Frontend::Socket => {
+                let mut c = Command::new(bin("vm-rpctool"));
+                c.env("VM_BACKDOOR", self.backdoor(vm));
+                c
+            }
+            Frontend::Trap => self.exec(vm, &bin("vm-rpctool")),
+        };
+        c.args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run vm-rpctool")
+    }
+
+    /// `hvsim exec --vm VM -- PROGRAM` (add the program's arguments to the
+    /// command); `VM_BACKDOOR` removed, so guest programs find port I/O.
+    pub fn exec(&self, vm: &str, program: &Path) -> Command {
+        let mut c = Command::new(bin("hvsim"));
+        c.args(["exec", "--vm", vm, "--"])
+            .arg(program)
+            .env("HVSIM_CONTROL", &self.control)
+            .env_remove("VM_BACKDOOR");
+        c
     }
 
     /// Run `hvsim` with this simulator's control socket.
