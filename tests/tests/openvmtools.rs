@@ -1,0 +1,311 @@
+//! Conformance with Debian's open-vm-tools (12.2), the real VMware guest
+//! tools, run unmodified under `hvsim exec`: what they expect of a VMware
+//! host is what hvsim must do. `.ci/run` installs the package.
+//!
+//! vmtoolsd runs with only its guestInfo plugin (a private plugin directory,
+//! an empty common-plugin directory, a private tools.conf), inside a network
+//! namespace this test creates, so it can neither step the clock (no timeSync),
+//! run power scripts (no powerOps) nor see the machine's own interfaces; and
+//! no power-state TCLO command is ever sent to it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{bin, stderr, stdout, Sim};
+use serde_json::Value;
+
+/// An open-vm-tools program, or a panic that says how to install it.
+fn ovt(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
+        let p = PathBuf::from(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is missing: install Debian's open-vm-tools (apt-get install open-vm-tools); .ci/run does");
+}
+
+fn run(sim: &Sim, program: &std::path::Path, msg: &str) -> Output {
+    sim.exec("vm0", program)
+        .arg(msg)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hvsim exec")
+}
+
+#[test]
+fn vmware_rpctool_reads_the_ovf_environment() {
+    let dir = tempfile::Builder::new()
+        .prefix("hvsim-t")
+        .tempdir()
+        .unwrap();
+    let mut ovf = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Environment xmlns=\"http://schemas.dmtf.org/ovf/environment/1\">\n");
+    for i in 0..2000 {
+        ovf.push_str(&format!(
+            "  <Property key=\"k{i}\" value=\"value of property {i}\"/>\n"
+        ));
+    }
+    ovf.push_str("</Environment>\n");
+    std::fs::write(dir.path().join("ovf-env.xml"), &ovf).unwrap();
+    let sim = Sim::with_config_in(dir, "[[vm]]\nname = \"vm0\"\novf_env = \"ovf-env.xml\"\n");
+    let theirs = run(&sim, &ovt("vmware-rpctool"), "info-get guestinfo.ovfEnv");
+    assert_eq!(theirs.status.code(), Some(0), "{}", stderr(&theirs));
+    assert_eq!(stdout(&theirs), format!("{ovf}\n"));
+    let ours = run(&sim, &bin("vm-rpctool"), "info-get guestinfo.ovfEnv");
+    assert_eq!(
+        ours.stdout, theirs.stdout,
+        "vm-rpctool prints the same bytes"
+    );
+    assert_eq!(ours.status.code(), Some(0));
+}
+
+#[test]
+fn variables_cross_between_the_two_tools_and_failures_match() {
+    let sim = Sim::start();
+    let theirs = ovt("vmware-rpctool");
+    let ours = bin("vm-rpctool");
+    let o = run(
+        &sim,
+        &theirs,
+        "info-set guestinfo.from-vmware set by vmware-rpctool",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&sim, &ours, "info-get guestinfo.from-vmware");
+    assert_eq!(stdout(&o), "set by vmware-rpctool\n", "{}", stderr(&o));
+    let o = run(
+        &sim,
+        &ours,
+        "info-set guestinfo.from-ours set by vm-rpctool",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&sim, &theirs, "info-get guestinfo.from-ours");
+    assert_eq!(stdout(&o), "set by vm-rpctool\n", "{}", stderr(&o));
+    // The host stored exactly the value, without the NUL vmware-rpctool's
+    // C strings might carry.
+    assert_eq!(
+        sim.show("vm0")["guestinfo"]["guestinfo.from-vmware"],
+        "set by vmware-rpctool"
+    );
+    for msg in ["info-get guestinfo.never-set", "no-such-command x"] {
+        let a = run(&sim, &theirs, msg);
+        let b = run(&sim, &ours, msg);
+        assert_eq!(a.status.code(), Some(1), "{msg}: {}", stderr(&a));
+        assert_eq!(b.status.code(), a.status.code(), "{msg}");
+        assert_eq!(stdout(&b), stdout(&a), "{msg}");
+        assert_eq!(stderr(&b), stderr(&a), "{msg}");
+    }
+}
+
+/// A network namespace with one veth end carrying documentation addresses;
+/// deleted (with the pair) on drop.
+struct Netns {
+    name: String,
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (install iproute2)");
+    assert!(o.status.success(), "ip {}: {}", args.join(" "), stderr(&o));
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let id = std::process::id();
+        let name = format!("hvsim-ovt-{id}");
+        let (outer, inner) = (format!("hvo{id}"), format!("eth-hv{}", id % 1000));
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ]);
+        ip(&["link", "set", &inner, "netns", &ns.name]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            "198.51.100.2/24",
+            "dev",
+            &inner,
+        ]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            "2001:db8::2/64",
+            "dev",
+            &inner,
+            "nodad",
+        ]);
+        ip(&["-n", &ns.name, "link", "set", &inner, "up"]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ip(&["link", "set", &outer, "up"]);
+        ns
+    }
+
+    /// `ip -j addr` inside: (MAC, [(addr, prefix)]) of each non-loopback link.
+    fn addrs(&self) -> Vec<(String, Vec<(String, u64)>)> {
+        let o = Command::new("ip")
+            .args(["-n", &self.name, "-j", "addr"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["link_type"] != "loopback")
+            .map(|l| {
+                let ips = l["addr_info"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        (
+                            a["local"].as_str().unwrap().to_string(),
+                            a["prefixlen"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect();
+                (l["address"].as_str().unwrap().to_string(), ips)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM reaches vmtoolsd through hvsim exec; it exits cleanly.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hostname() -> String {
+    let mut b = [0u8; 256];
+    // SAFETY: gethostname writes at most b.len() bytes into b.
+    unsafe { libc::gethostname(b.as_mut_ptr().cast(), b.len()) };
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+#[test]
+fn vmtoolsd_reports_the_guest_and_answers_tclo() {
+    let vmtoolsd = ovt("vmtoolsd");
+    let sim = Sim::start();
+    let ns = Netns::new();
+    let dir = sim.dir.path().join("vmtoolsd");
+    let plugins = dir.join("plugins");
+    let common = dir.join("common");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&common).unwrap();
+    let guestinfo = ["/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/vmsvc/libguestInfo.so"];
+    std::os::unix::fs::symlink(guestinfo[0], plugins.join("libguestInfo.so")).unwrap();
+    let conf = dir.join("tools.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[logging]\nlog = true\nvmsvc.level = debug\nvmsvc.handler = file\nvmsvc.data = {}\n\n[guestinfo]\npoll-interval = 2\n",
+            dir.join("vmsvc.log").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(bin("hvsim"))
+        .args(["exec", "--vm", "vm0", "--"])
+        .arg(&vmtoolsd)
+        .args(["-n", "vmsvc", "-c"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(&plugins)
+        .arg("--common-path")
+        .arg(&common)
+        .env("HVSIM_CONTROL", &sim.control)
+        .env_remove("VM_BACKDOOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vmtoolsd under hvsim exec");
+    let _daemon = Daemon(child);
+    let log = || std::fs::read_to_string(dir.join("vmsvc.log")).unwrap_or_default();
+
+    let want = ns.addrs();
+    assert!(!want.is_empty(), "the namespace has its veth link");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let show = loop {
+        let v = sim.show("vm0");
+        let nics = v["guest"]["nics"].as_array().map_or(0, Vec::len);
+        if v["tools"]["status"] == "running" && v["guest"]["hostname"].is_string() && nics > 0 {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vmtoolsd did not report in 40 s; hvsim shows {v:#}\nvmtoolsd log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(show["guest"]["hostname"], hostname());
+    let nics = show["guest"]["nics"].as_array().unwrap();
+    for (mac, ips) in &want {
+        let nic = nics
+            .iter()
+            .find(|n| n["mac"].as_str().map(str::to_lowercase).as_deref() == Some(mac))
+            .unwrap_or_else(|| panic!("NIC {mac} missing from {nics:#?}"));
+        for (addr, prefix) in ips {
+            assert!(
+                nic["ips"].as_array().into_iter().flatten().any(|i| {
+                    i["addr"].as_str() == Some(addr) && i["prefix"].as_u64() == Some(*prefix)
+                }),
+                "{addr}/{prefix} missing from {nic:#}"
+            );
+        }
+    }
+
+    // The host's TCLO commands reach vmtoolsd's loop.
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "ping"]);
+    assert_eq!(stdout(&o), "OK \n", "{}", stderr(&o));
+    // What a VMX sends when tools start: vmtoolsd answers with its version
+    // and capabilities.
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "Capabilities_Register"]);
+    assert!(stdout(&o).starts_with("OK"), "{}{}", stdout(&o), stderr(&o));
+    // vmtoolsd 12 reports `tools.set.versiontype 12352 4` (12.2.0,
+    // open-vm-tools) and sends `tools.set.version` only when that fails.
+    let v = sim.show("vm0");
+    let reported = v["tools"]["version"].is_string()
+        || v["tools"]["version"].is_number()
+        || v["tools"]["version_type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("12352 "));
+    assert!(
+        reported,
+        "no tools version after Capabilities_Register: {v:#}"
+    );
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "no-such-tclo-command"]);
+    assert!(stdout(&o).starts_with("ERROR"), "{}", stdout(&o));
+}
