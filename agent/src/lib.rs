@@ -4,10 +4,14 @@
 //!   socket, a tracing decorator) and the policy that picks one.
 //! * [`cpuid`]: the CPUID hypervisor signature that policy relies on.
 //! * [`rpci`]: RPCI messages over a GuestRPC channel ("1 ..." / "0 ..." answers).
+//! * [`config`]: the `vm-agent` config file.
+//! * [`daemon`]: the `vm-agent` event loop: TCLO, plugins, reconnects, signals.
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod cpuid;
+pub mod daemon;
 pub mod rpci;
 pub mod transport;
 

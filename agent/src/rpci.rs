@@ -112,6 +112,11 @@ impl Rpci {
         })
     }
 
+    /// The transport, for plain backdoor calls between messages.
+    pub fn backdoor(&mut self) -> &mut BoxedBackdoor {
+        self.channel.backdoor()
+    }
+
     /// Close the channel (dropping it also closes it, ignoring errors).
     pub fn close(self) -> Result<(), RpciError> {
         self.channel.close().map_err(RpciError::Close)

@@ -87,6 +87,9 @@ impl OsState {
 
 #[derive(Debug)]
 enum Stage {
+    /// No script: report at the next check, after the "OK " reply went out
+    /// (a host may power the VM off as soon as the status arrives).
+    NoScript,
     /// The state's script runs.
     Script(Child, Instant),
     /// The halt or reboot command runs (status already reported).
@@ -98,6 +101,7 @@ enum Stage {
 pub struct PowerOps {
     cfg: PowerOpsConfig,
     running: Option<(OsState, Stage)>,
+    next_check: Instant,
 }
 
 /// How often a running script or command is checked.
@@ -130,7 +134,11 @@ fn spawn_script(script: &std::path::Path) -> std::io::Result<Child> {
 impl PowerOps {
     /// A plugin with this config.
     pub fn new(cfg: PowerOpsConfig) -> PowerOps {
-        PowerOps { cfg, running: None }
+        PowerOps {
+            cfg,
+            running: None,
+            next_check: Instant::now(),
+        }
     }
 
     /// Apply a new config (SIGHUP); a state change in progress goes on.
@@ -172,7 +180,10 @@ impl PowerOps {
         };
         log::info!("powerops: {state:?}: running `{cmd}`");
         match shell(cmd) {
-            Ok(child) => self.running = Some((state, Stage::Command(child))),
+            Ok(child) => {
+                self.running = Some((state, Stage::Command(child)));
+                self.next_check = Instant::now() + CHILD_CHECK;
+            }
             Err(e) => log::error!("powerops: cannot run `{cmd}`: {e}"),
         }
     }
@@ -187,6 +198,7 @@ impl PowerOps {
             match spawn_script(&script) {
                 Ok(child) => {
                     self.running = Some((state, Stage::Script(child, Instant::now())));
+                    self.next_check = Instant::now() + CHILD_CHECK;
                 }
                 Err(e) => {
                     log::error!("powerops: cannot run {}: {e}", script.display());
@@ -195,7 +207,8 @@ impl PowerOps {
             }
         } else {
             log::info!("powerops: {state:?} (no script at {})", script.display());
-            self.script_done(ctx, state, true);
+            self.running = Some((state, Stage::NoScript));
+            self.next_check = Instant::now();
         }
         tclo_reply(true, b"")
     }
@@ -247,7 +260,7 @@ impl Plugin for PowerOps {
     fn on_event(&mut self, _ctx: &mut dyn Context, _event: HostEvent) {}
 
     fn deadline(&self) -> Option<Instant> {
-        self.running.as_ref().map(|_| Instant::now() + CHILD_CHECK)
+        self.running.as_ref().map(|_| self.next_check)
     }
 
     fn on_deadline(&mut self, ctx: &mut dyn Context, now: Instant) {
@@ -255,7 +268,9 @@ impl Plugin for PowerOps {
             return;
         };
         let state = *state;
+        self.next_check = now + CHILD_CHECK;
         match stage {
+            Stage::NoScript => self.script_done(ctx, state, true),
             Stage::Script(child, started) => match child.try_wait() {
                 Ok(Some(status)) => {
                     if !status.success() {
@@ -378,6 +393,10 @@ mod tests {
         });
         let mut ctx = Recorder::default();
         assert_eq!(p.on_tclo(&mut ctx, "OS_Resume", b""), b"OK ");
+        // The status goes out after the reply, at the next check.
+        assert!(ctx.0.is_empty());
+        assert!(p.deadline().unwrap() <= Instant::now());
+        p.on_deadline(&mut ctx, Instant::now());
         assert!(!p.busy());
         assert_eq!(ctx.0, ["tools.os.statechange.status 1 4"]);
     }

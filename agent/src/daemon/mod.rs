@@ -1,0 +1,606 @@
+//! The `vm-agent` daemon: one thread, one poll(2) loop.
+//!
+//! It holds a TCLO channel (host commands) and an RPCI channel (guest
+//! messages) over two transport connections, polls TCLO with vmtoolsd's
+//! back-off (immediately after a command, then 10 ms more per idle poll up to
+//! `poll_max_ms`), and sleeps in poll(2) on the plugins' descriptors
+//! (rtnetlink, hostname) and a signal pipe in between. Any channel failure
+//! (host restarted, channel closed) drops both channels; the next attempt
+//! reopens them and every plugin republishes.
+
+pub mod notify;
+pub mod tclo;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plugins::capabilities::{Capabilities, TOOLS_TYPE_OPEN_VM_TOOLS};
+use plugins::guestinfo::GuestInfo;
+use plugins::powerops::PowerOps;
+use plugins::timesync::TimeSync;
+use plugins::{Context, HostCallError, HostEvent, Plugin};
+use protocol::guest::{Backdoor, ChannelError, GuestChannel};
+use protocol::rpc::tclo_reply;
+use protocol::{proto, Regs};
+
+use crate::config::AgentConfig;
+use crate::rpci::{BoxedBackdoor, Rpci, RpciError};
+use crate::transport::{self, BackdoorSpec, TraceBackdoor};
+use notify::Notifier;
+use tclo::TcloCommand;
+
+/// What the daemon reports as its version in the host's log.
+pub const VERSION_LINE: &str = concat!("vm-agent ", env!("CARGO_PKG_VERSION"), " (Rust)");
+
+/// TCLO idle poll step: vmtoolsd adds 10 ms per empty poll (lib/rpcIn).
+const POLL_STEP: Duration = Duration::from_millis(10);
+/// Longest wait between reconnect attempts while the host is away.
+const MAX_RECONNECT: Duration = Duration::from_millis(1000);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+/// The two channels to the host.
+struct Conn {
+    tclo: GuestChannel<BoxedBackdoor>,
+    rpci: Rpci,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("tclo", &self.tclo.id())
+            .field("rpci", &self.rpci)
+            .finish()
+    }
+}
+
+/// The plugins' view of the RPCI channel.
+struct Ctx<'a> {
+    rpci: Option<&'a mut Rpci>,
+    broken: &'a mut bool,
+}
+
+impl Context for Ctx<'_> {
+    fn rpci(&mut self, msg: &[u8]) -> Result<Vec<u8>, HostCallError> {
+        let Some(rpci) = self.rpci.as_deref_mut() else {
+            return Err(HostCallError::Channel("not connected to the host".into()));
+        };
+        if *self.broken {
+            return Err(HostCallError::Channel("the channel failed".into()));
+        }
+        log::trace!(
+            "rpci > {}",
+            String::from_utf8_lossy(&msg[..msg.len().min(120)])
+        );
+        match rpci.send(msg) {
+            Ok(r) if r.ok => Ok(r.body),
+            Ok(r) => Err(HostCallError::Refused(
+                String::from_utf8_lossy(&r.body).into_owned(),
+            )),
+            Err(e @ RpciError::Format { .. }) => Err(HostCallError::Refused(e.to_string())),
+            Err(e) => {
+                *self.broken = true;
+                Err(HostCallError::Channel(e.to_string()))
+            }
+        }
+    }
+
+    fn backdoor(&mut self, regs: Regs) -> Result<Regs, HostCallError> {
+        let Some(rpci) = self.rpci.as_deref_mut() else {
+            return Err(HostCallError::Channel("not connected to the host".into()));
+        };
+        rpci.backdoor().call(regs).map_err(|e| {
+            *self.broken = true;
+            HostCallError::Channel(e.to_string())
+        })
+    }
+}
+
+/// Work done after a TCLO reply went out (so the host is not kept waiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Reset,
+    Event(HostEvent),
+}
+
+/// Signals the loop reacts to.
+#[derive(Debug)]
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    wake: UnixStream,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        let (wake, tx) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        for sig in [SIGTERM, SIGINT] {
+            signal_hook::flag::register(sig, stop.clone())?;
+            signal_hook::low_level::pipe::register(sig, tx.try_clone()?)?;
+        }
+        signal_hook::flag::register(SIGHUP, reload.clone())?;
+        signal_hook::low_level::pipe::register(SIGHUP, tx)?;
+        Ok(Signals { stop, reload, wake })
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = std::io::Read::read(&mut &self.wake, &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
+
+/// The daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    cfg: AgentConfig,
+    config_path: Option<PathBuf>,
+    cli_backdoor: Option<BackdoorSpec>,
+    spec: BackdoorSpec,
+    caps: Capabilities,
+    guestinfo: GuestInfo,
+    powerops: PowerOps,
+    timesync: TimeSync,
+    conn: Option<Conn>,
+    reply: Vec<u8>,
+    after: Vec<After>,
+    delay: Duration,
+    next_poll: Instant,
+    next_connect: Instant,
+    connect_failures: u32,
+    notifier: Notifier,
+    next_watchdog: Option<Instant>,
+    ready_sent: bool,
+}
+
+impl Daemon {
+    /// A daemon with this config; `config_path` is re-read on SIGHUP, and a
+    /// `--backdoor` from the command line wins over the file.
+    pub fn new(
+        cfg: AgentConfig,
+        config_path: Option<PathBuf>,
+        cli_backdoor: Option<BackdoorSpec>,
+    ) -> Daemon {
+        let spec = cli_backdoor
+            .clone()
+            .unwrap_or_else(|| cfg.backdoor_spec().unwrap_or(BackdoorSpec::Auto));
+        let now = Instant::now();
+        Daemon {
+            caps: Capabilities::new(cfg.agent.tools_version, TOOLS_TYPE_OPEN_VM_TOOLS),
+            guestinfo: GuestInfo::new(cfg.guestinfo.clone()),
+            powerops: PowerOps::new(cfg.powerops.clone()),
+            timesync: TimeSync::new(cfg.timesync.clone()),
+            cfg,
+            config_path,
+            cli_backdoor,
+            spec,
+            conn: None,
+            reply: Vec::new(),
+            after: Vec::new(),
+            delay: Duration::ZERO,
+            next_poll: now,
+            next_connect: now,
+            connect_failures: 0,
+            notifier: Notifier::from_env(),
+            next_watchdog: None,
+            ready_sent: false,
+        }
+    }
+
+    /// Run until SIGTERM or SIGINT.
+    pub fn run(mut self) -> Result<(), DaemonError> {
+        let signals = Signals::install().map_err(DaemonError::Signals)?;
+        log::info!("{VERSION_LINE} starting; backdoor {}", self.spec);
+        self.next_watchdog = self
+            .notifier
+            .watchdog_interval()
+            .map(|i| Instant::now() + i);
+        loop {
+            if signals.stop.swap(false, Ordering::SeqCst) {
+                break;
+            }
+            if signals.reload.swap(false, Ordering::SeqCst) {
+                self.reload();
+            }
+            let now = Instant::now();
+            if self.conn.is_none() && now >= self.next_connect {
+                self.connect();
+            }
+            if self.conn.is_some() && Instant::now() >= self.next_poll {
+                self.poll_tclo();
+            }
+            self.run_deadlines();
+            if let (Some(at), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval())
+            {
+                if Instant::now() >= at {
+                    self.notifier.notify("WATCHDOG=1");
+                    self.next_watchdog = Some(Instant::now() + every);
+                }
+            }
+            self.wait(&signals);
+        }
+        log::info!("stopping");
+        self.notifier.notify("STOPPING=1");
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.rpci.close();
+            let _ = conn.tclo.close();
+        }
+        Ok(())
+    }
+
+    /// Run `f` on every plugin with a context on the RPCI channel; a channel
+    /// failure drops the connection afterwards.
+    fn each_plugin(&mut self, mut f: impl FnMut(&mut dyn Plugin, &mut dyn Context)) {
+        let mut broken = false;
+        {
+            let mut ctx = Ctx {
+                rpci: self.conn.as_mut().map(|c| &mut c.rpci),
+                broken: &mut broken,
+            };
+            let all: [&mut dyn Plugin; 4] = [
+                &mut self.caps,
+                &mut self.guestinfo,
+                &mut self.powerops,
+                &mut self.timesync,
+            ];
+            for p in all {
+                f(p, &mut ctx);
+            }
+        }
+        if broken {
+            self.disconnect("the RPCI channel failed");
+        }
+    }
+
+    /// Run `f` with a context on the RPCI channel.
+    fn with_ctx<R>(&mut self, f: impl FnOnce(&mut dyn Context) -> R) -> R {
+        let mut broken = false;
+        let r = f(&mut Ctx {
+            rpci: self.conn.as_mut().map(|c| &mut c.rpci),
+            broken: &mut broken,
+        });
+        if broken {
+            self.disconnect("the RPCI channel failed");
+        }
+        r
+    }
+
+    fn open_backdoor(&self) -> Result<BoxedBackdoor, String> {
+        let bd = transport::connect(&self.spec).map_err(|e| {
+            let mut s = e.to_string();
+            if let Some(src) = std::error::Error::source(&e) {
+                s.push_str(&format!(": {src}"));
+            }
+            s
+        })?;
+        if std::env::var_os(transport::TRACE_ENV).is_some_and(|v| v == "1") {
+            Ok(Box::new(TraceBackdoor::new(bd)))
+        } else {
+            Ok(bd)
+        }
+    }
+
+    fn connect(&mut self) {
+        let attempt = || -> Result<Conn, String> {
+            let tclo = GuestChannel::open(self.open_backdoor()?, proto::TCLO)
+                .map_err(|e| format!("cannot open the TCLO channel: {e}"))?;
+            let rpci = Rpci::open(self.open_backdoor()?)
+                .map_err(|e| format!("cannot open the RPCI channel: {e}"))?;
+            Ok(Conn { tclo, rpci })
+        };
+        match attempt() {
+            Ok(conn) => {
+                if self.connect_failures > 0 {
+                    log::info!(
+                        "reached the host again after {} attempt(s)",
+                        self.connect_failures
+                    );
+                } else {
+                    log::info!("connected to the host");
+                }
+                self.conn = Some(conn);
+                self.connect_failures = 0;
+                self.reply.clear();
+                self.delay = Duration::ZERO;
+                self.next_poll = Instant::now();
+                self.announce();
+                if !self.ready_sent {
+                    self.ready_sent = true;
+                    self.notifier
+                        .notify("READY=1\nSTATUS=connected to the host");
+                } else {
+                    self.notifier.notify("STATUS=connected to the host");
+                }
+            }
+            Err(e) => {
+                self.connect_failures += 1;
+                if self.connect_failures == 1 {
+                    log::error!("cannot reach the host: {e}; retrying");
+                } else {
+                    log::debug!(
+                        "cannot reach the host (attempt {}): {e}",
+                        self.connect_failures
+                    );
+                }
+                let base = Duration::from_millis(self.cfg.agent.reconnect_ms.max(10));
+                let wait = (base * self.connect_failures.min(5)).min(MAX_RECONNECT.max(base));
+                self.next_connect = Instant::now() + wait;
+                if !self.ready_sent {
+                    // Ready as a service even without a host: systemd must
+                    // not time the unit out on a machine that is not a VM yet.
+                    self.ready_sent = true;
+                    self.notifier.notify("READY=1\nSTATUS=waiting for the host");
+                }
+            }
+        }
+    }
+
+    fn disconnect(&mut self, why: &str) {
+        if self.conn.take().is_some() {
+            log::warn!("lost the host: {why}; reconnecting");
+            self.notifier.notify("STATUS=reconnecting to the host");
+        }
+        self.next_connect = Instant::now();
+        self.connect_failures = self.connect_failures.max(1);
+        self.after.clear();
+    }
+
+    /// What vmtoolsd does on `reset`: tell the host this is the unified
+    /// loop, log the version, and have every plugin republish.
+    fn announce(&mut self) {
+        let mut broken = false;
+        if let Some(conn) = self.conn.as_mut() {
+            for msg in [
+                b"vmx.capability.unified_loop toolbox".to_vec(),
+                format!("log {VERSION_LINE}").into_bytes(),
+            ] {
+                if let Err(e) = conn.rpci.send(&msg) {
+                    broken = !matches!(e, RpciError::Format { .. });
+                    break;
+                }
+            }
+        }
+        if broken {
+            self.disconnect("the RPCI channel failed");
+            return;
+        }
+        self.each_plugin(|p, ctx| p.on_reset(ctx));
+    }
+
+    fn poll_tclo(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let reply = std::mem::take(&mut self.reply);
+        if let Err(e) = conn.tclo.send(&reply) {
+            return self.tclo_failed(e);
+        }
+        if !reply.is_empty() {
+            log::debug!("tclo < {}", String::from_utf8_lossy(&reply));
+        }
+        for a in std::mem::take(&mut self.after) {
+            match a {
+                After::Reset => self.announce(),
+                After::Event(ev) => self.each_plugin(|p, ctx| p.on_event(ctx, ev)),
+            }
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let cmd = match conn.tclo.receive() {
+            Ok(c) => c.to_vec(),
+            Err(e) => return self.tclo_failed(e),
+        };
+        let now = Instant::now();
+        if cmd.is_empty() {
+            let max = Duration::from_millis(self.cfg.agent.poll_max_ms.max(1));
+            self.delay = (self.delay + POLL_STEP).min(max);
+        } else {
+            log::debug!(
+                "tclo > {}",
+                String::from_utf8_lossy(&cmd[..cmd.len().min(200)])
+            );
+            self.reply = self.dispatch(&cmd);
+            self.delay = Duration::ZERO;
+        }
+        self.next_poll = now + self.delay;
+    }
+
+    fn tclo_failed(&mut self, e: ChannelError) {
+        self.disconnect(&format!("the TCLO channel failed: {e}"));
+    }
+
+    fn dispatch(&mut self, msg: &[u8]) -> Vec<u8> {
+        match tclo::parse(msg) {
+            TcloCommand::Reset => {
+                self.after.push(After::Reset);
+                tclo_reply(true, b"ATR toolbox")
+            }
+            TcloCommand::Ping => tclo_reply(true, b""),
+            TcloCommand::CapabilitiesRegister => {
+                let all: [&dyn Plugin; 4] =
+                    [&self.caps, &self.guestinfo, &self.powerops, &self.timesync];
+                let msgs: Vec<Vec<u8>> = all.iter().flat_map(|p| p.capabilities()).collect();
+                self.with_ctx(|ctx| {
+                    for m in &msgs {
+                        if let Err(e) = ctx.rpci(m) {
+                            log::warn!(
+                                "capability {:?} not taken: {e}",
+                                String::from_utf8_lossy(m)
+                            );
+                        }
+                    }
+                });
+                tclo_reply(true, b"")
+            }
+            TcloCommand::SetOption { key, value } => {
+                let mut verdict = None;
+                self.each_plugin(|p, ctx| {
+                    if verdict.is_none() {
+                        verdict = p.set_option(ctx, key, value);
+                    }
+                });
+                match verdict {
+                    Some(true) => tclo_reply(true, b""),
+                    _ => {
+                        log::debug!("Set_Option {key} {value}: not taken");
+                        tclo_reply(false, b"Unknown or invalid option")
+                    }
+                }
+            }
+            TcloCommand::Other { name, args } => {
+                let mut reply = None;
+                self.each_plugin(|p, ctx| {
+                    if reply.is_none() && p.tclo_commands().contains(&name) {
+                        reply = Some(p.on_tclo(ctx, name, args));
+                    }
+                });
+                match reply {
+                    Some(r) => {
+                        if name == "OS_Resume" && r.starts_with(b"OK") {
+                            self.after.push(After::Event(HostEvent::Resumed));
+                        }
+                        r
+                    }
+                    None => {
+                        log::debug!("unknown TCLO command {name:?}");
+                        tclo_reply(false, b"Unknown Command")
+                    }
+                }
+            }
+            TcloCommand::Invalid(why) => {
+                log::warn!(
+                    "malformed TCLO command from the host ({why}): {:?}",
+                    String::from_utf8_lossy(&msg[..msg.len().min(64)])
+                );
+                tclo_reply(false, b"Unknown Command")
+            }
+        }
+    }
+
+    fn run_deadlines(&mut self) {
+        let now = Instant::now();
+        self.each_plugin(|p, ctx| {
+            if p.deadline().is_some_and(|d| d <= now) {
+                p.on_deadline(ctx, now);
+            }
+        });
+    }
+
+    /// Sleep in poll(2) until the next TCLO poll, plugin deadline or
+    /// reconnect, a plugin descriptor or a signal.
+    fn wait(&mut self, signals: &Signals) {
+        let mut until = if self.conn.is_some() {
+            self.next_poll
+        } else {
+            self.next_connect
+        };
+        let mut fds: Vec<libc::pollfd> = vec![libc::pollfd {
+            fd: signals.wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let mut owners: Vec<usize> = vec![usize::MAX];
+        let all: [&dyn Plugin; 4] = [&self.caps, &self.guestinfo, &self.powerops, &self.timesync];
+        for (i, p) in all.iter().enumerate() {
+            if let Some(d) = p.deadline() {
+                until = until.min(d);
+            }
+            for (fd, events) in p.fds() {
+                fds.push(libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
+                owners.push(i);
+            }
+        }
+        if let Some(w) = self.next_watchdog {
+            until = until.min(w);
+        }
+        let timeout = until.saturating_duration_since(Instant::now());
+        // Round up so a wake-up is never early (poll takes milliseconds).
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n <= 0 {
+            return;
+        }
+        if fds[0].revents != 0 {
+            signals.drain();
+        }
+        let ready: Vec<(usize, RawFd)> = fds
+            .iter()
+            .zip(&owners)
+            .skip(1)
+            .filter(|(f, _)| f.revents != 0)
+            .map(|(f, &o)| (o, f.fd))
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut index = 0;
+        self.each_plugin(|p, ctx| {
+            for &(owner, fd) in &ready {
+                if owner == index {
+                    p.on_ready(ctx, fd, now);
+                }
+            }
+            index += 1;
+        });
+    }
+
+    /// SIGHUP: re-read the config file; keep the old one if the new fails.
+    fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            log::info!("SIGHUP: no config file to reload");
+            return;
+        };
+        let cfg = match AgentConfig::load(&path, false) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("SIGHUP: {e}; keeping the running config");
+                return;
+            }
+        };
+        log::info!("SIGHUP: reloaded {}", path.display());
+        self.guestinfo.set_config(cfg.guestinfo.clone());
+        self.powerops.set_config(cfg.powerops.clone());
+        self.timesync.set_config(cfg.timesync.clone());
+        self.caps = Capabilities::new(cfg.agent.tools_version, TOOLS_TYPE_OPEN_VM_TOOLS);
+        let spec = self
+            .cli_backdoor
+            .clone()
+            .unwrap_or_else(|| cfg.backdoor_spec().unwrap_or(BackdoorSpec::Auto));
+        self.cfg = cfg;
+        if spec != self.spec {
+            self.spec = spec;
+            self.disconnect("the backdoor setting changed");
+        }
+    }
+}
+
+/// Every transport a daemon can use is a [`Backdoor`].
+const _: fn() = || {
+    fn is_backdoor<T: Backdoor>() {}
+    is_backdoor::<BoxedBackdoor>();
+};

@@ -1,0 +1,94 @@
+//! `vm-agent`: the guest tools daemon.
+//!
+//! ```text
+//! vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
+//! ```
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent::config::{AgentConfig, DEFAULT_PATH};
+use agent::daemon::{Daemon, VERSION_LINE};
+use agent::transport::BackdoorSpec;
+use anyhow::Context as _;
+
+const USAGE: &str = "usage: vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
+
+The VMware guest tools daemon: answers the host's commands (TCLO), reports
+hostname, OS, NICs and disks, runs power operations, syncs time.
+
+  --config FILE     config file (default /etc/vm-agent/agent.toml; optional)
+  --backdoor SPEC   auto (VM_BACKDOOR, else port I/O on VMware), port, unix:PATH
+  --version         print the version
+
+Signals: SIGHUP reloads the config, SIGTERM/SIGINT stop.
+Logging: RUST_LOG (else agent.log_level in the config).";
+
+#[derive(Debug)]
+struct Args {
+    config: Option<PathBuf>,
+    backdoor: Option<BackdoorSpec>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = OsString>) -> anyhow::Result<Option<Args>> {
+    let mut out = Args {
+        config: None,
+        backdoor: None,
+    };
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("--config") => {
+                let v = args.next().context("--config needs a FILE")?;
+                out.config = Some(PathBuf::from(v));
+            }
+            Some("--backdoor") => {
+                let v = args
+                    .next()
+                    .context("--backdoor needs auto, port or unix:PATH")?;
+                out.backdoor = Some(BackdoorSpec::parse(&v)?);
+            }
+            Some("-h" | "--help") => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            Some("-V" | "--version") => {
+                println!("{VERSION_LINE}");
+                return Ok(None);
+            }
+            _ => anyhow::bail!("unexpected argument {a:?}\n{USAGE}"),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn run() -> anyhow::Result<()> {
+    let Some(args) = parse_args(std::env::args_os().skip(1))? else {
+        return Ok(());
+    };
+    let (path, required) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    let cfg = AgentConfig::load(&path, required)?;
+    env_logger::Builder::new()
+        .parse_filters(&cfg.agent.log_level)
+        .parse_env("RUST_LOG")
+        .init();
+    let exists = path.exists();
+    if !exists {
+        log::info!("no config file at {}; using defaults", path.display());
+    }
+    Daemon::new(cfg, exists.then_some(path), args.backdoor).run()?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vm-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
