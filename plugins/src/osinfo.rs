@@ -134,7 +134,7 @@ impl OsInfo {
 /// Uptime in hundredths of a second from `/proc/uptime`.
 pub fn parse_uptime(text: &str) -> Option<u64> {
     let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| (secs * 100.0) as u64)
+    (secs.is_finite() && secs >= 0.0).then_some((secs * 100.0) as u64)
 }
 
 /// DNS settings from `/etc/resolv.conf`.

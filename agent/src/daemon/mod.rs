@@ -39,7 +39,7 @@ pub const VERSION_LINE: &str = concat!("vm-agent ", env!("CARGO_PKG_VERSION"), "
 /// TCLO idle poll step: vmtoolsd adds 10 ms per empty poll (lib/rpcIn).
 const POLL_STEP: Duration = Duration::from_millis(10);
 /// Longest wait between reconnect attempts while the host is away.
-const MAX_RECONNECT: Duration = Duration::from_millis(1000);
+const MAX_RECONNECT: Duration = Duration::from_millis(500);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
