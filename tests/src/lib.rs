@@ -16,9 +16,13 @@ use serde_json::Value;
 /// A binary built by this workspace.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/<bench> → target/<profile>/<name>;
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = dir.join(name);
+    let here = exe.parent().expect("target dir");
+    let p = match here.join(name) {
+        p if p.exists() => p,
+        _ => here.parent().expect("target dir").join(name),
+    };
     assert!(
         p.exists(),
         "{} is missing: build the binaries first with `cargo build --workspace --bins`",
