@@ -122,6 +122,18 @@ pub struct CimConfig {
     pub http: Option<String>,
     /// CIM-XML over HTTPS.
     pub https: Option<String>,
+    /// `false` starts no CIM listener.
+    pub enabled: Option<bool>,
+    /// PEM certificate for HTTPS (with `key`); default: a self-signed one
+    /// generated on first start under `<state_dir>/cim/`.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key for `certificate`.
+    pub key: Option<PathBuf>,
+    /// Accept plain HTTP from loopback peers only, like sfcb's
+    /// `httpLocalOnly` (default true).
+    pub http_local_only: Option<bool>,
+    /// Largest request body in bytes (default 1 MiB).
+    pub max_request: Option<usize>,
 }
 
 /// Redfish listener.
@@ -279,6 +291,9 @@ impl Config {
                     )));
                 }
             }
+        }
+        if self.cim.certificate.is_some() != self.cim.key.is_some() {
+            return Err(self.invalid("cim.certificate and cim.key go together".into()));
         }
         let b = &self.backdoor;
         if b.max_channels == 0 || b.max_channels > 0xFFFF {

@@ -8,13 +8,17 @@
 //! * [`socket`]: the socket frontend (register frames from guest programs).
 //! * [`control`]: the control socket behind `hvsim vm ...`.
 //! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux).
+//! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
+//! * [`cim`]: the embedded CIM-XML provider.
 //! * [`serve`]: wiring it all together.
 
 pub mod clipboard;
+pub mod cim;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod device;
+pub mod http;
 pub mod exec;
 pub mod rpci;
 pub mod serve;

@@ -24,6 +24,8 @@ pub struct Server {
     pub control_socket: PathBuf,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// The CIM-XML listeners, when started.
+    pub cim: Option<crate::cim::CimServer>,
     _lock: DirLock,
     sockets: Vec<PathBuf>,
 }
@@ -192,12 +194,14 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         );
         socket::spawn(vm, facts, l)?;
     }
+    let cim = crate::cim::start(cfg, inv.clone(), &state_dir)?;
     control::spawn(inv.clone(), control_listener)?;
     log::info!("control socket {}", control_socket.display());
     Ok(Server {
         vms: inv,
         control_socket,
         state_dir,
+        cim,
         _lock: lock,
         sockets,
     })

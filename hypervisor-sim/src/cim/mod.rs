@@ -1,0 +1,489 @@
+//! The embedded CIM provider: CIM-XML (DSP0200 1.4 operations over HTTP,
+//! DSP0201 2.4 representation) at `POST /cimom`, on HTTP and HTTPS, over
+//! the VM inventory. Like sfcb on ESXi (ports 5988/5989).
+//!
+//! * [`xml`]: the bounded request parser; [`request`]: CIM-XML requests;
+//!   [`encode`]: CIM-XML responses.
+//! * [`schema`]: the classes (DMTF CIM subset + `HVSIM_GuestTools`).
+//! * [`provider`]: instances from the inventory; [`ops`]: the operations;
+//!   [`wql`]: queries; [`indication`]: subscriptions and delivery.
+//!
+//! Threat table: network clients are untrusted. Bodies are bounded by
+//! `[cim] max_request` (HTTP 413 beyond), XML by depth and element count,
+//! with DOCTYPE (and so entity expansion) refused; WQL by nesting depth;
+//! pull contexts by [`ops::MAX_CONTEXTS`] and their timeouts; subscriptions
+//! by [`indication::MAX_DYNAMIC`]. Credentials are checked before any XML is
+//! parsed; ReadOnly users cannot change anything.
+
+pub mod encode;
+pub mod indication;
+pub mod ops;
+pub mod provider;
+pub mod request;
+pub mod schema;
+pub mod value;
+pub mod wql;
+pub mod xml;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Config, UserConfig};
+use crate::control::Inventory;
+use crate::http::{
+    self, Authenticator, Handler, HttpConfig, HttpLimits, Principal, Request, Response,
+};
+use request::{Call, CimError, CimRequest};
+
+/// Default HTTP listener (DESIGN.md section 3).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:5988";
+/// Default HTTPS listener.
+pub const DEFAULT_HTTPS: &str = "127.0.0.1:5989";
+/// Default request size limit.
+pub const DEFAULT_MAX_REQUEST: usize = 1 << 20;
+
+/// Why the CIM service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CimStartError {
+    /// A listener could not bind.
+    #[error("cannot listen for CIM-XML on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error("CIM HTTPS: {0}")]
+    Tls(#[from] http::tls::TlsError),
+    /// A listener thread could not start.
+    #[error("cannot start the CIM listener: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The provider state shared by all connections.
+pub struct Service {
+    /// Classes.
+    pub schema: Arc<schema::Schema>,
+    /// VMs.
+    pub inventory: Inventory,
+    /// The simulated host's name.
+    pub host: String,
+    /// Pull enumeration contexts.
+    pub contexts: ops::Contexts,
+    /// Indication subscriptions.
+    pub indications: Arc<indication::Indications>,
+    /// XML bounds.
+    pub xml_limits: xml::XmlLimits,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("host", &self.host)
+            .field("vms", &self.inventory.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service over `inventory`, watching its VMs for indications.
+    pub fn new(inventory: Inventory, host: String) -> Arc<Service> {
+        let schema = Arc::new(schema::schema());
+        let indications = indication::Indications::new();
+        for vm in inventory.values() {
+            indications.watch(schema.clone(), host.clone(), vm.clone());
+        }
+        Arc::new(Service {
+            schema,
+            inventory,
+            host,
+            contexts: ops::Contexts::default(),
+            indications,
+            xml_limits: xml::XmlLimits::default(),
+        })
+    }
+
+    /// A consistent view of the VMs for one request.
+    pub fn snapshot(&self) -> provider::Snapshot<'_> {
+        provider::Snapshot {
+            schema: &self.schema,
+            host: &self.host,
+            vms: self
+                .inventory
+                .values()
+                .map(|v| provider::VmView::of(v))
+                .collect(),
+            dynamic: self.indications.instances(),
+        }
+    }
+
+    /// Answer one decoded request: the whole response document.
+    pub fn answer(&self, req: &CimRequest, principal: Option<&Principal>, host: &str) -> String {
+        let ctx = ops::Ctx {
+            svc: self,
+            principal,
+            host,
+        };
+        let mut out = String::with_capacity(4096);
+        out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"");
+        xml::escape_into(&mut out, &req.id);
+        out.push_str("\" PROTOCOLVERSION=\"1.0\"><SIMPLERSP>");
+        let (tag, name, result) = match &req.call {
+            Call::Intrinsic { name, ns, params } => (
+                "IMETHODRESPONSE",
+                name,
+                ops::intrinsic(&ctx, name, ns, params),
+            ),
+            Call::Method {
+                name,
+                target,
+                params,
+            } => (
+                "METHODRESPONSE",
+                name,
+                ops::method(&ctx, name, target, params),
+            ),
+        };
+        out.push('<');
+        out.push_str(tag);
+        out.push_str(" NAME=\"");
+        xml::escape_into(&mut out, name);
+        out.push_str("\">");
+        match result {
+            Ok(body) => out.push_str(&body),
+            Err(e) => {
+                log::debug!("cim: {name}: {e}");
+                error_element(&mut out, &e)
+            }
+        }
+        out.push_str("</");
+        out.push_str(tag);
+        out.push_str("></SIMPLERSP></MESSAGE></CIM>\n");
+        out
+    }
+}
+
+fn error_element(out: &mut String, e: &CimError) {
+    out.push_str(&format!("<ERROR CODE=\"{}\" DESCRIPTION=\"", e.code));
+    xml::escape_into(out, &e.description);
+    out.push_str("\"/>");
+}
+
+/// A random number for identifiers that should not be guessable.
+pub fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish() as u32
+}
+
+/// Decode %XX escapes of CIMMethod and CIMObject header values (DSP0200 4.3).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The HTTP face of the service.
+#[derive(Debug)]
+pub struct CimHandler {
+    /// The service.
+    pub svc: Arc<Service>,
+}
+
+fn cim_error(status: u16, cim_error: &str, text: &str) -> Response {
+    Response::text(status, &format!("{text}\n")).with_header("CIMError", cim_error)
+}
+
+impl CimHandler {
+    fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+        if req.method == "M-POST" {
+            // Extension headers arrive as NN-Name (RFC 2774), NN from Man.
+            req.headers
+                .iter()
+                .find(|(k, _)| {
+                    k.split_once('-').is_some_and(|(n, rest)| {
+                        n.chars().all(|c| c.is_ascii_digit()) && rest.eq_ignore_ascii_case(name)
+                    })
+                })
+                .map(|(_, v)| v.as_str())
+                .or_else(|| req.header(name))
+        } else {
+            req.header(name)
+        }
+    }
+}
+
+/// Whether a Content-Type is acceptable: application/xml or text/xml with
+/// any parameters, in any case, with or without quotes around a UTF-8
+/// charset, or none at all.
+pub fn content_type_ok(ct: Option<&str>) -> bool {
+    let Some(ct) = ct else { return true };
+    let mut parts = ct.split(';');
+    let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/xml" && mime != "text/xml" {
+        return false;
+    }
+    parts.all(|p| match p.split_once('=') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+            let v = v.trim().trim_matches('"').trim_matches('\'');
+            v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    })
+}
+
+impl Handler for CimHandler {
+    fn handle(&self, req: &Request) -> Response {
+        if req.method != "POST" && req.method != "M-POST" {
+            return Response::text(405, "CIM-XML requests use POST or M-POST\n")
+                .with_header("Allow", "POST, M-POST");
+        }
+        let path = req.target.split('?').next().unwrap_or("");
+        if path != "/cimom" && path != "/" {
+            return Response::text(404, "CIM-XML is served at /cimom\n");
+        }
+        if Self::header(req, "CIMExport").is_some() {
+            return cim_error(
+                400,
+                "unsupported-operation",
+                "this is a CIM server, not a listener",
+            );
+        }
+        match Self::header(req, "CIMOperation") {
+            Some(v) if v.eq_ignore_ascii_case("MethodCall") => {}
+            _ => {
+                return cim_error(
+                    400,
+                    "unsupported-operation",
+                    "the CIMOperation header must be MethodCall",
+                )
+            }
+        }
+        if let Some(v) = Self::header(req, "CIMProtocolVersion") {
+            if v.split('.').next().map(str::trim) != Some("1") {
+                return cim_error(
+                    501,
+                    "unsupported-protocol-version",
+                    "CIMProtocolVersion 1.x is supported",
+                );
+            }
+        }
+        if !content_type_ok(req.header("Content-Type")) {
+            return Response::text(415, "CIM-XML requests are application/xml in UTF-8\n");
+        }
+        let parsed = match request::parse(&req.body, self.svc.xml_limits) {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("cim: {}: {e}", req.peer);
+                let (status, hdr) = e.http();
+                return cim_error(status, hdr, &e.to_string());
+            }
+        };
+        let (call_name, call_ns) = match &parsed.call {
+            Call::Intrinsic { name, ns, .. } => (name.as_str(), Some(ns.as_str())),
+            Call::Method { name, .. } => (name.as_str(), None),
+        };
+        match Self::header(req, "CIMMethod").map(percent_decode) {
+            Some(m) if m == call_name => {}
+            Some(_) | None => {
+                return cim_error(
+                    400,
+                    "header-mismatch",
+                    "the CIMMethod header does not name the method in the body",
+                )
+            }
+        }
+        if let (Some(ns), Some(obj)) = (call_ns, Self::header(req, "CIMObject").map(percent_decode))
+        {
+            if !value::ns_eq(&obj, ns) {
+                return cim_error(
+                    400,
+                    "header-mismatch",
+                    "the CIMObject header does not name the namespace in the body",
+                );
+            }
+        }
+        let host = req.header("Host").unwrap_or("localhost");
+        let xml = self.svc.answer(&parsed, req.principal.as_ref(), host);
+        Response {
+            status: 200,
+            headers: vec![
+                (
+                    "Content-Type".into(),
+                    "application/xml; charset=\"utf-8\"".into(),
+                ),
+                ("CIMOperation".into(), "MethodResponse".into()),
+            ],
+            body: xml.into_bytes(),
+        }
+    }
+}
+
+/// Basic authentication against the configured users.
+#[derive(Debug)]
+pub struct UserAuth {
+    users: Vec<UserConfig>,
+}
+
+impl Authenticator for UserAuth {
+    fn authenticate(&self, user: &str, password: &str) -> Option<Principal> {
+        let u = self.users.iter().find(|u| u.name == user)?;
+        // Compare without an early exit, so timing does not leak the length
+        // of the matching prefix.
+        let (a, b) = (u.password.as_bytes(), password.as_bytes());
+        let mut diff = (a.len() ^ b.len()) as u8;
+        for i in 0..a.len().max(b.len()) {
+            diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+        }
+        (diff == 0).then(|| Principal {
+            name: u.name.clone(),
+            role: u.role.clone().unwrap_or_else(|| "Administrator".into()),
+        })
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The running CIM listeners.
+#[derive(Debug)]
+pub struct CimServer {
+    /// The provider.
+    pub service: Arc<Service>,
+    /// HTTP address, when listening.
+    pub http: Option<std::net::SocketAddr>,
+    /// HTTPS address, when listening.
+    pub https: Option<std::net::SocketAddr>,
+}
+
+fn listen(addr: &str, explicit: bool) -> Result<Option<TcpListener>, CimStartError> {
+    match TcpListener::bind(addr) {
+        Ok(l) => Ok(Some(l)),
+        Err(source) if !explicit => {
+            // A default port in use (another hvsim, a real sfcb) must not
+            // stop the simulator; a configured one must.
+            log::warn!("cim: not listening on default {addr}: {source}");
+            Ok(None)
+        }
+        Err(source) => Err(CimStartError::Bind {
+            addr: addr.into(),
+            source,
+        }),
+    }
+}
+
+/// Start the CIM listeners of `cfg` over `inventory`.
+pub fn start(
+    cfg: &Config,
+    inventory: Inventory,
+    state_dir: &Path,
+) -> Result<Option<CimServer>, CimStartError> {
+    let c = &cfg.cim;
+    if c.enabled == Some(false) {
+        log::info!("cim: disabled by configuration");
+        return Ok(None);
+    }
+    let host = host_name();
+    let service = Service::new(inventory, host);
+    let handler: Arc<dyn Handler> = Arc::new(CimHandler {
+        svc: service.clone(),
+    });
+    if cfg.user.is_empty() {
+        log::warn!("cim: no [[user]] configured: CIM-XML requests are not authenticated");
+    }
+    let auth: Option<Arc<dyn Authenticator>> = (!cfg.user.is_empty()).then(|| {
+        Arc::new(UserAuth {
+            users: cfg.user.clone(),
+        }) as Arc<dyn Authenticator>
+    });
+    let limits = HttpLimits {
+        max_body: c.max_request.unwrap_or(DEFAULT_MAX_REQUEST),
+        ..HttpLimits::default()
+    };
+    let base = HttpConfig {
+        limits,
+        auth,
+        realm: "hvsim CIM".into(),
+        local_only: false,
+        name: "cim-http".into(),
+    };
+    let mut server = CimServer {
+        service,
+        http: None,
+        https: None,
+    };
+    let http_addr = c.http.clone().unwrap_or_else(|| DEFAULT_HTTP.into());
+    if !http_addr.is_empty() {
+        if let Some(l) = listen(&http_addr, c.http.is_some())? {
+            server.http = l.local_addr().ok();
+            let hc = HttpConfig {
+                local_only: c.http_local_only.unwrap_or(true),
+                ..base.clone()
+            };
+            http::spawn(l, None, hc, handler.clone()).map_err(CimStartError::Thread)?;
+            log::info!(
+                "cim: CIM-XML over HTTP on {}",
+                server.http.map_or(http_addr.clone(), |a| a.to_string())
+            );
+        }
+    }
+    let https_addr = c.https.clone().unwrap_or_else(|| DEFAULT_HTTPS.into());
+    if !https_addr.is_empty() {
+        if let Some(l) = listen(&https_addr, c.https.is_some())? {
+            let paths = match (&c.certificate, &c.key) {
+                (Some(cert), Some(key)) => http::tls::CertPaths {
+                    cert: cfg.resolve(cert),
+                    key: cfg.resolve(key),
+                },
+                _ => http::tls::ensure_self_signed(
+                    &state_dir.join("cim"),
+                    "server",
+                    &[
+                        "localhost".into(),
+                        "127.0.0.1".into(),
+                        "::1".into(),
+                        host_name(),
+                    ],
+                )?,
+            };
+            let tls = http::tls::server_config(&paths)?;
+            server.https = l.local_addr().ok();
+            let hc = HttpConfig {
+                name: "cim-https".into(),
+                ..base
+            };
+            http::spawn(l, Some(tls), hc, handler).map_err(CimStartError::Thread)?;
+            log::info!(
+                "cim: CIM-XML over HTTPS on {} (certificate {})",
+                server.https.map_or(https_addr.clone(), |a| a.to_string()),
+                paths.cert.display()
+            );
+        }
+    }
+    Ok(Some(server))
+}

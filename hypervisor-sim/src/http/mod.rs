@@ -1,0 +1,559 @@
+//! A small HTTP/1.1 server for the host services (CIM-XML now, Redfish later).
+//!
+//! One thread per connection, blocking I/O: simple, and on this machine fast
+//! enough (see the README's CIM benchmark). What it does for every service:
+//!
+//! * keep-alive (HTTP/1.1 default, `Connection: close`, HTTP/1.0 opt-in) with
+//!   an idle timeout;
+//! * bounds: header block size, body size (413 before reading it), number of
+//!   connections (503 beyond it);
+//! * `Content-Length` and chunked bodies, `Expect: 100-continue`;
+//! * Basic authentication through an [`Authenticator`] hook: a request that
+//!   fails it gets 401 with `WWW-Authenticate` before the handler runs;
+//! * TLS through rustls ([`tls`]) on the same code path.
+//!
+//! Threat table: the peer is untrusted and may send anything. Header bytes
+//! are bounded by [`HttpLimits::max_header`], body bytes by
+//! [`HttpLimits::max_body`] (checked against the declared length first, and
+//! while reading chunks), time by the read timeout, concurrency by
+//! [`HttpLimits::max_connections`]. A handler panic answers 500 and closes
+//! that connection only.
+
+pub mod tls;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+/// A request as the handler sees it.
+#[derive(Debug)]
+pub struct Request {
+    /// `GET`, `POST`, `M-POST`, ...
+    pub method: String,
+    /// The request target (path and query).
+    pub target: String,
+    /// Headers in arrival order (names as sent).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The authenticated user, when an authenticator is configured.
+    pub principal: Option<Principal>,
+}
+
+impl Request {
+    /// A header's value (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Login name.
+    pub name: String,
+    /// Role as configured (`Administrator`, `Operator`, `ReadOnly`).
+    pub role: String,
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers (Content-Length and Connection are added).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with a status and a text body.
+    pub fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// Add a header.
+    pub fn with_header(mut self, k: &str, v: &str) -> Response {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// Answers requests.
+pub trait Handler: Send + Sync + 'static {
+    /// Handle one request.
+    fn handle(&self, req: &Request) -> Response;
+}
+
+/// Checks Basic credentials.
+pub trait Authenticator: Send + Sync + 'static {
+    /// The principal for these credentials, or `None` to refuse.
+    fn authenticate(&self, user: &str, password: &str) -> Option<Principal>;
+}
+
+/// Bounds and behaviour of a listener.
+#[derive(Clone)]
+pub struct HttpConfig {
+    /// Limits.
+    pub limits: HttpLimits,
+    /// Basic authentication; `None` lets every request through.
+    pub auth: Option<Arc<dyn Authenticator>>,
+    /// The realm in `WWW-Authenticate`.
+    pub realm: String,
+    /// Refuse (403) peers that are not on a loopback address, like sfcb's
+    /// `httpLocalOnly`.
+    pub local_only: bool,
+    /// Name for log lines ("cim http", ...).
+    pub name: String,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("limits", &self.limits)
+            .field("auth", &self.auth.is_some())
+            .field("realm", &self.realm)
+            .field("local_only", &self.local_only)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Size, time and concurrency bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body.
+    pub max_body: usize,
+    /// Largest request line plus headers.
+    pub max_header: usize,
+    /// Most headers.
+    pub max_headers: usize,
+    /// Idle time before a keep-alive connection is closed.
+    pub idle_timeout: Duration,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body: 1 << 20,
+            max_header: 16 << 10,
+            max_headers: 64,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 256,
+        }
+    }
+}
+
+/// Why a request could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The peer went away or timed out.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// Malformed request.
+    #[error("bad request: {0}")]
+    Bad(&'static str),
+    /// Headers too large.
+    #[error("request header block too large")]
+    HeaderTooLarge,
+    /// Body too large.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// An unsupported transfer coding.
+    #[error("unsupported transfer encoding")]
+    TransferEncoding,
+}
+
+/// Serve `listener` on a background thread, forever.
+pub fn spawn(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cfg: HttpConfig,
+    handler: Arc<dyn Handler>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name(format!("{}-accept", cfg.name))
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let stream = match conn {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("{}: accept: {e}", cfg.name);
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let peer = match stream.peer_addr() {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                if active.load(Ordering::Relaxed) >= cfg.limits.max_connections {
+                    log::warn!("{}: connection limit reached, refusing {peer}", cfg.name);
+                    let mut s = stream;
+                    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                    let _ = write_response(
+                        &mut s,
+                        &Response::text(503, "too many connections\n"),
+                        false,
+                        false,
+                    );
+                    continue;
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                let (c, handler, tls, act) =
+                    (cfg.clone(), handler.clone(), tls.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-conn", cfg.name))
+                    .spawn(move || {
+                        connection(stream, peer, tls, &c, &*handler);
+                        act.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if let Err(e) = spawned {
+                    active.fetch_sub(1, Ordering::Relaxed);
+                    log::warn!("{}: cannot start a connection thread: {e}", cfg.name);
+                }
+            }
+        })
+}
+
+fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cfg: &HttpConfig,
+    handler: &dyn Handler,
+) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(cfg.limits.idle_timeout));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    log::debug!("{}: connection from {peer}", cfg.name);
+    match tls {
+        None => serve_stream(stream, peer, false, cfg, handler),
+        Some(tc) => match rustls::ServerConnection::new(tc) {
+            Ok(conn) => serve_stream(
+                rustls::StreamOwned::new(conn, stream),
+                peer,
+                true,
+                cfg,
+                handler,
+            ),
+            Err(e) => log::warn!("{}: TLS setup for {peer}: {e}", cfg.name),
+        },
+    }
+}
+
+fn serve_stream<S: Read + Write>(
+    stream: S,
+    peer: SocketAddr,
+    tls: bool,
+    cfg: &HttpConfig,
+    handler: &dyn Handler,
+) {
+    let mut r = BufReader::with_capacity(16 << 10, stream);
+    loop {
+        let (mut req, keep) = match read_request(&mut r, peer, tls, &cfg.limits) {
+            Ok(Some(x)) => x,
+            Ok(None) => return,
+            Err(e) => {
+                log::debug!("{}: {peer}: {e}", cfg.name);
+                let resp = match e {
+                    HttpError::Io(_) => return,
+                    HttpError::Bad(m) => Response::text(400, &format!("{m}\n")),
+                    HttpError::HeaderTooLarge => Response::text(431, "header too large\n"),
+                    HttpError::BodyTooLarge(n) => {
+                        Response::text(413, &format!("request body larger than {n} bytes\n"))
+                    }
+                    HttpError::TransferEncoding => {
+                        Response::text(501, "unsupported transfer encoding\n")
+                    }
+                };
+                let _ = write_response(r.get_mut(), &resp, false, false);
+                return;
+            }
+        };
+        let head = req.method == "HEAD";
+        let resp = if cfg.local_only && !peer.ip().is_loopback() {
+            Response::text(403, "this listener accepts local clients only\n")
+        } else {
+            match check_auth(cfg, &req) {
+                Err(resp) => resp,
+                Ok(p) => {
+                    req.principal = p;
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        handler.handle(&req)
+                    })) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            log::error!("{}: handler panicked on a request from {peer}", cfg.name);
+                            let _ = write_response(
+                                r.get_mut(),
+                                &Response::text(500, "internal error\n"),
+                                false,
+                                false,
+                            );
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        if write_response(r.get_mut(), &resp, keep, head).is_err() || !keep {
+            return;
+        }
+    }
+}
+
+fn check_auth(cfg: &HttpConfig, req: &Request) -> Result<Option<Principal>, Response> {
+    let Some(auth) = &cfg.auth else {
+        return Ok(None);
+    };
+    let challenge = || {
+        Response::text(401, "authentication required\n").with_header(
+            "WWW-Authenticate",
+            &format!("Basic realm=\"{}\", charset=\"UTF-8\"", cfg.realm),
+        )
+    };
+    let Some(h) = req.header("Authorization") else {
+        return Err(challenge());
+    };
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h, ""));
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(challenge());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    let Some((user, pass)) = decoded.as_deref().and_then(|s| s.split_once(':')) else {
+        return Err(challenge());
+    };
+    match auth.authenticate(user, pass) {
+        Some(p) => Ok(Some(p)),
+        None => {
+            log::warn!(
+                "{}: authentication failed for user {user:?} from {}",
+                cfg.name,
+                req.peer
+            );
+            Err(challenge())
+        }
+    }
+}
+
+/// Read one request; `Ok(None)` when the peer closed between requests.
+/// The flag says whether the connection stays open after the response.
+pub fn read_request<S: Read + Write>(
+    r: &mut BufReader<S>,
+    peer: SocketAddr,
+    tls: bool,
+    limits: &HttpLimits,
+) -> Result<Option<(Request, bool)>, HttpError> {
+    let mut head = Vec::with_capacity(1024);
+    // Read up to the blank line, never more than max_header bytes.
+    loop {
+        let before = head.len();
+        let n = r
+            .by_ref()
+            .take((limits.max_header + 1 - head.len().min(limits.max_header)) as u64)
+            .read_until(b'\n', &mut head)?;
+        if n == 0 {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            return Err(HttpError::Bad("connection closed inside the header"));
+        }
+        if head.len() > limits.max_header {
+            return Err(HttpError::HeaderTooLarge);
+        }
+        // Tolerate blank lines before a request line (RFC 9112 2.2).
+        if before == 0 && (head == b"\r\n" || head == b"\n") {
+            head.clear();
+            continue;
+        }
+        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") {
+            break;
+        }
+    }
+    let mut hbuf = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut hbuf);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HttpError::Bad("incomplete header")),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeaderTooLarge),
+        Err(_) => return Err(HttpError::Bad("malformed request header")),
+    }
+    let method = parsed.method.unwrap_or("").to_string();
+    let target = parsed.path.unwrap_or("").to_string();
+    let version = parsed.version.unwrap_or(1);
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let v = std::str::from_utf8(h.value)
+            .map_err(|_| HttpError::Bad("header value is not UTF-8"))?;
+        headers.push((h.name.to_string(), v.trim().to_string()));
+    }
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.as_str())
+    };
+    let conn_hdr = get("Connection").unwrap_or("").to_ascii_lowercase();
+    let keep = if version == 0 {
+        conn_hdr.contains("keep-alive")
+    } else {
+        !conn_hdr.contains("close")
+    };
+    let chunked = match get("Transfer-Encoding") {
+        None => false,
+        Some(te) if te.eq_ignore_ascii_case("chunked") => true,
+        Some(_) => return Err(HttpError::TransferEncoding),
+    };
+    let length = match get("Content-Length") {
+        Some(_) if chunked => return Err(HttpError::Bad("both Content-Length and chunked")),
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| HttpError::Bad("invalid Content-Length"))?,
+        ),
+        None => None,
+    };
+    if let Some(n) = length {
+        if n > limits.max_body as u64 {
+            return Err(HttpError::BodyTooLarge(limits.max_body));
+        }
+    }
+    let expects = get("Expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let mut req = Request {
+        method,
+        target,
+        headers: Vec::new(),
+        body: Vec::new(),
+        peer,
+        tls,
+        principal: None,
+    };
+    req.headers = headers;
+    if expects && (length.is_some_and(|n| n > 0) || chunked) {
+        // The client waits for this before sending the body (curl does so
+        // for larger bodies); the size was checked above.
+        let w = r.get_mut();
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        w.flush()?;
+    }
+    read_body(r, &mut req, length, chunked, limits)?;
+    Ok(Some((req, keep)))
+}
+
+fn read_body<R: BufRead>(
+    r: &mut R,
+    req: &mut Request,
+    length: Option<u64>,
+    chunked: bool,
+    limits: &HttpLimits,
+) -> Result<(), HttpError> {
+    if let Some(n) = length {
+        req.body = vec![0; n as usize];
+        r.read_exact(&mut req.body)?;
+    } else if chunked {
+        loop {
+            let mut line = Vec::new();
+            r.by_ref().take(256).read_until(b'\n', &mut line)?;
+            let s = std::str::from_utf8(&line)
+                .map_err(|_| HttpError::Bad("bad chunk size"))?
+                .trim();
+            let size = s.split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size.trim(), 16)
+                .map_err(|_| HttpError::Bad("bad chunk size"))?;
+            if size == 0 {
+                // Trailers, up to the blank line.
+                loop {
+                    let mut t = Vec::new();
+                    r.by_ref().take(4096).read_until(b'\n', &mut t)?;
+                    if t == b"\r\n" || t == b"\n" || t.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            if req.body.len() + size > limits.max_body {
+                return Err(HttpError::BodyTooLarge(limits.max_body));
+            }
+            let at = req.body.len();
+            req.body.resize(at + size, 0);
+            r.read_exact(&mut req.body[at..])?;
+            let mut crlf = Vec::new();
+            r.by_ref().take(2).read_until(b'\n', &mut crlf)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reason phrases for the statuses this server sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Write a response (with Content-Length and Connection).
+pub fn write_response<W: Write>(
+    w: &mut W,
+    resp: &Response,
+    keep: bool,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(256 + resp.body.len());
+    write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        resp.status,
+        reason(resp.status),
+        resp.body.len(),
+        if keep { "keep-alive" } else { "close" }
+    )?;
+    for (k, v) in &resp.headers {
+        write!(out, "{k}: {v}\r\n")?;
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(&resp.body);
+    }
+    w.write_all(&out)?;
+    w.flush()
+}
+
+/// Bind a TCP listener.
+pub fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}
