@@ -196,6 +196,8 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     }
     let cim = crate::cim::start(cfg, inv.clone(), &state_dir)?;
     control::spawn(inv.clone(), control_listener)?;
+    let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
+    crate::ipmi::start(cfg, &inv, store.clone(), users)?;
     log::info!("control socket {}", control_socket.display());
     Ok(Server {
         vms: inv,

@@ -176,6 +176,136 @@ impl DirLock {
     }
 }
 
+/// Tables of the BMC services (IPMI SEL, time offsets) and the shared users,
+/// created on first use so that older state databases gain them in place.
+const BMC_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sel (
+         vm      TEXT NOT NULL,
+         id      INTEGER NOT NULL,
+         record  BLOB NOT NULL,
+         PRIMARY KEY (vm, id)
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS bmc_meta (
+         vm      TEXT NOT NULL,
+         key     TEXT NOT NULL,
+         value   INTEGER NOT NULL,
+         PRIMARY KEY (vm, key)
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS users (
+         name     TEXT PRIMARY KEY,
+         password BLOB NOT NULL,
+         enabled  INTEGER NOT NULL,
+         updated  INTEGER NOT NULL
+     ) WITHOUT ROWID;";
+
+/// A stored user change (password or enable flag) for the shared user list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    /// Login name.
+    pub name: String,
+    /// Password as last set.
+    pub password: Vec<u8>,
+    /// Whether the account may log in.
+    pub enabled: bool,
+}
+
+impl Store {
+    /// Create the BMC and user tables if missing.
+    pub fn ensure_bmc_schema(&self) -> Result<(), StoreError> {
+        self.conn()
+            .execute_batch(BMC_SCHEMA)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every SEL record of `vm`, by record id.
+    pub fn sel_records(&self, vm: &str) -> Result<Vec<(u16, Vec<u8>)>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT id, record FROM sel WHERE vm = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![vm], |r| Ok((r.get::<_, u16>(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Store one SEL record; durable when this returns.
+    pub fn sel_add(&self, vm: &str, id: u16, record: &[u8]) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("INSERT OR REPLACE INTO sel (vm, id, record) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![vm, id, record]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Delete one SEL record.
+    pub fn sel_delete(&self, vm: &str, id: u16) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("DELETE FROM sel WHERE vm = ?1 AND id = ?2")
+            .and_then(|mut st| st.execute(params![vm, id]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Delete every SEL record of `vm`.
+    pub fn sel_clear(&self, vm: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("DELETE FROM sel WHERE vm = ?1")
+            .and_then(|mut st| st.execute(params![vm]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A BMC setting of `vm` (SEL time offset, last erase time, ...).
+    pub fn bmc_meta(&self, vm: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn()
+            .prepare_cached("SELECT value FROM bmc_meta WHERE vm = ?1 AND key = ?2")
+            .and_then(|mut st| st.query_row(params![vm, key], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Set a BMC setting of `vm`.
+    pub fn set_bmc_meta(&self, vm: &str, key: &str, value: i64) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached("INSERT OR REPLACE INTO bmc_meta (vm, key, value) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![vm, key, value]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every stored user change.
+    pub fn users(&self) -> Result<Vec<StoredUser>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT name, password, enabled FROM users ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(StoredUser {
+                    name: r.get(0)?,
+                    password: r.get(1)?,
+                    enabled: r.get::<_, i64>(2)? != 0,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Store a user's password and enable flag; durable when this returns.
+    pub fn set_user(&self, u: &StoredUser) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO users (name, password, enabled, updated) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![u.name, u.password, u.enabled as i64, now]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

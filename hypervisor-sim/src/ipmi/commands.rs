@@ -1,0 +1,895 @@
+//! IPMI commands inside a session: App, Chassis, Storage (FRU, SDR, SEL),
+//! Sensor/Event and Transport (LAN, SOL). Each returns a completion code
+//! and response data; privilege is checked before dispatch.
+
+use std::time::{Duration, Instant};
+
+use super::session::{privilege, Session};
+use super::{cc, netfn, sdr, sel, Bmc};
+use crate::vm::{BootOverride, BootTarget, Power, PowerAction, PowerError};
+
+/// IPMI's IANA enterprise number (Get Channel Info vendor ID).
+const IPMI_IANA: [u8; 3] = [0xF2, 0x1B, 0x00];
+/// VMware's IANA enterprise number, 6876 (Get Device ID manufacturer).
+const VMWARE_IANA: [u8; 3] = [0xDC, 0x1A, 0x00];
+/// The LAN channel's number.
+pub const LAN_CHANNEL: u8 = 1;
+
+/// The reply of one command.
+pub type Reply = (u8, Vec<u8>);
+
+fn ok(d: Vec<u8>) -> Reply {
+    (cc::OK, d)
+}
+
+fn err(c: u8) -> Reply {
+    (c, Vec::new())
+}
+
+/// Least privilege a command needs (IPMI 2.0 appendix G, abridged).
+pub fn required_privilege(nf: u8, cmd: u8) -> u8 {
+    match (nf, cmd) {
+        (netfn::APP, 0x02 | 0x03) => privilege::ADMIN, // cold/warm reset
+        (netfn::APP, 0x47 | 0x45 | 0x43) => privilege::ADMIN, // user changes
+        (netfn::APP, 0x48 | 0x49) => privilege::USER,
+        (netfn::CHASSIS, 0x02 | 0x04 | 0x08) => privilege::OPERATOR,
+        (netfn::STORAGE, 0x44 | 0x46 | 0x47 | 0x49) => privilege::OPERATOR,
+        (netfn::TRANSPORT, 0x01 | 0x21) => privilege::ADMIN,
+        _ => privilege::USER,
+    }
+}
+
+fn channel_ok(c: u8) -> bool {
+    matches!(c & 0x0F, LAN_CHANNEL | 0x0E)
+}
+
+impl Bmc {
+    /// Dispatch one in-session command for session `sid`.
+    pub(super) fn command(&mut self, sid: u32, nf: u8, cmd: u8, d: &[u8]) -> Reply {
+        let Some(s) = self.sessions.get(sid).cloned() else {
+            return err(cc::INVALID_SESSION);
+        };
+        if s.privilege < required_privilege(nf, cmd) {
+            return err(cc::INSUFFICIENT_PRIVILEGE);
+        }
+        match nf {
+            netfn::APP => self.app(&s, cmd, d),
+            netfn::CHASSIS => self.chassis(cmd, d),
+            netfn::STORAGE => self.storage(cmd, d),
+            netfn::SENSOR => self.sensor(cmd, d),
+            netfn::TRANSPORT => self.transport(cmd, d),
+            _ => err(cc::INVALID_COMMAND),
+        }
+    }
+
+    /// Get Channel Authentication Capabilities (App 0x38): answered inside
+    /// and outside sessions.
+    pub(super) fn auth_capabilities(&self, d: &[u8]) -> Reply {
+        if d.len() < 2 {
+            return err(cc::BAD_LENGTH);
+        }
+        if !channel_ok(d[0]) {
+            return err(cc::INVALID_FIELD);
+        }
+        let v2 = d[0] & 0x80 != 0;
+        let mut types = 0x14u8; // straight password, MD5
+        if self.sessions.policy.allow_auth_none {
+            types |= 0x01;
+        }
+        if v2 {
+            types |= 0x80;
+        }
+        // Non-null user names enabled; no null user, no anonymous login;
+        // per-message and user-level authentication on.
+        let status = 0x04;
+        let ext = if v2 { 0x03 } else { 0x00 };
+        ok(vec![LAN_CHANNEL, types, status, ext, 0, 0, 0, 0])
+    }
+
+    /// Get Channel Cipher Suites (App 0x54), inside and outside sessions.
+    pub(super) fn cipher_suites(&self, d: &[u8]) -> Reply {
+        if d.len() < 3 {
+            return err(cc::BAD_LENGTH);
+        }
+        if !channel_ok(d[0]) || d[1] != 0 {
+            return err(cc::INVALID_FIELD);
+        }
+        let mut records = Vec::new();
+        for s in self.sessions.policy.suites() {
+            records.extend_from_slice(&[
+                0xC0,
+                s.id,
+                s.auth,
+                0x40 | s.integrity,
+                0x80 | s.confidentiality,
+            ]);
+        }
+        let index = (d[2] & 0x3F) as usize;
+        let start = (index * 16).min(records.len());
+        let end = (start + 16).min(records.len());
+        let mut out = vec![LAN_CHANNEL];
+        out.extend_from_slice(&records[start..end]);
+        ok(out)
+    }
+
+    fn app(&mut self, s: &Session, cmd: u8, d: &[u8]) -> Reply {
+        match cmd {
+            // Get Device ID: device 0x20, no device SDRs, firmware 1.00,
+            // IPMI 2.0; chassis, FRU, SEL, SDR repository and sensor device.
+            0x01 => {
+                let mut out = vec![0x20, 0x01, 0x01, 0x00, 0x02, 0x8F];
+                out.extend_from_slice(&VMWARE_IANA);
+                out.extend_from_slice(&[0x01, 0x00, 0, 0, 0, 0]);
+                ok(out)
+            }
+            // Cold / warm reset: the BMC restarts its sessions (the
+            // requester's survives long enough to close cleanly).
+            0x02 | 0x03 => {
+                log::info!(
+                    "{}: BMC {} reset requested",
+                    self.vm.info.name,
+                    if cmd == 0x02 { "cold" } else { "warm" }
+                );
+                self.sessions.close_all_but(s.id);
+                self.identify_until = None;
+                ok(vec![])
+            }
+            0x04 => ok(vec![0x55, 0x00]), // self test passed
+            0x08 | 0x37 => ok(self.guid.to_vec()),
+            0x38 => self.auth_capabilities(d),
+            0x54 => self.cipher_suites(d),
+            0x3B => self.set_privilege(s.id, d),
+            0x3C => self.close_session(s, d),
+            0x3D => self.session_info(s, d),
+            0x41 => {
+                if d.len() < 2 {
+                    return err(cc::BAD_LENGTH);
+                }
+                if !channel_ok(d[0]) {
+                    return err(cc::INVALID_FIELD);
+                }
+                // Always available, PEF alerting off; limit Administrator.
+                ok(vec![0x22, privilege::ADMIN])
+            }
+            0x42 => {
+                if d.is_empty() {
+                    return err(cc::BAD_LENGTH);
+                }
+                if !channel_ok(d[0]) {
+                    return err(cc::INVALID_FIELD);
+                }
+                let active = self.sessions.active().count().min(63) as u8;
+                let mut out = vec![LAN_CHANNEL, 0x04, 0x01, 0x80 | active];
+                out.extend_from_slice(&IPMI_IANA);
+                out.extend_from_slice(&[0, 0]);
+                ok(out)
+            }
+            0x44 => self.user_access(d),
+            0x46 => {
+                if d.is_empty() {
+                    return err(cc::BAD_LENGTH);
+                }
+                let id = d[0] & 0x3F;
+                if id == 0 || id > crate::users::MAX_USERS {
+                    return err(cc::INVALID_FIELD);
+                }
+                let mut name = [0u8; 16];
+                if let Some(u) = self.users.by_id(id) {
+                    let b = u.name.as_bytes();
+                    let n = b.len().min(16);
+                    name[..n].copy_from_slice(&b[..n]);
+                }
+                ok(name.to_vec())
+            }
+            0x47 => self.set_user_password(d),
+            // Activate Payload: SOL needs a console on the VM.
+            0x48 => {
+                if d.len() < 2 {
+                    return err(cc::BAD_LENGTH);
+                }
+                if d[0] != super::rmcp::PAYLOAD_SOL {
+                    return err(cc::INVALID_FIELD);
+                }
+                log::warn!(
+                    "{}: sol activate refused: no console attached (start the guest with `hvsim exec --console`)",
+                    self.vm.info.name
+                );
+                err(0x81) // payload type disabled
+            }
+            0x49 => err(0x80),         // payload already deactivated
+            0x4A => ok(vec![1, 0, 0]), // one SOL instance, none active
+            _ => err(cc::INVALID_COMMAND),
+        }
+    }
+
+    fn set_privilege(&mut self, sid: u32, d: &[u8]) -> Reply {
+        if d.is_empty() {
+            return err(cc::BAD_LENGTH);
+        }
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return err(cc::INVALID_SESSION);
+        };
+        let want = d[0] & 0x0F;
+        match want {
+            0 => {}
+            privilege::CALLBACK..=privilege::ADMIN if want <= s.max_priv => s.privilege = want,
+            privilege::CALLBACK..=privilege::ADMIN => return err(0x81),
+            _ => return err(0x80),
+        }
+        ok(vec![s.privilege])
+    }
+
+    fn close_session(&mut self, s: &Session, d: &[u8]) -> Reply {
+        if d.len() < 4 {
+            return err(cc::BAD_LENGTH);
+        }
+        let mut id = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+        if id == 0 {
+            let Some(h) = d.get(4) else {
+                return err(cc::BAD_LENGTH);
+            };
+            match self.sessions.active().find(|x| x.handle == *h) {
+                Some(x) => id = x.id,
+                None => return err(0x88), // invalid session handle
+            }
+        }
+        if id != s.id && s.privilege < privilege::ADMIN {
+            return err(cc::INSUFFICIENT_PRIVILEGE);
+        }
+        if self.sessions.get(id).is_none() {
+            return err(0x87); // invalid session ID
+        }
+        self.close_after_reply = Some(id);
+        ok(vec![])
+    }
+
+    fn session_info(&self, s: &Session, d: &[u8]) -> Reply {
+        if d.is_empty() {
+            return err(cc::BAD_LENGTH);
+        }
+        let active: Vec<&Session> = self.sessions.active().collect();
+        let found = match d[0] {
+            0x00 => Some(s),
+            0xFE => d
+                .get(1)
+                .and_then(|h| active.iter().copied().find(|x| x.handle == *h)),
+            0xFF => {
+                if d.len() < 5 {
+                    return err(cc::BAD_LENGTH);
+                }
+                let id = u32::from_le_bytes([d[1], d[2], d[3], d[4]]);
+                active.iter().copied().find(|x| x.id == id)
+            }
+            n => active.get(n as usize - 1).copied(),
+        };
+        let mut out = vec![
+            found.map_or(0, |x| x.handle),
+            self.sessions.policy.max_sessions.min(63) as u8,
+            active.len().min(63) as u8,
+        ];
+        let Some(x) = found else {
+            return ok(out);
+        };
+        let proto = if x.plus { 0x10 } else { 0x00 };
+        out.push(x.user.as_ref().map_or(0, |u| u.id));
+        out.push(x.privilege);
+        out.push(proto | LAN_CHANNEL);
+        match x.peer.ip() {
+            std::net::IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+            std::net::IpAddr::V6(_) => out.extend_from_slice(&[0; 4]),
+        }
+        out.extend_from_slice(&[0; 6]); // the console's MAC is not known over UDP
+        out.extend_from_slice(&x.peer.port().to_le_bytes());
+        ok(out)
+    }
+
+    fn user_access(&self, d: &[u8]) -> Reply {
+        if d.len() < 2 {
+            return err(cc::BAD_LENGTH);
+        }
+        let id = d[1] & 0x3F;
+        if !channel_ok(d[0]) || id == 0 || id > crate::users::MAX_USERS {
+            return err(cc::INVALID_FIELD);
+        }
+        let users = self.users.list();
+        let enabled = users.iter().filter(|u| u.enabled).count() as u8;
+        let u = users.iter().find(|u| u.id == id);
+        let status = match u {
+            Some(u) if u.enabled => 0x40,
+            Some(_) => 0x80,
+            None => 0x00,
+        };
+        let access = match u {
+            // IPMI messaging enabled, privilege limit from the role.
+            Some(u) => 0x10 | u.role.ipmi_privilege(),
+            None => 0x0F, // no access
+        };
+        ok(vec![
+            crate::users::MAX_USERS,
+            status | enabled,
+            users.len() as u8,
+            access,
+        ])
+    }
+
+    fn set_user_password(&mut self, d: &[u8]) -> Reply {
+        if d.len() < 2 {
+            return err(cc::BAD_LENGTH);
+        }
+        let id = d[0] & 0x3F;
+        let wide = d[0] & 0x80 != 0;
+        let op = d[1] & 0x03;
+        let Some(u) = self.users.by_id(id) else {
+            return err(cc::INVALID_FIELD);
+        };
+        let pw = &d[2..];
+        let need = if wide { 20 } else { 16 };
+        let r = match op {
+            0 => self.users.set_enabled(id, false),
+            1 => self.users.set_enabled(id, true),
+            2 | 3 if pw.len() != need => return err(cc::BAD_LENGTH),
+            2 => {
+                let end = pw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                self.users.set_password(id, &pw[..end])
+            }
+            _ => {
+                let end = pw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                return if super::crypto::ct_eq(&pw[..end], &u.password) {
+                    ok(vec![])
+                } else {
+                    err(0x80) // password test failed
+                };
+            }
+        };
+        match r {
+            Ok(()) => {
+                log::info!(
+                    "{}: user {} changed over IPMI (operation {op})",
+                    self.vm.info.name,
+                    u.name
+                );
+                ok(vec![])
+            }
+            Err(e) => {
+                log::error!("{}: user change failed: {e}", self.vm.info.name);
+                err(cc::UNSPECIFIED)
+            }
+        }
+    }
+
+    fn chassis(&mut self, cmd: u8, d: &[u8]) -> Reply {
+        match cmd {
+            0x01 => {
+                let on = self.vm.power_state() == Power::On;
+                // Power restore policy "previous" (bits 6:5 = 01).
+                let b1 = on as u8 | 0x20;
+                let b2 = if self.last_on_by_ipmi() { 0x10 } else { 0x00 };
+                let ident = match self.identify_until {
+                    Some(None) => 0x20,
+                    Some(Some(t)) if Instant::now() < t => 0x10,
+                    _ => 0x00,
+                };
+                ok(vec![b1, b2, 0x40 | ident])
+            }
+            0x02 => {
+                let Some(&c) = d.first() else {
+                    return err(cc::BAD_LENGTH);
+                };
+                let action = match c & 0x0F {
+                    0 => PowerAction::Off,
+                    1 => PowerAction::On,
+                    2 => PowerAction::Cycle,
+                    3 => PowerAction::Reset,
+                    5 => PowerAction::SoftOff,
+                    4 => return err(cc::NOT_IN_STATE), // no NMI in a simulated guest
+                    _ => return err(cc::INVALID_FIELD),
+                };
+                match self.vm.power(action, "ipmi") {
+                    Ok(()) => ok(vec![]),
+                    Err(e) => {
+                        log::warn!(
+                            "{}: chassis control {action:?} refused: {e}",
+                            self.vm.info.name
+                        );
+                        match e {
+                            PowerError::PoweredOff(_)
+                            | PowerError::NoAgent(_)
+                            | PowerError::InProgress(_) => err(cc::NOT_IN_STATE),
+                        }
+                    }
+                }
+            }
+            0x04 => {
+                let secs = d.first().copied().unwrap_or(15);
+                let force = d.get(1).is_some_and(|f| f & 1 != 0);
+                self.identify_until = if force {
+                    Some(None)
+                } else if secs == 0 {
+                    None
+                } else {
+                    Some(Some(Instant::now() + Duration::from_secs(secs as u64)))
+                };
+                ok(vec![])
+            }
+            0x07 => ok(vec![self.restart_cause(), LAN_CHANNEL]),
+            0x08 => self.set_boot_option(d),
+            0x09 => self.get_boot_option(d),
+            // Get POH Counter: minutes per count, counts since power on.
+            0x0F => {
+                let mins = self.vm.lock().data.booted_at.elapsed().as_secs() / 60;
+                let mut out = vec![60];
+                out.extend_from_slice(&(mins as u32 / 60).to_le_bytes());
+                ok(out)
+            }
+            _ => err(cc::INVALID_COMMAND),
+        }
+    }
+
+    fn set_boot_option(&mut self, d: &[u8]) -> Reply {
+        let Some(&p) = d.first() else {
+            return err(cc::BAD_LENGTH);
+        };
+        let data = &d[1..];
+        match p & 0x7F {
+            0 => {
+                let Some(&v) = data.first() else {
+                    return err(cc::BAD_LENGTH);
+                };
+                self.boot_set_in_progress = v & 0x03;
+                ok(vec![])
+            }
+            // Service partition selector / scan, acknowledge, initiator
+            // info and mailbox: accepted, nothing in a VM uses them.
+            2 | 3 | 4 | 6 | 7 => ok(vec![]),
+            5 => {
+                if data.len() < 5 {
+                    return err(cc::BAD_LENGTH);
+                }
+                let valid = data[0] & 0x80 != 0;
+                let target = match (data[1] >> 2) & 0x0F {
+                    0x0 => BootTarget::None,
+                    0x1 => BootTarget::Pxe,
+                    0x2 | 0x3 | 0xB => BootTarget::Hdd,
+                    0x5 | 0x8 | 0x9 => BootTarget::Cd,
+                    0x6 => BootTarget::BiosSetup,
+                    0xF => BootTarget::Usb,
+                    _ => return err(cc::INVALID_FIELD),
+                };
+                let b = if valid {
+                    BootOverride {
+                        target,
+                        persistent: data[0] & 0x40 != 0,
+                        uefi: data[0] & 0x20 != 0,
+                    }
+                } else {
+                    BootOverride::default()
+                };
+                log::info!("{}: boot override {b:?} set over IPMI", self.vm.info.name);
+                self.vm.set_boot_override(b);
+                ok(vec![])
+            }
+            _ => err(0x80), // parameter not supported
+        }
+    }
+
+    fn get_boot_option(&self, d: &[u8]) -> Reply {
+        let Some(&p) = d.first() else {
+            return err(cc::BAD_LENGTH);
+        };
+        let p = p & 0x7F;
+        let data = match p {
+            0 => vec![self.boot_set_in_progress],
+            3 => vec![0],
+            4 => vec![0, 0],
+            5 => {
+                let b = self.vm.boot_override();
+                let dev = match b.target {
+                    BootTarget::None => 0x0,
+                    BootTarget::Pxe => 0x1,
+                    BootTarget::Hdd => 0x2,
+                    BootTarget::Cd => 0x5,
+                    BootTarget::BiosSetup => 0x6,
+                    BootTarget::Usb => 0xF,
+                };
+                let mut b1 = 0;
+                if b.target != BootTarget::None {
+                    b1 |= 0x80;
+                }
+                if b.persistent {
+                    b1 |= 0x40;
+                }
+                if b.uefi {
+                    b1 |= 0x20;
+                }
+                vec![b1, dev << 2, 0, 0, 0]
+            }
+            _ => return err(0x80),
+        };
+        let mut out = vec![0x01, p];
+        out.extend_from_slice(&data);
+        ok(out)
+    }
+
+    fn storage(&mut self, cmd: u8, d: &[u8]) -> Reply {
+        match cmd {
+            // FRU: one device, ID 0.
+            0x10 => {
+                if d.first() != Some(&0) {
+                    return err(cc::NOT_PRESENT);
+                }
+                let n = self.fru.len() as u16;
+                let mut out = n.to_le_bytes().to_vec();
+                out.push(0);
+                ok(out)
+            }
+            0x11 => {
+                if d.len() < 4 {
+                    return err(cc::BAD_LENGTH);
+                }
+                if d[0] != 0 {
+                    return err(cc::NOT_PRESENT);
+                }
+                let off = u16::from_le_bytes([d[1], d[2]]) as usize;
+                if off >= self.fru.len() {
+                    return err(cc::OUT_OF_RANGE);
+                }
+                let n = (d[3] as usize).min(self.fru.len() - off).min(MAX_READ);
+                let mut out = vec![n as u8];
+                out.extend_from_slice(&self.fru[off..off + n]);
+                ok(out)
+            }
+            // SDR repository.
+            0x20 => {
+                let mut out = vec![0x51];
+                out.extend_from_slice(&(sdr::SENSORS.len() as u16).to_le_bytes());
+                out.extend_from_slice(&[0, 0]); // no free space: read-only
+                out.extend_from_slice(&self.started_secs.to_le_bytes());
+                out.extend_from_slice(&[0; 4]);
+                out.push(0x22); // non-modal update, reserve supported
+                ok(out)
+            }
+            0x22 => {
+                self.sdr_reservation = next_reservation(self.sdr_reservation);
+                ok(self.sdr_reservation.to_le_bytes().to_vec())
+            }
+            0x23 => self.get_sdr(d),
+            0x40 => {
+                let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                let n = sel.records().len();
+                let mut out = vec![0x51];
+                out.extend_from_slice(&(n as u16).to_le_bytes());
+                out.extend_from_slice(&(((sel::MAX_ENTRIES - n) * 16) as u16).to_le_bytes());
+                out.extend_from_slice(&sel.last_add.to_le_bytes());
+                out.extend_from_slice(&sel.last_erase.to_le_bytes());
+                // Overflow flag, delete, reserve and allocation info supported.
+                out.push(((sel.overflow as u8) << 7) | 0x0B);
+                ok(out)
+            }
+            0x41 => {
+                let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                let free = (sel::MAX_ENTRIES - sel.records().len()) as u16;
+                let mut out = (sel::MAX_ENTRIES as u16).to_le_bytes().to_vec();
+                out.extend_from_slice(&16u16.to_le_bytes());
+                out.extend_from_slice(&free.to_le_bytes());
+                out.extend_from_slice(&free.to_le_bytes());
+                out.push(1);
+                ok(out)
+            }
+            0x42 => {
+                self.sel_reservation = next_reservation(self.sel_reservation);
+                ok(self.sel_reservation.to_le_bytes().to_vec())
+            }
+            0x43 => self.get_sel_entry(d),
+            0x44 => {
+                let Ok(r) = <[u8; 16]>::try_from(d) else {
+                    return err(cc::BAD_LENGTH);
+                };
+                let mut sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                match sel.add(r) {
+                    Ok(Some(id)) => ok(id.to_le_bytes().to_vec()),
+                    Ok(None) => err(0x80), // out of space
+                    Err(e) => {
+                        log::error!("{}: SEL: {e}", self.vm.info.name);
+                        err(cc::UNSPECIFIED)
+                    }
+                }
+            }
+            0x46 => {
+                if d.len() < 4 {
+                    return err(cc::BAD_LENGTH);
+                }
+                let res = u16::from_le_bytes([d[0], d[1]]);
+                if res != 0 && res != self.sel_reservation {
+                    return err(cc::RESERVATION);
+                }
+                let mut sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                let mut id = u16::from_le_bytes([d[2], d[3]]);
+                if id == 0 {
+                    id = sel.records().first().map_or(0, |r| r.0);
+                } else if id == 0xFFFF {
+                    id = sel.records().last().map_or(0, |r| r.0);
+                }
+                match sel.delete(id) {
+                    Ok(true) => ok(id.to_le_bytes().to_vec()),
+                    Ok(false) => err(cc::NOT_PRESENT),
+                    Err(e) => {
+                        log::error!("{}: SEL: {e}", self.vm.info.name);
+                        err(cc::UNSPECIFIED)
+                    }
+                }
+            }
+            0x47 => {
+                if d.len() < 6 {
+                    return err(cc::BAD_LENGTH);
+                }
+                if u16::from_le_bytes([d[0], d[1]]) != self.sel_reservation {
+                    return err(cc::RESERVATION);
+                }
+                if &d[2..5] != b"CLR" {
+                    return err(cc::INVALID_FIELD);
+                }
+                if d[5] == 0xAA {
+                    let mut sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = sel.clear() {
+                        log::error!("{}: SEL: {e}", self.vm.info.name);
+                        return err(cc::UNSPECIFIED);
+                    }
+                    log::info!("{}: SEL cleared over IPMI", self.vm.info.name);
+                }
+                ok(vec![0x01]) // erasure completed
+            }
+            0x48 => {
+                let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                ok(sel.time().to_le_bytes().to_vec())
+            }
+            0x49 => {
+                if d.len() < 4 {
+                    return err(cc::BAD_LENGTH);
+                }
+                let t = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+                let mut sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                match sel.set_time(t) {
+                    Ok(()) => ok(vec![]),
+                    Err(e) => {
+                        log::error!("{}: SEL: {e}", self.vm.info.name);
+                        err(cc::UNSPECIFIED)
+                    }
+                }
+            }
+            // Get SEL Time UTC Offset: unspecified.
+            0x5C => ok(vec![0xFF, 0x07]),
+            _ => err(cc::INVALID_COMMAND),
+        }
+    }
+
+    fn get_sdr(&self, d: &[u8]) -> Reply {
+        if d.len() < 6 {
+            return err(cc::BAD_LENGTH);
+        }
+        let res = u16::from_le_bytes([d[0], d[1]]);
+        let id = u16::from_le_bytes([d[2], d[3]]);
+        let (off, count) = (d[4] as usize, d[5] as usize);
+        if off != 0 && res != self.sdr_reservation {
+            return err(cc::RESERVATION);
+        }
+        let n = sdr::SENSORS.len();
+        let index = match id {
+            0 => 0,
+            0xFFFF => n - 1,
+            i => i as usize - 1,
+        };
+        let Some(rec) = sdr::record(index) else {
+            return err(cc::NOT_PRESENT);
+        };
+        let next: u16 = if index + 1 < n {
+            index as u16 + 2
+        } else {
+            0xFFFF
+        };
+        if off > rec.len() {
+            return err(cc::OUT_OF_RANGE);
+        }
+        let take = if count == 0xFF {
+            rec.len() - off
+        } else {
+            count.min(rec.len() - off)
+        };
+        if take > MAX_READ {
+            return err(0xCA); // cannot return that many bytes
+        }
+        let mut out = next.to_le_bytes().to_vec();
+        out.extend_from_slice(&rec[off..off + take]);
+        ok(out)
+    }
+
+    fn get_sel_entry(&self, d: &[u8]) -> Reply {
+        if d.len() < 6 {
+            return err(cc::BAD_LENGTH);
+        }
+        let res = u16::from_le_bytes([d[0], d[1]]);
+        let id = u16::from_le_bytes([d[2], d[3]]);
+        let (off, count) = (d[4] as usize, d[5] as usize);
+        if off != 0 && res != self.sel_reservation {
+            return err(cc::RESERVATION);
+        }
+        let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+        let recs = sel.records();
+        let i = match id {
+            0 if !recs.is_empty() => 0,
+            0xFFFF if !recs.is_empty() => recs.len() - 1,
+            _ => match recs.iter().position(|r| r.0 == id) {
+                Some(i) => i,
+                None => return err(cc::NOT_PRESENT),
+            },
+        };
+        let next = recs.get(i + 1).map_or(0xFFFF, |r| r.0);
+        let rec = &recs[i].1;
+        if off > 16 {
+            return err(cc::OUT_OF_RANGE);
+        }
+        let take = if count == 0xFF {
+            16 - off
+        } else {
+            count.min(16 - off)
+        };
+        let mut out = next.to_le_bytes().to_vec();
+        out.extend_from_slice(&rec[off..off + take]);
+        ok(out)
+    }
+
+    fn sensor(&self, cmd: u8, d: &[u8]) -> Reply {
+        let Some(&n) = d.first() else {
+            return err(cc::BAD_LENGTH);
+        };
+        let Some(s) = sdr::sensor(n) else {
+            return err(cc::NOT_PRESENT);
+        };
+        match cmd {
+            0x2D => ok(sdr::reading(s, &self.vm)),
+            0x27 => match sdr::thresholds(s) {
+                Some(t) => ok(t),
+                None => err(cc::INVALID_COMMAND),
+            },
+            // Get Sensor Hysteresis: one count each way.
+            0x25 => match s.kind {
+                sdr::Kind::Threshold { .. } => ok(vec![1, 1]),
+                sdr::Kind::Discrete { .. } => ok(vec![0, 0]),
+            },
+            // Get Sensor Event Enable: events and scanning on, none selected.
+            0x29 => ok(vec![0xC0, 0, 0, 0, 0]),
+            _ => err(cc::INVALID_COMMAND),
+        }
+    }
+
+    fn transport(&self, cmd: u8, d: &[u8]) -> Reply {
+        if d.len() < 4 {
+            return err(cc::BAD_LENGTH);
+        }
+        if !channel_ok(d[0]) {
+            return err(cc::INVALID_FIELD);
+        }
+        let rev_only = d[0] & 0x80 != 0;
+        let data = match cmd {
+            0x02 => self.lan_param(d[1]),
+            0x22 => self.sol_param(d[1]),
+            _ => return err(cc::INVALID_COMMAND),
+        };
+        let Some(data) = data else {
+            return err(0x80); // parameter not supported
+        };
+        let mut out = vec![0x11];
+        if !rev_only {
+            out.extend_from_slice(&data);
+        }
+        ok(out)
+    }
+
+    fn lan_param(&self, p: u8) -> Option<Vec<u8>> {
+        let ip = match self.addr.ip() {
+            std::net::IpAddr::V4(a) => a.octets(),
+            std::net::IpAddr::V6(_) => [0; 4],
+        };
+        let mask = if ip[0] == 127 {
+            [255, 0, 0, 0]
+        } else {
+            [255, 255, 255, 0]
+        };
+        let mut types = 0x14;
+        if self.sessions.policy.allow_auth_none {
+            types |= 0x01;
+        }
+        let suites: Vec<u8> = self.sessions.policy.suites().map(|s| s.id).collect();
+        Some(match p {
+            0 => vec![0x00],
+            1 => vec![types],
+            2 => vec![types, types, types, types, 0x00],
+            3 => ip.to_vec(),
+            4 => vec![0x01], // static
+            5 => self.mac.to_vec(),
+            6 => mask.to_vec(),
+            7 => vec![0x40, 0x40, 0x10],
+            10 | 11 => vec![0x00],
+            12 | 14 => vec![0; 4],
+            13 | 15 => vec![0; 6],
+            16 => {
+                let mut c = b"public".to_vec();
+                c.resize(18, 0);
+                c
+            }
+            17 => vec![0x00],
+            20 => vec![0x00, 0x00],
+            21 => vec![0x00],
+            22 => vec![suites.len() as u8],
+            23 => {
+                let mut v = vec![0x00];
+                v.extend_from_slice(&suites);
+                v
+            }
+            24 => {
+                // One nibble per suite entry: the highest privilege allowed.
+                let mut v = vec![0x00];
+                let mut nibbles = vec![privilege::ADMIN; suites.len()];
+                nibbles.resize(16, 0);
+                for pair in nibbles.chunks(2) {
+                    v.push(pair[0] | pair[1] << 4);
+                }
+                v
+            }
+            26 => vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
+            _ => return None,
+        })
+    }
+
+    fn sol_param(&self, p: u8) -> Option<Vec<u8>> {
+        Some(match p {
+            0 => vec![0x00],
+            1 => vec![0x00], // disabled: no console is attached to the VM
+            2 => vec![0x02], // user privilege, no forced authentication
+            3 => vec![0x0C, 0x60],
+            4 => vec![0x07, 0x32],
+            5 | 6 => vec![0x0A], // 115200 bit/s
+            7 => vec![LAN_CHANNEL],
+            8 => self.addr.port().to_le_bytes().to_vec(),
+            _ => return None,
+        })
+    }
+
+    fn last_on_by_ipmi(&self) -> bool {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_on_by_ipmi
+    }
+
+    fn restart_cause(&self) -> u8 {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .restart_cause
+    }
+}
+
+/// Largest data part of one FRU or SDR read (the rest comes in more reads).
+const MAX_READ: usize = 64;
+
+fn next_reservation(r: u16) -> u16 {
+    match r.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileges() {
+        assert_eq!(required_privilege(netfn::CHASSIS, 0x01), privilege::USER);
+        assert_eq!(
+            required_privilege(netfn::CHASSIS, 0x02),
+            privilege::OPERATOR
+        );
+        assert_eq!(required_privilege(netfn::APP, 0x47), privilege::ADMIN);
+    }
+}

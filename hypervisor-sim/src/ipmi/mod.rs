@@ -1,0 +1,467 @@
+//! A BMC per VM: IPMI over LAN (RMCP, IPMI 1.5 sessions, IPMI 2.0 RMCP+),
+//! driven by `ipmitool -I lan` and `-I lanplus`, reading and changing the
+//! same VM model every other host service uses.
+//!
+//! * [`rmcp`]: packet layout, parse and emit (pure).
+//! * [`crypto`]: MD5 auth codes, RAKP HMACs, integrity, AES-CBC-128.
+//! * [`session`]: session setup (challenge/activate, Open Session, RAKP 1-4),
+//!   sequence windows, timeouts, the session limit (pure).
+//! * [`commands`]: the commands ipmitool uses.
+//! * [`sdr`], [`sel`], [`fru`]: sensors and their records, the event log,
+//!   the FRU inventory.
+//! * [`client`]: a small RMCP+ client for tests and the load tool.
+//!
+//! # Threat table
+//!
+//! | who | can send | bounded by |
+//! |---|---|---|
+//! | anyone who reaches the UDP port | any datagram | datagrams over 1024 bytes, bad RMCP headers, bad checksums are dropped unanswered ([`rmcp::parse`]); no state is kept for them |
+//! | anyone | presence ping, Get Channel Auth Capabilities, Get Channel Cipher Suites, Get Session Challenge, Open Session | answers are fixed-size; each setup takes one of [`SessionPolicy::max_sessions`] slots, expires after 10 s, and when the table is full the oldest unfinished setup is evicted first: a setup flood never displaces an established session |
+//! | anyone with a user name | RAKP 1 | unknown or disabled users get "unauthorized name"; the BMC's RAKP 2 HMAC reveals nothing without the password (offline guessing of weak passwords from a captured RAKP 2 is inherent to IPMI 2.0: use strong passwords) |
+//! | a console with a wrong password | RAKP 3 / Activate Session | refused, the session slot is freed at once |
+//! | cipher suite 0 / auth type none | | refused unless [`SessionPolicy`] enables them |
+//! | an established session | commands at its privilege | integrity code (HMAC-SHA1-96 / HMAC-SHA256-128) checked before anything else, then the sequence window (32 wide, each number once: replays dropped), packets from another address dropped; idle sessions close after 60 s; privilege checked per command |
+//! | the guest | power and OS events that become SEL entries | the SEL holds at most [`sel::MAX_ENTRIES`] records; when full new events are dropped and the overflow flag is set |
+
+pub mod client;
+pub mod commands;
+pub mod crypto;
+pub mod fru;
+pub mod rmcp;
+pub mod sdr;
+pub mod sel;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub use session::SessionPolicy;
+use session::{Session, Sessions, Stage};
+
+use crate::config::{self, Config};
+use crate::store::{Store, StoreError};
+use crate::users::UserStore;
+use crate::vm::{Vm, VmEvent};
+
+/// Network functions (requests; responses are one more).
+pub mod netfn {
+    /// Chassis.
+    pub const CHASSIS: u8 = 0x00;
+    /// Sensor/Event.
+    pub const SENSOR: u8 = 0x04;
+    /// Application.
+    pub const APP: u8 = 0x06;
+    /// Storage.
+    pub const STORAGE: u8 = 0x0A;
+    /// Transport.
+    pub const TRANSPORT: u8 = 0x0C;
+}
+
+/// Completion codes (spec table 5-2).
+pub mod cc {
+    /// Success.
+    pub const OK: u8 = 0x00;
+    /// Invalid command.
+    pub const INVALID_COMMAND: u8 = 0xC1;
+    /// Reservation cancelled or invalid.
+    pub const RESERVATION: u8 = 0xC5;
+    /// Request data length invalid.
+    pub const BAD_LENGTH: u8 = 0xC7;
+    /// Parameter out of range.
+    pub const OUT_OF_RANGE: u8 = 0xC9;
+    /// Requested sensor, data or record not present.
+    pub const NOT_PRESENT: u8 = 0xCB;
+    /// Invalid data field in request.
+    pub const INVALID_FIELD: u8 = 0xCC;
+    /// Insufficient privilege level.
+    pub const INSUFFICIENT_PRIVILEGE: u8 = 0xD4;
+    /// Command not supported in present state.
+    pub const NOT_IN_STATE: u8 = 0xD5;
+    /// Invalid session (1.5 Activate Session: 0x85).
+    pub const INVALID_SESSION: u8 = 0x85;
+    /// Unspecified error.
+    pub const UNSPECIFIED: u8 = 0xFF;
+}
+
+/// Why a BMC could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BmcError {
+    /// The `ipmi.listen` address does not parse.
+    #[error("vm {vm}: ipmi.listen {addr:?} is not an address:port")]
+    Address {
+        /// The VM.
+        vm: String,
+        /// What was configured.
+        addr: String,
+    },
+    /// The UDP port could not be bound.
+    #[error("vm {vm}: cannot listen for IPMI on {addr}: {source}")]
+    Bind {
+        /// The VM.
+        vm: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the event thread tracks for Chassis commands.
+#[derive(Debug, Default)]
+struct EventState {
+    restart_cause: u8,
+    last_on_by_ipmi: bool,
+}
+
+/// One VM's BMC: sessions and state; [`Bmc::handle`] answers one datagram.
+#[derive(Debug)]
+pub struct Bmc {
+    vm: Arc<Vm>,
+    users: Arc<UserStore>,
+    sessions: Sessions,
+    sel: Arc<Mutex<Sel>>,
+    events: Arc<Mutex<EventState>>,
+    guid: [u8; 16],
+    fru: Vec<u8>,
+    mac: [u8; 6],
+    addr: SocketAddr,
+    started_secs: u32,
+    sdr_reservation: u16,
+    sel_reservation: u16,
+    boot_set_in_progress: u8,
+    /// `None` off; `Some(None)` on until turned off; `Some(Some(t))` until t.
+    identify_until: Option<Option<Instant>>,
+    close_after_reply: Option<u32>,
+}
+
+use sel::Sel;
+
+impl Bmc {
+    /// A BMC for `vm` answering as if at `addr`. Subscribes to the VM's
+    /// events at once; call [`Bmc::record_events`] to log them.
+    pub fn new(
+        vm: Arc<Vm>,
+        users: Arc<UserStore>,
+        store: Arc<Store>,
+        addr: SocketAddr,
+        policy: SessionPolicy,
+    ) -> Result<Bmc, BmcError> {
+        let sel = Sel::load(&vm.info.name, store)?;
+        // IPMI sends GUIDs least significant byte first (spec 20.8).
+        let mut guid = vm.info.uuid;
+        guid.reverse();
+        let u = vm.info.uuid;
+        let fru = fru::image(
+            &vm.info.name,
+            &config::format_uuid(&vm.info.uuid),
+            env!("CARGO_PKG_VERSION"),
+        );
+        Ok(Bmc {
+            sessions: Sessions::new(policy),
+            sel: Arc::new(Mutex::new(sel)),
+            events: Arc::default(),
+            guid,
+            fru,
+            // Locally administered, derived from the VM's UUID.
+            mac: [0x02, 0x00, u[12], u[13], u[14], u[15]],
+            addr,
+            started_secs: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as u32),
+            sdr_reservation: 0,
+            sel_reservation: 0,
+            boot_set_in_progress: 0,
+            identify_until: None,
+            close_after_reply: None,
+            vm,
+            users,
+        })
+    }
+
+    /// Log the VM's events in the SEL and track the restart cause, on a
+    /// thread of its own, until the VM goes away.
+    pub fn record_events(&self) -> std::io::Result<()> {
+        let rx = self.vm.subscribe();
+        let sel = self.sel.clone();
+        let events = self.events.clone();
+        let name = self.vm.info.name.clone();
+        std::thread::Builder::new()
+            .name(format!("sel-{name}"))
+            .spawn(move || {
+                for ev in rx {
+                    {
+                        let mut e = events.lock().unwrap_or_else(|p| p.into_inner());
+                        // Restart causes (spec table 28-11): 0x01 chassis
+                        // control command, 0x0A soft reset from the OS.
+                        match &ev {
+                            VmEvent::PowerOn { source } => {
+                                e.restart_cause = 0x01;
+                                e.last_on_by_ipmi = source == "ipmi";
+                            }
+                            VmEvent::Reset { source } => {
+                                e.restart_cause = if source == "guest" { 0x0A } else { 0x01 };
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(r) = Sel::record_for(&ev) {
+                        let mut s = sel.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(e) = s.add(r) {
+                            log::error!("{name}: cannot log {ev:?} in the SEL: {e}");
+                        }
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Answer one datagram from `peer`; `None` drops it.
+    pub fn handle(&mut self, buf: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        let pkt = match rmcp::parse(buf) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("ipmi {}: dropped from {peer}: {e}", self.vm.info.name);
+                return None;
+            }
+        };
+        self.sessions.expire(Instant::now());
+        match pkt {
+            rmcp::Packet::Ping { tag } => Some(rmcp::pong(tag)),
+            rmcp::Packet::V15(p) => self.v15(&p, peer),
+            rmcp::Packet::V20(p) => self.v20(&p, peer),
+        }
+    }
+
+    /// Commands answered outside any session.
+    fn sessionless(
+        &mut self,
+        req: &rmcp::Request<'_>,
+        peer: SocketAddr,
+        v15: bool,
+    ) -> Option<(u8, Vec<u8>)> {
+        Some(match (req.netfn, req.cmd) {
+            (netfn::APP, 0x38) => self.auth_capabilities(req.data),
+            (netfn::APP, 0x54) => self.cipher_suites(req.data),
+            (netfn::APP, 0x39) if v15 => self.sessions.challenge(&self.users, req.data, peer),
+            _ => return None,
+        })
+    }
+
+    fn v15(&mut self, p: &rmcp::V15<'_>, peer: SocketAddr) -> Option<Vec<u8>> {
+        let req = rmcp::parse_request(p.msg).ok()?;
+        if p.session_id == 0 {
+            if p.auth_type != rmcp::AUTH_NONE {
+                return None;
+            }
+            let (c, d) = self.sessionless(&req, peer, true)?;
+            return Some(rmcp::emit_v15(0, 0, 0, None, &req.response(c, &d)));
+        }
+        let s = self.sessions.get(p.session_id)?;
+        if s.plus || s.peer != peer || !Sessions::v15_authentic(s, p) {
+            return None;
+        }
+        let id = s.id;
+        let (c, d) = match s.stage {
+            Stage::Challenged { .. } => {
+                if (req.netfn, req.cmd) != (netfn::APP, 0x3A) {
+                    return None;
+                }
+                let r = self.sessions.activate(id, req.data);
+                if r.0 != cc::OK {
+                    let s = self.sessions.get(id)?.clone();
+                    self.sessions.close(id);
+                    return Some(v15_reply(&s, 0, &req.response(r.0, &r.1)));
+                }
+                r
+            }
+            Stage::Active => {
+                let s = self.sessions.get_mut(id)?;
+                if !s.window.accept(p.seq) {
+                    log::debug!("ipmi: session {id:#010x}: sequence {} refused", p.seq);
+                    return None;
+                }
+                s.last = Instant::now();
+                self.command(id, req.netfn, req.cmd, req.data)
+            }
+            _ => return None,
+        };
+        let s = self.sessions.get_mut(id)?;
+        let seq = s.out_seq;
+        s.out_seq = s.out_seq.wrapping_add(1);
+        let out = v15_reply(s, seq, &req.response(c, &d));
+        if let Some(x) = self.close_after_reply.take() {
+            self.sessions.close(x);
+        }
+        Some(out)
+    }
+
+    fn v20(&mut self, p: &rmcp::V20<'_>, peer: SocketAddr) -> Option<Vec<u8>> {
+        let setup = |(t, b): session::SetupReply| rmcp::emit_v20(t, false, 0, 0, &b, None);
+        let from_peer = |sessions: &Sessions, b: &[u8]| {
+            b.len() >= 8
+                && sessions
+                    .get(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
+                    .is_some_and(|s| s.plus && s.peer == peer)
+        };
+        match p.payload_type {
+            rmcp::PAYLOAD_OPEN_REQ if p.session_id == 0 => {
+                Some(setup(self.sessions.open_session(p.payload, peer)))
+            }
+            rmcp::PAYLOAD_RAKP1 if p.session_id == 0 && from_peer(&self.sessions, p.payload) => {
+                self.sessions
+                    .rakp1(p.payload, &self.users, &self.guid)
+                    .map(setup)
+            }
+            rmcp::PAYLOAD_RAKP3 if p.session_id == 0 && from_peer(&self.sessions, p.payload) => {
+                self.sessions.rakp3(p.payload, &self.guid).map(setup)
+            }
+            rmcp::PAYLOAD_IPMI if p.session_id == 0 => {
+                if p.encrypted || p.authenticated {
+                    return None;
+                }
+                let req = rmcp::parse_request(p.payload).ok()?;
+                let (c, d) = self.sessionless(&req, peer, false)?;
+                Some(rmcp::emit_v20(
+                    rmcp::PAYLOAD_IPMI,
+                    false,
+                    0,
+                    0,
+                    &req.response(c, &d),
+                    None,
+                ))
+            }
+            rmcp::PAYLOAD_IPMI => {
+                let id = p.session_id;
+                let s = self.sessions.get_mut(id)?;
+                if !s.plus || s.peer != peer || !matches!(s.stage, Stage::Active) {
+                    return None;
+                }
+                let Some(plain) = Sessions::open_plus(s, p) else {
+                    log::debug!("ipmi: session {id:#010x}: packet failed integrity, decryption or sequence checks");
+                    return None;
+                };
+                let req = rmcp::parse_request(&plain).ok()?;
+                let (c, d) = self.command(id, req.netfn, req.cmd, req.data);
+                let s = self.sessions.get_mut(id)?;
+                let out = Sessions::seal_plus(s, rmcp::PAYLOAD_IPMI, &req.response(c, &d));
+                if let Some(x) = self.close_after_reply.take() {
+                    self.sessions.close(x);
+                    log::info!("ipmi: session {x:#010x} closed");
+                }
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn v15_reply(s: &Session, seq: u32, msg: &[u8]) -> Vec<u8> {
+    let code = Sessions::v15_code(s, seq, msg);
+    rmcp::emit_v15(s.auth_type, seq, s.id, code, msg)
+}
+
+/// Start the BMC of every VM in `cfg` on its own thread. A VM without
+/// `ipmi.listen` gets 127.0.0.1:6230 + its index; when that default port is
+/// taken, that VM runs without a BMC (logged), while a configured address
+/// that cannot be bound is an error.
+pub fn start(
+    cfg: &Config,
+    vms: &BTreeMap<String, Arc<Vm>>,
+    store: Arc<Store>,
+    users: Arc<UserStore>,
+) -> Result<(), BmcError> {
+    if users.list().is_empty() {
+        log::warn!("no [[user]] configured: every IPMI login will be refused");
+    }
+    for (index, vc) in cfg.vm.iter().enumerate() {
+        let Some(vm) = vms.get(&vc.name) else {
+            continue;
+        };
+        let configured = vc.ipmi.as_ref().and_then(|i| i.listen.clone());
+        let addr: SocketAddr = match &configured {
+            Some(a) => a.parse().map_err(|_| BmcError::Address {
+                vm: vc.name.clone(),
+                addr: a.clone(),
+            })?,
+            None => {
+                let Some(port) = u16::try_from(index)
+                    .ok()
+                    .and_then(|i| config::DEFAULT_IPMI_BASE_PORT.checked_add(i))
+                else {
+                    log::warn!("{}: no default IPMI port left; no BMC", vc.name);
+                    continue;
+                };
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+        };
+        let sock = match UdpSocket::bind(addr) {
+            Ok(s) => s,
+            Err(e) if configured.is_none() => {
+                log::warn!(
+                    "{}: default IPMI address {addr} unavailable ({e}); set ipmi.listen to give this VM a BMC",
+                    vc.name
+                );
+                continue;
+            }
+            Err(source) => {
+                return Err(BmcError::Bind {
+                    vm: vc.name.clone(),
+                    addr,
+                    source,
+                })
+            }
+        };
+        let local = sock.local_addr().unwrap_or(addr);
+        let bmc = Bmc::new(
+            vm.clone(),
+            users.clone(),
+            store.clone(),
+            local,
+            SessionPolicy::default(),
+        )?;
+        bmc.record_events().map_err(|source| BmcError::Bind {
+            vm: vc.name.clone(),
+            addr,
+            source,
+        })?;
+        log::info!("{}: IPMI BMC on udp {local}", vc.name);
+        serve(bmc, sock).map_err(|source| BmcError::Bind {
+            vm: vc.name.clone(),
+            addr,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Answer datagrams on `sock` with `bmc`, on a thread of its own.
+pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
+    let name = bmc.vm.info.name.clone();
+    std::thread::Builder::new()
+        .name(format!("ipmi-{name}"))
+        .spawn(move || {
+            // One byte more than accepted, so oversize datagrams are seen.
+            let mut buf = vec![0u8; rmcp::MAX_PACKET + 1];
+            loop {
+                let (n, peer) = match sock.recv_from(&mut buf) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        log::warn!("{name}: IPMI receive: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                if let Some(out) = bmc.handle(&buf[..n], peer) {
+                    if let Err(e) = sock.send_to(&out, peer) {
+                        log::debug!("{name}: IPMI send to {peer}: {e}");
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
