@@ -63,9 +63,26 @@ pub fn ensure_self_signed(dir: &Path, stem: &str, names: &[String]) -> Result<Ce
         return Ok(paths);
     }
     std::fs::create_dir_all(dir).map_err(file_err(dir))?;
-    let ck = rcgen::generate_simple_self_signed(names.to_vec())?;
-    write_private(&paths.key, ck.key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(&paths.cert, ck.cert.pem()).map_err(file_err(&paths.cert))?;
+    // Self-signed and marked as a CA, so clients can trust it directly as
+    // an anchor (OpenSSL-based ones refuse a non-CA self-signed leaf).
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().map_or("hvsim", |n| n.as_str()),
+    );
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "hvsim simulated host");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyCertSign,
+    ];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    write_private(&paths.key, key.serialize_pem().as_bytes())?;
+    std::fs::write(&paths.cert, cert.pem()).map_err(file_err(&paths.cert))?;
     log::info!(
         "generated a self-signed certificate {} for {}",
         paths.cert.display(),
