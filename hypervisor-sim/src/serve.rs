@@ -195,9 +195,9 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         socket::spawn(vm, facts, l)?;
     }
     let cim = crate::cim::start(cfg, inv.clone(), &state_dir)?;
-    control::spawn(inv.clone(), control_listener)?;
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
     crate::ipmi::start(cfg, &inv, store.clone(), users)?;
+    control::spawn(inv.clone(), control_listener)?;
     log::info!("control socket {}", control_socket.display());
     Ok(Server {
         vms: inv,
