@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build release binaries and print the wire-path and trap-frontend benchmark
-# tables (Markdown).
+# Build release binaries and print the wire-path, trap-frontend and guest agent
+# benchmark tables (Markdown).
 # Pass --quick for a short smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,3 +8,4 @@ cargo build --release --workspace --bins >&2
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
 ./target/release/wire-bench "$@"
 ./target/release/trap-bench "$@"
+./target/release/agent-bench "$@"
