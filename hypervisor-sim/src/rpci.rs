@@ -25,6 +25,14 @@ fn text(b: &[u8]) -> Result<&str, HostMessage> {
 /// Answer one RPCI message.
 pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
     let (name, args) = split_command(msg);
+    // vmtoolsd sends most messages as C strings, terminator included; the
+    // terminator is not part of a value. Binary guest info (NIC XDR, detailed
+    // OS data) is sent with its exact length and keeps every byte.
+    let args = if name == b"SetGuestInfo" {
+        args
+    } else {
+        args.strip_suffix(b"\0").unwrap_or(args)
+    };
     match name {
         b"info-get" => info_get(s, args),
         b"info-set" => info_set(s, args),
@@ -45,11 +53,15 @@ pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
             ok(b"")
         }
         b"tools.set.versiontype" => {
-            let v = String::from_utf8_lossy(args)
-                .trim()
-                .trim_end_matches('\0')
-                .to_string();
-            s.data().tools.version_type = Some(v);
+            // "VERSION TYPE": open-vm-tools 12 sends only this, not
+            // tools.set.version (e.g. "12352 4": 12.2.0, open-vm-tools).
+            let v = String::from_utf8_lossy(args).trim().to_string();
+            let mut it = v.split_whitespace();
+            let tools = &mut s.data().tools;
+            if let Some(version) = it.next() {
+                tools.version = Some(version.to_string());
+            }
+            tools.version_type = Some(it.next().unwrap_or("").to_string());
             ok(b"")
         }
         b"vmx.capability.unified_loop" => {
@@ -144,18 +156,32 @@ fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
                 err("Invalid NIC info")
             }
         },
+        k::OS_DETAILED => match parse_os_detailed(value) {
+            Some(o) => {
+                let d = s.data();
+                let changed = d.os_detailed.as_ref() != Some(&o);
+                d.os_detailed = Some(o);
+                if changed {
+                    s.guest_info_changed();
+                }
+                ok(b"")
+            }
+            None => err("Invalid detailed OS data"),
+        },
         k::UPTIME => {
             let t = String::from_utf8_lossy(value);
             match t.trim_end_matches('\0').trim().parse::<u64>() {
                 Ok(h) => {
                     s.data().uptime = Some((h, std::time::Instant::now()));
-                    s.data().guest.insert(key, value.to_vec());
+                    let text = value.strip_suffix(b"\0").unwrap_or(value);
+                    s.data().guest.insert(key, text.to_vec());
                     ok(b"")
                 }
                 Err(_) => err("Invalid uptime"),
             }
         }
         _ => {
+            let value = value.strip_suffix(b"\0").unwrap_or(value);
             let old = s.data().guest.insert(key, value.to_vec());
             if old.as_deref() != Some(value) {
                 s.guest_info_changed();
@@ -188,6 +214,25 @@ fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
     );
     s.guest_state_change(okay, state);
     ok(b"")
+}
+
+/// Detailed OS data (key 11), open-vm-tools' `HostinfoDetailedDataHeader`
+/// as raw little-endian C memory: u32 version (1), `char shortName[129]`,
+/// `char fullName[513]`, padding to the struct's 4-byte alignment (648
+/// bytes in all), then the NUL-terminated details string
+/// (`prettyName='...' familyName='Linux' ...`).
+fn parse_os_detailed(v: &[u8]) -> Option<(String, String, String)> {
+    const SHORT: std::ops::Range<usize> = 4..4 + 129;
+    const FULL: std::ops::Range<usize> = 133..133 + 513;
+    const HEADER: usize = 648;
+    if v.len() < HEADER || u32::from_le_bytes(v[..4].try_into().ok()?) != 1 {
+        return None;
+    }
+    let cstr = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    Some((cstr(&v[SHORT]), cstr(&v[FULL]), cstr(&v[HEADER..])))
 }
 
 /// `SetGuestDiskInfo {json}`: the guest's file systems.

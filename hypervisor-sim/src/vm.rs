@@ -171,8 +171,11 @@ struct Tclo {
     next_ticket: u64,
     last_poll: Option<Instant>,
     open_channels: usize,
-    /// Tickets whose replies nobody waits for (graceful power requests).
-    fire_and_forget: Vec<u64>,
+    /// Tickets whose replies nobody waits for: graceful power requests
+    /// (true) and the start-up commands a new TCLO channel gets (false).
+    fire_and_forget: Vec<(u64, bool)>,
+    /// Start-up commands still owed to a newly opened TCLO channel.
+    startup: BTreeMap<u16, VecDeque<&'static [u8]>>,
 }
 
 /// The mutable part of a VM, behind one lock.
@@ -194,6 +197,8 @@ pub struct VmData {
     pub disks: Option<serde_json::Value>,
     /// The copy/paste selection.
     pub clipboard: crate::clipboard::Clipboard,
+    /// Detailed OS data (key 11): short name, full name, details.
+    pub os_detailed: Option<(String, String, String)>,
     /// Power state.
     pub power: Power,
     /// Boot override.
@@ -258,6 +263,7 @@ impl Vm {
                     uptime: None,
                     disks: None,
                     clipboard: crate::clipboard::Clipboard::new(info.clipboard),
+                    os_detailed: None,
                     power: Power::On,
                     boot: BootOverride::default(),
                     booted_at: Instant::now(),
@@ -385,7 +391,7 @@ impl Vm {
                 let ticket = t.next_ticket;
                 t.next_ticket += 1;
                 t.queue.push_back((ticket, cmd.to_vec()));
-                t.fire_and_forget.push(ticket);
+                t.fire_and_forget.push((ticket, true));
                 log::info!(
                     "{}: graceful {} requested by {source}",
                     self.info.name,
@@ -598,14 +604,22 @@ impl Sink<'_> {
     }
 
     fn tclo_message(&mut self, chan: ChannelRef, msg: &[u8]) -> HostMessage {
+        // vmtoolsd counts the C terminator into its replies.
+        let msg = msg.strip_suffix(b"\0").unwrap_or(msg);
         let t = &mut self.data.tclo;
         t.last_poll = Some(Instant::now());
         if let Some((ticket, id)) = t.in_flight {
             if id == chan.id {
                 t.in_flight = None;
-                if let Some(i) = t.fire_and_forget.iter().position(|&k| k == ticket) {
-                    t.fire_and_forget.swap_remove(i);
-                    if !msg.starts_with(b"OK") {
+                if let Some(i) = t.fire_and_forget.iter().position(|&(k, _)| k == ticket) {
+                    let (_, power) = t.fire_and_forget.swap_remove(i);
+                    if !msg.starts_with(b"OK") && !power {
+                        log::warn!(
+                            "{}: the guest agent answered a start-up command with {:?}",
+                            self.vm.info.name,
+                            String::from_utf8_lossy(msg)
+                        );
+                    } else if !msg.starts_with(b"OK") {
                         log::warn!(
                             "{}: the guest refused a graceful power request: {}",
                             self.vm.info.name,
@@ -626,6 +640,17 @@ impl Sink<'_> {
             );
         }
         if t.in_flight.is_none() {
+            // A new tools channel first gets what a VMX sends it: `reset`,
+            // then `Capabilities_Register` (vmtoolsd only switches to JSON
+            // disk info and registers its version after these).
+            let startup = t.startup.get_mut(&chan.id).and_then(VecDeque::pop_front);
+            if let Some(cmd) = startup {
+                let ticket = t.next_ticket;
+                t.next_ticket += 1;
+                t.fire_and_forget.push((ticket, false));
+                t.in_flight = Some((ticket, chan.id));
+                return HostMessage::from(cmd);
+            }
             if let Some((ticket, cmd)) = t.queue.pop_front() {
                 t.in_flight = Some((ticket, chan.id));
                 return HostMessage::from(cmd);
@@ -645,7 +670,12 @@ impl MessageSink for Sink<'_> {
 
     fn opened(&mut self, chan: ChannelRef) {
         if chan.proto == proto::TCLO {
-            self.data.tclo.open_channels += 1;
+            let t = &mut self.data.tclo;
+            t.open_channels += 1;
+            t.startup.insert(
+                chan.id,
+                VecDeque::from([&b"reset"[..], b"Capabilities_Register"]),
+            );
         }
     }
 
@@ -655,6 +685,7 @@ impl MessageSink for Sink<'_> {
         }
         let t = &mut self.data.tclo;
         t.open_channels = t.open_channels.saturating_sub(1);
+        t.startup.remove(&chan.id);
         if let Some((ticket, id)) = t.in_flight {
             if id == chan.id {
                 t.in_flight = None;
@@ -710,19 +741,20 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "status": if tools_running(d) { "running" } else { "not-running" },
             "version": d.tools.version,
             "version_type": d.tools.version_type,
+            "version_string": d.tools.version.as_deref().and_then(|v| v.parse::<u32>().ok()).map(|v| format!("{}.{}.{}", v >> 10, (v >> 5) & 0x1f, v & 0x1f)),
             "capabilities": d.tools.capabilities,
             "last_state_change": d.tools.last_state_change.as_ref().map(|(ok, s)| serde_json::json!({"ok": ok, "state": s})),
         },
         "guest": {
             "hostname": text(k::DNS_NAME),
-            "os_name": text(k::OS_NAME),
-            "os_full_name": text(k::OS_NAME_FULL),
+            "os_name": text(k::OS_NAME).or_else(|| d.os_detailed.as_ref().map(|o| o.0.clone())),
+            "os_full_name": text(k::OS_NAME_FULL).or_else(|| d.os_detailed.as_ref().map(|o| o.1.clone())),
             "nics": d.nics.as_ref().map(|n| n.nics.iter().map(nic_json).collect::<Vec<_>>()).unwrap_or_default(),
             "routes": d.nics.as_ref().map(|n| n.routes.iter().map(|r| route_json(r, &n.nics)).collect::<Vec<_>>()).unwrap_or_default(),
             "dns": d.nics.as_ref().and_then(|n| n.dns.as_ref()).map(dns_json),
             "nic_error": d.nic_error,
             "uptime_s": d.uptime.map(|(h, at)| h / 100 + at.elapsed().as_secs()),
-            "os_detailed": text(k::OS_DETAILED),
+            "os_detailed": d.os_detailed.as_ref().map(|o| o.2.clone()),
             "disks": d.disks,
             "raw": raw,
         },

@@ -260,7 +260,13 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
     let show = loop {
         let v = sim.show("vm0");
         let nics = v["guest"]["nics"].as_array().map_or(0, Vec::len);
-        if v["tools"]["status"] == "running" && v["guest"]["hostname"].is_string() && nics > 0 {
+        if v["tools"]["status"] == "running"
+            && v["guest"]["hostname"].is_string()
+            && nics > 0
+            && v["tools"]["version"].is_string()
+            && v["guest"]["os_name"].is_string()
+            && v["guest"]["disks"].is_object()
+        {
             break v;
         }
         assert!(
@@ -271,6 +277,35 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(show["guest"]["hostname"], hostname());
+    // hvsim greets the new TCLO channel with reset and Capabilities_Register
+    // as a VMX does; vmtoolsd 12.2 then reports `tools.set.versiontype 12352 4`.
+    assert_eq!(show["tools"]["version"], "12352", "{show:#}");
+    assert_eq!(show["tools"]["version_string"], "12.2.0");
+    assert_eq!(show["tools"]["version_type"], "4");
+    // Detailed OS data (key 11) gives the OS names; no C terminators leak
+    // into what the host shows.
+    assert!(
+        !show["guest"]["os_name"].as_str().unwrap().is_empty(),
+        "{show:#}"
+    );
+    assert!(
+        !show["guest"]["os_full_name"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{show:#}"
+    );
+    assert!(
+        show["guest"]["os_detailed"]
+            .as_str()
+            .unwrap_or("")
+            .contains("prettyName="),
+        "{show:#}"
+    );
+    let text = show.to_string();
+    assert!(!text.contains("\\u0000"), "a NUL leaked into {show:#}");
+    // After reset vmtoolsd sends disk info as JSON.
+    assert!(show["guest"]["disks"]["disks"].is_array(), "{show:#}");
     let nics = show["guest"]["nics"].as_array().unwrap();
     for (mac, ips) in &want {
         let nic = nics
