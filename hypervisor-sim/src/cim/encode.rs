@@ -23,7 +23,7 @@ impl Opts {
     fn wants(&self, p: &PropertyDef) -> bool {
         self.property_list
             .as_ref()
-            .map_or(true, |l| l.iter().any(|n| n.eq_ignore_ascii_case(p.name)))
+            .is_none_or(|l| l.iter().any(|n| n.eq_ignore_ascii_case(p.name)))
     }
 }
 
@@ -185,11 +185,23 @@ pub fn instance(
 ) {
     let _ = write!(out, "<INSTANCE CLASSNAME=\"{}\">", inst.class);
     if let Some(def) = schema.get(&inst.class) {
-        for p in &def.properties {
+        // Values in class order, found in one pass (providers spell property
+        // names as the schema does; other spellings fall back to a search).
+        let mut vals: Vec<&Value> = vec![&Value::Null; def.properties.len()];
+        for (k, v) in &inst.props {
+            if let Some(i) = def.properties.iter().position(|p| p.name == k).or_else(|| {
+                def.properties
+                    .iter()
+                    .position(|p| p.name.eq_ignore_ascii_case(k))
+            }) {
+                vals[i] = v;
+            }
+        }
+        for (p, v) in def.properties.iter().zip(vals) {
             if !opts.wants(p) || restrict.is_some_and(|r| r.property(p.name).is_none()) {
                 continue;
             }
-            property(out, schema, p, inst.get(p.name), opts, false);
+            property(out, schema, p, v, opts, false);
         }
     }
     out.push_str("</INSTANCE>");

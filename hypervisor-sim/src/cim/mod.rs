@@ -126,7 +126,7 @@ impl Service {
             principal,
             host,
         };
-        let mut out = String::with_capacity(4096);
+        let mut out = String::new();
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"");
         xml::escape_into(&mut out, &req.id);
         out.push_str("\" PROTOCOLVERSION=\"1.0\"><SIMPLERSP>");
@@ -152,7 +152,10 @@ impl Service {
         xml::escape_into(&mut out, name);
         out.push_str("\">");
         match result {
-            Ok(body) => out.push_str(&body),
+            Ok(body) => {
+                out.reserve(body.len() + 64);
+                out.push_str(&body)
+            }
             Err(e) => {
                 log::debug!("cim: {name}: {e}");
                 error_element(&mut out, &e)
@@ -362,6 +365,18 @@ impl Authenticator for UserAuth {
     }
 }
 
+/// Responses are built in buffers of hundreds of KiB; glibc would map and
+/// unmap each one (a page fault per 4 KiB, every request). Keep such
+/// buffers on the heap instead.
+fn tune_allocator() {
+    // SAFETY: mallopt only adjusts glibc allocator thresholds; the values
+    // are in range and no allocation is in an inconsistent state.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -408,6 +423,7 @@ pub fn start(
         log::info!("cim: disabled by configuration");
         return Ok(None);
     }
+    tune_allocator();
     let host = host_name();
     let service = Service::new(inventory, host);
     let handler: Arc<dyn Handler> = Arc::new(CimHandler {

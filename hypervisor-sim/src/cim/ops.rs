@@ -291,7 +291,7 @@ pub fn intrinsic(ctx: &Ctx, name: &str, ns: &str, list: &[(String, Param)]) -> R
             let c = ctx.class(bit, &cn, code::INVALID_CLASS)?;
             let snap = ctx.snapshot();
             let insts = snap.instances(bit, c);
-            let mut out = String::with_capacity(insts.len() * 1024);
+            let mut out = String::with_capacity(insts.len() * 3072);
             if names {
                 for i in &insts {
                     encode::instance_name(&mut out, schema, &snap.path(i, ns));
@@ -643,7 +643,7 @@ fn associated(
             let hit = refprops.iter().any(|(name, r)| {
                 f.role
                     .as_deref()
-                    .map_or(true, |role| role.eq_ignore_ascii_case(name))
+                    .is_none_or(|role| role.eq_ignore_ascii_case(name))
                     && r.same_instance(&target)
             });
             if !hit {

@@ -287,13 +287,16 @@ impl C {
 pub struct Schema {
     classes: Vec<ClassDef>,
     index: HashMap<String, usize>,
+    exact: HashMap<&'static str, usize>,
 }
 
 impl Schema {
     /// A class by name (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&ClassDef> {
-        self.index
-            .get(&name.to_ascii_lowercase())
+        // Exact spelling first: the common case, and no allocation.
+        self.exact
+            .get(name)
+            .or_else(|| self.index.get(&name.to_ascii_lowercase()))
             .map(|&i| &self.classes[i])
     }
 
@@ -323,6 +326,7 @@ impl Schema {
         let mut s = Schema {
             classes: Vec::new(),
             index: HashMap::new(),
+            exact: HashMap::new(),
         };
         // Namespaces flow up: a superclass lives wherever a subclass does.
         let mut ns: HashMap<&'static str, u8> = defs.iter().map(|d| (d.name, d.ns)).collect();
@@ -390,6 +394,7 @@ impl Schema {
                 ns: ns[d.name],
             };
             s.index.insert(d.name.to_ascii_lowercase(), s.classes.len());
+            s.exact.insert(d.name, s.classes.len());
             s.classes.push(def);
         }
         s

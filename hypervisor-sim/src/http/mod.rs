@@ -533,7 +533,7 @@ pub fn write_response<W: Write>(
     keep: bool,
     head_only: bool,
 ) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(256 + resp.body.len());
+    let mut out = Vec::with_capacity(256);
     write!(
         out,
         "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
@@ -546,10 +546,17 @@ pub fn write_response<W: Write>(
         write!(out, "{k}: {v}\r\n")?;
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only {
+    // Small bodies go out with the head in one write; large ones are not
+    // copied.
+    if head_only {
+        w.write_all(&out)?;
+    } else if resp.body.len() <= 16 << 10 {
         out.extend_from_slice(&resp.body);
+        w.write_all(&out)?;
+    } else {
+        w.write_all(&out)?;
+        w.write_all(&resp.body)?;
     }
-    w.write_all(&out)?;
     w.flush()
 }
 
