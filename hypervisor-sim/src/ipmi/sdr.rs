@@ -296,17 +296,12 @@ mod tests {
 
     #[test]
     fn records_are_consistent() {
-        for i in 0..SENSORS.len() {
+        for (i, s) in SENSORS.iter().enumerate() {
             let r = record(i).unwrap();
-            assert_eq!(
-                r[4] as usize,
-                r.len() - 5,
-                "length byte of {}",
-                SENSORS[i].name
-            );
+            assert_eq!(r[4] as usize, r.len() - 5, "length byte of {}", s.name);
             let name_at = if r[3] == 0x01 { 47 } else { 31 };
-            assert_eq!(r[name_at] & 0x1F, SENSORS[i].name.len() as u8);
-            assert_eq!(&r[name_at + 1..], SENSORS[i].name.as_bytes());
+            assert_eq!(r[name_at] & 0x1F, s.name.len() as u8);
+            assert_eq!(&r[name_at + 1..], s.name.as_bytes());
         }
         assert!(record(SENSORS.len()).is_none());
     }
