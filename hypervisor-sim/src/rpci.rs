@@ -24,6 +24,15 @@ fn text(b: &[u8]) -> Result<&str, HostMessage> {
 
 /// Answer one RPCI message.
 pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
+    let reply = dispatch(s, msg);
+    // Anything but a read may have changed what the host shows.
+    if !msg.starts_with(b"info-get") && !msg.starts_with(b"log ") {
+        s.touch();
+    }
+    reply
+}
+
+fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
     let (name, args) = split_command(msg);
     // vmtoolsd sends most messages as C strings, terminator included; the
     // terminator is not part of a value. Binary guest info (NIC XDR, detailed

@@ -232,6 +232,7 @@ pub struct Vm {
     tclo_cv: Condvar,
     store: Arc<Store>,
     subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
+    revision: std::sync::atomic::AtomicU64,
 }
 
 /// A guest whose TCLO poll is older than this counts as not running
@@ -277,6 +278,7 @@ impl Vm {
             tclo_cv: Condvar::new(),
             store,
             subscribers: Mutex::new(Vec::new()),
+            revision: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -345,7 +347,21 @@ impl Vm {
         rx
     }
 
+    /// A number that grows whenever anything `show_json` reports changes
+    /// (guest info, power, tools, variables), so views can cache renderings:
+    /// equal revisions mean equal data.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Mark the VM's data changed. Call with the VM lock held, after the change.
+    pub(crate) fn touch(&self) {
+        self.revision
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     fn emit(&self, ev: VmEvent) {
+        self.touch();
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         subs.retain(|tx| tx.send(ev.clone()).is_ok());
     }
@@ -363,6 +379,7 @@ impl Vm {
     /// Set the boot override.
     pub fn set_boot_override(&self, b: BootOverride) {
         self.lock().data.boot = b;
+        self.touch();
     }
 
     /// Carry out a power request from `source` ("ipmi", "redfish", "cim", ...).
@@ -544,6 +561,7 @@ fn set_var(vm: &Vm, d: &mut VmData, key: &str, value: &[u8]) -> Result<(), Strin
         "the host could not store the variable".to_string()
     })?;
     d.vars.insert(key.to_string(), Arc::from(value));
+    vm.touch();
     Ok(())
 }
 
@@ -568,6 +586,11 @@ impl Sink<'_> {
     /// Set a guest variable (persisted).
     pub fn set_var(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
         set_var(self.vm, self.data, key, value)
+    }
+
+    /// Mark the VM's data changed without an event (tools version, ...).
+    pub fn touch(&mut self) {
+        self.vm.touch();
     }
 
     /// Tell event consumers that guest info changed.
