@@ -158,6 +158,7 @@ fn serve_conn(
                 conn.write_all(&h)?;
             }
             Op::HbOut => {
+                vm.count_call();
                 payload.resize(req.len as usize, 0);
                 conn.read_exact(&mut payload)?;
                 let out = vm.with_channels(|t, sink| device::hb_out(t, sink, req.regs, &payload));
@@ -170,6 +171,7 @@ fn serve_conn(
                 conn.write_all(&h)?;
             }
             Op::HbIn => {
+                vm.count_call();
                 let (out, data) =
                     vm.with_channels(|t, _| device::hb_in(t, req.regs, req.len as usize));
                 match data {

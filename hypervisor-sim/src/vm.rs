@@ -233,6 +233,7 @@ pub struct Vm {
     store: Arc<Store>,
     subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
     revision: std::sync::atomic::AtomicU64,
+    calls: std::sync::atomic::AtomicU64,
 }
 
 /// A guest whose TCLO poll is older than this counts as not running
@@ -279,6 +280,7 @@ impl Vm {
             store,
             subscribers: Mutex::new(Vec::new()),
             revision: std::sync::atomic::AtomicU64::new(1),
+            calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -319,6 +321,7 @@ impl Vm {
         regs: protocol::Regs,
     ) -> protocol::Regs {
         use protocol::regs::lo;
+        self.count_call();
         if regs.eax == protocol::BDOOR_MAGIC && lo(regs.edx) == protocol::BDOOR_PORT {
             let mut st = self.lock();
             if let Some(eax) = st.data.clipboard.call(lo(regs.ecx), regs.ebx) {
@@ -326,6 +329,17 @@ impl Vm {
             }
         }
         self.with_channels(|t, sink| crate::device::lb_call(facts, clock, t, sink, owner, regs))
+    }
+
+    /// Count one backdoor instruction of this VM's guest (any frontend).
+    pub fn count_call(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Backdoor instructions handled so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The clipboard text; with `set`, replace it first (host copy).
@@ -764,6 +778,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "status": if tools_running(d) { "running" } else { "not-running" },
             "version": d.tools.version,
             "version_type": d.tools.version_type,
+            "unified_loop": d.tools.unified_loop,
             "version_string": d.tools.version.as_deref().and_then(|v| v.parse::<u32>().ok()).map(|v| format!("{}.{}.{}", v >> 10, (v >> 5) & 0x1f, v & 0x1f)),
             "capabilities": d.tools.capabilities,
             "last_state_change": d.tools.last_state_change.as_ref().map(|(ok, s)| serde_json::json!({"ok": ok, "state": s})),
@@ -784,6 +799,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "guestinfo": vars,
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
+        "backdoor": { "calls": vm.calls() },
         "memory_mb": vm.info.memory_mb,
     })
 }
