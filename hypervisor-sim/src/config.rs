@@ -112,6 +112,16 @@ pub struct VmConfig {
 pub struct IpmiConfig {
     /// UDP listen address.
     pub listen: Option<String>,
+    /// Accept cipher suite 0 (no authentication, integrity or encryption).
+    #[serde(default)]
+    pub allow_cipher_suite_0: bool,
+    /// Accept IPMI 1.5 sessions with authentication type none.
+    #[serde(default)]
+    pub allow_auth_none: bool,
+    /// Most sessions at once (default 16).
+    pub max_sessions: Option<usize>,
+    /// Seconds an idle session lives (default 60).
+    pub session_timeout: Option<u64>,
 }
 
 /// CIM listeners.

@@ -555,3 +555,41 @@ fn replays_out_of_window_garbage_and_session_exhaustion_are_refused() {
     }
     assert!(b.plus(&["chassis", "status"]).contains("System Power"));
 }
+
+/// Cipher suite 0 and auth type none are opt-ins per VM (`ipmi` table), for
+/// labs that need them; the defaults refuse them (see above).
+#[test]
+fn insecure_modes_only_when_configured() {
+    let port = free_port();
+    let sim = Sim::with_config(&format!(
+        "[[vm]]\nname = \"vm0\"\nipmi = {{ listen = \"127.0.0.1:{port}\", allow_cipher_suite_0 = true, allow_auth_none = true, max_sessions = 4, session_timeout = 30 }}\n{USERS}"
+    ));
+    let b = Bmc { sim, port };
+    let o = b.tool(
+        &["-I", "lanplus", "-C", "0"],
+        "admin",
+        "password",
+        &["chassis", "power", "status"],
+    );
+    assert!(
+        o.status.success(),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        b.sim.log()
+    );
+    assert!(stdout(&o).contains("is on"));
+    let o = b.tool(
+        &["-I", "lan", "-A", "NONE"],
+        "admin",
+        "password",
+        &["chassis", "power", "status"],
+    );
+    assert!(
+        o.status.success(),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        b.sim.log()
+    );
+}

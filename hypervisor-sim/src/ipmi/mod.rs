@@ -422,7 +422,7 @@ pub fn start(
             users.clone(),
             store.clone(),
             local,
-            SessionPolicy::default(),
+            policy_for(vc.ipmi.as_ref()),
         )?;
         bmc.record_events().map_err(|source| BmcError::Bind {
             vm: vc.name.clone(),
@@ -464,4 +464,20 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// The session policy a VM's `ipmi` table asks for; secure defaults.
+fn policy_for(c: Option<&crate::config::IpmiConfig>) -> SessionPolicy {
+    let mut p = SessionPolicy::default();
+    if let Some(c) = c {
+        p.allow_cipher_zero = c.allow_cipher_suite_0;
+        p.allow_auth_none = c.allow_auth_none;
+        if let Some(n) = c.max_sessions {
+            p.max_sessions = n.clamp(1, 64);
+        }
+        if let Some(t) = c.session_timeout {
+            p.idle_timeout = std::time::Duration::from_secs(t.clamp(1, 3600));
+        }
+    }
+    p
 }
