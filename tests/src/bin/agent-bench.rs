@@ -270,15 +270,17 @@ fn guest_pid(p: &Proc, trapped: bool) -> i32 {
     }
 }
 
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // utime and stime are fields 14 and 15; after the comm, 12 and 13 (0-based 11, 12)
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+/// Nanoseconds on CPU of all of a process's threads (schedstat: finer than
+/// the 10 ms ticks of /proc/PID/stat, which read 0 for an idle agent).
+fn cpu_ns(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn rss_kib(pid: i32) -> u64 {
@@ -365,7 +367,6 @@ fn measure(
     fresh_timeout: u64,
 ) -> Option<Row> {
     let mut row = Row::default();
-    let hz = 100.0; // USER_HZ
     let host = Host::start();
     let ns = Netns::new("run");
     let (p, err) = launch(s, &host, &ns);
@@ -374,10 +375,10 @@ fn measure(
         return None;
     }
     let pid = guest_pid(&p, s.trapped());
-    let c0 = cpu_ticks(pid);
+    let c0 = cpu_ns(pid);
     std::thread::sleep(idle);
-    let c1 = cpu_ticks(pid);
-    row.cpu_ms = (c1 - c0) as f64 * 1000.0 / hz;
+    let c1 = cpu_ns(pid);
+    row.cpu_ms = c1.saturating_sub(c0) as f64 / 1e6;
     row.rss_kib = rss_kib(pid);
 
     let mut lat = Vec::new();
@@ -513,7 +514,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for (s, r) in &rows {
         println!(
-            "| {} | {} KiB | {:.0} ms | {} | {} / {} | {} / {}{} |",
+            "| {} | {} KiB | {:.1} ms | {} | {} / {} | {} / {}{} |",
             s.name(),
             r.rss_kib,
             r.cpu_ms,
