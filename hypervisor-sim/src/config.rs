@@ -152,6 +152,22 @@ pub struct CimConfig {
 pub struct RedfishConfig {
     /// HTTPS listen address.
     pub listen: Option<String>,
+    /// Serve Redfish at all (default true).
+    pub enabled: Option<bool>,
+    /// PEM certificate; default: generated in the state directory.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key for `certificate`.
+    pub key: Option<PathBuf>,
+    /// Directory `file://` virtual media images must be under.
+    pub media_dir: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for `https://` images.
+    pub media_ca: Option<PathBuf>,
+    /// Allow `http://` images (default false).
+    pub allow_http: Option<bool>,
+    /// Seconds without NBD traffic before a medium is ejected (default 1800).
+    pub inactivity_timeout: Option<u64>,
+    /// Seconds a Redfish session lives unused (default 1800).
+    pub session_timeout: Option<u64>,
 }
 
 /// NBD listener.

@@ -10,6 +10,7 @@
 //! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux).
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
 //! * [`cim`]: the embedded CIM-XML provider.
+//! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
 //! * [`serve`]: wiring it all together.
 
 pub mod clipboard;
@@ -20,7 +21,10 @@ pub mod demo;
 pub mod device;
 pub mod http;
 pub mod ipmi;
+pub mod media;
+pub mod nbd;
 pub mod exec;
+pub mod redfish;
 pub mod rpci;
 pub mod serve;
 pub mod socket;

@@ -26,6 +26,8 @@ pub struct Server {
     pub state_dir: PathBuf,
     /// The CIM-XML listeners, when started.
     pub cim: Option<crate::cim::CimServer>,
+    /// The Redfish service (and its NBD server), when started.
+    pub redfish: Option<crate::redfish::RedfishServer>,
     _lock: DirLock,
     sockets: Vec<PathBuf>,
 }
@@ -196,7 +198,8 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     }
     let cim = crate::cim::start(cfg, inv.clone(), &state_dir)?;
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
-    crate::ipmi::start(cfg, &inv, store.clone(), users)?;
+    crate::ipmi::start(cfg, &inv, store.clone(), users.clone())?;
+    let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
     control::spawn(inv.clone(), control_listener)?;
     log::info!("control socket {}", control_socket.display());
     Ok(Server {
@@ -204,6 +207,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         control_socket,
         state_dir,
         cim,
+        redfish,
         _lock: lock,
         sockets,
     })

@@ -1,0 +1,874 @@
+//! Redfish over HTTPS on `[redfish] listen` (default 127.0.0.1:8000), a view
+//! and controller of the VM inventory like IPMI and CIM: Systems/{vm}
+//! (power, boot override, guest NICs), Managers/{vm}-bmc with VirtualMedia
+//! {Cd, Usb} exported over [`crate::nbd`], Chassis/{vm} with Thermal and
+//! Power from the IPMI sensors, SessionService, AccountService over the
+//! shared [`UserStore`], TaskService for inserts.
+//!
+//! * [`error`]: Base registry error bodies.
+//! * [`resources`]: resource rendering.
+//! * [`vmedia`]: virtual media slots, inserts and tasks.
+//! * [`metadata`]: `$metadata` and the OData service document.
+//!
+//! Threat table: network clients are untrusted. Everything except `/redfish`,
+//! `/redfish/v1/`, `/redfish/v1/odata`, `/redfish/v1/$metadata` and the login
+//! POST needs Basic credentials or a session token (random 128 bits, compared
+//! in a map, expiring after `[redfish] session_timeout`); sessions are bounded
+//! by [`MAX_SESSIONS`]. Bodies are bounded by the HTTP layer (1 MiB) and
+//! parsed by serde_json (no recursion bomb: serde_json limits depth to 128);
+//! unknown properties and parameters are refused, not ignored. ReadOnly users
+//! may only read and log out; Operators may also power, boot and media;
+//! Administrators also change accounts. Image URLs are bounded by
+//! [`vmedia::MAX_URL`]; what an image server sends is bounded in
+//! [`crate::media`].
+
+pub mod error;
+pub mod metadata;
+pub mod resources;
+pub mod vmedia;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::control::Inventory;
+use crate::http::{self, Handler, HttpConfig, HttpLimits, Request, Response};
+use crate::nbd::Exports;
+use crate::users::{Role, UserStore};
+use error::{not_found, RedfishError};
+
+/// Default listener (DESIGN.md section 3).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Most concurrent sessions.
+pub const MAX_SESSIONS: usize = 64;
+/// Default session and media inactivity timeouts (seconds).
+pub const DEFAULT_TIMEOUT: u64 = 1800;
+
+/// The result of a request handler.
+pub type RfResult = Result<Response, RedfishError>;
+
+/// Why Redfish could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RedfishStartError {
+    /// The listener could not bind.
+    #[error("cannot listen for Redfish on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS setup failed.
+    #[error("Redfish HTTPS: {0}")]
+    Tls(#[from] http::tls::TlsError),
+    /// A thread could not start.
+    #[error("cannot start the Redfish listener: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A login session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Resource Id.
+    pub id: String,
+    /// The X-Auth-Token.
+    pub token: String,
+    /// Who.
+    pub user: String,
+    /// Their role at login.
+    pub role: Role,
+    /// Last use.
+    pub last_used: Instant,
+    /// Client-supplied context.
+    pub context: Option<String>,
+}
+
+/// Options from `[redfish]`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directory for `file://` images.
+    pub media_dir: Option<PathBuf>,
+    /// Extra CAs for `https://` images.
+    pub media_ca: Option<PathBuf>,
+    /// Allow `http://` images.
+    pub allow_http: bool,
+    /// Eject after this long without traffic.
+    pub inactivity: Duration,
+    /// Sessions expire after this long unused.
+    pub session_timeout: Duration,
+    /// Where NBD listens, for the Oem export details.
+    pub nbd: Option<std::net::SocketAddr>,
+    /// How long an action waits for an insert before answering with a Task.
+    pub task_after: Duration,
+}
+
+/// Who made a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// User name.
+    pub user: String,
+    /// Role.
+    pub role: Role,
+    /// The session, when authenticated by token.
+    pub session: Option<String>,
+}
+
+/// The Redfish service.
+#[derive(Debug)]
+pub struct Service {
+    /// VMs.
+    pub inventory: Inventory,
+    /// Users.
+    pub users: Arc<UserStore>,
+    /// NBD exports.
+    pub exports: Arc<Exports>,
+    /// Options.
+    pub opts: Options,
+    /// The service UUID.
+    pub uuid: String,
+    sessions: Mutex<BTreeMap<String, Session>>,
+    /// Virtual media slots and tasks.
+    pub media: vmedia::MediaState,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    if getrandom::getrandom(&mut b).is_err() {
+        // getrandom failing means no entropy source at all; refuse to mint
+        // guessable tokens.
+        panic!("no entropy source for session tokens");
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A JSON response with the headers every Redfish response carries.
+pub fn json_response(status: u16, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    Response {
+        status,
+        headers: vec![
+            (
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            ),
+            ("OData-Version".into(), "4.0".into()),
+            ("Cache-Control".into(), "no-cache".into()),
+        ],
+        body,
+    }
+}
+
+/// A weak ETag over a rendering.
+pub fn etag_of(v: &Value) -> String {
+    let s = serde_json::to_vec(v).unwrap_or_default();
+    // FNV-1a: a change detector, not a security boundary.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("W/\"{h:016x}\"")
+}
+
+fn error_response(e: &RedfishError) -> Response {
+    let mut r = json_response(e.status, &e.body());
+    if e.status == 401 {
+        r = r.with_header("WWW-Authenticate", "Basic realm=\"hvsim Redfish\"");
+    }
+    r
+}
+
+/// Methods a path allows (for 405 and the Allow header).
+fn allowed(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.split('/').collect();
+    match segs.as_slice() {
+        ["", "redfish", "v1", "SessionService", "Sessions"] => "GET, HEAD, POST",
+        ["", "redfish", "v1", "SessionService", "Sessions", _] => "GET, HEAD, DELETE",
+        ["", "redfish", "v1", "Systems", _]
+        | ["", "redfish", "v1", "AccountService", "Accounts", _]
+        | ["", "redfish", "v1", "SessionService"]
+        | ["", "redfish", "v1", "Managers", _, "VirtualMedia", _] => "GET, HEAD, PATCH",
+        [.., "Actions", _] => "POST",
+        ["", "redfish", "v1", "TaskService", "Tasks", _] => "GET, HEAD, DELETE",
+        _ => "GET, HEAD",
+    }
+}
+
+impl Service {
+    /// A service over the inventory.
+    pub fn new(
+        inventory: Inventory,
+        users: Arc<UserStore>,
+        exports: Arc<Exports>,
+        opts: Options,
+        uuid: String,
+    ) -> Arc<Service> {
+        Arc::new(Service {
+            media: vmedia::MediaState::new(&inventory),
+            inventory,
+            users,
+            exports,
+            opts,
+            uuid,
+            sessions: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Session>> {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.opts.session_timeout;
+        s.retain(|_, v| v.last_used.elapsed() < t);
+        s
+    }
+
+    fn authenticate(&self, req: &Request) -> Result<Caller, RedfishError> {
+        if let Some(tok) = req.header("X-Auth-Token") {
+            let mut s = self.sessions();
+            if let Some(sess) = s.values_mut().find(|v| v.token == tok) {
+                sess.last_used = Instant::now();
+                // A disabled account loses its sessions.
+                if self
+                    .users
+                    .by_name(sess.user.as_bytes())
+                    .is_some_and(|u| u.enabled)
+                {
+                    return Ok(Caller {
+                        user: sess.user.clone(),
+                        role: sess.role,
+                        session: Some(sess.id.clone()),
+                    });
+                }
+            }
+            return Err(RedfishError::new(401, "NoValidSession", &[]));
+        }
+        if let Some(h) = req.header("Authorization") {
+            use base64::Engine as _;
+            if let Some(rest) = h
+                .strip_prefix("Basic ")
+                .or_else(|| h.strip_prefix("basic "))
+            {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(rest.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
+                if let Some((u, p)) = decoded.as_deref().and_then(|s| s.split_once(':')) {
+                    if let Some(user) = self.users.verify(u, p.as_bytes()) {
+                        return Ok(Caller {
+                            user: user.name,
+                            role: user.role,
+                            session: None,
+                        });
+                    }
+                    log::warn!(
+                        "redfish: authentication failed for user {u:?} from {}",
+                        req.peer
+                    );
+                }
+            }
+        }
+        Err(RedfishError::new(401, "NoValidSession", &[]))
+    }
+
+    /// Answer one request.
+    pub fn answer(self: &Arc<Self>, req: &Request) -> Response {
+        let (path, query) = match req.target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (req.target.as_str(), None),
+        };
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        let r = self.route(req, path, query);
+        let mut resp = match r {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("redfish: {} {}: {e}", req.method, req.target);
+                let mut r = error_response(&e);
+                if e.status == 405 {
+                    r = r.with_header("Allow", allowed(path));
+                }
+                r
+            }
+        };
+        if !resp.headers.iter().any(|(k, _)| k == "Allow") && (200..300).contains(&resp.status) {
+            resp.headers.push(("Allow".into(), allowed(path).into()));
+        }
+        resp
+    }
+
+    fn route(self: &Arc<Self>, req: &Request, path: &str, query: Option<&str>) -> RfResult {
+        let m = req.method.as_str();
+        let get = m == "GET" || m == "HEAD";
+        // Unauthenticated documents (Redfish spec 13.3.1).
+        match path {
+            "/redfish" if get => return Ok(json_response(200, &json!({"v1": "/redfish/v1/"}))),
+            "/redfish/v1" if get => return Ok(self.resource(resources::service_root(self))),
+            "/redfish/v1/odata" if get => {
+                return Ok(json_response(200, &metadata::service_document()))
+            }
+            "/redfish/v1/$metadata" if get => {
+                return Ok(Response {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type".into(), "application/xml".into()),
+                        ("OData-Version".into(), "4.0".into()),
+                    ],
+                    body: metadata::METADATA.as_bytes().to_vec(),
+                })
+            }
+            "/redfish/v1/SessionService/Sessions" if m == "POST" => return self.login(req),
+            _ => {}
+        }
+        if !path.starts_with("/redfish/v1/") && path != "/redfish/v1" {
+            return Err(not_found("Resource", path));
+        }
+        let caller = self.authenticate(req)?;
+        if let Some(q) = query {
+            // $select/$expand/$filter are not implemented; `only` neither.
+            if !q.is_empty() {
+                return Err(RedfishError::new(400, "QueryNotSupported", &[]));
+            }
+        }
+        let segs: Vec<&str> = path["/redfish/v1/".len().min(path.len())..]
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        match m {
+            "GET" | "HEAD" => self.get(&segs).map(|v| self.resource(v)),
+            "PATCH" => self.patch(req, &caller, &segs),
+            "POST" => self.post(req, &caller, &segs),
+            "DELETE" => self.delete(&caller, &segs),
+            "PUT" => Err(RedfishError::new(405, "GeneralError", &[])),
+            _ => Err(RedfishError::new(405, "GeneralError", &[])),
+        }
+    }
+
+    /// A GET response with its ETag.
+    fn resource(&self, v: Value) -> Response {
+        let tag = etag_of(&v);
+        json_response(200, &v).with_header("ETag", &tag)
+    }
+
+    fn vm(&self, name: &str) -> Result<&Arc<crate::vm::Vm>, RedfishError> {
+        self.inventory
+            .get(name)
+            .ok_or_else(|| not_found("ComputerSystem", name))
+    }
+
+    fn bmc_vm(&self, id: &str) -> Result<&Arc<crate::vm::Vm>, RedfishError> {
+        id.strip_suffix("-bmc")
+            .and_then(|n| self.inventory.get(n))
+            .ok_or_else(|| not_found("Manager", id))
+    }
+
+    fn get(&self, segs: &[&str]) -> Result<Value, RedfishError> {
+        use resources as r;
+        match segs {
+            ["Systems"] => Ok(r::collection(
+                "/redfish/v1/Systems",
+                "ComputerSystemCollection",
+                "Computer System Collection",
+                self.inventory
+                    .keys()
+                    .map(|n| format!("/redfish/v1/Systems/{n}")),
+            )),
+            ["Systems", vm] => Ok(r::system(self, self.vm(vm)?)),
+            ["Systems", vm, "ResetActionInfo"] => Ok(r::reset_action_info(self.vm(vm)?)),
+            ["Systems", vm, "EthernetInterfaces"] => Ok(r::nic_collection(self.vm(vm)?)),
+            ["Systems", vm, "EthernetInterfaces", id] => r::nic(self.vm(vm)?, id),
+            ["Systems", vm, "VirtualMedia"] => Ok(r::vmedia_collection(
+                &format!(
+                    "/redfish/v1/Systems/{}/VirtualMedia",
+                    self.vm(vm)?.info.name
+                ),
+                &self.vm(vm)?.info.name,
+            )),
+            ["Systems", vm, "VirtualMedia", slot] => {
+                let v = self.vm(vm)?;
+                vmedia::render(
+                    self,
+                    v,
+                    slot,
+                    &format!("/redfish/v1/Systems/{vm}/VirtualMedia/{slot}"),
+                )
+            }
+            ["Chassis"] => Ok(r::collection(
+                "/redfish/v1/Chassis",
+                "ChassisCollection",
+                "Chassis Collection",
+                self.inventory
+                    .keys()
+                    .map(|n| format!("/redfish/v1/Chassis/{n}")),
+            )),
+            ["Chassis", vm] => Ok(r::chassis(
+                self.vm(vm).map_err(|_| not_found("Chassis", vm))?,
+            )),
+            ["Chassis", vm, "Thermal"] => Ok(r::thermal(
+                self.vm(vm).map_err(|_| not_found("Chassis", vm))?,
+            )),
+            ["Chassis", vm, "Power"] => {
+                Ok(r::power(self.vm(vm).map_err(|_| not_found("Chassis", vm))?))
+            }
+            ["Managers"] => Ok(r::collection(
+                "/redfish/v1/Managers",
+                "ManagerCollection",
+                "Manager Collection",
+                self.inventory
+                    .keys()
+                    .map(|n| format!("/redfish/v1/Managers/{n}-bmc")),
+            )),
+            ["Managers", id] => Ok(r::manager(self, self.bmc_vm(id)?)),
+            ["Managers", id, "VirtualMedia"] => {
+                let v = self.bmc_vm(id)?;
+                Ok(r::vmedia_collection(
+                    &format!("/redfish/v1/Managers/{id}/VirtualMedia"),
+                    &v.info.name,
+                ))
+            }
+            ["Managers", id, "VirtualMedia", slot] => {
+                let v = self.bmc_vm(id)?;
+                vmedia::render(
+                    self,
+                    v,
+                    slot,
+                    &format!("/redfish/v1/Managers/{id}/VirtualMedia/{slot}"),
+                )
+            }
+            ["SessionService"] => Ok(json!({
+                "@odata.id": "/redfish/v1/SessionService",
+                "@odata.type": "#SessionService.v1_1_0.SessionService",
+                "Id": "SessionService",
+                "Name": "Session Service",
+                "ServiceEnabled": true,
+                "SessionTimeout": self.opts.session_timeout.as_secs(),
+                "Status": {"State": "Enabled", "Health": "OK"},
+                "Sessions": {"@odata.id": "/redfish/v1/SessionService/Sessions"},
+            })),
+            ["SessionService", "Sessions"] => Ok(r::collection(
+                "/redfish/v1/SessionService/Sessions",
+                "SessionCollection",
+                "Session Collection",
+                self.sessions()
+                    .keys()
+                    .map(|id| format!("/redfish/v1/SessionService/Sessions/{id}"))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )),
+            ["SessionService", "Sessions", id] => {
+                let s = self.sessions();
+                let sess = s.get(*id).ok_or_else(|| not_found("Session", id))?;
+                Ok(session_json(sess))
+            }
+            ["AccountService"] => Ok(json!({
+                "@odata.id": "/redfish/v1/AccountService",
+                "@odata.type": "#AccountService.v1_5_0.AccountService",
+                "Id": "AccountService",
+                "Name": "Account Service",
+                "ServiceEnabled": true,
+                "Status": {"State": "Enabled", "Health": "OK"},
+                "MinPasswordLength": 1,
+                "MaxPasswordLength": crate::users::MAX_IPMI_PASSWORD,
+                "Accounts": {"@odata.id": "/redfish/v1/AccountService/Accounts"},
+                "Roles": {"@odata.id": "/redfish/v1/AccountService/Roles"},
+            })),
+            ["AccountService", "Accounts"] => Ok(r::collection(
+                "/redfish/v1/AccountService/Accounts",
+                "ManagerAccountCollection",
+                "Accounts Collection",
+                self.users
+                    .list()
+                    .iter()
+                    .map(|u| format!("/redfish/v1/AccountService/Accounts/{}", u.id))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )),
+            ["AccountService", "Accounts", id] => {
+                let u = id
+                    .parse::<u8>()
+                    .ok()
+                    .and_then(|i| self.users.by_id(i))
+                    .ok_or_else(|| not_found("ManagerAccount", id))?;
+                Ok(r::account(&u))
+            }
+            ["AccountService", "Roles"] => Ok(r::collection(
+                "/redfish/v1/AccountService/Roles",
+                "RoleCollection",
+                "Roles Collection",
+                ["Administrator", "Operator", "ReadOnly"]
+                    .iter()
+                    .map(|r| format!("/redfish/v1/AccountService/Roles/{r}")),
+            )),
+            ["AccountService", "Roles", id] => r::role(id),
+            ["TaskService"] => Ok(json!({
+                "@odata.id": "/redfish/v1/TaskService",
+                "@odata.type": "#TaskService.v1_1_0.TaskService",
+                "Id": "TaskService",
+                "Name": "Task Service",
+                "ServiceEnabled": true,
+                "CompletedTaskOverWritePolicy": "Oldest",
+                "LifeCycleEventOnTaskStateChange": false,
+                "Status": {"State": "Enabled", "Health": "OK"},
+                "Tasks": {"@odata.id": "/redfish/v1/TaskService/Tasks"},
+            })),
+            ["TaskService", "Tasks"] => Ok(r::collection(
+                "/redfish/v1/TaskService/Tasks",
+                "TaskCollection",
+                "Task Collection",
+                self.media
+                    .task_ids()
+                    .into_iter()
+                    .map(|i| format!("/redfish/v1/TaskService/Tasks/{i}")),
+            )),
+            ["TaskService", "Tasks", id] => self
+                .media
+                .task_json(id)
+                .ok_or_else(|| not_found("Task", id)),
+            _ => Err(not_found(
+                "Resource",
+                &format!("/redfish/v1/{}", segs.join("/")),
+            )),
+        }
+    }
+
+    fn require(&self, caller: &Caller, role: Role) -> Result<(), RedfishError> {
+        if caller.role >= role {
+            Ok(())
+        } else {
+            Err(RedfishError::new(403, "InsufficientPrivilege", &[]))
+        }
+    }
+
+    fn check_etag(&self, req: &Request, segs: &[&str]) -> Result<(), RedfishError> {
+        if let Some(want) = req.header("If-Match") {
+            if want.trim() == "*" {
+                return Ok(());
+            }
+            let cur = etag_of(&self.get(segs)?);
+            let strip = |s: &str| s.trim().trim_start_matches("W/").to_string();
+            if !want.split(',').any(|w| strip(w) == strip(&cur)) {
+                return Err(RedfishError::new(412, "PreconditionFailed", &[]));
+            }
+        }
+        Ok(())
+    }
+
+    fn patch(&self, req: &Request, caller: &Caller, segs: &[&str]) -> RfResult {
+        // A 404 for unknown resources before anything else.
+        let current = self.get(segs)?;
+        let body = parse_object(&req.body)?;
+        self.check_etag(req, segs)?;
+        match segs {
+            ["Systems", vm] => {
+                self.require(caller, Role::Operator)?;
+                resources::patch_system(self.vm(vm)?, &body)?;
+            }
+            ["Managers", _, "VirtualMedia", slot] | ["Systems", _, "VirtualMedia", slot] => {
+                self.require(caller, Role::Operator)?;
+                let vm = current["@odata.id"].as_str().unwrap_or("");
+                let vm_name = vmedia::vm_of(vm).unwrap_or_default();
+                self.media.patch(&vm_name, slot, &body)?;
+            }
+            ["AccountService", "Accounts", id] => {
+                let u = id
+                    .parse::<u8>()
+                    .ok()
+                    .and_then(|i| self.users.by_id(i))
+                    .ok_or_else(|| not_found("ManagerAccount", id))?;
+                if u.name != caller.user {
+                    self.require(caller, Role::Administrator)?;
+                }
+                resources::patch_account(
+                    &self.users,
+                    &u,
+                    &body,
+                    caller.role == Role::Administrator,
+                )?;
+            }
+            ["SessionService"] => {
+                self.require(caller, Role::Administrator)?;
+                // Nothing here is writable (the timeout is a config key).
+                if let Some(k) = body.keys().next() {
+                    let id = if [
+                        "SessionTimeout",
+                        "ServiceEnabled",
+                        "Sessions",
+                        "Status",
+                        "Id",
+                        "Name",
+                    ]
+                    .contains(&k.as_str())
+                    {
+                        "PropertyNotWritable"
+                    } else {
+                        "PropertyUnknown"
+                    };
+                    return Err(RedfishError::new(400, id, &[k]));
+                }
+            }
+            _ => return Err(RedfishError::new(405, "GeneralError", &[])),
+        }
+        let v = self.get(segs)?;
+        Ok(self.resource(v))
+    }
+
+    fn post(self: &Arc<Self>, req: &Request, caller: &Caller, segs: &[&str]) -> RfResult {
+        match segs {
+            ["Systems", vm, "Actions", action] => {
+                let vm = self.vm(vm)?;
+                if *action != "ComputerSystem.Reset" {
+                    return Err(RedfishError::new(404, "ActionNotSupported", &[action]));
+                }
+                self.require(caller, Role::Operator)?;
+                let body = parse_object(&req.body)?;
+                resources::reset(vm, &body)?;
+                Ok(json_response(200, &success()))
+            }
+            ["Managers", id, "VirtualMedia", slot, "Actions", action]
+            | ["Systems", id, "VirtualMedia", slot, "Actions", action] => {
+                let vm = if segs[0] == "Managers" {
+                    self.bmc_vm(id)?
+                } else {
+                    self.vm(id)?
+                };
+                vmedia::slot_of(slot)?;
+                self.require(caller, Role::Operator)?;
+                let body = parse_object(&req.body)?;
+                match *action {
+                    "VirtualMedia.InsertMedia" => {
+                        vmedia::insert(self, vm, slot, &body, &caller.user)
+                    }
+                    "VirtualMedia.EjectMedia" => {
+                        if let Some(k) = body.keys().next() {
+                            return Err(RedfishError::new(
+                                400,
+                                "ActionParameterUnknown",
+                                &["VirtualMedia.EjectMedia", k],
+                            ));
+                        }
+                        self.media.eject(self, &vm.info.name, slot)?;
+                        Ok(json_response(200, &success()))
+                    }
+                    _ => Err(RedfishError::new(404, "ActionNotSupported", &[action])),
+                }
+            }
+            ["SessionService", "Sessions"] => self.login(req),
+            [.., "Actions", action] => {
+                self.get(&segs[..segs.len() - 2])?;
+                Err(RedfishError::new(404, "ActionNotSupported", &[action]))
+            }
+            _ => {
+                self.get(segs)?;
+                Err(RedfishError::new(405, "GeneralError", &[]))
+            }
+        }
+    }
+
+    fn delete(&self, caller: &Caller, segs: &[&str]) -> RfResult {
+        match segs {
+            ["SessionService", "Sessions", id] => {
+                let mut s = self.sessions();
+                let sess = s.get(*id).ok_or_else(|| not_found("Session", id))?;
+                if sess.user != caller.user && caller.role != Role::Administrator {
+                    return Err(RedfishError::new(403, "InsufficientPrivilege", &[]));
+                }
+                s.remove(*id);
+                log::info!("redfish: session {id} of {} ended", caller.user);
+                Ok(Response {
+                    status: 204,
+                    headers: vec![("OData-Version".into(), "4.0".into())],
+                    body: Vec::new(),
+                })
+            }
+            _ => {
+                self.get(segs)?;
+                Err(RedfishError::new(405, "ResourceCannotBeDeleted", &[]))
+            }
+        }
+    }
+
+    fn login(&self, req: &Request) -> RfResult {
+        let body = parse_object(&req.body)?;
+        let mut user = None;
+        let mut pass = None;
+        let mut context = None;
+        for (k, v) in &body {
+            let s = v.as_str().ok_or_else(|| {
+                RedfishError::new(400, "PropertyValueTypeError", &[&v.to_string(), k])
+            })?;
+            match k.as_str() {
+                "UserName" => user = Some(s),
+                "Password" => pass = Some(s),
+                "Context" => context = Some(s.to_string()),
+                _ => return Err(RedfishError::new(400, "PropertyUnknown", &[k])),
+            }
+        }
+        let user = user.ok_or_else(|| RedfishError::new(400, "PropertyMissing", &["UserName"]))?;
+        let pass = pass.ok_or_else(|| RedfishError::new(400, "PropertyMissing", &["Password"]))?;
+        let Some(u) = self.users.verify(user, pass.as_bytes()) else {
+            log::warn!("redfish: login failed for user {user:?} from {}", req.peer);
+            return Err(RedfishError::new(
+                401,
+                "ResourceAtUriUnauthorized",
+                &["/redfish/v1/SessionService/Sessions", "invalid credentials"],
+            ));
+        };
+        let mut s = self.sessions();
+        if s.len() >= MAX_SESSIONS {
+            return Err(RedfishError::new(503, "SessionLimitExceeded", &[]));
+        }
+        let id = random_hex(8);
+        let sess = Session {
+            id: id.clone(),
+            token: random_hex(16),
+            user: u.name.clone(),
+            role: u.role,
+            last_used: Instant::now(),
+            context,
+        };
+        let body = session_json(&sess);
+        let token = sess.token.clone();
+        s.insert(id.clone(), sess);
+        log::info!("redfish: session {id} for {} from {}", u.name, req.peer);
+        let loc = format!("/redfish/v1/SessionService/Sessions/{id}");
+        Ok(json_response(201, &body)
+            .with_header("X-Auth-Token", &token)
+            .with_header("Location", &loc))
+    }
+}
+
+fn session_json(s: &Session) -> Value {
+    let mut v = json!({
+        "@odata.id": format!("/redfish/v1/SessionService/Sessions/{}", s.id),
+        "@odata.type": "#Session.v1_3_0.Session",
+        "Id": s.id,
+        "Name": format!("Session {}", s.id),
+        "UserName": s.user,
+        "Password": null,
+    });
+    if let Some(c) = &s.context {
+        v["Context"] = c.clone().into();
+        v["@odata.type"] = "#Session.v1_5_0.Session".into();
+    }
+    v
+}
+
+/// The Base `Success` message body of a completed action.
+pub fn success() -> Value {
+    json!({"@Message.ExtendedInfo": [RedfishError::new(200, "Success", &[]).message_json()]})
+}
+
+/// Parse a request body that must be a JSON object (empty counts as `{}`).
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RedfishError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(RedfishError::new(400, "MalformedJSON", &[])),
+    }
+}
+
+/// The HTTP face of the service.
+#[derive(Debug)]
+pub struct RedfishHandler(pub Arc<Service>);
+
+impl Handler for RedfishHandler {
+    fn handle(&self, req: &Request) -> Response {
+        self.0.answer(req)
+    }
+}
+
+/// A running Redfish service.
+#[derive(Debug)]
+pub struct RedfishServer {
+    /// The service.
+    pub service: Arc<Service>,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Start Redfish and NBD from the config; `None` when disabled or the default
+/// port is taken.
+pub fn start(
+    cfg: &Config,
+    inventory: Inventory,
+    users: Arc<UserStore>,
+    state_dir: &Path,
+) -> anyhow::Result<Option<RedfishServer>> {
+    let rc = &cfg.redfish;
+    if rc.enabled == Some(false) {
+        return Ok(None);
+    }
+    let exports = Exports::new();
+    let nbd = crate::nbd::start(cfg.nbd.listen.as_deref(), exports.clone())?;
+    let addr = rc.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listener = match http::bind(addr) {
+        Ok(l) => l,
+        Err(e) if rc.listen.is_none() => {
+            log::warn!("default Redfish address {addr} unavailable ({e}); set [redfish] listen to serve Redfish");
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(RedfishStartError::Bind {
+                addr: addr.into(),
+                source,
+            }
+            .into())
+        }
+    };
+    let paths = match (&rc.certificate, &rc.key) {
+        (Some(c), Some(k)) => http::tls::CertPaths {
+            cert: cfg.resolve(c),
+            key: cfg.resolve(k),
+        },
+        _ => http::tls::ensure_self_signed(
+            &state_dir.join("tls"),
+            "redfish",
+            &["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        )
+        .map_err(RedfishStartError::Tls)?,
+    };
+    let tls = http::tls::server_config(&paths).map_err(RedfishStartError::Tls)?;
+    let opts = Options {
+        media_dir: rc.media_dir.as_ref().map(|p| cfg.resolve(p)),
+        media_ca: rc.media_ca.as_ref().map(|p| cfg.resolve(p)),
+        allow_http: rc.allow_http.unwrap_or(false),
+        inactivity: Duration::from_secs(rc.inactivity_timeout.unwrap_or(DEFAULT_TIMEOUT)),
+        session_timeout: Duration::from_secs(rc.session_timeout.unwrap_or(DEFAULT_TIMEOUT)),
+        nbd,
+        task_after: Duration::from_secs(2),
+    };
+    let uuid = crate::config::format_uuid(&crate::config::uuid_from_name("hvsim-redfish-service"));
+    let svc = Service::new(inventory, users, exports, opts, uuid);
+    vmedia::spawn_reaper(svc.clone()).map_err(RedfishStartError::Thread)?;
+    let local = listener.local_addr().map_err(RedfishStartError::Thread)?;
+    let hc = HttpConfig {
+        limits: HttpLimits::default(),
+        auth: None,
+        realm: "hvsim Redfish".into(),
+        local_only: false,
+        name: "redfish".into(),
+    };
+    http::spawn(
+        listener,
+        Some(tls),
+        hc,
+        Arc::new(RedfishHandler(svc.clone())),
+    )
+    .map_err(RedfishStartError::Thread)?;
+    log::info!(
+        "Redfish over HTTPS on {local} (certificate {})",
+        paths.cert.display()
+    );
+    Ok(Some(RedfishServer {
+        service: svc,
+        addr: local,
+    }))
+}

@@ -1,0 +1,625 @@
+//! Rendering of Systems, Chassis, Managers and accounts, and the changes
+//! PATCH and ComputerSystem.Reset make to the VM model.
+
+use serde_json::{json, Map, Value};
+
+use super::error::{not_found, RedfishError};
+use super::Service;
+use crate::ipmi::sdr::{Kind, SENSORS};
+use crate::users::{Role, User, UserStore};
+use crate::vm::{BootOverride, BootTarget, Power, PowerAction, PowerError, Vm};
+
+/// The reset types ComputerSystem.Reset accepts.
+pub const RESET_TYPES: &[&str] = &[
+    "On",
+    "ForceOff",
+    "GracefulShutdown",
+    "GracefulRestart",
+    "ForceRestart",
+    "PowerCycle",
+];
+
+/// Boot override targets (Redfish BootSource values) we map to the model.
+pub const BOOT_TARGETS: &[&str] = &["None", "Pxe", "Hdd", "Cd", "Usb", "BiosSetup"];
+
+/// The service root.
+pub fn service_root(s: &Service) -> Value {
+    json!({
+        "@odata.id": "/redfish/v1/",
+        "@odata.type": "#ServiceRoot.v1_5_0.ServiceRoot",
+        "Id": "RootService",
+        "Name": "hvsim Redfish Service",
+        "RedfishVersion": "1.11.0",
+        "UUID": s.uuid,
+        "Product": "hvsim",
+        "Vendor": "hvsim",
+        "Systems": {"@odata.id": "/redfish/v1/Systems"},
+        "Chassis": {"@odata.id": "/redfish/v1/Chassis"},
+        "Managers": {"@odata.id": "/redfish/v1/Managers"},
+        "SessionService": {"@odata.id": "/redfish/v1/SessionService"},
+        "AccountService": {"@odata.id": "/redfish/v1/AccountService"},
+        "TaskService": {"@odata.id": "/redfish/v1/TaskService"},
+        "Links": {"Sessions": {"@odata.id": "/redfish/v1/SessionService/Sessions"}},
+    })
+}
+
+/// A resource collection.
+pub fn collection(id: &str, ty: &str, name: &str, members: impl Iterator<Item = String>) -> Value {
+    let m: Vec<Value> = members.map(|p| json!({"@odata.id": p})).collect();
+    json!({
+        "@odata.id": id,
+        "@odata.type": format!("#{ty}.{ty}"),
+        "Name": name,
+        "Members@odata.count": m.len(),
+        "Members": m,
+    })
+}
+
+fn power_str(vm: &Vm) -> &'static str {
+    match vm.power_state() {
+        Power::On => "On",
+        Power::Off => "Off",
+    }
+}
+
+fn target_name(t: BootTarget) -> &'static str {
+    match t {
+        BootTarget::None => "None",
+        BootTarget::Pxe => "Pxe",
+        BootTarget::Hdd => "Hdd",
+        BootTarget::Cd => "Cd",
+        BootTarget::Usb => "Usb",
+        BootTarget::BiosSetup => "BiosSetup",
+    }
+}
+
+/// Systems/{vm}.
+pub fn system(_s: &Service, vm: &Vm) -> Value {
+    let info = crate::vm::show_json(vm);
+    let name = &vm.info.name;
+    let b = vm.boot_override();
+    let enabled = match (b.target, b.persistent) {
+        (BootTarget::None, _) => "Disabled",
+        (_, true) => "Continuous",
+        (_, false) => "Once",
+    };
+    let on = vm.power_state() == Power::On;
+    json!({
+        "@odata.id": format!("/redfish/v1/Systems/{name}"),
+        "@odata.type": "#ComputerSystem.v1_13_0.ComputerSystem",
+        "Id": name,
+        "Name": name,
+        "SystemType": "Virtual",
+        "Manufacturer": "hvsim",
+        "Model": "hvsim simulated VMware VM",
+        "UUID": info["uuid"],
+        "HostName": info["guest"]["hostname"].as_str().unwrap_or(""),
+        "PowerState": power_str(vm),
+        "Status": {"State": if on { "Enabled" } else { "StandbyOffline" }, "Health": "OK"},
+        "MemorySummary": {"TotalSystemMemoryGiB": vm.info.memory_mb as f64 / 1024.0},
+        "Boot": {
+            "BootSourceOverrideTarget": target_name(b.target),
+            "BootSourceOverrideTarget@Redfish.AllowableValues": BOOT_TARGETS,
+            "BootSourceOverrideEnabled": enabled,
+            "BootSourceOverrideMode": if b.uefi { "UEFI" } else { "Legacy" },
+        },
+        "EthernetInterfaces": {"@odata.id": format!("/redfish/v1/Systems/{name}/EthernetInterfaces")},
+        "VirtualMedia": {"@odata.id": format!("/redfish/v1/Systems/{name}/VirtualMedia")},
+        "Links": {
+            "Chassis": [{"@odata.id": format!("/redfish/v1/Chassis/{name}")}],
+            "ManagedBy": [{"@odata.id": format!("/redfish/v1/Managers/{name}-bmc")}],
+        },
+        "Actions": {
+            "#ComputerSystem.Reset": {
+                "target": format!("/redfish/v1/Systems/{name}/Actions/ComputerSystem.Reset"),
+                "ResetType@Redfish.AllowableValues": RESET_TYPES,
+                "@Redfish.ActionInfo": format!("/redfish/v1/Systems/{name}/ResetActionInfo"),
+            }
+        },
+        "Oem": {"Hvsim": {
+            "ToolsStatus": info["tools"]["status"],
+            "OSName": info["guest"]["os_name"],
+        }},
+    })
+}
+
+/// Systems/{vm}/ResetActionInfo.
+pub fn reset_action_info(vm: &Vm) -> Value {
+    json!({
+        "@odata.id": format!("/redfish/v1/Systems/{}/ResetActionInfo", vm.info.name),
+        "@odata.type": "#ActionInfo.v1_1_2.ActionInfo",
+        "Id": "ResetActionInfo",
+        "Name": "Reset Action Info",
+        "Parameters": [{
+            "Name": "ResetType",
+            "Required": true,
+            "DataType": "String",
+            "AllowableValues": RESET_TYPES,
+        }],
+    })
+}
+
+fn nics(vm: &Vm) -> Vec<Value> {
+    crate::vm::show_json(vm)["guest"]["nics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn nic_id(mac: &str) -> String {
+    mac.chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// Systems/{vm}/EthernetInterfaces.
+pub fn nic_collection(vm: &Vm) -> Value {
+    let base = format!("/redfish/v1/Systems/{}/EthernetInterfaces", vm.info.name);
+    collection(
+        &base,
+        "EthernetInterfaceCollection",
+        "Ethernet Interface Collection",
+        nics(vm)
+            .iter()
+            .map(|n| format!("{base}/{}", nic_id(n["mac"].as_str().unwrap_or(""))))
+            .collect::<Vec<_>>()
+            .into_iter(),
+    )
+}
+
+fn mask_v4(prefix: u64) -> String {
+    let p = prefix.min(32) as u32;
+    let m: u32 = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+    std::net::Ipv4Addr::from(m).to_string()
+}
+
+/// Systems/{vm}/EthernetInterfaces/{id}: addresses as the guest agent reported them.
+pub fn nic(vm: &Vm, id: &str) -> Result<Value, RedfishError> {
+    let all = nics(vm);
+    let n = all
+        .iter()
+        .find(|n| nic_id(n["mac"].as_str().unwrap_or("")) == id)
+        .ok_or_else(|| not_found("EthernetInterface", id))?;
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for ip in n["ips"].as_array().into_iter().flatten() {
+        let addr = ip["addr"].as_str().unwrap_or("");
+        let prefix = ip["prefix"].as_u64().unwrap_or(0);
+        match addr.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => v4.push(json!({
+                "Address": addr,
+                "SubnetMask": mask_v4(prefix),
+                "AddressOrigin": if ip["origin"].as_str() == Some("dhcp") { "DHCP" } else { "Static" },
+            })),
+            Ok(std::net::IpAddr::V6(a)) => v6.push(json!({
+                "Address": addr,
+                "PrefixLength": prefix.min(128),
+                "AddressOrigin": if a.segments()[0] & 0xffc0 == 0xfe80 { "LinkLocal" } else { "Static" },
+            })),
+            Err(_) => {}
+        }
+    }
+    let mac = n["mac"].as_str().unwrap_or("").to_ascii_lowercase();
+    Ok(json!({
+        "@odata.id": format!("/redfish/v1/Systems/{}/EthernetInterfaces/{id}", vm.info.name),
+        "@odata.type": "#EthernetInterface.v1_6_0.EthernetInterface",
+        "Id": id,
+        "Name": format!("Guest NIC {mac}"),
+        "MACAddress": mac,
+        "PermanentMACAddress": mac,
+        "InterfaceEnabled": true,
+        "LinkStatus": "LinkUp",
+        "Status": {"State": "Enabled", "Health": "OK"},
+        "IPv4Addresses": v4,
+        "IPv6Addresses": v6,
+    }))
+}
+
+/// Chassis/{vm}.
+pub fn chassis(vm: &Vm) -> Value {
+    let name = &vm.info.name;
+    json!({
+        "@odata.id": format!("/redfish/v1/Chassis/{name}"),
+        "@odata.type": "#Chassis.v1_14_0.Chassis",
+        "Id": name,
+        "Name": format!("Chassis of {name}"),
+        "ChassisType": "RackMount",
+        "Manufacturer": "hvsim",
+        "PowerState": power_str(vm),
+        "Status": {"State": "Enabled", "Health": "OK"},
+        "Thermal": {"@odata.id": format!("/redfish/v1/Chassis/{name}/Thermal")},
+        "Power": {"@odata.id": format!("/redfish/v1/Chassis/{name}/Power")},
+        "Links": {
+            "ComputerSystems": [{"@odata.id": format!("/redfish/v1/Systems/{name}")}],
+            "ManagedBy": [{"@odata.id": format!("/redfish/v1/Managers/{name}-bmc")}],
+        },
+    })
+}
+
+/// A threshold sensor's reading and thresholds in real units, the way
+/// `ipmitool sensor` converts them (M * raw * 10^R).
+struct Reading {
+    name: &'static str,
+    number: u8,
+    sensor_type: u8,
+    value: Option<f64>,
+    thresholds: [Option<f64>; 6],
+}
+
+fn readings(vm: &Vm) -> Vec<Reading> {
+    let on = vm.power_state() == Power::On;
+    SENSORS
+        .iter()
+        .filter_map(|s| match s.kind {
+            Kind::Threshold {
+                sensor_type,
+                m,
+                r_exp,
+                thresholds,
+                needs_power,
+                on: von,
+                off: voff,
+                ..
+            } => {
+                let conv = |raw: u8| m as f64 * raw as f64 * 10f64.powi(r_exp as i32);
+                let raw = if on { von } else { voff };
+                Some(Reading {
+                    name: s.name,
+                    number: s.number,
+                    sensor_type,
+                    value: (!needs_power || on).then(|| conv(raw)),
+                    thresholds: thresholds.map(|t| (t != 0).then(|| conv(t))),
+                })
+            }
+            Kind::Discrete { .. } => None,
+        })
+        .collect()
+}
+
+fn sensor_status(r: &Reading) -> Value {
+    match r.value {
+        Some(_) => json!({"State": "Enabled", "Health": "OK"}),
+        None => json!({"State": "StandbyOffline"}),
+    }
+}
+
+/// Chassis/{vm}/Thermal: temperatures and fans from the IPMI sensors.
+pub fn thermal(vm: &Vm) -> Value {
+    let name = &vm.info.name;
+    let base = format!("/redfish/v1/Chassis/{name}/Thermal");
+    let rs = readings(vm);
+    let temps: Vec<Value> = rs
+        .iter()
+        .filter(|r| r.sensor_type == 0x01)
+        .enumerate()
+        .map(|(i, r)| {
+            let [lnc, lcr, lnr, unc, ucr, unr] = r.thresholds;
+            json!({
+                "@odata.id": format!("{base}#/Temperatures/{i}"),
+                "MemberId": i.to_string(),
+                "Name": r.name,
+                "SensorNumber": r.number,
+                "ReadingCelsius": r.value,
+                "LowerThresholdNonCritical": lnc,
+                "LowerThresholdCritical": lcr,
+                "LowerThresholdFatal": lnr,
+                "UpperThresholdNonCritical": unc,
+                "UpperThresholdCritical": ucr,
+                "UpperThresholdFatal": unr,
+                "Status": sensor_status(r),
+            })
+        })
+        .collect();
+    let fans: Vec<Value> = rs
+        .iter()
+        .filter(|r| r.sensor_type == 0x04)
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "@odata.id": format!("{base}#/Fans/{i}"),
+                "MemberId": i.to_string(),
+                "Name": r.name,
+                "SensorNumber": r.number,
+                "Reading": r.value.map(|v| v.round() as i64),
+                "ReadingUnits": "RPM",
+                "LowerThresholdCritical": r.thresholds[1].map(|v| v.round() as i64),
+                "Status": sensor_status(r),
+            })
+        })
+        .collect();
+    json!({
+        "@odata.id": base,
+        "@odata.type": "#Thermal.v1_6_0.Thermal",
+        "Id": "Thermal",
+        "Name": "Thermal",
+        "Temperatures": temps,
+        "Fans": fans,
+    })
+}
+
+/// Chassis/{vm}/Power: voltages from the IPMI sensors.
+pub fn power(vm: &Vm) -> Value {
+    let name = &vm.info.name;
+    let base = format!("/redfish/v1/Chassis/{name}/Power");
+    let volts: Vec<Value> = readings(vm)
+        .iter()
+        .filter(|r| r.sensor_type == 0x02)
+        .enumerate()
+        .map(|(i, r)| {
+            let [lnc, lcr, lnr, unc, ucr, unr] = r.thresholds;
+            json!({
+                "@odata.id": format!("{base}#/Voltages/{i}"),
+                "MemberId": i.to_string(),
+                "Name": r.name,
+                "SensorNumber": r.number,
+                "ReadingVolts": r.value,
+                "LowerThresholdNonCritical": lnc,
+                "LowerThresholdCritical": lcr,
+                "LowerThresholdFatal": lnr,
+                "UpperThresholdNonCritical": unc,
+                "UpperThresholdCritical": ucr,
+                "UpperThresholdFatal": unr,
+                "Status": sensor_status(r),
+            })
+        })
+        .collect();
+    json!({
+        "@odata.id": base,
+        "@odata.type": "#Power.v1_6_0.Power",
+        "Id": "Power",
+        "Name": "Power",
+        "Voltages": volts,
+    })
+}
+
+/// Managers/{vm}-bmc.
+pub fn manager(s: &Service, vm: &Vm) -> Value {
+    let name = &vm.info.name;
+    let mut uuid = vm.info.uuid;
+    uuid[15] ^= 0xb3; // the BMC's own UUID, stable and distinct from the VM's
+    let _ = s;
+    json!({
+        "@odata.id": format!("/redfish/v1/Managers/{name}-bmc"),
+        "@odata.type": "#Manager.v1_10_0.Manager",
+        "Id": format!("{name}-bmc"),
+        "Name": format!("BMC of {name}"),
+        "ManagerType": "BMC",
+        "UUID": crate::config::format_uuid(&uuid),
+        "Model": "hvsim BMC",
+        "FirmwareVersion": env!("CARGO_PKG_VERSION"),
+        "PowerState": "On",
+        "Status": {"State": "Enabled", "Health": "OK"},
+        "VirtualMedia": {"@odata.id": format!("/redfish/v1/Managers/{name}-bmc/VirtualMedia")},
+        "Links": {
+            "ManagerForServers": [{"@odata.id": format!("/redfish/v1/Systems/{name}")}],
+            "ManagerForChassis": [{"@odata.id": format!("/redfish/v1/Chassis/{name}")}],
+        },
+    })
+}
+
+/// A VirtualMedia collection with the Cd and Usb slots.
+pub fn vmedia_collection(base: &str, _vm: &str) -> Value {
+    collection(
+        base,
+        "VirtualMediaCollection",
+        "Virtual Media Collection",
+        ["Cd", "Usb"].iter().map(|s| format!("{base}/{s}")),
+    )
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Administrator => "Administrator",
+        Role::Operator => "Operator",
+        Role::ReadOnly => "ReadOnly",
+    }
+}
+
+/// AccountService/Accounts/{id}.
+pub fn account(u: &User) -> Value {
+    json!({
+        "@odata.id": format!("/redfish/v1/AccountService/Accounts/{}", u.id),
+        "@odata.type": "#ManagerAccount.v1_4_0.ManagerAccount",
+        "Id": u.id.to_string(),
+        "Name": format!("Account {}", u.name),
+        "UserName": u.name,
+        "RoleId": role_name(u.role),
+        "Enabled": u.enabled,
+        "Locked": false,
+        "Password": null,
+        "Links": {"Role": {"@odata.id": format!("/redfish/v1/AccountService/Roles/{}", role_name(u.role))}},
+    })
+}
+
+/// AccountService/Roles/{id}.
+pub fn role(id: &str) -> Result<Value, RedfishError> {
+    let privs: &[&str] = match id {
+        "Administrator" => &[
+            "Login",
+            "ConfigureManager",
+            "ConfigureUsers",
+            "ConfigureSelf",
+            "ConfigureComponents",
+        ],
+        "Operator" => &["Login", "ConfigureSelf", "ConfigureComponents"],
+        "ReadOnly" => &["Login", "ConfigureSelf"],
+        _ => return Err(not_found("Role", id)),
+    };
+    Ok(json!({
+        "@odata.id": format!("/redfish/v1/AccountService/Roles/{id}"),
+        "@odata.type": "#Role.v1_2_0.Role",
+        "Id": id,
+        "Name": format!("{id} role"),
+        "RoleId": id,
+        "IsPredefined": true,
+        "AssignedPrivileges": privs,
+    }))
+}
+
+fn type_err(v: &Value, prop: &str) -> RedfishError {
+    RedfishError::new(400, "PropertyValueTypeError", &[&v.to_string(), prop])
+}
+
+/// PATCH Systems/{vm}: the Boot override (the state IPMI bootdev sets).
+pub fn patch_system(vm: &Vm, body: &Map<String, Value>) -> Result<(), RedfishError> {
+    if body.is_empty() {
+        return Err(RedfishError::new(400, "NoOperation", &[]));
+    }
+    let mut b: BootOverride = vm.boot_override();
+    for (k, v) in body {
+        match k.as_str() {
+            "Boot" => {
+                let obj = v.as_object().ok_or_else(|| type_err(v, "Boot"))?;
+                let mut enabled = None;
+                for (bk, bv) in obj {
+                    let s = bv.as_str().ok_or_else(|| type_err(bv, bk))?;
+                    let bad = || RedfishError::new(400, "PropertyValueNotInList", &[s, bk]);
+                    match bk.as_str() {
+                        "BootSourceOverrideTarget" => {
+                            b.target = match s {
+                                "None" => BootTarget::None,
+                                "Pxe" => BootTarget::Pxe,
+                                "Hdd" => BootTarget::Hdd,
+                                "Cd" => BootTarget::Cd,
+                                "Usb" => BootTarget::Usb,
+                                "BiosSetup" => BootTarget::BiosSetup,
+                                _ => return Err(bad()),
+                            }
+                        }
+                        "BootSourceOverrideEnabled" => {
+                            enabled = Some(match s {
+                                "Disabled" => None,
+                                "Once" => Some(false),
+                                "Continuous" => Some(true),
+                                _ => return Err(bad()),
+                            })
+                        }
+                        "BootSourceOverrideMode" => {
+                            b.uefi = match s {
+                                "UEFI" => true,
+                                "Legacy" => false,
+                                _ => return Err(bad()),
+                            }
+                        }
+                        "BootSourceOverrideTarget@Redfish.AllowableValues" => {
+                            return Err(RedfishError::new(400, "PropertyNotWritable", &[bk]))
+                        }
+                        _ => return Err(RedfishError::new(400, "PropertyUnknown", &[bk])),
+                    }
+                }
+                match enabled {
+                    Some(None) => b.target = BootTarget::None,
+                    Some(Some(p)) => b.persistent = p,
+                    None => {}
+                }
+            }
+            "PowerState" | "Id" | "Name" | "UUID" | "HostName" | "Status" | "SystemType"
+            | "Manufacturer" | "Model" | "MemorySummary" | "EthernetInterfaces" | "Links"
+            | "Actions" | "VirtualMedia" | "@odata.id" | "@odata.type" | "Oem" => {
+                return Err(RedfishError::new(400, "PropertyNotWritable", &[k]))
+            }
+            _ => return Err(RedfishError::new(400, "PropertyUnknown", &[k])),
+        }
+    }
+    vm.set_boot_override(b);
+    log::info!("{}: boot override {:?} set over Redfish", vm.info.name, b);
+    Ok(())
+}
+
+/// ComputerSystem.Reset.
+pub fn reset(vm: &Vm, body: &Map<String, Value>) -> Result<(), RedfishError> {
+    const ACTION: &str = "ComputerSystem.Reset";
+    let mut rt = None;
+    for (k, v) in body {
+        match k.as_str() {
+            "ResetType" => {
+                rt = Some(v.as_str().ok_or_else(|| {
+                    RedfishError::new(
+                        400,
+                        "ActionParameterValueTypeError",
+                        &[&v.to_string(), k, ACTION],
+                    )
+                })?)
+            }
+            _ => {
+                return Err(RedfishError::new(
+                    400,
+                    "ActionParameterUnknown",
+                    &[ACTION, k],
+                ))
+            }
+        }
+    }
+    let rt =
+        rt.ok_or_else(|| RedfishError::new(400, "ActionParameterMissing", &[ACTION, "ResetType"]))?;
+    let action = match rt {
+        "On" => PowerAction::On,
+        "ForceOff" => PowerAction::Off,
+        "GracefulShutdown" => PowerAction::SoftOff,
+        "GracefulRestart" => PowerAction::SoftReboot,
+        "ForceRestart" => PowerAction::Reset,
+        "PowerCycle" => PowerAction::Cycle,
+        _ => {
+            return Err(RedfishError::new(
+                400,
+                "ActionParameterValueNotInList",
+                &[rt, "ResetType", ACTION],
+            ))
+        }
+    };
+    vm.power(action, "redfish").map_err(|e| match e {
+        PowerError::PoweredOff(_) => RedfishError::new(409, "ResourceInStandby", &[]),
+        PowerError::InProgress(_) => RedfishError::new(409, "ResourceInUse", &[]),
+        PowerError::NoAgent(_) => RedfishError::general(409, &e.to_string()),
+    })
+}
+
+/// PATCH AccountService/Accounts/{id}: Password (anyone for themselves),
+/// Enabled (administrators).
+pub fn patch_account(
+    users: &UserStore,
+    u: &User,
+    body: &Map<String, Value>,
+    admin: bool,
+) -> Result<(), RedfishError> {
+    if body.is_empty() {
+        return Err(RedfishError::new(400, "NoOperation", &[]));
+    }
+    // Validate everything before changing anything.
+    let mut password = None;
+    let mut enabled = None;
+    for (k, v) in body {
+        match k.as_str() {
+            "Password" => {
+                let p = v.as_str().ok_or_else(|| type_err(v, k))?;
+                if p.is_empty() || p.len() > crate::users::MAX_IPMI_PASSWORD {
+                    return Err(RedfishError::new(
+                        400,
+                        "PropertyValueFormatError",
+                        &["******", k],
+                    ));
+                }
+                password = Some(p.to_string());
+            }
+            "Enabled" => {
+                if !admin {
+                    return Err(RedfishError::new(403, "InsufficientPrivilege", &[]));
+                }
+                enabled = Some(v.as_bool().ok_or_else(|| type_err(v, k))?);
+            }
+            "UserName" | "RoleId" | "Id" | "Name" | "Locked" | "Links" | "@odata.id"
+            | "@odata.type" => return Err(RedfishError::new(400, "PropertyNotWritable", &[k])),
+            _ => return Err(RedfishError::new(400, "PropertyUnknown", &[k])),
+        }
+    }
+    let fail = |e: crate::users::UserError| RedfishError::general(500, &e.to_string());
+    if let Some(p) = password {
+        users.set_password(u.id, p.as_bytes()).map_err(fail)?;
+        log::info!("redfish: password of {} changed", u.name);
+    }
+    if let Some(e) = enabled {
+        users.set_enabled(u.id, e).map_err(fail)?;
+    }
+    Ok(())
+}
