@@ -69,10 +69,21 @@ pub enum Request {
         /// New host selection.
         set: Option<String>,
     },
-    /// Where a VM's backdoor socket is (for `hvsim exec`).
+    /// Where a VM's backdoor socket is.
     Backdoor {
         /// VM name.
         vm: String,
+    },
+    /// `hvsim exec`: trace the calling process (pid, checked against the
+    /// connection's peer) against a VM; answered once it is seized.
+    ExecAttach {
+        /// VM name.
+        vm: String,
+        /// The caller's own pid.
+        pid: i32,
+        /// Print the tracer's counts on the program's stderr at its exit.
+        #[serde(default)]
+        stats: bool,
     },
 }
 
@@ -159,21 +170,30 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,
         })),
+        Request::ExecAttach { .. } => {
+            Err("exec-attach is served only on the control socket".to_string())
+        }
     }
 }
 
-/// Serve control connections until the process ends.
-pub fn spawn(inv: Inventory, listener: UnixListener) -> io::Result<()> {
+/// Serve control connections until the process ends; `exec` takes the
+/// `exec-attach` requests of `hvsim exec`.
+pub fn spawn(
+    inv: Inventory,
+    listener: UnixListener,
+    exec: Arc<crate::exec::Service>,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let inv = inv.clone();
+                let exec = exec.clone();
                 let _ = std::thread::Builder::new()
                     .name("control-conn".into())
                     .spawn(move || {
-                        if let Err(e) = serve_conn(&inv, conn) {
+                        if let Err(e) = serve_conn(&inv, &exec, conn) {
                             log::debug!("control connection: {e}");
                         }
                     });
@@ -182,7 +202,27 @@ pub fn spawn(inv: Inventory, listener: UnixListener) -> io::Result<()> {
     Ok(())
 }
 
-fn serve_conn(inv: &Inventory, conn: UnixStream) -> io::Result<()> {
+/// The pid of the process that connected (SO_PEERCRED).
+fn peer_pid(conn: &UnixStream) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes
+    // into it and the fd is open while `conn` is borrowed.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        );
+        (rc == 0 && cred.pid > 0).then_some(cred.pid)
+    }
+}
+
+fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) -> io::Result<()> {
+    let peer = peer_pid(&conn);
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(conn);
     let mut line = Vec::new();
@@ -197,12 +237,16 @@ fn serve_conn(inv: &Inventory, conn: UnixStream) -> io::Result<()> {
         let answer = if line.len() as u64 > MAX_REQUEST {
             json!({"ok": false, "error": format!("request exceeds {MAX_REQUEST} bytes")})
         } else {
-            match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => match handle(inv, req) {
-                    Ok(v) => json!({"ok": true, "result": v}),
-                    Err(e) => json!({"ok": false, "error": e}),
-                },
-                Err(e) => json!({"ok": false, "error": format!("bad control request: {e}")}),
+            let result = match serde_json::from_slice::<Request>(&line) {
+                Ok(Request::ExecAttach { vm, pid, stats }) => {
+                    exec.attach(&vm, pid, peer, stats).map(|()| Value::Null)
+                }
+                Ok(req) => handle(inv, req),
+                Err(e) => Err(format!("bad control request: {e}")),
+            };
+            match result {
+                Ok(v) => json!({"ok": true, "result": v}),
+                Err(e) => json!({"ok": false, "error": e}),
             }
         };
         let mut out = serde_json::to_vec(&answer)?;
@@ -251,14 +295,19 @@ pub fn client_socket(flag: Option<&Path>) -> PathBuf {
 
 /// Send one request and return the result.
 pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
+    let s = UnixStream::connect(path).map_err(|source| ControlError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    request_on(s, path, req)
+}
+
+/// Send one request on a connection already open to `path`.
+pub fn request_on(mut s: UnixStream, path: &Path, req: &Value) -> Result<Value, ControlError> {
     let io_err = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut s = UnixStream::connect(path).map_err(|source| ControlError::Connect {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let mut line = serde_json::to_vec(req).map_err(|e| io_err(e.into()))?;
     line.push(b'\n');
     s.write_all(&line).map_err(io_err)?;

@@ -160,8 +160,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command,
         } => {
             let path = control::client_socket(sock.as_deref());
-            let exit = hvsim::exec::run(&path, &vm, &command[0], &command[1..])?;
-            hvsim::exec::exit_like(exit)
+            // On success this process has become the program.
+            match hvsim::exec::run(&path, &vm, &command[0], &command[1..])? {}
         }
         Cmd::Demo { wait, no_wait } => {
             serve::block_signals();

@@ -133,6 +133,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     let mut vms = BTreeMap::new();
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();
+    let mut exec = crate::exec::Service::new();
     for vc in &cfg.vm {
         let uuid = match &vc.uuid {
             Some(u) => config::parse_uuid(u).context("uuid was validated")?,
@@ -177,6 +178,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             tsc_hz: mhz as u64 * 1_000_000,
             build: BUILD_NUMBER,
         };
+        exec.add(vm.clone(), facts);
         listeners.push((
             vm.clone(),
             facts,
@@ -200,7 +202,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
     crate::ipmi::start(cfg, &inv, store.clone(), users.clone())?;
     let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
-    control::spawn(inv.clone(), control_listener)?;
+    control::spawn(inv.clone(), control_listener, Arc::new(exec))?;
     log::info!("control socket {}", control_socket.display());
     Ok(Server {
         vms: inv,

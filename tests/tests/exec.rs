@@ -1,6 +1,7 @@
 //! `hvsim exec`, the trap frontend: unmodified guest programs whose port I/O
 //! and CPUID are trapped and emulated, and the process management around it
-//! (threads, fork/exec, crashes, signals, exit status, a killed tracer).
+//! (threads, fork/exec, crashes, signals, exit status, a killed tracer,
+//! the CPUID site cache).
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -112,11 +113,11 @@ fn killed_by_a_signal() {
     assert_eq!(var(&sim, "guestinfo.raise"), "soon");
 }
 
-/// Start `trap-guest wait-term` under the tracer and wait for "ready".
-fn waiting_guest(sim: &Sim) -> std::process::Child {
+/// Start `trap-guest MODE` under the tracer and wait for "ready".
+fn ready_guest(sim: &Sim, mode: &str) -> std::process::Child {
     let mut child = sim
         .exec("vm0", &bin("trap-guest"))
-        .arg("wait-term")
+        .arg(mode)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -131,10 +132,10 @@ fn waiting_guest(sim: &Sim) -> std::process::Child {
 }
 
 #[test]
-fn sigterm_is_forwarded_to_the_program() {
+fn sigterm_reaches_the_program() {
     let sim = Sim::start();
-    let mut child = waiting_guest(&sim);
-    // SAFETY: signalling our own child (hvsim exec).
+    let mut child = ready_guest(&sim, "wait-term");
+    // SAFETY: signalling our own child (hvsim exec, now the program).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(42), "the program's SIGTERM handler ran");
@@ -161,32 +162,106 @@ fn state_of(pid: i32) -> Option<char> {
     s.rsplit_once(") ")?.1.chars().next()
 }
 
-#[test]
-fn killing_the_tracer_kills_the_program() {
-    let sim = Sim::start();
-    let mut child = waiting_guest(&sim);
-    let traced = children_of(child.id());
-    assert_eq!(traced.len(), 1, "one traced program: {traced:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let pid = traced[0];
+/// Wait up to 10 s for `child` to end; it must never sit stopped.
+fn ends_within(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match state_of(pid) {
-            None => break,
-            // A zombie whose parent is gone is init's to reap; it runs nothing.
-            Some('Z') | Some('X') => break,
-            // Running, sleeping or (the bug this catches) stopped forever.
-            Some(s) => assert!(
-                Instant::now() < deadline,
-                "traced program {pid} still there in state {s} after the tracer died"
-            ),
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
         }
+        let pid = child.id() as i32;
+        assert!(
+            Instant::now() < deadline,
+            "program {pid} still there in state {:?}",
+            state_of(pid)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    sim.eventually("its backdoor connection closed", || {
-        sim.show("vm0")["channels"] == 0
+}
+
+/// `hvsim exec` becomes the program: the caller's own child, no process in
+/// between, and the tracer lives in `hvsim serve`.
+#[test]
+fn hvsim_exec_becomes_the_program() {
+    let sim = Sim::start();
+    let mut child = ready_guest(&sim, "wait-term");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+    assert_eq!(exe, bin("trap-guest"));
+    assert!(children_of(child.id()).is_empty());
+    let field = |pid: &str, name: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    // The tracer is a thread of hvsim serve.
+    let tracer = field(&child.id().to_string(), "TracerPid:");
+    assert_eq!(field(&tracer, "Tgid:"), sim.pid().to_string());
+    child.kill().unwrap();
+    assert_eq!(ends_within(&mut child).signal(), Some(libc::SIGKILL));
+}
+
+/// The tracer is `hvsim serve`: when it dies, its programs die with it
+/// (their CPUIDs are UD2 now), none is left stopped.
+#[test]
+fn killing_hvsim_serve_kills_the_program() {
+    let mut sim = Sim::start();
+    let mut child = ready_guest(&sim, "wait-term");
+    sim.kill9_and_restart();
+    assert_eq!(ends_within(&mut child).signal(), Some(libc::SIGKILL));
+    // The restarted host runs programs again.
+    let o = guest(&sim, &["exit", "3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+/// A program killed while it holds a channel: its channels close, and the
+/// session ends.
+#[test]
+fn killed_program_frees_its_channels() {
+    let sim = Sim::start();
+    let mut child = ready_guest(&sim, "hold");
+    assert_eq!(sim.show("vm0")["channels"], 1);
+    child.kill().unwrap();
+    assert_eq!(ends_within(&mut child).signal(), Some(libc::SIGKILL));
+    sim.eventually("its channels closed", || sim.show("vm0")["channels"] == 0);
+    let pid = child.id();
+    sim.eventually("the session ended", || {
+        sim.log().contains(&format!("exec session {pid} ended"))
     });
+}
+
+/// Each file is disassembled once per `hvsim serve`: a second run of the
+/// same program finds every CPUID site in the cache.
+#[test]
+fn cpuid_sites_are_cached_per_file() {
+    let sim = Sim::start();
+    let stats = |sim: &Sim| {
+        let o = sim
+            .exec("vm0", &bin("trap-guest"))
+            .arg("signature")
+            .env("HVSIM_EXEC_STATS", "1")
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&o), "VMwareVMware\n", "{}", stderr(&o));
+        stderr(&o)
+    };
+    let first = stats(&sim);
+    assert!(!first.contains("disassembled: 0,"), "{first}");
+    let second = stats(&sim);
+    assert!(second.contains("disassembled: 0,"), "{second}");
+    assert!(!second.contains("patched: 0,"), "{second}");
+}
+
+/// serve traces only the process that asks for it.
+#[test]
+fn exec_attach_is_for_the_caller_only() {
+    let sim = Sim::start();
+    let e = sim
+        .control(serde_json::json!({"op": "exec-attach", "vm": "vm0", "pid": 1}))
+        .unwrap_err();
+    assert!(e.contains("not the caller"), "{e}");
 }
 
 #[test]

@@ -1,60 +1,77 @@
 //! `hvsim exec`: the trap frontend. Runs an unmodified guest program under
 //! ptrace against a VM of a running `hvsim serve`.
 //!
-//! The program's `in`/`out`/`rep insb`/`rep outsb` on the backdoor ports fault
-//! in user space (no I/O privilege); the tracer emulates them against the VM's
-//! backdoor device (one register frame per instruction over the VM's backdoor
-//! socket, one connection per traced process), writes the registers and
-//! memory back and steps past the instruction. CPUID says "VMwareVMware": each
-//! CPUID in the program's executable code is rewritten to UD2 and answered by
-//! the tracer. See [`tracer`] for the ptrace side.
+//! The tracer runs inside `hvsim serve`: `hvsim exec` asks it over the
+//! control socket (`{"op":"exec-attach","vm":..,"pid":..}`) to seize the
+//! `hvsim exec` process itself, waits for the answer, installs a seccomp
+//! filter and execs the program ([`launch`]). So the program is the caller's
+//! own child (exit status, signals and terminal need no forwarding), and an
+//! emulated instruction is one ptrace round trip plus a function call into
+//! the VM's device ([`vmdev`]), not a second round trip to a socket.
+//!
+//! The program's `in`/`out`/`rep insb`/`rep outsb` on the backdoor ports
+//! fault in user space (no I/O privilege); the tracer emulates them against
+//! the device, writes the registers and memory back and steps past the
+//! instruction. CPUID says "VMwareVMware": each CPUID in the program's
+//! executable code is rewritten to UD2 and answered by the tracer. See
+//! [`tracer`] for the ptrace side.
 //!
 //! * [`emulate`]: decoding and emulating the I/O instructions (pure).
 //! * [`cpuid`]: the CPUID answers (pure).
 //! * [`patch`]: finding CPUID instructions by disassembly (pure).
 //! * [`elf`]: executable sections of a program file (pure).
-//! * [`client`]: the frame client to the backdoor socket.
-//! * [`tracer`]: the ptrace loop (x86_64 Linux only).
+//! * [`cache`]: CPUID sites per file, shared by all sessions of one serve.
+//! * [`vmdev`]: the VM's device as the emulator calls it.
+//! * [`launch`]: the `hvsim exec` side: attach, seccomp, exec.
+//! * [`tracer`]: the ptrace loop, one thread per session in serve.
+//!
+//! Lifetimes: the tracer thread lives until the program's whole tree has
+//! exited. If `hvsim serve` stops or dies, every program under `hvsim exec`
+//! is killed (`PTRACE_O_EXITKILL`): its CPUIDs are UD2 now, so it could not
+//! run on untraced anyway.
 //!
 //! Threat table: the traced program is the guest and untrusted, but it runs
-//! with the user's own privileges; what it can make the tracer do is bounded:
+//! with the user's own privileges, while the tracer runs with serve's; what
+//! the program can make the tracer do is bounded:
 //!
 //! | program does                        | bound                                            |
 //! |-------------------------------------|--------------------------------------------------|
+//! | asks serve to trace another process | refused: the pid must be the control peer's own (SO_PEERCRED) |
 //! | string I/O with a huge rcx          | refused above [`emulate::MAX_STRING`]; hvsim caps messages |
 //! | string I/O on unmapped memory       | the fault is delivered, as a real page fault     |
 //! | I/O on other ports, real crashes    | the signal is delivered unchanged                |
-//! | crafted ELF section tables          | checked parser ([`elf`]), fuzzed                 |
-//! | endless exec mappings               | each is scanned once per mmap/mprotect call      |
+//! | a SIGSEGV sent by kill() while at a backdoor instruction | taken for the fault and emulated (no GETSIGINFO per trap); only the program itself is affected |
+//! | crafted ELF section tables          | checked parser ([`elf`]), fuzzed; sections over 256 MiB are not read |
+//! | endless exec mappings, many files   | each is scanned once per mmap/mprotect call; the site cache holds at most [`cache::MAX_FILES`] files |
+//! | rewrites a cached file in place     | new ctime, new cache entry; UD2 is written only where memory holds CPUID |
+//! | maps files it cannot read           | serve opens them through /proc/PID/map_files: only what the program mapped |
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde_json::json;
+use crate::device::DeviceFacts;
+use crate::vm::Vm;
 
-pub mod client;
+pub mod cache;
 pub mod cpuid;
 pub mod elf;
 pub mod emulate;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod launch;
 pub mod patch;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod tracer;
-
-/// How the traced program ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// It exited with this code.
-    Code(i32),
-    /// A signal killed it.
-    Signal(i32),
-}
+pub mod vmdev;
 
 /// Why `hvsim exec` could not run the program.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The control socket did not name the VM's backdoor socket.
-    #[error("cannot find the backdoor socket of VM {vm:?}: {source}")]
+    /// `hvsim serve` did not take the program on.
+    #[error("cannot run under VM {vm:?}: {source}")]
     Control {
         /// The VM.
         vm: String,
@@ -70,8 +87,8 @@ pub enum ExecError {
     /// An argument holds a NUL byte.
     #[error("an argument contains a NUL byte")]
     BadArgument,
-    /// fork or pipe failed.
-    #[error("cannot start the program: {0}")]
+    /// The tracer thread could not start.
+    #[error("cannot start the tracer: {0}")]
     Spawn(io::Error),
     /// execve failed in the child.
     #[error("cannot execute {program}: {source}")]
@@ -98,68 +115,103 @@ pub enum ExecError {
 }
 
 /// Run `program` with `args` against VM `vm` of the `hvsim serve` behind the
-/// control socket `control`; returns how the program ended.
+/// control socket `control`: this process is traced by serve and becomes the
+/// program. Returns only when that failed.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub fn run(
     control: &Path,
     vm: &str,
     program: &OsString,
     args: &[OsString],
-) -> Result<Exit, ExecError> {
-    let v = crate::control::request(control, &json!({"op": "backdoor", "vm": vm})).map_err(
-        |source| ExecError::Control {
-            vm: vm.to_string(),
-            source,
-        },
-    )?;
-    let socket = PathBuf::from(v["socket"].as_str().unwrap_or_default());
-    run_on_socket(&socket, program, args)
+) -> Result<Infallible, ExecError> {
+    launch::run(control, vm, program, args)
 }
 
-/// Like [`run`], with the VM's backdoor socket already known.
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-pub fn run_on_socket(
-    socket: &Path,
-    program: &OsString,
-    args: &[OsString],
-) -> Result<Exit, ExecError> {
-    tracer::run(socket, program, args)
-}
-
-/// Like [`run`], with the VM's backdoor socket already known.
+/// Run `program` with `args` against VM `vm` (x86_64 Linux only).
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-pub fn run_on_socket(
-    _socket: &Path,
+pub fn run(
+    _control: &Path,
+    _vm: &str,
     _program: &OsString,
     _args: &[OsString],
-) -> Result<Exit, ExecError> {
+) -> Result<Infallible, ExecError> {
     Err(ExecError::Unsupported)
 }
 
-/// End this process the way the program ended: the same exit code, or death
-/// by the same signal (without a core dump of hvsim itself), so a shell sees
-/// what it would have seen without `hvsim exec`.
-pub fn exit_like(e: Exit) -> ! {
-    match e {
-        Exit::Code(c) => std::process::exit(c),
-        Exit::Signal(sig) => {
-            let no_core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: plain syscalls on valid arguments: no core file, default
-            // disposition, unblock the signal, send it to this thread.
-            unsafe {
-                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-                libc::signal(sig, libc::SIG_DFL);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, sig);
-                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                libc::raise(sig);
-            }
-            // A signal whose default is not to terminate (or that is ignored
-            // by policy): report it the shell's way.
-            std::process::exit(128 + sig)
+/// The serve side: the VMs a traced program may run against, and the CPUID
+/// sites of every file seen so far.
+#[derive(Debug, Default)]
+pub struct Service {
+    vms: HashMap<String, (Arc<Vm>, DeviceFacts)>,
+    cache: Arc<cache::SiteCache>,
+    tsc_khz: u32,
+}
+
+impl Service {
+    /// No VMs yet.
+    pub fn new() -> Service {
+        Service {
+            tsc_khz: cpuid::tsc_khz(),
+            ..Service::default()
         }
+    }
+
+    /// Offer `vm`, whose device reports `facts`.
+    pub fn add(&mut self, vm: Arc<Vm>, facts: DeviceFacts) {
+        self.vms.insert(vm.info.name.clone(), (vm, facts));
+    }
+
+    /// Trace process `pid` (which asked through a control connection from
+    /// process `caller`) against VM `vm`; returns once it is seized.
+    /// `stats`: print the tracer's counts on its stderr when it exits.
+    pub fn attach(
+        &self,
+        vm: &str,
+        pid: i32,
+        caller: Option<i32>,
+        stats: bool,
+    ) -> Result<(), String> {
+        let Some((vm, facts)) = self.vms.get(vm) else {
+            let mut names: Vec<&str> = self.vms.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            return Err(format!("no VM named {vm:?} (VMs: {})", names.join(", ")));
+        };
+        if caller != Some(pid) {
+            return Err(format!(
+                "exec-attach: process {pid} is not the caller ({}); a process can only ask to be traced itself",
+                caller.map_or("unknown".to_string(), |c| c.to_string())
+            ));
+        }
+        self.attach_checked(vm.clone(), *facts, pid, stats)
+            .map_err(|e| e.to_string())
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn attach_checked(
+        &self,
+        vm: Arc<Vm>,
+        facts: DeviceFacts,
+        pid: i32,
+        stats: bool,
+    ) -> Result<(), ExecError> {
+        tracer::attach(tracer::Session {
+            vm,
+            facts,
+            cache: self.cache.clone(),
+            pid,
+            stats,
+            tsc_khz: self.tsc_khz,
+        })
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn attach_checked(
+        &self,
+        _vm: Arc<Vm>,
+        _facts: DeviceFacts,
+        _pid: i32,
+        _stats: bool,
+    ) -> Result<(), ExecError> {
+        Err(ExecError::Unsupported)
     }
 }

@@ -1,53 +1,63 @@
-//! The ptrace loop of `hvsim exec` (x86_64 Linux).
+//! The ptrace side of `hvsim exec` (x86_64 Linux), run inside `hvsim serve`.
 //!
-//! One tracer thread follows every task of the program's tree (threads, fork,
-//! vfork, clone, exec) with `PTRACE_SEIZE` options, so new tasks are traced
-//! before they run an instruction. Per stop it does the least work possible:
+//! One tracer thread per `hvsim exec` session seizes the `hvsim exec`
+//! process before it execs the program, and follows every task of the
+//! program's tree (threads, fork, vfork, clone, exec) with `PTRACE_SEIZE`
+//! options, so new tasks are traced before they run an instruction. It waits
+//! with `__WALL | __WNOTHREAD`: only for its own tracees, never for another
+//! session's or for a child of serve. Per stop it does the least work
+//! possible:
 //!
-//! * SIGSEGV with `si_code == SI_KERNEL` (a general protection fault: `in`,
-//!   `out`, `ins`, `outs` without I/O privilege): GETSIGINFO, GETREGS, the
+//! * SIGSEGV at a backdoor instruction (`in`, `out`, `ins`, `outs` fault
+//!   with a general protection fault without I/O privilege): GETREGS, the
 //!   instruction (decoded once per site and cached until the address space
-//!   changes), one frame round trip to hvsim, SETREGS, resume. Any other
-//!   SIGSEGV, or one at an instruction that is not a backdoor access, is
-//!   delivered unchanged.
+//!   changes), a function call into the VM's device, SETREGS, resume. No
+//!   GETSIGINFO: the decoded instruction at RIP already says it was the
+//!   port access. Any other SIGSEGV, or one at an instruction that is not a
+//!   backdoor access, is delivered unchanged.
 //! * SIGILL at a CPUID site this tracer patched into UD2: GETREGS, answer the
 //!   leaf ([`super::cpuid`]), SETREGS, resume. A UD2 the program had itself is
 //!   not in the site table and raises SIGILL as usual.
 //! * New executable code: at the exec stop (program and loader) all
-//!   executable mappings are scanned; later mappings are caught by a seccomp
-//!   filter installed before exec that traps only `mmap`, `mprotect` and
-//!   `pkey_mprotect` calls whose protection includes PROT_EXEC
-//!   (`SECCOMP_RET_TRACE`). The tracer lets the call complete (one
+//!   executable mappings are patched; later mappings are caught by a seccomp
+//!   filter installed before exec ([`super::launch`]) that traps only
+//!   `mmap`, `mprotect` and `pkey_mprotect` calls whose protection includes
+//!   PROT_EXEC (`SECCOMP_RET_TRACE`). The tracer lets the call complete (one
 //!   syscall-exit stop) and patches the new range before the program can run
-//!   it. Every other syscall runs at full speed: no PTRACE_SYSCALL on the
-//!   common path, no /proc/PID/maps polling.
+//!   it. Sites of a file come from [`super::cache`], so each file is
+//!   disassembled once per `hvsim serve`. Every other syscall runs at full
+//!   speed: no PTRACE_SYSCALL on the common path, no /proc/PID/maps polling.
 //!
-//! Killing the tracer kills the tree (`PTRACE_O_EXITKILL`).
+//! The tracer thread lives as long as its tracees; if it or serve dies they
+//! are killed (`PTRACE_O_EXITKILL`), never left stopped with UD2 in place of
+//! CPUID.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 use std::ops::Range;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Arc;
 
-use super::client::FrameClient;
+use super::cache::{self, FileKey, FileSites, SiteCache};
 use super::cpuid;
 use super::elf;
 use super::emulate::{self, Cpu, Decoded, GuestMem, Outcome};
-use super::patch;
-use super::{ExecError, Exit};
+use super::patch::{self, Site};
+use super::vmdev::VmDevice;
+use super::ExecError;
+use crate::device::DeviceFacts;
+use crate::vm::Vm;
 
-/// `si_code` of a fault raised by the kernel itself (a #GP such as port I/O
-/// without privilege), as opposed to a page fault or a signal someone sent.
-const SI_KERNEL: i32 = 0x80;
 /// Syscall-exit stops are SIGTRAP | 0x80 with PTRACE_O_TRACESYSGOOD.
 const SYSCALL_TRAP: i32 = libc::SIGTRAP | 0x80;
 const PAGE: u64 = 4096;
+/// Largest executable section read from a file for disassembly; a file
+/// claiming more is swept in memory, mapping by mapping, instead.
+const MAX_SECTION: u64 = 256 << 20;
 
-/// What the tracer counted; `HVSIM_EXEC_STATS=1` prints it at exit.
+/// What the tracer counted; `HVSIM_EXEC_STATS=1` prints it when the program
+/// exits.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     /// Ptrace stops handled.
@@ -60,8 +70,70 @@ pub struct Stats {
     pub patched: u64,
     /// Executable mappings scanned.
     pub scans: u64,
+    /// Files disassembled (not found in the site cache).
+    pub disassembled: u64,
     /// Ptrace requests issued (each one a syscall into the tracee's state).
     pub ptrace_calls: u64,
+}
+
+/// Everything a session needs; built by [`super::Service::attach`].
+#[derive(Debug)]
+pub struct Session {
+    /// The VM whose device answers.
+    pub vm: Arc<Vm>,
+    /// Its fixed facts.
+    pub facts: DeviceFacts,
+    /// CPUID sites per file, shared by all sessions.
+    pub cache: Arc<SiteCache>,
+    /// The `hvsim exec` process, about to exec the program.
+    pub pid: i32,
+    /// Print [`Stats`] on the program's stderr when it exits.
+    pub stats: bool,
+    /// TSC frequency for CPUID leaf 0x40000010.
+    pub tsc_khz: u32,
+}
+
+/// Seize `s.pid` from a new tracer thread and trace it until its whole tree
+/// has exited. Returns once the seize has succeeded (the caller may exec).
+pub fn attach(s: Session) -> Result<(), ExecError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let pid = s.pid;
+    std::thread::Builder::new()
+        .name(format!("exec-{pid}"))
+        .spawn(move || {
+            let mut opts = libc::PTRACE_O_TRACESYSGOOD
+                | libc::PTRACE_O_TRACECLONE
+                | libc::PTRACE_O_TRACEFORK
+                | libc::PTRACE_O_TRACEVFORK
+                | libc::PTRACE_O_TRACEEXEC
+                | libc::PTRACE_O_TRACESECCOMP
+                | libc::PTRACE_O_EXITKILL;
+            if s.stats {
+                opts |= libc::PTRACE_O_TRACEEXIT;
+            }
+            // SAFETY: PTRACE_SEIZE takes integer arguments only; the target
+            // asked for it over the control socket (its pid was checked).
+            let rc = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, opts as libc::c_long) };
+            if rc != 0 {
+                let _ = tx.send(Err(io::Error::last_os_error()));
+                return;
+            }
+            let _ = tx.send(Ok(()));
+            let mut t = Tracer::new(s);
+            t.run();
+            log::debug!("exec session {pid} ended: {:?}", t.stats);
+        })
+        .map_err(ExecError::Spawn)?;
+    match rx.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(ExecError::Ptrace {
+            what: "PTRACE_SEIZE",
+            source,
+        }),
+        Err(_) => Err(ExecError::Spawn(io::Error::other(
+            "the tracer thread ended early",
+        ))),
+    }
 }
 
 #[derive(Debug)]
@@ -80,7 +152,9 @@ struct Proc {
     sites: HashMap<u64, u8>,
     /// Decoded I/O instructions by address; cleared when mappings change.
     decoded: HashMap<u64, Option<Decoded>>,
-    conn: Option<FrameClient>,
+    /// Opened at its first backdoor instruction; dropping it closes the
+    /// process's channels.
+    dev: Option<VmDevice>,
 }
 
 impl Proc {
@@ -112,224 +186,6 @@ fn cvt(rc: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// Find `program` the way execvp would: as given when it has a slash, else
-/// the first executable file of that name on PATH.
-pub fn resolve(program: &OsStr) -> Result<PathBuf, ExecError> {
-    if program.as_bytes().contains(&b'/') {
-        return Ok(PathBuf::from(program));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(program);
-        if let Ok(c) = CString::new(p.as_os_str().as_bytes()) {
-            // SAFETY: `c` is a valid NUL-terminated path.
-            if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    Err(ExecError::NotFound {
-        program: program.to_os_string(),
-    })
-}
-
-// Classic BPF for the seccomp filter (linux/filter.h, linux/seccomp.h).
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JEQ_K: u16 = 0x15;
-const BPF_JSET_K: u16 = 0x45;
-const BPF_RET_K: u16 = 0x06;
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-
-fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
-
-/// Trap (SECCOMP_RET_TRACE) mmap/mprotect/pkey_mprotect with PROT_EXEC in
-/// their third argument; allow everything else. Offsets are those of
-/// `struct seccomp_data`: nr at 0, arch at 4, args[2] (low half) at 32.
-fn exec_mapping_filter() -> Vec<libc::sock_filter> {
-    vec![
-        stmt(BPF_LD_W_ABS, 4),
-        jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, 8),
-        stmt(BPF_LD_W_ABS, 0),
-        jump(BPF_JEQ_K, libc::SYS_mmap as u32, 3, 0),
-        jump(BPF_JEQ_K, libc::SYS_mprotect as u32, 2, 0),
-        jump(BPF_JEQ_K, libc::SYS_pkey_mprotect as u32, 1, 0),
-        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
-        stmt(BPF_LD_W_ABS, 32),
-        jump(BPF_JSET_K, libc::PROT_EXEC as u32, 0, 1),
-        stmt(BPF_RET_K, SECCOMP_RET_TRACE),
-        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
-    ]
-}
-
-/// The signals `hvsim exec` forwards to the program.
-fn forwarded_signals() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill the zeroed set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        set
-    }
-}
-
-/// Start `program` stopped-free under ptrace: the child waits on a pipe until
-/// the tracer has seized it, installs the seccomp filter and execs.
-fn spawn(path: &Path, argv0: &OsStr, args: &[OsString]) -> Result<i32, ExecError> {
-    let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| ExecError::NotFound {
-        program: path.as_os_str().to_os_string(),
-    })?;
-    let mut cargs = vec![CString::new(argv0.as_bytes()).unwrap_or_default()];
-    for a in args {
-        cargs.push(CString::new(a.as_bytes()).map_err(|_| ExecError::BadArgument)?);
-    }
-    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let filter = exec_mapping_filter();
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    let mut go = [0i32; 2];
-    let mut report = [0i32; 2];
-    // SAFETY: pipe2 writes two fds into each valid 2-element array.
-    let ok = unsafe {
-        libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) == 0
-            && libc::pipe2(report.as_mut_ptr(), libc::O_CLOEXEC) == 0
-    };
-    if !ok {
-        return Err(ExecError::Spawn(io::Error::last_os_error()));
-    }
-    let signals = forwarded_signals();
-    // SAFETY: the child only calls async-signal-safe functions (read, write,
-    // sigprocmask, prctl, execv, _exit) on data prepared before the fork, and
-    // never returns.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(ExecError::Spawn(io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        // SAFETY: see above; every pointer refers to memory prepared before
-        // the fork and still alive in the child's copy.
-        unsafe {
-            let fail = |stage: i32| -> ! {
-                let e = *libc::__errno_location();
-                let msg = [stage, e];
-                libc::write(report[1], msg.as_ptr().cast(), 8);
-                libc::_exit(127)
-            };
-            libc::close(go[1]);
-            let mut b = 0u8;
-            if libc::read(go[0], (&mut b as *mut u8).cast(), 1) != 1 {
-                libc::_exit(127);
-            }
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &signals, std::ptr::null_mut());
-            // Root has CAP_SYS_ADMIN and needs no NO_NEW_PRIVS (which would
-            // stop setuid programs from gaining privilege); others do.
-            if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
-                && (libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0)
-            {
-                fail(1);
-            }
-            libc::execv(cpath.as_ptr(), argv.as_ptr());
-            fail(2);
-        }
-    }
-    // SAFETY: closing our copies of the child's pipe ends.
-    unsafe {
-        libc::close(go[0]);
-        libc::close(report[1]);
-    }
-    let opts = libc::PTRACE_O_TRACESYSGOOD
-        | libc::PTRACE_O_TRACECLONE
-        | libc::PTRACE_O_TRACEFORK
-        | libc::PTRACE_O_TRACEVFORK
-        | libc::PTRACE_O_TRACEEXEC
-        | libc::PTRACE_O_TRACESECCOMP
-        | libc::PTRACE_O_EXITKILL;
-    // SAFETY: seizing our own child, which is blocked in read().
-    let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, opts as libc::c_long) };
-    let seize_err = (seized != 0).then(io::Error::last_os_error);
-    let b = 1u8;
-    // SAFETY: writing one byte from a live local to our pipe end, then closing it.
-    unsafe {
-        if seize_err.is_none() {
-            libc::write(go[1], (&b as *const u8).cast(), 1);
-        }
-        libc::close(go[1]);
-    }
-    if let Some(e) = seize_err {
-        // SAFETY: reaping our own child, which exits on the closed pipe.
-        unsafe {
-            libc::close(report[0]);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-        return Err(ExecError::Ptrace {
-            what: "PTRACE_SEIZE",
-            source: e,
-        });
-    }
-    // The report pipe closes on a successful exec (O_CLOEXEC) before the
-    // exec stop, or carries (stage, errno) when the child failed.
-    let mut msg = [0i32; 2];
-    // SAFETY: reading up to 8 bytes into a live local array.
-    let n = unsafe { libc::read(report[0], msg.as_mut_ptr().cast(), 8) };
-    // SAFETY: closing our pipe end.
-    unsafe { libc::close(report[0]) };
-    if n == 8 {
-        // SAFETY: reaping our child, which called _exit.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL) };
-        let source = io::Error::from_raw_os_error(msg[1]);
-        return Err(if msg[0] == 1 {
-            ExecError::Seccomp(source)
-        } else {
-            ExecError::Exec {
-                program: path.to_path_buf(),
-                source,
-            }
-        });
-    }
-    Ok(pid)
-}
-
-/// Forward SIGINT/SIGTERM/SIGHUP sent to the tracer to the program. Signals
-/// the terminal generated (si_code SI_KERNEL) already reached the program,
-/// which shares the tracer's process group, and are not sent twice.
-fn start_forwarder(pid: i32) {
-    let set = forwarded_signals();
-    let spawned = std::thread::Builder::new()
-        .name("signals".into())
-        .stack_size(64 * 1024)
-        .spawn(move || loop {
-            // SAFETY: siginfo_t is plain data; all-zero is valid.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: `set` is initialised, `info` a valid out pointer.
-            let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
-            if sig > 0 && info.si_code != SI_KERNEL {
-                // SAFETY: sending a signal to the traced program's pid.
-                unsafe { libc::kill(pid, sig) };
-            }
-        });
-    if let Err(e) = spawned {
-        log::warn!("cannot start the signal forwarder: {e}; signals reach only hvsim exec");
-    }
-}
-
 /// One mapping line of /proc/PID/maps.
 #[derive(Debug)]
 struct Mapping {
@@ -338,7 +194,6 @@ struct Mapping {
     shared: bool,
     offset: u64,
     inode: u64,
-    dev: String,
     path: String,
 }
 
@@ -348,7 +203,7 @@ fn parse_maps(pid: i32) -> io::Result<Vec<Mapping>> {
     for line in io::BufReader::new(f).lines() {
         let line = line?;
         let mut it = line.splitn(6, ' ');
-        let (Some(r), Some(perms), Some(off), Some(dev), Some(ino)) =
+        let (Some(r), Some(perms), Some(off), Some(_dev), Some(ino)) =
             (it.next(), it.next(), it.next(), it.next(), it.next())
         else {
             continue;
@@ -372,7 +227,6 @@ fn parse_maps(pid: i32) -> io::Result<Vec<Mapping>> {
             shared: p.get(3) == Some(&b's'),
             offset: off,
             inode: ino,
-            dev: dev.to_string(),
             path,
         });
     }
@@ -395,24 +249,80 @@ fn intersect(a: &Range<u64>, b: &Range<u64>) -> Option<Range<u64>> {
     (r.start < r.end).then_some(r)
 }
 
-/// The whole tracer state.
+fn key_of(md: &std::fs::Metadata) -> FileKey {
+    FileKey {
+        dev: md.dev(),
+        ino: md.ino(),
+        size: md.size(),
+        mtime: (md.mtime(), md.mtime_nsec()),
+        ctime: (md.ctime(), md.ctime_nsec()),
+    }
+}
+
+/// Disassemble the executable sections of `file` (`size` bytes long);
+/// sites by file offset, sorted. `None` when it has no usable section table.
+fn file_sites(file: &File, size: u64) -> FileSites {
+    let secs = exec_sections_of(file).ok()?;
+    let mut sites = Vec::new();
+    let mut code = Vec::new();
+    for s in secs {
+        let end = s.end.min(size);
+        if s.start >= end {
+            continue;
+        }
+        if end - s.start > MAX_SECTION {
+            return None;
+        }
+        code.resize((end - s.start) as usize, 0);
+        file.read_exact_at(&mut code, s.start).ok()?;
+        sites.extend(patch::find_cpuid(&code, s.start));
+    }
+    sites.sort_by_key(|s| s.addr);
+    sites.dedup_by_key(|s| s.addr);
+    Some(sites.into())
+}
+
+/// The whole state of one session.
 struct Tracer {
-    socket: PathBuf,
+    vm: Arc<Vm>,
+    facts: DeviceFacts,
+    cache: Arc<SiteCache>,
+    /// The process `hvsim exec` became.
     main: i32,
-    main_exit: Option<Exit>,
+    print_stats: bool,
     tasks: HashMap<i32, Task>,
     procs: HashMap<i32, Proc>,
     /// New tasks that stopped before their parent's clone/fork event.
     early: HashSet<i32>,
-    /// Executable sections per file (dev, inode); `None`: not usable ELF.
-    elf_cache: HashMap<(String, u64), Option<Vec<Range<u64>>>>,
     tsc_khz: u32,
     buf: Vec<u8>,
     stats: Stats,
-    warned_socket: bool,
 }
 
 impl Tracer {
+    fn new(s: Session) -> Tracer {
+        Tracer {
+            vm: s.vm,
+            facts: s.facts,
+            cache: s.cache,
+            main: s.pid,
+            print_stats: s.stats,
+            tasks: HashMap::from([(
+                s.pid,
+                Task {
+                    tgid: s.pid,
+                    in_syscall: false,
+                    fresh: false,
+                },
+            )]),
+            procs: HashMap::from([(s.pid, Proc::default())]),
+            early: HashSet::new(),
+            tsc_khz: s.tsc_khz,
+            buf: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
     fn ptrace(&mut self, req: libc::c_uint, pid: i32, addr: usize, data: usize) -> io::Result<()> {
         self.stats.ptrace_calls += 1;
         // SAFETY: requests issued here either take integer arguments or
@@ -470,29 +380,25 @@ impl Tracer {
         p.mem.as_ref()
     }
 
-    fn run(&mut self) -> Result<Exit, ExecError> {
-        loop {
-            if self.tasks.is_empty() {
-                break;
-            }
+    fn run(&mut self) {
+        while !self.tasks.is_empty() {
             let mut st = 0;
-            // SAFETY: waiting for any traced task; `st` is a valid out pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut st, libc::__WALL) };
+            // SAFETY: waiting for this thread's own tracees; `st` is a valid
+            // out pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::__WALL | libc::__WNOTHREAD) };
             if pid < 0 {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
                     Some(libc::ECHILD) => break,
                     _ => {
-                        return Err(ExecError::Ptrace {
-                            what: "waitpid",
-                            source: e,
-                        })
+                        log::error!("exec session {}: waitpid: {e}", self.main);
+                        break;
                     }
                 }
             }
             if libc::WIFEXITED(st) || libc::WIFSIGNALED(st) {
-                self.gone(pid, st);
+                self.gone(pid);
                 continue;
             }
             if !libc::WIFSTOPPED(st) {
@@ -507,17 +413,9 @@ impl Tracer {
             }
             self.stopped(pid, st);
         }
-        Ok(self.main_exit.unwrap_or(Exit::Code(0)))
     }
 
-    fn gone(&mut self, pid: i32, st: i32) {
-        if pid == self.main {
-            self.main_exit = Some(if libc::WIFEXITED(st) {
-                Exit::Code(libc::WEXITSTATUS(st))
-            } else {
-                Exit::Signal(libc::WTERMSIG(st))
-            });
-        }
+    fn gone(&mut self, pid: i32) {
         self.early.remove(&pid);
         if let Some(t) = self.tasks.remove(&pid) {
             // The leader is reported last, after all its threads.
@@ -574,6 +472,12 @@ impl Tracer {
                 }
                 0
             }
+            libc::PTRACE_EVENT_EXIT => {
+                if pid == self.main && self.print_stats {
+                    self.print_stats(pid);
+                }
+                0
+            }
             libc::PTRACE_EVENT_STOP => {
                 let fresh = self
                     .tasks
@@ -597,6 +501,19 @@ impl Tracer {
             _ => 0,
         };
         self.resume(pid, deliver);
+    }
+
+    /// `HVSIM_EXEC_STATS=1`: the counts on the program's own stderr, written
+    /// at its exit stop, before its parent can see it gone.
+    fn print_stats(&self, pid: i32) {
+        let line = format!("hvsim exec: {:?}\n", self.stats);
+        let written = File::options()
+            .append(true)
+            .open(format!("/proc/{pid}/fd/2"))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            log::debug!("exec session {pid}: cannot print the stats: {e}");
+        }
     }
 
     fn new_task(&mut self, parent: i32, event: i32) {
@@ -641,8 +558,8 @@ impl Tracer {
                 fresh: false,
             },
         );
-        // A new program: new memory, no sites, and a new backdoor connection
-        // (dropping the old one lets hvsim close the old image's channels).
+        // A new program: new memory, no sites, and a new channel owner
+        // (dropping the old device closes the old image's channels).
         self.procs.insert(pid, Proc::default());
         self.scan(pid, None);
     }
@@ -678,7 +595,6 @@ impl Tracer {
         if let Some(p) = self.procs.get_mut(&tgid) {
             p.decoded.clear();
         }
-        let mut code: Vec<Range<u64>> = Vec::new();
         for m in maps.iter().filter(|m| m.exec) {
             let Some(range) = (match &only {
                 Some(o) => intersect(&m.range, o),
@@ -697,61 +613,89 @@ impl Tracer {
                 continue;
             }
             self.stats.scans += 1;
-            let sections = if m.inode != 0 {
-                self.sections(tgid, m)
+            let known = if m.inode != 0 {
+                self.sites_of_file(tgid, m)
             } else {
                 None
             };
-            match sections {
-                Some(secs) => {
-                    let file_range = m.offset..m.offset + (m.range.end - m.range.start);
-                    for s in secs {
-                        if let Some(f) = intersect(&s, &file_range) {
-                            let a = m.range.start + (f.start - m.offset);
-                            let b = m.range.start + (f.end - m.offset);
-                            if let Some(r) = intersect(&(a..b), &range) {
-                                code.push(r);
-                            }
-                        }
+            match known {
+                Some(sites) => {
+                    let off = m.offset + (range.start - m.range.start);
+                    let file = off..off + (range.end - range.start);
+                    for s in cache::sites_in(&sites, file, range.start) {
+                        self.patch_site(tgid, s);
                     }
                 }
-                // No section table (anonymous code, sstrip'ed files): sweep
-                // the whole mapping.
-                None => code.push(range),
+                // Anonymous code, or a file without a section table
+                // (sstrip'ed): sweep the mapped memory.
+                None => self.patch_range(tgid, range),
             }
-        }
-        for r in code {
-            self.patch_range(tgid, r);
         }
     }
 
-    fn sections(&mut self, tgid: i32, m: &Mapping) -> Option<Vec<Range<u64>>> {
-        let key = (m.dev.clone(), m.inode);
-        if let Some(c) = self.elf_cache.get(&key) {
-            return c.clone();
-        }
+    /// The CPUID sites of the file behind mapping `m` (by file offset), from
+    /// the cache or by disassembling its executable sections once.
+    fn sites_of_file(&mut self, tgid: i32, m: &Mapping) -> Option<Arc<[Site]>> {
         let by_fd = format!(
             "/proc/{tgid}/map_files/{:x}-{:x}",
             m.range.start, m.range.end
         );
-        let file = File::open(by_fd).or_else(|_| File::open(&m.path));
-        let secs = match file {
-            Ok(f) => match exec_sections_of(&f) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    log::debug!("{}: {e}; disassembling the whole mapping", m.path);
-                    None
-                }
-            },
-            Err(e) => {
-                log::debug!("{}: {e}; disassembling the whole mapping", m.path);
-                None
-            }
-        };
-        self.elf_cache.insert(key, secs.clone());
-        secs
+        // map_files names exactly the mapped file; the path may have been
+        // replaced since, so it is used only when its inode still matches.
+        let md = std::fs::metadata(&by_fd)
+            .or_else(|_| std::fs::metadata(&m.path))
+            .ok()
+            .filter(|md| md.ino() == m.inode)?;
+        let key = key_of(&md);
+        if let Some(known) = self.cache.get(&key) {
+            return known;
+        }
+        let file = File::open(&by_fd).or_else(|_| File::open(&m.path)).ok()?;
+        let now = file.metadata().ok()?;
+        if key_of(&now) != key {
+            return None;
+        }
+        self.stats.disassembled += 1;
+        let sites = file_sites(&file, now.size());
+        if sites.is_none() {
+            log::debug!("{}: no section table; disassembling its mappings", m.path);
+        }
+        self.cache.insert(key, sites.clone());
+        sites
     }
 
+    /// Write UD2 over the CPUID at `s` after checking that it is still there.
+    fn patch_site(&mut self, tgid: i32, s: Site) {
+        if self
+            .procs
+            .get(&tgid)
+            .is_some_and(|p| p.sites.contains_key(&s.addr))
+        {
+            return; // patched already (the range was mapped or protected again)
+        }
+        let Some(mem) = self.mem(tgid) else { return };
+        let mut op = [0u8; 2];
+        if mem.read_exact_at(&mut op, s.opcode_addr()).is_err() || op != patch::CPUID {
+            log::debug!(
+                "process {tgid}: no CPUID at {:#x} in memory, unlike its file; left alone",
+                s.addr
+            );
+            return;
+        }
+        if let Err(e) = mem.write_all_at(&patch::UD2, s.opcode_addr()) {
+            log::warn!(
+                "process {tgid}: cannot patch CPUID at {:#x}: {e}; it will report the real hypervisor",
+                s.addr
+            );
+            return;
+        }
+        self.stats.patched += 1;
+        if let Some(p) = self.procs.get_mut(&tgid) {
+            p.sites.insert(s.addr, s.len);
+        }
+    }
+
+    /// Disassemble the memory at `r` and patch every CPUID found.
     fn patch_range(&mut self, tgid: i32, r: Range<u64>) {
         let Some(mem) = self.mem(tgid) else { return };
         let mut code = vec![0u8; (r.end - r.start) as usize];
@@ -759,22 +703,8 @@ impl Tracer {
             log::debug!("process {tgid}: cannot read code at {:#x}: {e}", r.start);
             return;
         }
-        let sites = patch::find_cpuid(&code, r.start);
-        let mut done = Vec::with_capacity(sites.len());
-        for s in sites {
-            match mem.write_all_at(&patch::UD2, s.opcode_addr()) {
-                Ok(()) => done.push(s),
-                Err(e) => log::warn!(
-                    "process {tgid}: cannot patch CPUID at {:#x}: {e}; it will report the real hypervisor",
-                    s.addr
-                ),
-            }
-        }
-        self.stats.patched += done.len() as u64;
-        if let Some(p) = self.procs.get_mut(&tgid) {
-            for s in done {
-                p.sites.insert(s.addr, s.len);
-            }
+        for s in patch::find_cpuid(&code, r.start) {
+            self.patch_site(tgid, s);
         }
     }
 
@@ -797,47 +727,24 @@ impl Tracer {
     }
 
     fn io_trap(&mut self, pid: i32) -> bool {
-        // SAFETY: all-zero is a valid siginfo_t (plain data).
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let got = self.ptrace(
-            libc::PTRACE_GETSIGINFO,
-            pid,
-            0,
-            &mut info as *mut libc::siginfo_t as usize,
-        );
-        if got.is_err() || info.si_code != SI_KERNEL {
-            return false;
-        }
         let tgid = self.tasks.get(&pid).map_or(pid, |t| t.tgid);
         let Ok(mut r) = self.getregs(pid) else {
             return false;
         };
+        // Port I/O at RIP that faulted: the general protection fault of an
+        // access without I/O privilege (see the threat table in super).
         let Some(d) = self.decode_at(tgid, r.rip) else {
             return false;
         };
-        if self.procs.get(&tgid).is_some_and(|p| p.conn.is_none()) {
-            match FrameClient::connect(&self.socket) {
-                Ok(c) => {
-                    if let Some(p) = self.procs.get_mut(&tgid) {
-                        p.conn = Some(c);
-                    }
-                }
-                Err(e) => {
-                    if !std::mem::replace(&mut self.warned_socket, true) {
-                        log::error!(
-                            "cannot reach the VM's backdoor socket {}: {e}; is `hvsim serve` still running? The program gets the fault.",
-                            self.socket.display()
-                        );
-                    }
-                    return false;
-                }
-            }
-        }
         self.mem(tgid);
+        let (vm, facts) = (&self.vm, self.facts);
         let Some(p) = self.procs.get_mut(&tgid) else {
             return false;
         };
-        let (Some(mem), Some(conn)) = (p.mem.as_ref(), p.conn.as_mut()) else {
+        let dev = p
+            .dev
+            .get_or_insert_with(|| VmDevice::new(vm.clone(), facts));
+        let Some(mem) = p.mem.as_ref() else {
             return false;
         };
         let mut cpu = Cpu {
@@ -851,15 +758,11 @@ impl Tracer {
             rip: r.rip,
             rflags: r.eflags,
         };
-        match emulate::emulate(d, &mut cpu, &mut Mem(mem), conn, &mut self.buf) {
+        match emulate::emulate(d, &mut cpu, &mut Mem(mem), dev, &mut self.buf) {
             Ok(Outcome::Done) => {}
             Ok(Outcome::NotOurs | Outcome::BadMemory) => return false,
             Err(e) => {
-                log::error!(
-                    "backdoor socket {}: {e}; is `hvsim serve` still running? The program gets the fault.",
-                    self.socket.display()
-                );
-                p.conn = None;
+                log::error!("process {tgid}: backdoor device: {e}; the program gets the fault");
                 return false;
             }
         }
@@ -896,42 +799,4 @@ fn tgid_of(tid: i32) -> Option<i32> {
     s.lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// Run `program` with `args` under the tracer, emulating the backdoor
-/// against the socket at `socket`. Returns how the program ended.
-pub fn run(socket: &Path, program: &OsStr, args: &[OsString]) -> Result<Exit, ExecError> {
-    let path = resolve(program)?;
-    let set = forwarded_signals();
-    // Block the forwarded signals in every thread of the tracer (the child
-    // unblocks them before exec); the forwarder thread waits for them.
-    // SAFETY: pthread_sigmask with a valid set and no old-set pointer.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    let pid = spawn(&path, program, args)?;
-    start_forwarder(pid);
-    let mut t = Tracer {
-        socket: socket.to_path_buf(),
-        main: pid,
-        main_exit: None,
-        tasks: HashMap::from([(
-            pid,
-            Task {
-                tgid: pid,
-                in_syscall: false,
-                fresh: false,
-            },
-        )]),
-        procs: HashMap::from([(pid, Proc::default())]),
-        early: HashSet::new(),
-        elf_cache: HashMap::new(),
-        tsc_khz: cpuid::tsc_khz(),
-        buf: Vec::new(),
-        stats: Stats::default(),
-        warned_socket: false,
-    };
-    let exit = t.run();
-    if std::env::var_os("HVSIM_EXEC_STATS").is_some_and(|v| v == "1") {
-        eprintln!("hvsim exec: {:?}", t.stats);
-    }
-    exit
 }

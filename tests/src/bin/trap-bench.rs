@@ -13,6 +13,13 @@
 //! * vm-rpctool against vmware-rpctool, a process per message, both under
 //!   `hvsim exec`.
 //!
+//! The machine is shared and its load drifts, so the measures that are
+//! compared are interleaved: the bare limits and the emulated call alternate
+//! in rounds (the median of the rounds is reported), and the two rpctools
+//! alternate run by run (the median of the runs is reported), both tools
+//! under the same `hvsim serve`, whose CPUID-site cache is warm for both
+//! (one unmeasured run each first).
+//!
 //! Run through `scripts/bench.sh` (release build); `--quick` for a smoke run.
 //! Guest modes (run under `hvsim exec` by the benchmark itself):
 //! `trap-bench guest-lb N`, `trap-bench guest-hb N`.
@@ -149,18 +156,33 @@ fn number(c: &mut Command) -> f64 {
         .expect("guest prints a number")
 }
 
-/// Median wall time of `runs` runs of `c`, ms.
-fn per_process(mut c: impl FnMut() -> Command, runs: usize) -> f64 {
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            let o = c().output().expect("run");
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Wall time of one run of `c`, ms.
+fn wall_ms(mut c: Command) -> f64 {
+    let s = Instant::now();
+    let o = c.output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.elapsed().as_secs_f64() * 1e3
+}
+
+/// Median wall times (ms) of `runs` runs of each command, alternating
+/// between them so that load changes hit both alike; one unmeasured warm-up
+/// run each first.
+fn per_process(cmds: &[&dyn Fn() -> Command], runs: usize) -> Vec<f64> {
+    for c in cmds {
+        wall_ms(c());
+    }
+    let mut times = vec![Vec::with_capacity(runs); cmds.len()];
+    for _ in 0..runs {
+        for (i, c) in cmds.iter().enumerate() {
+            times[i].push(wall_ms(c()));
+        }
+    }
+    times.into_iter().map(median).collect()
 }
 
 fn find(name: &str) -> Option<PathBuf> {
@@ -178,11 +200,12 @@ fn main() {
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let (n_lb, n_hb, runs) = if quick { (500, 3, 5) } else { (20_000, 20, 40) };
+    let (n_lb, rounds, n_hb, runs) = if quick {
+        (500, 3, 3, 5)
+    } else {
+        (5_000, 9, 20, 40)
+    };
     pin_self(0);
-
-    let bare_trap = bare(n_lb, int3, cont);
-    let bare_in = bare(n_lb, port_in, empty_emulation);
 
     let dir = tempfile::Builder::new()
         .prefix("trap-bench")
@@ -192,7 +215,17 @@ fn main() {
     std::fs::write(dir.path().join("ovf-env.xml"), vec![b'x'; ovf_len]).expect("ovf");
     let sim = Sim::with_config_in(dir, "[[vm]]\nname = \"vm0\"\novf_env = \"ovf-env.xml\"\n");
     let me = sibling("trap-bench");
-    let lb = number(&mut exec(&sim, &me, &["guest-lb", &n_lb.to_string()]));
+    let (mut bare_trap, mut bare_in, mut lb) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        bare_trap.push(bare(n_lb, int3, cont));
+        bare_in.push(bare(n_lb, port_in, empty_emulation));
+        lb.push(number(&mut exec(
+            &sim,
+            &me,
+            &["guest-lb", &n_lb.to_string()],
+        )));
+    }
+    let (bare_trap, bare_in, lb) = (median(bare_trap), median(bare_in), median(lb));
     let hb_trap = number(&mut exec(&sim, &me, &["guest-hb", &n_hb.to_string()]));
     let hb_socket = number(
         Command::new(&me)
@@ -203,11 +236,19 @@ fn main() {
     let msg = "info-get guestinfo.bench";
     sim.control(serde_json::json!({"op": "set-var", "vm": "vm0", "key": "bench", "value": "v"}))
         .expect("set-var");
-    let ours = per_process(|| exec(&sim, &rpctool, &[msg]), runs);
-    let theirs = find("vmware-rpctool").map(|p| per_process(|| exec(&sim, &p, &[msg]), runs));
+    let ours = || exec(&sim, &rpctool, &[msg]);
+    let (ours, theirs) = match find("vmware-rpctool") {
+        Some(p) => {
+            let t = per_process(&[&ours, &|| exec(&sim, &p, &[msg])], runs);
+            (t[0], Some(t[1]))
+        }
+        None => (per_process(&[&ours], runs)[0], None),
+    };
 
     println!();
-    println!("Trap frontend (`hvsim exec`), everything pinned to one core:");
+    println!(
+        "Trap frontend (`hvsim exec`), everything pinned to one core; LB: median of {rounds} interleaved rounds of {n_lb} calls; rpctools: median of {runs} alternating runs, site cache warm:"
+    );
     println!();
     println!("| measure | hvsim exec | bare limit, same run | ratio | target |");
     println!("|---|---|---|---|---|");

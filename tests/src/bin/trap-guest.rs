@@ -12,6 +12,7 @@
 //! trap-guest wait-term           print "ready", call the backdoor until SIGTERM arrives,
 //!                                then info-set guestinfo.term=received and exit 42
 //! trap-guest signature           print the CPUID hypervisor signature
+//! trap-guest hold                open an RPCI channel, print "ready", sleep until killed
 //! ```
 
 use std::ffi::CString;
@@ -143,6 +144,21 @@ fn main() {
             }
             must("info-set guestinfo.term received");
             exit(42);
+        }
+        "hold" => {
+            let bd = transport::connect(&BackdoorSpec::Auto).unwrap_or_else(|e| {
+                eprintln!("trap-guest: {e}");
+                exit(3)
+            });
+            let _ch = Rpci::open(bd).unwrap_or_else(|e| {
+                eprintln!("trap-guest: {e}");
+                exit(3)
+            });
+            println!("ready");
+            std::io::stdout().flush().ok();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
         }
         "signature" => {
             println!(
