@@ -407,6 +407,7 @@ fn client_config(o: &OpenOptions) -> Result<Arc<rustls::ClientConfig>, String> {
         ));
     }
     let mut roots = rustls::RootCertStore::empty();
+    let mut pinned = Vec::new();
     for bundle in [
         "/etc/ssl/certs/ca-certificates.crt",
         "/etc/pki/tls/certs/ca-bundle.crt",
@@ -421,14 +422,94 @@ fn client_config(o: &OpenOptions) -> Result<Arc<rustls::ClientConfig>, String> {
             .map_err(|e| format!("{}: {e}", ca.display()))?
             .flatten()
             .collect();
+        pinned.extend(certs.iter().map(|c| c.to_vec()));
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
             return Err(format!("{}: no usable CA certificate", ca.display()));
         }
     }
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
     Ok(Arc::new(
-        builder.with_root_certificates(roots).with_no_client_auth(),
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                webpki,
+                pinned,
+                provider,
+            }))
+            .with_no_client_auth(),
     ))
+}
+
+/// Web PKI verification, plus: a server presenting exactly a certificate
+/// from `media_ca` is trusted (a pinned self-signed certificate, such as
+/// hvsim's own generated ones, which are marked as CAs so OpenSSL clients
+/// can pin them, and which webpki therefore refuses as end entities).
+#[derive(Debug)]
+struct Pinned {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<Vec<u8>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|p| p.as_slice() == end_entity.as_ref())
+        {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// VerifyCertificate = false: accept any server certificate, but still check

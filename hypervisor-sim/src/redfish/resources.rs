@@ -38,7 +38,7 @@ pub fn service_root(s: &Service) -> Value {
         "Managers": {"@odata.id": "/redfish/v1/Managers"},
         "SessionService": {"@odata.id": "/redfish/v1/SessionService"},
         "AccountService": {"@odata.id": "/redfish/v1/AccountService"},
-        "TaskService": {"@odata.id": "/redfish/v1/TaskService"},
+        "Tasks": {"@odata.id": "/redfish/v1/TaskService"},
         "Links": {"Sessions": {"@odata.id": "/redfish/v1/SessionService/Sessions"}},
     })
 }
@@ -428,6 +428,7 @@ pub fn account(u: &User) -> Value {
         "Enabled": u.enabled,
         "Locked": false,
         "Password": null,
+        "AccountTypes": ["Redfish"],
         "Links": {"Role": {"@odata.id": format!("/redfish/v1/AccountService/Roles/{}", role_name(u.role))}},
     })
 }
