@@ -198,8 +198,8 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         );
         socket::spawn(vm, facts, l)?;
     }
-    let cim = crate::cim::start(cfg, inv.clone(), &state_dir)?;
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
+    let cim = crate::cim::start(cfg, inv.clone(), &state_dir, users.clone())?;
     crate::ipmi::start(cfg, &inv, store.clone(), users.clone())?;
     let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
     control::spawn(inv.clone(), control_listener, Arc::new(exec))?;

@@ -53,6 +53,11 @@ fn cim_sim(vms: &[&str], extra: &str) -> (Sim, u16, u16) {
     for v in vms {
         cfg.push_str(&format!("[[vm]]\nname = \"{v}\"\n"));
     }
+    cim_sim_with(cfg, extra)
+}
+
+/// [`cim_sim`] with the `[[vm]]` tables given as TOML.
+fn cim_sim_with(mut cfg: String, extra: &str) -> (Sim, u16, u16) {
     cfg.push_str("[cim]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n");
     cfg.push_str(extra);
     cfg.push_str(USERS);
@@ -514,4 +519,64 @@ fn bad_input_gets_the_right_error_and_the_server_keeps_serving() {
     let (st, _, body) = exchange(&mut s, &post(&good, OP));
     assert_eq!(st, 200);
     assert_eq!(body.matches("<INSTANCENAME").count(), 2);
+}
+
+/// CIM logins go through the user store the BMCs share: a password set
+/// with `ipmitool user set password` is the one CIM accepts from then on.
+#[test]
+fn password_set_over_ipmi_is_the_one_cim_accepts() {
+    let ipmi = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
+    let (sim, http, _) = cim_sim_with(
+        format!("[[vm]]\nname = \"vm0\"\nipmi = {{ listen = \"127.0.0.1:{ipmi}\" }}\n"),
+        "",
+    );
+    let good = enum_names(
+        &["root", "cimv2"],
+        "CIM_ComputerSystem",
+        "EnumerateInstanceNames",
+    );
+    let as_user = |basic: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let req = format!(
+            "POST /cimom HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n{OP}Content-Length: {}\r\n\r\n{good}",
+            good.len()
+        );
+        exchange(&mut s, req.as_bytes()).0
+    };
+    const VIEWER_OLD: &str = "dmlld2VyOmxvb2s="; // viewer:look
+    const VIEWER_NEW: &str = "dmlld2VyOm4zd3Bhc3M="; // viewer:n3wpass
+    assert_eq!(as_user(VIEWER_OLD), 200);
+    assert_eq!(as_user(VIEWER_NEW), 401);
+    // The config's users get IPMI IDs from 2 on: admin 2, viewer 3.
+    let port = ipmi.to_string();
+    let o = Command::new("ipmitool")
+        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &port])
+        .args(["-U", "admin", "-P", "s3cret", "-N", "1", "-R", "3"])
+        .args(["user", "set", "password", "3", "n3wpass"])
+        .output()
+        .expect("run ipmitool (apt-get install ipmitool)");
+    assert!(
+        o.status.success(),
+        "ipmitool: {}{}\nhvsim log:\n{}",
+        stdout(&o),
+        stderr(&o),
+        sim.log()
+    );
+    assert_eq!(as_user(VIEWER_NEW), 200);
+    assert_eq!(as_user(VIEWER_OLD), 401);
+    // The role is the store's: a ReadOnly user still cannot change state.
+    let del = r#"<?xml version="1.0" encoding="utf-8"?><CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="9" PROTOCOLVERSION="1.0"><SIMPLEREQ><IMETHODCALL NAME="DeleteInstance"><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/><NAMESPACE NAME="interop"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME="InstanceName"><INSTANCENAME CLASSNAME="CIM_IndicationFilter"><KEYBINDING NAME="Name"><KEYVALUE VALUETYPE="string">x</KEYVALUE></KEYBINDING></INSTANCENAME></IPARAMVALUE></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>"#;
+    let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "POST /cimom HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {VIEWER_NEW}\r\nCIMOperation: MethodCall\r\nCIMMethod: DeleteInstance\r\nCIMObject: root%2Finterop\r\nContent-Length: {}\r\n\r\n{del}",
+        del.len()
+    );
+    let (st, _, body) = exchange(&mut s, req.as_bytes());
+    assert_eq!(st, 200);
+    assert!(body.contains("CODE=\"2\""), "{body}");
 }

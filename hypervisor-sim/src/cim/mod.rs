@@ -5,7 +5,8 @@
 //! * [`xml`]: the bounded request parser; [`request`]: CIM-XML requests;
 //!   [`encode`]: CIM-XML responses.
 //! * [`schema`]: the classes (DMTF CIM subset + `HVSIM_GuestTools`).
-//! * [`provider`]: instances from the inventory; [`ops`]: the operations;
+//! * [`provider`]: instances from the inventory; [`render`]: enumerations
+//!   from per-VM cached renderings; [`ops`]: the operations;
 //!   [`wql`]: queries; [`indication`]: subscriptions and delivery.
 //!
 //! Threat table: network clients are untrusted. Bodies are bounded by
@@ -19,6 +20,7 @@ pub mod encode;
 pub mod indication;
 pub mod ops;
 pub mod provider;
+pub mod render;
 pub mod request;
 pub mod schema;
 pub mod value;
@@ -29,11 +31,12 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{Config, UserConfig};
+use crate::config::Config;
 use crate::control::Inventory;
 use crate::http::{
     self, Authenticator, Handler, HttpConfig, HttpLimits, Principal, Request, Response,
 };
+use crate::users::{Role, UserStore};
 use request::{Call, CimError, CimRequest};
 
 /// Default HTTP listener (DESIGN.md section 3).
@@ -76,6 +79,8 @@ pub struct Service {
     pub indications: Arc<indication::Indications>,
     /// XML bounds.
     pub xml_limits: xml::XmlLimits,
+    /// Per-VM renderings for enumerations.
+    cache: render::Cache,
 }
 
 impl std::fmt::Debug for Service {
@@ -96,6 +101,7 @@ impl Service {
             indications.watch(schema.clone(), host.clone(), vm.clone());
         }
         Arc::new(Service {
+            cache: render::Cache::new(&inventory),
             schema,
             inventory,
             host,
@@ -121,50 +127,58 @@ impl Service {
 
     /// Answer one decoded request: the whole response document.
     pub fn answer(&self, req: &CimRequest, principal: Option<&Principal>, host: &str) -> String {
+        let mut out = String::new();
+        self.answer_into(req, principal, host, &mut out);
+        out
+    }
+
+    /// Append the response document to `out` (a buffer reused across
+    /// requests: responses are hundreds of KiB).
+    pub fn answer_into(
+        &self,
+        req: &CimRequest,
+        principal: Option<&Principal>,
+        host: &str,
+        out: &mut String,
+    ) {
         let ctx = ops::Ctx {
             svc: self,
             principal,
             host,
         };
-        let mut out = String::new();
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE ID=\"");
-        xml::escape_into(&mut out, &req.id);
+        xml::escape_into(out, &req.id);
         out.push_str("\" PROTOCOLVERSION=\"1.0\"><SIMPLERSP>");
-        let (tag, name, result) = match &req.call {
-            Call::Intrinsic { name, ns, params } => (
-                "IMETHODRESPONSE",
-                name,
-                ops::intrinsic(&ctx, name, ns, params),
-            ),
-            Call::Method {
-                name,
-                target,
-                params,
-            } => (
-                "METHODRESPONSE",
-                name,
-                ops::method(&ctx, name, target, params),
-            ),
+        let (tag, name) = match &req.call {
+            Call::Intrinsic { name, .. } => ("IMETHODRESPONSE", name),
+            Call::Method { name, .. } => ("METHODRESPONSE", name),
         };
         out.push('<');
         out.push_str(tag);
         out.push_str(" NAME=\"");
-        xml::escape_into(&mut out, name);
+        xml::escape_into(out, name);
         out.push_str("\">");
-        match result {
-            Ok(body) => {
-                out.reserve(body.len() + 64);
-                out.push_str(&body)
+        // The result is written in place; an error discards what was
+        // written and answers the ERROR instead.
+        let mark = out.len();
+        let result = match &req.call {
+            Call::Intrinsic { name, ns, params } => {
+                ops::intrinsic_into(&ctx, name, ns, params, out)
             }
-            Err(e) => {
-                log::debug!("cim: {name}: {e}");
-                error_element(&mut out, &e)
-            }
+            Call::Method {
+                name,
+                target,
+                params,
+            } => ops::method(&ctx, name, target, params).map(|body| out.push_str(&body)),
+        };
+        if let Err(e) = result {
+            log::debug!("cim: {name}: {e}");
+            out.truncate(mark);
+            error_element(out, &e);
         }
         out.push_str("</");
         out.push_str(tag);
         out.push_str("></SIMPLERSP></MESSAGE></CIM>\n");
-        out
     }
 }
 
@@ -327,7 +341,13 @@ impl Handler for CimHandler {
             }
         }
         let host = req.header("Host").unwrap_or("localhost");
-        let xml = self.svc.answer(&parsed, req.principal.as_ref(), host);
+        // The connection's buffer from its previous response (see
+        // `recycle`): no large allocation per request.
+        let mut xml = RESPONSE_BUFFER
+            .with(|b| String::from_utf8(std::mem::take(&mut *b.borrow_mut())).unwrap_or_default());
+        xml.clear();
+        self.svc
+            .answer_into(&parsed, req.principal.as_ref(), host, &mut xml);
         Response {
             status: 200,
             headers: vec![
@@ -340,27 +360,52 @@ impl Handler for CimHandler {
             body: xml.into_bytes(),
         }
     }
+
+    fn recycle(&self, mut body: Vec<u8>) {
+        if body.capacity() <= MAX_KEPT_BUFFER {
+            body.clear();
+            RESPONSE_BUFFER.with(|b| *b.borrow_mut() = body);
+        }
+    }
 }
 
-/// Basic authentication against the configured users.
+/// The largest response buffer a connection thread keeps for its next
+/// response; larger ones are freed.
+const MAX_KEPT_BUFFER: usize = 4 << 20;
+
+thread_local! {
+    /// The response buffer of this connection thread (one thread per
+    /// connection, see [`crate::http`]).
+    static RESPONSE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Basic authentication against the shared user store (the one the BMCs
+/// use): a password changed over IPMI is the one CIM accepts, a disabled
+/// user is refused, and the role is the store's.
 #[derive(Debug)]
 pub struct UserAuth {
-    users: Vec<UserConfig>,
+    users: Arc<UserStore>,
+}
+
+impl UserAuth {
+    /// Authenticate against `users`.
+    pub fn new(users: Arc<UserStore>) -> UserAuth {
+        UserAuth { users }
+    }
 }
 
 impl Authenticator for UserAuth {
     fn authenticate(&self, user: &str, password: &str) -> Option<Principal> {
-        let u = self.users.iter().find(|u| u.name == user)?;
-        // Compare without an early exit, so timing does not leak the length
-        // of the matching prefix.
-        let (a, b) = (u.password.as_bytes(), password.as_bytes());
-        let mut diff = (a.len() ^ b.len()) as u8;
-        for i in 0..a.len().max(b.len()) {
-            diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-        }
-        (diff == 0).then(|| Principal {
-            name: u.name.clone(),
-            role: u.role.clone().unwrap_or_else(|| "Administrator".into()),
+        // verify compares in constant time and refuses disabled users.
+        let u = self.users.verify(user, password.as_bytes())?;
+        let role = match u.role {
+            Role::Administrator => "Administrator",
+            Role::Operator => "Operator",
+            Role::ReadOnly => "ReadOnly",
+        };
+        Some(Principal {
+            name: u.name,
+            role: role.into(),
         })
     }
 }
@@ -412,11 +457,13 @@ fn listen(addr: &str, explicit: bool) -> Result<Option<TcpListener>, CimStartErr
     }
 }
 
-/// Start the CIM listeners of `cfg` over `inventory`.
+/// Start the CIM listeners of `cfg` over `inventory`, with logins checked
+/// against `users`.
 pub fn start(
     cfg: &Config,
     inventory: Inventory,
     state_dir: &Path,
+    users: Arc<UserStore>,
 ) -> Result<Option<CimServer>, CimStartError> {
     let c = &cfg.cim;
     if c.enabled == Some(false) {
@@ -429,14 +476,12 @@ pub fn start(
     let handler: Arc<dyn Handler> = Arc::new(CimHandler {
         svc: service.clone(),
     });
-    if cfg.user.is_empty() {
+    let any_user = !users.list().is_empty();
+    if !any_user {
         log::warn!("cim: no [[user]] configured: CIM-XML requests are not authenticated");
     }
-    let auth: Option<Arc<dyn Authenticator>> = (!cfg.user.is_empty()).then(|| {
-        Arc::new(UserAuth {
-            users: cfg.user.clone(),
-        }) as Arc<dyn Authenticator>
-    });
+    let auth: Option<Arc<dyn Authenticator>> =
+        any_user.then(|| Arc::new(UserAuth::new(users)) as Arc<dyn Authenticator>);
     let limits = HttpLimits {
         max_body: c.max_request.unwrap_or(DEFAULT_MAX_REQUEST),
         ..HttpLimits::default()

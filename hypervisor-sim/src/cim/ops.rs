@@ -188,6 +188,48 @@ fn ireturn(body: &str) -> String {
     format!("<IRETURNVALUE>{body}</IRETURNVALUE>")
 }
 
+/// EnumerateInstances: the IRETURNVALUE, written into `out` from the
+/// per-VM rendering cache ([`super::render`]).
+fn enumerate_instances(ctx: &Ctx, bit: u8, ns: &str, p: &Params, out: &mut String) -> R<()> {
+    p.check(&[
+        "ClassName",
+        "LocalOnly",
+        "DeepInheritance",
+        "IncludeQualifiers",
+        "IncludeClassOrigin",
+        "PropertyList",
+    ])?;
+    let cn = p
+        .class_name("ClassName")?
+        .ok_or_else(|| err(code::INVALID_PARAMETER, "ClassName is required"))?;
+    let c = ctx.class(bit, &cn, code::INVALID_CLASS)?;
+    let mut o = opts(p, false, false)?;
+    o.local_only = false;
+    let restrict = (!p.bool("DeepInheritance", true)?).then_some(c);
+    out.push_str("<IRETURNVALUE>");
+    super::render::enumerate_instances(ctx.svc, bit, ns, c, &o, restrict, out);
+    out.push_str("</IRETURNVALUE>");
+    Ok(())
+}
+
+/// Run an intrinsic method, appending the inside of IMETHODRESPONSE to
+/// `out` (EnumerateInstances writes there directly; on an error, what was
+/// appended is to be discarded).
+pub fn intrinsic_into(
+    ctx: &Ctx,
+    name: &str,
+    ns: &str,
+    list: &[(String, Param)],
+    out: &mut String,
+) -> R<()> {
+    if name == "EnumerateInstances" {
+        let bit = ns_bit(ns)?;
+        return enumerate_instances(ctx, bit, canonical_ns(ns), &Params { list }, out);
+    }
+    out.push_str(&intrinsic(ctx, name, ns, list)?);
+    Ok(())
+}
+
 /// Run an intrinsic method; the result is the inside of IMETHODRESPONSE.
 pub fn intrinsic(ctx: &Ctx, name: &str, ns: &str, list: &[(String, Param)]) -> R<String> {
     let bit = ns_bit(ns)?;
@@ -271,41 +313,22 @@ pub fn intrinsic(ctx: &Ctx, name: &str, ns: &str, list: &[(String, Param)]) -> R
             encode::instance(&mut out, schema, &inst, &o, None);
             Ok(ireturn(&out))
         }
-        "EnumerateInstances" | "EnumerateInstanceNames" => {
-            let names = name == "EnumerateInstanceNames";
-            if names {
-                p.check(&["ClassName"])?;
-            } else {
-                p.check(&[
-                    "ClassName",
-                    "LocalOnly",
-                    "DeepInheritance",
-                    "IncludeQualifiers",
-                    "IncludeClassOrigin",
-                    "PropertyList",
-                ])?;
-            }
+        "EnumerateInstances" => {
+            let mut out = String::new();
+            enumerate_instances(ctx, bit, ns, &p, &mut out)?;
+            Ok(out)
+        }
+        "EnumerateInstanceNames" => {
+            p.check(&["ClassName"])?;
             let cn = p
                 .class_name("ClassName")?
                 .ok_or_else(|| err(code::INVALID_PARAMETER, "ClassName is required"))?;
             let c = ctx.class(bit, &cn, code::INVALID_CLASS)?;
             let snap = ctx.snapshot();
             let insts = snap.instances(bit, c);
-            let mut out = String::with_capacity(insts.len() * 3072);
-            if names {
-                for i in &insts {
-                    encode::instance_name(&mut out, schema, &snap.path(i, ns));
-                }
-            } else {
-                let mut o = opts(&p, false, false)?;
-                o.local_only = false;
-                let restrict = (!p.bool("DeepInheritance", true)?).then_some(c);
-                for i in &insts {
-                    out.push_str("<VALUE.NAMEDINSTANCE>");
-                    encode::instance_name(&mut out, schema, &snap.path(i, ns));
-                    encode::instance(&mut out, schema, i, &o, restrict);
-                    out.push_str("</VALUE.NAMEDINSTANCE>");
-                }
+            let mut out = String::new();
+            for i in &insts {
+                encode::instance_name(&mut out, schema, &snap.path(i, ns));
             }
             Ok(ireturn(&out))
         }

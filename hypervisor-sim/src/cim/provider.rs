@@ -2,7 +2,9 @@
 //!
 //! Every request takes a fresh [`Snapshot`] of the VMs (one short lock per
 //! VM), so what the guest agent reported last is what the next response
-//! says. Instances are built per request; nothing is cached.
+//! says. Most providers make their instances VM by VM ([`Gen::PerVm`]), so
+//! [`super::render`] can cache each VM's rendering and rebuild it only when
+//! the VM changes.
 
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
@@ -153,58 +155,150 @@ pub struct Snapshot<'a> {
     pub dynamic: Vec<Instance>,
 }
 
-/// A generator of one concrete class's instances.
-type Gen = fn(&Snapshot, &mut Vec<Instance>);
+/// Instances from the snapshot as a whole (the VMs not looked at one by one).
+pub type WholeGen = fn(&Snapshot, &mut Vec<Instance>);
 
-/// The providers: namespace bit, concrete class, generator.
-const PROVIDERS: &[(u8, &str, Gen)] = &[
-    (CIMV2, "CIM_ComputerSystem", computer_systems),
-    (CIMV2, "CIM_VirtualSystemSettingData", vssd),
-    (CIMV2, "CIM_OperatingSystem", operating_systems),
-    (CIMV2, "CIM_EthernetPort", ethernet_ports),
-    (CIMV2, "CIM_IPProtocolEndpoint", ip_endpoints),
-    (CIMV2, "CIM_DNSProtocolEndpoint", dns_endpoints),
-    (CIMV2, "HVSIM_GuestTools", guest_tools),
-    (CIMV2, "CIM_HostedDependency", hosted_dependency),
-    (CIMV2, "CIM_HostedAccessPoint", hosted_access_points),
-    (CIMV2, "CIM_RunningOS", running_os),
-    (CIMV2, "CIM_InstalledOS", installed_os),
-    (CIMV2, "CIM_SystemDevice", system_devices),
-    (
+/// One VM's instances. Reads only the VM, the schema and the host name of
+/// the snapshot, never `vms` or `dynamic`: its output is a function of the
+/// VM's data, which is what lets [`super::render`] cache it.
+pub type VmGen = fn(&Snapshot, &VmView, &mut Vec<Instance>);
+
+/// How a provider makes its instances.
+#[derive(Clone, Copy)]
+pub enum Gen {
+    /// All at once.
+    Whole(WholeGen),
+    /// The instances not tied to a VM (often none), then each VM's in
+    /// name order.
+    PerVm(WholeGen, VmGen),
+    /// The indication filters, destinations and subscriptions of this class
+    /// (from [`Snapshot::dynamic`]).
+    Dynamic,
+}
+
+impl std::fmt::Debug for Gen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Gen::Whole(_) => "Whole",
+            Gen::PerVm(..) => "PerVm",
+            Gen::Dynamic => "Dynamic",
+        })
+    }
+}
+
+/// One concrete class's provider.
+#[derive(Debug, Clone, Copy)]
+pub struct Provider {
+    /// Namespace bits.
+    pub ns: u8,
+    /// The concrete class.
+    pub class: &'static str,
+    /// Its generator.
+    pub gen: Gen,
+}
+
+const fn whole(ns: u8, class: &'static str, g: WholeGen) -> Provider {
+    Provider {
+        ns,
+        class,
+        gen: Gen::Whole(g),
+    }
+}
+
+const fn per_vm(ns: u8, class: &'static str, g: VmGen) -> Provider {
+    Provider {
+        ns,
+        class,
+        gen: Gen::PerVm(none, g),
+    }
+}
+
+const fn dyn_(class: &'static str) -> Provider {
+    Provider {
+        ns: INTEROP,
+        class,
+        gen: Gen::Dynamic,
+    }
+}
+
+fn none(_: &Snapshot, _: &mut Vec<Instance>) {}
+
+/// The providers, in the order their instances are listed.
+pub const PROVIDERS: &[Provider] = &[
+    Provider {
+        ns: CIMV2,
+        class: CS,
+        gen: Gen::PerVm(host_system, vm_system),
+    },
+    per_vm(CIMV2, "CIM_VirtualSystemSettingData", vssd),
+    per_vm(CIMV2, "CIM_OperatingSystem", operating_system),
+    per_vm(CIMV2, "CIM_EthernetPort", ethernet_ports),
+    per_vm(CIMV2, "CIM_IPProtocolEndpoint", ip_endpoints),
+    per_vm(CIMV2, "CIM_DNSProtocolEndpoint", dns_endpoint),
+    per_vm(CIMV2, "HVSIM_GuestTools", guest_tools),
+    per_vm(CIMV2, "CIM_HostedDependency", hosted_dependency),
+    per_vm(CIMV2, "CIM_HostedAccessPoint", hosted_access_points),
+    per_vm(CIMV2, "CIM_RunningOS", running_os),
+    per_vm(CIMV2, "CIM_InstalledOS", installed_os),
+    per_vm(CIMV2, "CIM_SystemDevice", system_devices),
+    per_vm(
         CIMV2,
         "CIM_PortImplementsEndpoint",
         port_implements_endpoint,
     ),
-    (CIMV2, "CIM_SettingsDefineState", settings_define_state),
-    (CIMV2, "CIM_InstalledSoftwareIdentity", installed_software),
-    (INTEROP, "CIM_Namespace", namespaces),
-    (INTEROP, "CIM_ObjectManager", object_manager),
-    (INTEROP, "CIM_NamespaceInManager", namespace_in_manager),
-    (INTEROP, "CIM_RegisteredProfile", registered_profiles),
-    (INTEROP, "CIM_ElementConformsToProfile", conforms_to_profile),
-    (INTEROP, "CIM_IndicationFilter", dynamic),
-    (INTEROP, "CIM_ListenerDestinationCIMXML", dynamic),
-    (INTEROP, "CIM_IndicationSubscription", dynamic),
+    per_vm(CIMV2, "CIM_SettingsDefineState", settings_define_state),
+    per_vm(CIMV2, "CIM_InstalledSoftwareIdentity", installed_software),
+    whole(INTEROP, "CIM_Namespace", namespaces),
+    whole(INTEROP, "CIM_ObjectManager", object_manager),
+    whole(INTEROP, "CIM_NamespaceInManager", namespace_in_manager),
+    whole(INTEROP, "CIM_RegisteredProfile", registered_profiles),
+    Provider {
+        ns: INTEROP,
+        class: "CIM_ElementConformsToProfile",
+        gen: Gen::PerVm(conforms_cimom, conforms_vm),
+    },
+    dyn_("CIM_IndicationFilter"),
+    dyn_("CIM_ListenerDestinationCIMXML"),
+    dyn_("CIM_IndicationSubscription"),
 ];
 
 impl Snapshot<'_> {
+    /// The providers whose instances an enumeration of `class` in namespace
+    /// `ns` lists, in order, with their index in [`PROVIDERS`].
+    pub fn providers(
+        &self,
+        ns: u8,
+        class: &ClassDef,
+    ) -> impl Iterator<Item = (usize, &'static Provider)> + '_ {
+        let name = class.name;
+        PROVIDERS
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| p.ns & ns != 0 && self.schema.is_a(p.class, name))
+    }
+
+    /// The instances a provider makes that are not one VM's: all of them
+    /// for [`Gen::Whole`] and [`Gen::Dynamic`].
+    pub fn fixed_instances(&self, p: &Provider, out: &mut Vec<Instance>) {
+        match p.gen {
+            Gen::Whole(g) | Gen::PerVm(g, _) => g(self, out),
+            Gen::Dynamic => out.extend(
+                self.dynamic
+                    .iter()
+                    .filter(|i| i.class.eq_ignore_ascii_case(p.class))
+                    .cloned(),
+            ),
+        }
+    }
+
     /// Instances of `class` and its subclasses in namespace `ns`.
     pub fn instances(&self, ns: u8, class: &ClassDef) -> Vec<Instance> {
         let mut out = Vec::new();
-        for (pns, pclass, gen) in PROVIDERS {
-            if pns & ns != 0 && self.schema.is_a(pclass, class.name) {
-                if *pclass == "CIM_IndicationFilter"
-                    || *pclass == "CIM_ListenerDestinationCIMXML"
-                    || *pclass == "CIM_IndicationSubscription"
-                {
-                    out.extend(
-                        self.dynamic
-                            .iter()
-                            .filter(|i| i.class.eq_ignore_ascii_case(pclass))
-                            .cloned(),
-                    );
-                } else {
-                    gen(self, &mut out);
+        for (_, p) in self.providers(ns, class) {
+            self.fixed_instances(p, &mut out);
+            if let Gen::PerVm(_, g) = p.gen {
+                for v in &self.vms {
+                    g(self, v, &mut out);
                 }
             }
         }
@@ -303,7 +397,7 @@ pub fn vm_instance(v: &VmView) -> Instance {
         .with("ResetCapability", Value::Uint(4))
 }
 
-fn computer_systems(s: &Snapshot, out: &mut Vec<Instance>) {
+fn host_system(s: &Snapshot, out: &mut Vec<Instance>) {
     out.push(
         Instance::new(CS)
             .with("CreationClassName", Value::s(CS))
@@ -319,20 +413,23 @@ fn computer_systems(s: &Snapshot, out: &mut Vec<Instance>) {
             .with("Dedicated", Value::uints(&[0]))
             .with("Roles", Value::strs(&["Hypervisor host"])),
     );
-    out.extend(s.vms.iter().map(vm_instance));
 }
 
-fn vssd(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        out.push(
-            Instance::new("CIM_VirtualSystemSettingData")
-                .with("InstanceID", Value::s(format!("hvsim:{}", v.uuid)))
-                .with("ElementName", Value::s(&v.name))
-                .with("VirtualSystemIdentifier", Value::s(&v.name))
-                .with("VirtualSystemType", Value::s("hvsim"))
-                .with("ConfigurationID", Value::s(&v.uuid)),
-        );
-    }
+fn vm_system(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(vm_instance(v));
+}
+
+fn vssd_instance(v: &VmView) -> Instance {
+    Instance::new("CIM_VirtualSystemSettingData")
+        .with("InstanceID", Value::s(format!("hvsim:{}", v.uuid)))
+        .with("ElementName", Value::s(&v.name))
+        .with("VirtualSystemIdentifier", Value::s(&v.name))
+        .with("VirtualSystemType", Value::s("hvsim"))
+        .with("ConfigurationID", Value::s(&v.uuid))
+}
+
+fn vssd(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(vssd_instance(v));
 }
 
 /// The CIM_OperatingSystem of a VM.
@@ -388,8 +485,8 @@ pub fn os_instance(v: &VmView) -> Instance {
         )
 }
 
-fn operating_systems(s: &Snapshot, out: &mut Vec<Instance>) {
-    out.extend(s.vms.iter().map(os_instance));
+fn operating_system(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(os_instance(v));
 }
 
 fn port(v: &VmView, i: usize, n: &NicView) -> Instance {
@@ -416,11 +513,9 @@ fn port(v: &VmView, i: usize, n: &NicView) -> Instance {
         .with("OperationalStatus", Value::uints(&[2]))
 }
 
-fn ethernet_ports(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        for (i, n) in v.nics.iter().enumerate() {
-            out.push(port(v, i, n));
-        }
+fn ethernet_ports(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    for (i, n) in v.nics.iter().enumerate() {
+        out.push(port(v, i, n));
     }
 }
 
@@ -472,12 +567,10 @@ fn ip_endpoint(v: &VmView, n: &NicView, ip: &IpView) -> Instance {
     i
 }
 
-fn ip_endpoints(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        for n in &v.nics {
-            for ip in &n.ips {
-                out.push(ip_endpoint(v, n, ip));
-            }
+fn ip_endpoints(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    for n in &v.nics {
+        for ip in &n.ips {
+            out.push(ip_endpoint(v, n, ip));
         }
     }
 }
@@ -498,8 +591,8 @@ pub fn dns_instance(v: &VmView) -> Instance {
         .with("RequestedState", Value::Uint(12))
 }
 
-fn dns_endpoints(s: &Snapshot, out: &mut Vec<Instance>) {
-    out.extend(s.vms.iter().map(dns_instance));
+fn dns_endpoint(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(dns_instance(v));
 }
 
 /// The HVSIM_GuestTools instance of a VM.
@@ -520,46 +613,42 @@ pub fn tools_instance(v: &VmView) -> Instance {
         .with("IsEntity", Value::Bool(true))
 }
 
-fn guest_tools(s: &Snapshot, out: &mut Vec<Instance>) {
-    out.extend(s.vms.iter().map(tools_instance));
+fn guest_tools(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(tools_instance(v));
 }
 
 fn assoc(class: &str, a: (&str, ObjectPath), b: (&str, ObjectPath)) -> Instance {
     Instance::new(class).with(a.0, rf(a.1)).with(b.0, rf(b.1))
 }
 
-fn hosted_dependency(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        out.push(assoc(
-            "CIM_HostedDependency",
-            ("Antecedent", host_path(s)),
-            ("Dependent", vm_path(v)),
-        ));
-    }
+fn hosted_dependency(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(assoc(
+        "CIM_HostedDependency",
+        ("Antecedent", host_path(s)),
+        ("Dependent", vm_path(v)),
+    ));
 }
 
-fn hosted_access_points(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        let sys = vm_path(v);
-        for n in &v.nics {
-            for ip in &n.ips {
-                out.push(assoc(
-                    "CIM_HostedAccessPoint",
-                    ("Antecedent", sys.clone()),
-                    ("Dependent", s.path(&ip_endpoint(v, n, ip), NS_CIMV2)),
-                ));
-            }
+fn hosted_access_points(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    let sys = vm_path(v);
+    for n in &v.nics {
+        for ip in &n.ips {
+            out.push(assoc(
+                "CIM_HostedAccessPoint",
+                ("Antecedent", sys.clone()),
+                ("Dependent", s.path(&ip_endpoint(v, n, ip), NS_CIMV2)),
+            ));
         }
-        out.push(assoc(
-            "CIM_HostedAccessPoint",
-            ("Antecedent", sys),
-            ("Dependent", s.path(&dns_instance(v), NS_CIMV2)),
-        ));
     }
+    out.push(assoc(
+        "CIM_HostedAccessPoint",
+        ("Antecedent", sys),
+        ("Dependent", s.path(&dns_instance(v), NS_CIMV2)),
+    ));
 }
 
-fn running_os(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in s.vms.iter().filter(|v| v.power == Power::On) {
+fn running_os(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    if v.power == Power::On {
         out.push(assoc(
             "CIM_RunningOS",
             ("Antecedent", s.path(&os_instance(v), NS_CIMV2)),
@@ -568,66 +657,54 @@ fn running_os(s: &Snapshot, out: &mut Vec<Instance>) {
     }
 }
 
-fn installed_os(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        out.push(
-            assoc(
-                "CIM_InstalledOS",
-                ("GroupComponent", vm_path(v)),
-                ("PartComponent", s.path(&os_instance(v), NS_CIMV2)),
-            )
-            .with("PrimaryOS", Value::Bool(true)),
-        );
+fn installed_os(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(
+        assoc(
+            "CIM_InstalledOS",
+            ("GroupComponent", vm_path(v)),
+            ("PartComponent", s.path(&os_instance(v), NS_CIMV2)),
+        )
+        .with("PrimaryOS", Value::Bool(true)),
+    );
+}
+
+fn system_devices(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    for (i, n) in v.nics.iter().enumerate() {
+        out.push(assoc(
+            "CIM_SystemDevice",
+            ("GroupComponent", vm_path(v)),
+            ("PartComponent", s.path(&port(v, i, n), NS_CIMV2)),
+        ));
     }
 }
 
-fn system_devices(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        for (i, n) in v.nics.iter().enumerate() {
+fn port_implements_endpoint(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    for (i, n) in v.nics.iter().enumerate() {
+        let pp = s.path(&port(v, i, n), NS_CIMV2);
+        for ip in &n.ips {
             out.push(assoc(
-                "CIM_SystemDevice",
-                ("GroupComponent", vm_path(v)),
-                ("PartComponent", s.path(&port(v, i, n), NS_CIMV2)),
+                "CIM_PortImplementsEndpoint",
+                ("Antecedent", pp.clone()),
+                ("Dependent", s.path(&ip_endpoint(v, n, ip), NS_CIMV2)),
             ));
         }
     }
 }
 
-fn port_implements_endpoint(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        for (i, n) in v.nics.iter().enumerate() {
-            let pp = s.path(&port(v, i, n), NS_CIMV2);
-            for ip in &n.ips {
-                out.push(assoc(
-                    "CIM_PortImplementsEndpoint",
-                    ("Antecedent", pp.clone()),
-                    ("Dependent", s.path(&ip_endpoint(v, n, ip), NS_CIMV2)),
-                ));
-            }
-        }
-    }
+fn settings_define_state(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(assoc(
+        "CIM_SettingsDefineState",
+        ("ManagedElement", vm_path(v)),
+        ("SettingData", s.path(&vssd_instance(v), NS_CIMV2)),
+    ));
 }
 
-fn settings_define_state(s: &Snapshot, out: &mut Vec<Instance>) {
-    let mut settings = Vec::new();
-    vssd(s, &mut settings);
-    for (v, sd) in s.vms.iter().zip(settings) {
-        out.push(assoc(
-            "CIM_SettingsDefineState",
-            ("ManagedElement", vm_path(v)),
-            ("SettingData", s.path(&sd, NS_CIMV2)),
-        ));
-    }
-}
-
-fn installed_software(s: &Snapshot, out: &mut Vec<Instance>) {
-    for v in &s.vms {
-        out.push(assoc(
-            "CIM_InstalledSoftwareIdentity",
-            ("System", vm_path(v)),
-            ("InstalledSoftware", s.path(&tools_instance(v), NS_CIMV2)),
-        ));
-    }
+fn installed_software(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(assoc(
+        "CIM_InstalledSoftwareIdentity",
+        ("System", vm_path(v)),
+        ("InstalledSoftware", s.path(&tools_instance(v), NS_CIMV2)),
+    ));
 }
 
 fn cimom(s: &Snapshot) -> Instance {
@@ -709,24 +786,30 @@ fn registered_profiles(_: &Snapshot, out: &mut Vec<Instance>) {
     }
 }
 
-fn conforms_to_profile(s: &Snapshot, out: &mut Vec<Instance>) {
-    let prof = |i: usize| s.path(&profile(PROFILES[i].0, PROFILES[i].1), NS_INTEROP);
-    let ectp = |p: ObjectPath, e: ObjectPath| {
-        assoc(
-            "CIM_ElementConformsToProfile",
-            ("ConformantStandard", p),
-            ("ManagedElement", e),
-        )
-    };
-    out.push(ectp(prof(0), s.path(&cimom(s), NS_INTEROP)));
-    for v in &s.vms {
-        out.push(ectp(prof(1), vm_path(v)));
-        for n in &v.nics {
-            for ip in &n.ips {
-                out.push(ectp(prof(2), s.path(&ip_endpoint(v, n, ip), NS_CIMV2)));
-            }
+fn profile_path(s: &Snapshot, i: usize) -> ObjectPath {
+    s.path(&profile(PROFILES[i].0, PROFILES[i].1), NS_INTEROP)
+}
+
+fn ectp(p: ObjectPath, e: ObjectPath) -> Instance {
+    assoc(
+        "CIM_ElementConformsToProfile",
+        ("ConformantStandard", p),
+        ("ManagedElement", e),
+    )
+}
+
+fn conforms_cimom(s: &Snapshot, out: &mut Vec<Instance>) {
+    out.push(ectp(profile_path(s, 0), s.path(&cimom(s), NS_INTEROP)));
+}
+
+fn conforms_vm(s: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
+    out.push(ectp(profile_path(s, 1), vm_path(v)));
+    for n in &v.nics {
+        for ip in &n.ips {
+            out.push(ectp(
+                profile_path(s, 2),
+                s.path(&ip_endpoint(v, n, ip), NS_CIMV2),
+            ));
         }
     }
 }
-
-fn dynamic(_: &Snapshot, _: &mut Vec<Instance>) {}

@@ -21,7 +21,7 @@
 
 pub mod tls;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -99,6 +99,13 @@ impl Response {
 pub trait Handler: Send + Sync + 'static {
     /// Handle one request.
     fn handle(&self, req: &Request) -> Response;
+
+    /// Take back a response body once it is written, on the connection's
+    /// thread (to reuse its buffer for the next response). Dropped by
+    /// default.
+    fn recycle(&self, body: Vec<u8>) {
+        drop(body);
+    }
 }
 
 /// Checks Basic credentials.
@@ -316,7 +323,9 @@ fn serve_stream<S: Read + Write>(
                 }
             }
         };
-        if write_response(r.get_mut(), &resp, keep, head).is_err() || !keep {
+        let written = write_response(r.get_mut(), &resp, keep, head);
+        handler.recycle(resp.body);
+        if written.is_err() || !keep {
             return;
         }
     }
@@ -546,21 +555,84 @@ pub fn write_response<W: Write>(
         write!(out, "{k}: {v}\r\n")?;
     }
     out.extend_from_slice(b"\r\n");
-    // Small bodies go out with the head in one write; large ones are not
-    // copied.
-    if head_only {
-        w.write_all(&out)?;
-    } else if resp.body.len() <= 16 << 10 {
-        out.extend_from_slice(&resp.body);
-        w.write_all(&out)?;
-    } else {
-        w.write_all(&out)?;
-        w.write_all(&resp.body)?;
-    }
+    // Head and body in one gathering write (writev on a socket), so the
+    // body is not copied and a small response is one segment.
+    let body: &[u8] = if head_only { &[] } else { &resp.body };
+    write_all_parts(w, [&out, body])?;
     w.flush()
+}
+
+/// Write two buffers completely, with as few (vectored) writes as the
+/// writer accepts.
+fn write_all_parts<W: Write>(w: &mut W, mut parts: [&[u8]; 2]) -> std::io::Result<()> {
+    while !parts[0].is_empty() || !parts[1].is_empty() {
+        let iov = [IoSlice::new(parts[0]), IoSlice::new(parts[1])];
+        let mut n = match w.write_vectored(&iov) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for p in &mut parts {
+            let k = n.min(p.len());
+            *p = &p[k..];
+            n -= k;
+        }
+    }
+    Ok(())
 }
 
 /// Bind a TCP listener.
 pub fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts at most 7 bytes per write, like a full socket buffer.
+    struct Trickle(Vec<u8>, usize);
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.1 += 1;
+            let n = b.len().min(7);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            self.1 += 1;
+            let mut left = 7;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.0.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            Ok(7 - left)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_vectored_writes_complete() {
+        let body: Vec<u8> = (0..100u8).collect();
+        let resp = Response {
+            status: 200,
+            headers: vec![("X".into(), "y".into())],
+            body: body.clone(),
+        };
+        let mut w = Trickle(Vec::new(), 0);
+        write_response(&mut w, &resp, true, false).unwrap();
+        let head =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: keep-alive\r\nX: y\r\n\r\n";
+        assert_eq!(&w.0[..head.len()], head);
+        assert_eq!(&w.0[head.len()..], &body[..]);
+        assert_eq!(w.1, (head.len() + body.len()).div_ceil(7));
+        let mut w = Trickle(Vec::new(), 0);
+        write_response(&mut w, &resp, true, true).unwrap();
+        assert_eq!(&w.0[..], head);
+    }
 }
