@@ -402,7 +402,7 @@ impl GuestInfo {
         ));
         out.push((
             "os_detailed",
-            setguestinfo(key::OS_DETAILED, os.detailed().as_bytes()),
+            setguestinfo(key::OS_DETAILED, &os.detailed_record()),
         ));
 
         let mut primary = None;

@@ -115,8 +115,26 @@ impl OsInfo {
         self.pretty_name.clone()
     }
 
-    /// Detailed OS data (SetGuestInfo key 11), in open-vm-tools'
-    /// `key='value'` form.
+    /// The detailed OS record of `SetGuestInfo  11` as open-vm-tools sends it:
+    /// its `HostinfoDetailedDataHeader` in memory layout (u32 version 1,
+    /// little endian; `char shortName[129]`; `char fullName[513]`; padding
+    /// to 648 bytes), then [`OsInfo::detailed`] and a NUL.
+    pub fn detailed_record(&self) -> Vec<u8> {
+        let mut out = vec![0u8; 648];
+        out[..4].copy_from_slice(&1u32.to_le_bytes());
+        let put = |out: &mut [u8], at: usize, cap: usize, s: &str| {
+            let b = s.as_bytes();
+            let n = b.len().min(cap - 1);
+            out[at..at + n].copy_from_slice(&b[..n]);
+        };
+        put(&mut out, 4, 129, &self.short_name());
+        put(&mut out, 133, 513, &self.full_name());
+        out.extend_from_slice(self.detailed().as_bytes());
+        out.push(0);
+        out
+    }
+
+    /// The `key='value'` details string of the detailed OS record.
     pub fn detailed(&self) -> String {
         let q = |s: &str| s.replace('\'', "");
         format!(

@@ -160,7 +160,16 @@ fn demo_runs_the_tour_and_exits() {
         "{out}"
     );
     assert!(out.contains("hello from the host"), "{out}");
-    assert!(out.contains("\"hostname\": \"demo-guest\""), "{out}");
+    // vm-agent ran, reported, answered TCLO and shut the VM down gracefully.
+    assert!(out.contains("tools:    running"), "{out}");
+    assert!(
+        out.contains("host$ hvsim vm tclo vm0 ping\n    OK"),
+        "{out}"
+    );
+    assert!(
+        out.contains("power: off; last state change: {\"ok\":true,\"state\":\"halt\"}"),
+        "{out}"
+    );
     assert!(out.contains("(stderr) Unknown command"), "{out}");
 }
 
