@@ -187,8 +187,6 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         sockets.push(backdoor_socket);
         vms.insert(vc.name.clone(), vm);
     }
-    let control_listener = bind(&control_socket, "control socket")?;
-    sockets.push(control_socket.clone());
     let inv: control::Inventory = Arc::new(vms);
     for (vm, facts, l) in listeners {
         log::info!(
@@ -202,6 +200,10 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     let cim = crate::cim::start(cfg, inv.clone(), &state_dir, users.clone())?;
     crate::ipmi::start(cfg, &inv, store.clone(), users.clone())?;
     let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
+    // The control socket comes last: clients (and tests) take it as the
+    // sign that every listener of the host is bound.
+    let control_listener = bind(&control_socket, "control socket")?;
+    sockets.push(control_socket.clone());
     control::spawn(inv.clone(), control_listener, Arc::new(exec))?;
     log::info!("control socket {}", control_socket.display());
     Ok(Server {
