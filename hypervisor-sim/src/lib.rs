@@ -13,17 +13,17 @@
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
 //! * [`serve`]: wiring it all together.
 
-pub mod clipboard;
 pub mod cim;
+pub mod clipboard;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod device;
+pub mod exec;
 pub mod http;
 pub mod ipmi;
 pub mod media;
 pub mod nbd;
-pub mod exec;
 pub mod redfish;
 pub mod rpci;
 pub mod serve;
