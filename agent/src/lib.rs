@@ -6,12 +6,14 @@
 //! * [`rpci`]: RPCI messages over a GuestRPC channel ("1 ..." / "0 ..." answers).
 //! * [`config`]: the `vm-agent` config file.
 //! * [`daemon`]: the `vm-agent` event loop: TCLO, plugins, reconnects, signals.
+//! * [`logger`]: the daemon's `log` backend (env_logger's format and filters).
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod cpuid;
 pub mod daemon;
+pub mod logger;
 pub mod rpci;
 pub mod transport;
 

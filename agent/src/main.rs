@@ -71,10 +71,7 @@ fn run() -> anyhow::Result<()> {
         None => (PathBuf::from(DEFAULT_PATH), false),
     };
     let cfg = AgentConfig::load(&path, required)?;
-    env_logger::Builder::new()
-        .parse_filters(&cfg.agent.log_level)
-        .parse_env("RUST_LOG")
-        .init();
+    agent::logger::init(&cfg.agent.log_level);
     let exists = path.exists();
     if !exists {
         log::info!("no config file at {}; using defaults", path.display());

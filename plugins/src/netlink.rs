@@ -393,10 +393,14 @@ impl NetlinkSocket {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
+        // An event socket only drains (a datagram longer than the buffer is
+        // truncated and still consumed whole); a dump needs room for the
+        // largest batch the kernel sends, which it caps at 32 KiB.
+        let size = if groups != 0 { 1024 } else { 32 * 1024 };
         Ok(NetlinkSocket {
             fd,
             seq: 0,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; size],
         })
     }
 

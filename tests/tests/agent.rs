@@ -282,7 +282,9 @@ fn answers_the_host_and_reports_the_os() {
     assert_eq!(tclo(&sim, "reset"), "OK ATR toolbox\n");
     assert_eq!(tclo(&sim, "Capabilities_Register"), "OK \n");
     let v = sim.show("vm0");
-    assert_eq!(v["tools"]["version_type"], "2147483647 4");
+    // tools.set.versiontype "2147483647 4": hvsim splits version and type.
+    assert_eq!(v["tools"]["version"], "2147483647");
+    assert_eq!(v["tools"]["version_type"], "4");
     assert_eq!(v["tools"]["capabilities"]["statechange"], "");
     assert_eq!(v["tools"]["capabilities"]["softpowerop_retry"], "1");
     // Malformed and unknown commands get error replies; the agent lives on.
@@ -550,6 +552,13 @@ fn power_operations_run_stubs_and_report() {
 
 #[test]
 fn reconnects_after_the_host_restarts() {
+    if frontend() == Frontend::Trap {
+        // The `hvsim exec` tracer is a thread of `hvsim serve` (b4daf22):
+        // killing serve kills the traced agent too, so there is nothing to
+        // reconnect. The socket frontend covers the reconnect.
+        eprintln!("skipped under the trap frontend: serve's death ends the traced agent");
+        return;
+    }
     let mut sim = Sim::start();
     let ns = Netns::new();
     ns.ip(&[

@@ -169,6 +169,8 @@ pub struct Daemon {
     notifier: Notifier,
     next_watchdog: Option<Instant>,
     ready_sent: bool,
+    /// Plugins did work (a publish burst) since the last trim of the heap.
+    trim: bool,
 }
 
 impl Daemon {
@@ -202,6 +204,7 @@ impl Daemon {
             notifier: Notifier::from_env(),
             next_watchdog: None,
             ready_sent: false,
+            trim: false,
         }
     }
 
@@ -234,6 +237,9 @@ impl Daemon {
                     self.notifier.notify("WATCHDOG=1");
                     self.next_watchdog = Some(Instant::now() + every);
                 }
+            }
+            if std::mem::take(&mut self.trim) {
+                release_free_memory();
             }
             self.wait(&signals);
         }
@@ -383,6 +389,7 @@ impl Daemon {
             return;
         }
         self.each_plugin(|p, ctx| p.on_reset(ctx));
+        self.trim = true;
     }
 
     fn poll_tclo(&mut self) {
@@ -498,11 +505,14 @@ impl Daemon {
 
     fn run_deadlines(&mut self) {
         let now = Instant::now();
+        let mut ran = false;
         self.each_plugin(|p, ctx| {
             if p.deadline().is_some_and(|d| d <= now) {
                 p.on_deadline(ctx, now);
+                ran = true;
             }
         });
+        self.trim |= ran;
     }
 
     /// Sleep in poll(2) until the next TCLO poll, plugin deadline or
@@ -559,6 +569,7 @@ impl Daemon {
         }
         let now = Instant::now();
         let mut index = 0;
+        self.trim = true;
         self.each_plugin(|p, ctx| {
             for &(owner, fd) in &ready {
                 if owner == index {
@@ -596,6 +607,17 @@ impl Daemon {
             self.spec = spec;
             self.disconnect("the backdoor setting changed");
         }
+    }
+}
+
+/// Give the heap's free pages back to the kernel after a burst of work
+/// (a full publish builds and drops the NIC, disk and OS reports): the
+/// daemon then idles at the memory its steady state needs.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -1,14 +1,19 @@
 //! Benchmark of the guest agent: vm-agent (socket transport and under
 //! `hvsim exec`) side by side with Debian's vmtoolsd (under `hvsim exec`,
-//! guestInfo plugin only) in one run, each in a network namespace of its own
-//! with one veth NIC carrying documentation addresses.
+//! with every vmsvc plugin Debian ships that cannot change the machine: see
+//! [`VMSVC_PLUGINS`]) in one run, each in a network namespace of its own with
+//! one veth NIC carrying documentation addresses.
 //!
-//! Per agent: steady idle RSS, CPU time over an idle window, backdoor calls
-//! per second while idle (from `hvsim exec`'s trap count: a run stopped right
-//! after the first report is subtracted from one that also idled), host→guest
-//! command latency (`tclo ping` p50/p99, sent at random phases of the poll),
-//! and freshness (an address added in the namespace until the host shows it,
-//! p50/p99).
+//! Per agent, over one idle window that starts after its first report:
+//! steady idle RSS (and its anonymous part) at the end of the window; CPU
+//! time (schedstat nanoseconds of every thread of the agent and of its
+//! descendants, plus reaped children's ticks; the host side, `hvsim serve`,
+//! which also runs the `hvsim exec` tracer, is excluded for every subject and
+//! shown apart); backdoor calls per second
+//! (the VM's `backdoor.calls` counter from `hvsim vm show`, which counts every
+//! LB/HB call through any frontend); then host→guest command latency
+//! (`tclo ping` p50/p99, sent at random phases of the poll) and freshness (an
+//! address added in the namespace until the host shows it, p50/p99).
 //!
 //! `--quick`: short windows, vm-agent only (a CI smoke run).
 
@@ -27,7 +32,21 @@ fn sibling(name: &str) -> PathBuf {
 }
 
 const VMTOOLSD: &str = "/usr/bin/vmtoolsd";
-const GUESTINFO_SO: &str = "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/vmsvc/libguestInfo.so";
+const VMSVC_DIR: &str = "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/vmsvc";
+
+/// The vmsvc plugins vmtoolsd loads here: every one Debian's open-vm-tools
+/// ships except those that can change the machine (timeSync steps the clock,
+/// powerOps halts and reboots, vmbackup freezes file systems and runs
+/// scripts, deployPkgPlugin runs guest customization, componentMgr installs
+/// and removes the Salt minion, resolutionKMS changes the display layout) and
+/// the `common` plugins (vix runs programs and copies files for the host,
+/// hgfsServer serves the guest's files to the host).
+const VMSVC_PLUGINS: &[&str] = &[
+    "libguestInfo.so",
+    "libappInfo.so",
+    "libgdp.so",
+    "libguestStore.so",
+];
 
 struct Proc(Child);
 
@@ -103,7 +122,7 @@ impl Drop for Netns {
 struct Host {
     dir: tempfile::TempDir,
     control: PathBuf,
-    _proc: Proc,
+    serve: Proc,
 }
 
 impl Host {
@@ -141,7 +160,7 @@ impl Host {
         Host {
             dir,
             control,
-            _proc: Proc(p),
+            serve: Proc(p),
         }
     }
 
@@ -225,7 +244,9 @@ fn launch(s: Subject, host: &Host, ns: &Netns) -> (Proc, PathBuf) {
             let common = dir.join("common");
             std::fs::create_dir_all(&plugins).unwrap();
             std::fs::create_dir_all(&common).unwrap();
-            let _ = std::os::unix::fs::symlink(GUESTINFO_SO, plugins.join("libguestInfo.so"));
+            for so in VMSVC_PLUGINS {
+                let _ = std::os::unix::fs::symlink(Path::new(VMSVC_DIR).join(so), plugins.join(so));
+            }
             let conf = dir.join("tools.conf");
             std::fs::write(&conf, "[logging]\nlog = false\n").unwrap();
             argv.push(VMTOOLSD.into());
@@ -240,7 +261,6 @@ fn launch(s: Subject, host: &Host, ns: &Netns) -> (Proc, PathBuf) {
     let p = Command::new(&argv[0])
         .args(&argv[1..])
         .env("HVSIM_CONTROL", &host.control)
-        .env("HVSIM_EXEC_STATS", "1")
         .env("RUST_LOG", "warn")
         .env_remove("VM_BACKDOOR")
         .stdin(Stdio::null())
@@ -251,21 +271,21 @@ fn launch(s: Subject, host: &Host, ns: &Netns) -> (Proc, PathBuf) {
     (Proc(p), err)
 }
 
-/// The process doing the guest work: the launched one, or its child under
-/// `hvsim exec`.
-fn guest_pid(p: &Proc, trapped: bool) -> i32 {
+/// The agent's pid, once the launched process has become it (`ip netns
+/// exec` and `hvsim exec` both exec the program in place).
+fn guest_pid(p: &Proc, s: Subject) -> i32 {
     let pid = p.0.id() as i32;
-    if !trapped {
-        return pid;
-    }
+    let want = match s {
+        Subject::Vmtoolsd => "vmtoolsd",
+        _ => "vm-agent",
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let kids =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(k) = kids.split_whitespace().next().and_then(|k| k.parse().ok()) {
-            return k;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if exe.file_name().is_some_and(|n| n == want) {
+            return pid;
         }
-        assert!(Instant::now() < deadline, "no tracee under hvsim exec");
+        assert!(Instant::now() < deadline, "{want} did not start as {pid}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -283,12 +303,61 @@ fn cpu_ns(pid: i32) -> u64 {
         .sum()
 }
 
-fn rss_kib(pid: i32) -> u64 {
+/// The live children of `pid` (of all its threads).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|k| k.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// Nanoseconds on CPU of `pid`, its threads and all its live descendants,
+/// plus what its reaped children used (cutime + cstime, in clock ticks).
+fn tree_cpu_ns(pid: i32) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        total += cpu_ns(p);
+        todo.extend(children(p));
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is #3,
+    // cutime #16, cstime #17.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let reaped = f.get(12).copied().unwrap_or(0) + f.get(13).copied().unwrap_or(0);
+    total + reaped * 1_000_000_000 / hz
+}
+
+/// Resident memory of `pid` in KiB: (VmRSS, RssAnon).
+fn rss_kib(pid: i32) -> (u64, u64) {
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    st.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    let get = |key: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("RssAnon:"))
+}
+
+/// The VM's backdoor call counter (every LB/HB call, any frontend).
+fn backdoor_calls(host: &Host) -> Option<u64> {
+    host.show()["backdoor"]["calls"].as_u64()
 }
 
 fn has_ip(v: &Value, addr: &str) -> bool {
@@ -312,22 +381,6 @@ fn wait_report(host: &Host, secs: u64) -> bool {
     false
 }
 
-/// Traps counted by `hvsim exec` over the whole run (printed at exit).
-fn exec_io(p: Proc, err: &Path) -> Option<u64> {
-    drop(p);
-    let text = std::fs::read_to_string(err).ok()?;
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("hvsim exec: Stats"))?;
-    let n = line
-        .split("io: ")
-        .nth(1)?
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?;
-    n.parse().ok()
-}
-
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -349,7 +402,9 @@ fn phase(i: u64) -> f64 {
 #[derive(Default)]
 struct Row {
     rss_kib: u64,
+    anon_kib: u64,
     cpu_ms: f64,
+    host_cpu_ms: f64,
     calls_per_s: Option<f64>,
     ping_p50: f64,
     ping_p99: f64,
@@ -374,12 +429,21 @@ fn measure(
         eprintln!("{}: no report within 60 s; skipped", s.name());
         return None;
     }
-    let pid = guest_pid(&p, s.trapped());
-    let c0 = cpu_ns(pid);
+    let pid = guest_pid(&p, s);
+    let serve = host.serve.0.id() as i32;
+    let n0 = backdoor_calls(&host);
+    let (c0, t0) = (tree_cpu_ns(pid), cpu_ns(serve));
+    let w0 = Instant::now();
     std::thread::sleep(idle);
-    let c1 = cpu_ns(pid);
+    let (c1, t1) = (tree_cpu_ns(pid), cpu_ns(serve));
+    let n1 = backdoor_calls(&host);
+    let window = w0.elapsed().as_secs_f64();
     row.cpu_ms = c1.saturating_sub(c0) as f64 / 1e6;
-    row.rss_kib = rss_kib(pid);
+    row.host_cpu_ms = t1.saturating_sub(t0) as f64 / 1e6;
+    if let (Some(n0), Some(n1)) = (n0, n1) {
+        row.calls_per_s = Some(n1.saturating_sub(n0) as f64 / window);
+    }
+    (row.rss_kib, row.anon_kib) = rss_kib(pid);
 
     let mut lat = Vec::new();
     for i in 0..pings {
@@ -423,25 +487,6 @@ fn measure(
     Some(row)
 }
 
-/// Backdoor calls per second while idle, for a trapped subject: traps of a
-/// run that idles `idle` after its first report, less a run that stops at
-/// its first report.
-fn idle_calls(s: Subject, idle: Duration) -> Option<f64> {
-    let once = |wait: Duration| -> Option<u64> {
-        let host = Host::start();
-        let ns = Netns::new("calls");
-        let (p, err) = launch(s, &host, &ns);
-        if !wait_report(&host, 60) {
-            return None;
-        }
-        std::thread::sleep(wait);
-        exec_io(p, &err)
-    };
-    let short = once(Duration::ZERO)?;
-    let long = once(idle)?;
-    Some(long.saturating_sub(short) as f64 / idle.as_secs_f64())
-}
-
 fn fmt_ms(v: f64) -> String {
     if v.is_nan() {
         "—".into()
@@ -471,7 +516,11 @@ fn main() {
         .args(["exec", "--help"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let vmtoolsd_ok = exec_ok && Path::new(VMTOOLSD).exists() && Path::new(GUESTINFO_SO).exists();
+    let vmtoolsd_ok = exec_ok
+        && Path::new(VMTOOLSD).exists()
+        && VMSVC_PLUGINS
+            .iter()
+            .all(|so| Path::new(VMSVC_DIR).join(so).exists());
     let mut subjects = vec![Subject::AgentSocket];
     if exec_ok {
         subjects.push(Subject::AgentTrap);
@@ -489,12 +538,9 @@ fn main() {
         } else {
             (fresh, 10)
         };
-        let Some(mut row) = measure(s, idle, pings, n, timeout) else {
+        let Some(row) = measure(s, idle, pings, n, timeout) else {
             continue;
         };
-        if s.trapped() {
-            row.calls_per_s = idle_calls(s, idle);
-        }
         rows.push((s, row));
     }
     println!(
@@ -510,14 +556,16 @@ fn main() {
         println!("vmtoolsd rows missing: needs `hvsim exec` and open-vm-tools installed");
     }
     println!();
-    println!("| agent | idle RSS | CPU over idle window | backdoor calls/s idle | tclo ping p50 / p99 | new address visible p50 / p99 |");
+    println!("| agent | idle RSS (anon) | CPU over idle window (hvsim serve's) | backdoor calls/s idle | tclo ping p50 / p99 | new address visible p50 / p99 |");
     println!("|---|---|---|---|---|---|");
     for (s, r) in &rows {
         println!(
-            "| {} | {} KiB | {:.1} ms | {} | {} / {} | {} / {}{} |",
+            "| {} | {} KiB ({} KiB) | {:.1} ms ({:.0} ms) | {} | {} / {} | {} / {}{} |",
             s.name(),
             r.rss_kib,
+            r.anon_kib,
             r.cpu_ms,
+            r.host_cpu_ms,
             r.calls_per_s.map_or("—".into(), |c| format!("{c:.1}")),
             fmt_ms(r.ping_p50),
             fmt_ms(r.ping_p99),
@@ -538,6 +586,10 @@ fn main() {
         println!(
             "| idle RSS | {} | ≤ 25% |",
             ratio(a.rss_kib as f64, v.rss_kib as f64)
+        );
+        println!(
+            "| idle RSS, anonymous | {} | |",
+            ratio(a.anon_kib as f64, v.anon_kib as f64)
         );
         println!(
             "| CPU over idle window | {} | ≤ 50% |",
