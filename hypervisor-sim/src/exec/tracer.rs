@@ -504,13 +504,31 @@ impl Tracer {
     }
 
     /// `HVSIM_EXEC_STATS=1`: the counts on the program's own stderr, written
-    /// at its exit stop, before its parent can see it gone.
+    /// at its exit stop, before its parent can see it gone. The program's
+    /// file description itself is used (pidfd_getfd), so the line lands at
+    /// its current offset, as if the program had written it.
     fn print_stats(&self, pid: i32) {
+        use std::os::fd::FromRawFd;
         let line = format!("hvsim exec: {:?}\n", self.stats);
-        let written = File::options()
-            .append(true)
-            .open(format!("/proc/{pid}/fd/2"))
-            .and_then(|mut f| f.write_all(line.as_bytes()));
+        // SAFETY: pidfd_open and pidfd_getfd take integers and return new
+        // fds (or -1), each owned by exactly one File below.
+        let dup = unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+            if pidfd < 0 {
+                None
+            } else {
+                let _pidfd = File::from_raw_fd(pidfd);
+                let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, 2, 0) as i32;
+                (fd >= 0).then(|| File::from_raw_fd(fd))
+            }
+        };
+        let written = match dup {
+            Some(f) => Ok(f),
+            None => File::options()
+                .append(true)
+                .open(format!("/proc/{pid}/fd/2")),
+        }
+        .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             log::debug!("exec session {pid}: cannot print the stats: {e}");
         }
@@ -565,22 +583,50 @@ impl Tracer {
     }
 
     /// The syscall-exit stop of a trapped mmap/mprotect with PROT_EXEC.
+    /// An mmap says everything in its registers (address, length, flags,
+    /// fd, offset; preserved across the syscall), so the loader's mapping
+    /// of a library costs no /proc/PID/maps read; mprotect needs one.
     fn mapped(&mut self, pid: i32) {
         let Ok(r) = self.getregs(pid) else { return };
         let ret = r.rax as i64;
         if (-4095..0).contains(&ret) {
             return;
         }
-        let start = if r.orig_rax == libc::SYS_mmap as u64 {
-            r.rax
-        } else if ret == 0 {
-            r.rdi
-        } else {
-            return;
-        };
-        let len = r.rsi.div_ceil(PAGE) * PAGE;
         let tgid = self.tasks.get(&pid).map_or(pid, |t| t.tgid);
-        self.scan(tgid, Some(start..start.saturating_add(len)));
+        let len = r.rsi.div_ceil(PAGE) * PAGE;
+        if r.orig_rax != libc::SYS_mmap as u64 {
+            if ret == 0 {
+                self.scan(tgid, Some(r.rdi..r.rdi.saturating_add(len)));
+            }
+            return;
+        }
+        let range = r.rax..r.rax.saturating_add(len);
+        let flags = r.r10 as i32;
+        let fd = r.r8 as i32;
+        if let Some(p) = self.procs.get_mut(&tgid) {
+            p.decoded.clear();
+        }
+        self.stats.scans += 1;
+        if flags & libc::MAP_ANONYMOUS != 0 || fd < 0 {
+            self.patch_range(tgid, range);
+            return;
+        }
+        // MAP_SHARED and MAP_SHARED_VALIDATE both have bit 0 set, MAP_PRIVATE not.
+        if flags & libc::MAP_SHARED != 0 {
+            log::warn!(
+                "process {tgid}: executable shared mapping at {:#x} left unpatched (writing it would change the file)",
+                range.start
+            );
+            return;
+        }
+        match self.sites_of_file(&format!("/proc/{tgid}/fd/{fd}"), None) {
+            Some(sites) => {
+                let file = r.r9..r.r9.saturating_add(len);
+                let at = cache::sites_in(&sites, file, range.start);
+                self.patch_sites(tgid, at);
+            }
+            None => self.patch_range(tgid, range),
+        }
     }
 
     /// Patch every CPUID in the executable code of `tgid` (within `only`).
@@ -614,7 +660,14 @@ impl Tracer {
             }
             self.stats.scans += 1;
             let known = if m.inode != 0 {
-                self.sites_of_file(tgid, m)
+                // map_files names exactly the mapped file; the path may
+                // have been replaced since, so it is used only when its
+                // inode still matches.
+                let by_fd = format!(
+                    "/proc/{tgid}/map_files/{:x}-{:x}",
+                    m.range.start, m.range.end
+                );
+                self.sites_of_file(&by_fd, Some((&m.path, m.inode)))
             } else {
                 None
             };
@@ -622,9 +675,8 @@ impl Tracer {
                 Some(sites) => {
                     let off = m.offset + (range.start - m.range.start);
                     let file = off..off + (range.end - range.start);
-                    for s in cache::sites_in(&sites, file, range.start) {
-                        self.patch_site(tgid, s);
-                    }
+                    let at = cache::sites_in(&sites, file, range.start);
+                    self.patch_sites(tgid, at);
                 }
                 // Anonymous code, or a file without a section table
                 // (sstrip'ed): sweep the mapped memory.
@@ -633,24 +685,23 @@ impl Tracer {
         }
     }
 
-    /// The CPUID sites of the file behind mapping `m` (by file offset), from
+    /// The CPUID sites (by file offset) of the file at `path` (a /proc link
+    /// to it), else of `fallback` when that file has the given inode; from
     /// the cache or by disassembling its executable sections once.
-    fn sites_of_file(&mut self, tgid: i32, m: &Mapping) -> Option<Arc<[Site]>> {
-        let by_fd = format!(
-            "/proc/{tgid}/map_files/{:x}-{:x}",
-            m.range.start, m.range.end
-        );
-        // map_files names exactly the mapped file; the path may have been
-        // replaced since, so it is used only when its inode still matches.
-        let md = std::fs::metadata(&by_fd)
-            .or_else(|_| std::fs::metadata(&m.path))
-            .ok()
-            .filter(|md| md.ino() == m.inode)?;
+    fn sites_of_file(&mut self, path: &str, fallback: Option<(&str, u64)>) -> Option<Arc<[Site]>> {
+        let (md, path) = match std::fs::metadata(path) {
+            Ok(md) => (md, path),
+            Err(_) => {
+                let (p, ino) = fallback?;
+                let md = std::fs::metadata(p).ok().filter(|md| md.ino() == ino)?;
+                (md, p)
+            }
+        };
         let key = key_of(&md);
         if let Some(known) = self.cache.get(&key) {
             return known;
         }
-        let file = File::open(&by_fd).or_else(|_| File::open(&m.path)).ok()?;
+        let file = File::open(path).ok()?;
         let now = file.metadata().ok()?;
         if key_of(&now) != key {
             return None;
@@ -658,40 +709,74 @@ impl Tracer {
         self.stats.disassembled += 1;
         let sites = file_sites(&file, now.size());
         if sites.is_none() {
-            log::debug!("{}: no section table; disassembling its mappings", m.path);
+            log::debug!("{path}: no section table; disassembling its mappings");
         }
         self.cache.insert(key, sites.clone());
         sites
     }
 
-    /// Write UD2 over the CPUID at `s` after checking that it is still there.
-    fn patch_site(&mut self, tgid: i32, s: Site) {
-        if self
-            .procs
-            .get(&tgid)
-            .is_some_and(|p| p.sites.contains_key(&s.addr))
-        {
-            return; // patched already (the range was mapped or protected again)
+    /// Write UD2 over each CPUID of `sites` (sorted by address) that is
+    /// not patched yet, after checking that memory still holds it. Sites
+    /// on one page are read and written as one span: two syscalls per page
+    /// rather than per site (the loader's own CPUIDs sit on a few pages).
+    fn patch_sites(&mut self, tgid: i32, sites: Vec<Site>) {
+        let Some(p) = self.procs.get(&tgid) else {
+            return;
+        };
+        let todo: Vec<Site> = sites
+            .into_iter()
+            .filter(|s| !p.sites.contains_key(&s.addr))
+            .collect();
+        let mut i = 0;
+        while i < todo.len() {
+            let page = todo[i].opcode_addr() / PAGE;
+            let mut j = i + 1;
+            while j < todo.len() && todo[j].opcode_addr() / PAGE == page {
+                j += 1;
+            }
+            self.patch_span(tgid, &todo[i..j]);
+            i = j;
         }
+    }
+
+    fn patch_span(&mut self, tgid: i32, group: &[Site]) {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            return;
+        };
+        let base = first.opcode_addr();
         let Some(mem) = self.mem(tgid) else { return };
-        let mut op = [0u8; 2];
-        if mem.read_exact_at(&mut op, s.opcode_addr()).is_err() || op != patch::CPUID {
-            log::debug!(
-                "process {tgid}: no CPUID at {:#x} in memory, unlike its file; left alone",
-                s.addr
-            );
+        let mut span = vec![0u8; (last.opcode_addr() + 2 - base) as usize];
+        if let Err(e) = mem.read_exact_at(&mut span, base) {
+            log::debug!("process {tgid}: cannot read code at {base:#x}: {e}");
             return;
         }
-        if let Err(e) = mem.write_all_at(&patch::UD2, s.opcode_addr()) {
+        let mut done = Vec::with_capacity(group.len());
+        for s in group {
+            let at = (s.opcode_addr() - base) as usize;
+            if span[at..at + 2] == patch::CPUID {
+                span[at..at + 2].copy_from_slice(&patch::UD2);
+                done.push(*s);
+            } else {
+                log::debug!(
+                    "process {tgid}: no CPUID at {:#x} in memory, unlike its file; left alone",
+                    s.addr
+                );
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        if let Err(e) = mem.write_all_at(&span, base) {
             log::warn!(
-                "process {tgid}: cannot patch CPUID at {:#x}: {e}; it will report the real hypervisor",
-                s.addr
+                "process {tgid}: cannot patch CPUID at {base:#x}: {e}; it will report the real hypervisor"
             );
             return;
         }
-        self.stats.patched += 1;
+        self.stats.patched += done.len() as u64;
         if let Some(p) = self.procs.get_mut(&tgid) {
-            p.sites.insert(s.addr, s.len);
+            for s in done {
+                p.sites.insert(s.addr, s.len);
+            }
         }
     }
 
@@ -703,9 +788,7 @@ impl Tracer {
             log::debug!("process {tgid}: cannot read code at {:#x}: {e}", r.start);
             return;
         }
-        for s in patch::find_cpuid(&code, r.start) {
-            self.patch_site(tgid, s);
-        }
+        self.patch_sites(tgid, patch::find_cpuid(&code, r.start));
     }
 
     fn cpuid_trap(&mut self, pid: i32) -> bool {
@@ -716,7 +799,7 @@ impl Tracer {
         let Some(&len) = self.procs.get(&tgid).and_then(|p| p.sites.get(&r.rip)) else {
             return false;
         };
-        let a = cpuid::answer(r.rax as u32, r.rcx as u32, self.tsc_khz, cpuid::real);
+        let a = cpuid::answer(r.rax as u32, r.rcx as u32, self.tsc_khz, real_cached);
         r.rax = u64::from(a[0]);
         r.rbx = u64::from(a[1]);
         r.rcx = u64::from(a[2]);
@@ -792,6 +875,29 @@ impl Tracer {
         }
         d
     }
+}
+
+/// Most real CPUID answers remembered; a program looping over random
+/// subleaves gets the rest from the CPU each time.
+const MAX_REAL_CPUID: usize = 4096;
+
+/// The CPU's own CPUID answer, remembered: a real CPUID exits to the
+/// hypervisor (a few µs here, nested), and libc's start-up asks about fifty.
+/// The answers are the machine's; per-CPU fields (the initial APIC id) are
+/// those of some CPU, as they were when the tracer asked its own CPU.
+fn real_cached(leaf: u32, subleaf: u32) -> cpuid::Answer {
+    static REAL: std::sync::OnceLock<std::sync::Mutex<HashMap<(u32, u32), cpuid::Answer>>> =
+        std::sync::OnceLock::new();
+    let m = REAL.get_or_init(Default::default);
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(a) = m.get(&(leaf, subleaf)) {
+        return *a;
+    }
+    let a = cpuid::real(leaf, subleaf);
+    if m.len() < MAX_REAL_CPUID {
+        m.insert((leaf, subleaf), a);
+    }
+    a
 }
 
 fn tgid_of(tid: i32) -> Option<i32> {
