@@ -16,7 +16,9 @@ fuzz_target!(|msg: &[u8]| {
     let vm = common::vm();
     let facts = common::facts();
     let owner = hvsim::socket::new_owner();
-    let call = |regs: Regs| vm.with_channels(|t, sink| device::lb_call(&facts, &SystemClock, t, sink, owner, regs));
+    let call = |regs: Regs| {
+        vm.with_channels(|t, sink| device::lb_call(&facts, &SystemClock, t, sink, owner, regs))
+    };
     let mut r = Regs::command(cmd::MESSAGE, proto::RPCI);
     r.ecx = halves(msg_type::OPEN, cmd::MESSAGE);
     let out = call(r);
@@ -28,7 +30,15 @@ fuzz_target!(|msg: &[u8]| {
     r.ecx = halves(msg_type::SENDSIZE, cmd::MESSAGE);
     r.edx = halves(id, 0x5658);
     assert_ne!(hi(call(r).ecx) & status::SUCCESS, 0);
-    let hb = Regs { eax: BDOOR_MAGIC, ebx: halves(status::SUCCESS, 0), ecx: msg.len() as u32, edx: halves(id, 0x5659), esi: 0, edi: 0, ebp: 0 };
+    let hb = Regs {
+        eax: BDOOR_MAGIC,
+        ebx: halves(status::SUCCESS, 0),
+        ecx: msg.len() as u32,
+        edx: halves(id, 0x5659),
+        esi: 0,
+        edi: 0,
+        ebp: 0,
+    };
     if !msg.is_empty() {
         let o = vm.with_channels(|t, sink| device::hb_out(t, sink, hb, msg));
         assert_ne!(hi(o.ebx) & status::SUCCESS, 0);
