@@ -24,7 +24,7 @@
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -347,19 +347,26 @@ fn transmission(c: &mut Conn, m: &Medium, structured: bool) -> Result<(), NbdCon
                 buf.resize(req.length as usize, 0);
                 match m.read_at(&mut buf, req.offset) {
                     Ok(()) => {
-                        if structured {
-                            c.w.write_all(&structured_header(
+                        // Header and data in one writev straight from the
+                        // read buffer: one segment train, no copy through
+                        // the BufWriter.
+                        let mut head = [0u8; 28];
+                        let hlen = if structured {
+                            head[..20].copy_from_slice(&structured_header(
                                 REPLY_FLAG_DONE,
                                 REPLY_TYPE_OFFSET_DATA,
                                 req.handle,
                                 8 + req.length,
-                            ))?;
-                            c.w.write_all(&req.offset.to_be_bytes())?;
+                            ));
+                            head[20..28].copy_from_slice(&req.offset.to_be_bytes());
+                            28
                         } else {
-                            c.w.write_all(&simple_reply(0, req.handle))?;
-                        }
-                        c.w.write_all(&buf)?;
+                            head[..16].copy_from_slice(&simple_reply(0, req.handle));
+                            16
+                        };
                         c.w.flush()?;
+                        let mut bufs = [IoSlice::new(&head[..hlen]), IoSlice::new(&buf)];
+                        crate::socket::write_all_vectored(c.w.get_mut(), &mut bufs)?;
                     }
                     Err(e) => reply_err(c, structured, req.handle, errno_of(&e), &e.to_string())?,
                 }
