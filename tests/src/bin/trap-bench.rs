@@ -203,7 +203,7 @@ fn main() {
     let (n_lb, rounds, n_hb, runs) = if quick {
         (500, 3, 3, 5)
     } else {
-        (5_000, 9, 20, 40)
+        (5_000, 9, 20, 100)
     };
     pin_self(0);
 
