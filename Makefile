@@ -9,10 +9,12 @@ demo:
 	$(CARGO) build --release --workspace --bins
 	./target/release/hvsim demo
 
-## test: build the binaries the end-to-end tests start, then run every test
+## test: install the real clients the tests drive (apt, PyPI venv), build the
+## binaries the end-to-end tests start, then run every test
 test:
+	scripts/test-deps.sh
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	HVSIM_PY=$(CURDIR)/target/venv/bin/python $(CARGO) test --workspace
 
 ## lint: formatting and clippy, warnings are errors
 lint:
