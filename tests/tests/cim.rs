@@ -349,6 +349,133 @@ fn indications_reach_a_pywbem_listener() {
     );
 }
 
+/// A pywbem WBEMListener subscribed (three filters, one destination) to
+/// modifications, creations and deletions of CIM_IPProtocolEndpoint. It
+/// prints `ready` once subscribed; then, for each `wait N` line on stdin,
+/// waits (up to 15 s) until it holds N indications and prints them all as
+/// one JSON line; at end of input it removes the subscriptions.
+const IP_LISTENER: &str = r#"
+import json, sys, threading, time
+import pywbem
+url, user, pw, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = pywbem.WBEMConnection(url, (user, pw), default_namespace="root/cimv2")
+got, lock = [], threading.Lock()
+def cb(ind, host):
+    src = ind["SourceInstance"]
+    prev = ind.get("PreviousInstance")
+    with lock:
+        got.append({
+            "class": ind.classname,
+            "filter": ind["IndicationFilterName"],
+            "source_class": src.classname,
+            "name": src["Name"],
+            "address": src.get("IPv4Address"),
+            "prefix": int(src["PrefixLength"]),
+            "previous_name": prev["Name"] if prev is not None else None,
+            "previous_prefix": int(prev["PrefixLength"]) if prev is not None else None,
+        })
+lst = pywbem.WBEMListener("127.0.0.1", http_port=port)
+lst.add_callback(cb)
+lst.start()
+ns = "root/interop"
+made = []
+try:
+    dp = c.CreateInstance(pywbem.CIMInstance("CIM_ListenerDestinationCIMXML", {
+        "Name": "ip-dest", "Destination": f"http://127.0.0.1:{port}",
+        "PersistenceType": pywbem.Uint16(3)}), namespace=ns)
+    for cls in ["CIM_InstModification", "CIM_InstCreation", "CIM_InstDeletion"]:
+        fp = c.CreateInstance(pywbem.CIMInstance("CIM_IndicationFilter", {
+            "Name": cls, "QueryLanguage": "WQL", "SourceNamespaces": ["root/cimv2"],
+            "Query": f"SELECT * FROM {cls} WHERE SourceInstance ISA CIM_IPProtocolEndpoint",
+        }), namespace=ns)
+        sp = c.CreateInstance(pywbem.CIMInstance("CIM_IndicationSubscription",
+                                                 {"Filter": fp, "Handler": dp}), namespace=ns)
+        made = [sp, fp] + made
+    made.append(dp)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        n = int(line.split()[1])
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            with lock:
+                if len(got) >= n:
+                    break
+            time.sleep(0.05)
+        with lock:
+            print(json.dumps(got), flush=True)
+finally:
+    for p in made:
+        c.DeleteInstance(p)
+    lst.stop()
+"#;
+
+#[test]
+fn guest_ip_changes_reach_a_pywbem_listener() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let (sim, http, _) = cim_sim(&["vm0"], "");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut py = Command::new(python())
+        .args(["-c", IP_LISTENER])
+        .args([&format!("http://127.0.0.1:{http}"), "admin", "s3cret"])
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    let mut to_py = py.stdin.take().unwrap();
+    let mut from_py = BufReader::new(py.stdout.take().unwrap());
+    let mut line = String::new();
+    from_py.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the listener did not subscribe");
+    let mut wait = |n: usize| -> Vec<Value> {
+        writeln!(to_py, "wait {n}").unwrap();
+        let mut line = String::new();
+        from_py.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).expect("json from the listener")
+    };
+    let mac = "00:50:56:aa:bb:01";
+    let ep = |class: &str, addr: &str, prefix: u32, prev: Option<u32>| {
+        serde_json::json!({
+            "class": class,
+            "filter": class,
+            "source_class": "CIM_IPProtocolEndpoint",
+            "name": format!("{mac}/{addr}"),
+            "address": addr,
+            "prefix": prefix,
+            "previous_name": prev.map(|_| format!("{mac}/{addr}")),
+            "previous_prefix": prev,
+        })
+    };
+
+    // The guest reports its first address: a new endpoint.
+    report_nics(&sim, "vm0", &[("192.0.2.10", 24)]);
+    let mut want = vec![ep("CIM_InstCreation", "192.0.2.10", 24, None)];
+    assert_eq!(wait(1), want);
+    // It moves to another address: the old endpoint goes, a new one comes,
+    // named by the new address and carrying it.
+    report_nics(&sim, "vm0", &[("192.0.2.20", 24)]);
+    want.push(ep("CIM_InstDeletion", "192.0.2.10", 24, None));
+    want.push(ep("CIM_InstCreation", "192.0.2.20", 24, None));
+    assert_eq!(wait(3), want);
+    // Same address, new prefix: that endpoint is modified.
+    report_nics(&sim, "vm0", &[("192.0.2.20", 25)]);
+    want.push(ep("CIM_InstModification", "192.0.2.20", 25, Some(24)));
+    assert_eq!(wait(4), want);
+    // The same report again changes nothing; a second address appears.
+    report_nics(&sim, "vm0", &[("192.0.2.20", 25)]);
+    report_nics(&sim, "vm0", &[("192.0.2.20", 25), ("192.0.2.30", 24)]);
+    want.push(ep("CIM_InstCreation", "192.0.2.30", 24, None));
+    assert_eq!(wait(5), want);
+
+    drop(to_py);
+    let status = py.wait().unwrap();
+    assert!(status.success(), "the listener script failed");
+}
+
 /// One raw HTTP exchange on an open connection: status, headers, body.
 fn exchange(s: &mut TcpStream, req: &[u8]) -> (u16, String, String) {
     s.write_all(req).unwrap();

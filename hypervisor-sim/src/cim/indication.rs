@@ -1,7 +1,25 @@
 //! Indications (DSP1054): filters, listener destinations and subscriptions
-//! created in `root/interop`, and `CIM_InstModification` delivered to
-//! CIM-XML listeners (DSP0200 export messages) when a VM's power state,
-//! guest info or tools status changes.
+//! created in `root/interop`, and instance indications delivered to CIM-XML
+//! listeners (DSP0200 export messages):
+//!
+//! - `CIM_InstModification` (with `PreviousInstance`) when a VM's
+//!   CIM_ComputerSystem (power state), CIM_OperatingSystem or
+//!   CIM_DNSProtocolEndpoint (guest info), HVSIM_GuestTools (tools status)
+//!   or one of its CIM_IPProtocolEndpoint instances changes;
+//! - `CIM_InstCreation` / `CIM_InstDeletion` when a CIM_IPProtocolEndpoint
+//!   appears or disappears. An endpoint is keyed by `<MAC>/<address>`, so
+//!   when the guest agent reports a new address (or drops one) that is a
+//!   new (or deleted) endpoint, not a modified one; a modification is a
+//!   change of an address's prefix length or origin. A deletion's
+//!   `SourceInstance` is the endpoint's last state.
+//!
+//! A filter selects an indication when the indication's class is its query
+//! class or a subclass of it: `FROM CIM_InstModification` gets only
+//! modifications (so a subscriber that wants to follow address changes
+//! subscribes to `CIM_InstCreation` and `CIM_InstDeletion` too, or to
+//! `CIM_InstIndication` for all three), and the `WHERE` clause (e.g.
+//! `SourceInstance ISA CIM_IPProtocolEndpoint`) is evaluated on the
+//! indication.
 //!
 //! Subscriptions live in memory: a restart of hvsim drops them, as it does
 //! transient subscriptions on a real CIMOM. Delivery runs on one thread per
@@ -9,7 +27,7 @@
 //! [`DELIVERY_TIMEOUT`] loses that indication (logged), and never stalls
 //! the VM or the CIM operations.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, Sender};
@@ -31,6 +49,9 @@ pub const MAX_DYNAMIC: usize = 256;
 const FILTER: &str = "CIM_IndicationFilter";
 const DEST: &str = "CIM_ListenerDestinationCIMXML";
 const SUB: &str = "CIM_IndicationSubscription";
+const MODIFICATION: &str = "CIM_InstModification";
+const CREATION: &str = "CIM_InstCreation";
+const DELETION: &str = "CIM_InstDeletion";
 
 fn err(c: u32, m: impl Into<String>) -> CimError {
     CimError::new(c, m)
@@ -231,9 +252,17 @@ impl Indications {
         Ok(())
     }
 
-    /// Deliver an indication about `source` (previously `previous`) to every
+    /// Deliver an indication of class `class` (an instance indication) about
+    /// `source` (previously `previous`, for a modification) to every
     /// subscription whose filter selects it.
-    fn publish(&self, schema: &Schema, host: &str, source: Instance, previous: Option<Instance>) {
+    fn publish(
+        &self,
+        schema: &Schema,
+        host: &str,
+        class: &str,
+        source: Instance,
+        previous: Option<Instance>,
+    ) {
         let dynamic = self.lock();
         let subs: Vec<&Instance> = dynamic
             .iter()
@@ -260,23 +289,26 @@ impl Indications {
             let Ok(q) = wql::parse(&f.get("Query").text()) else {
                 continue;
             };
-            if !schema.is_a("CIM_InstModification", &q.class) {
+            if !schema.is_a(class, &q.class) {
                 continue;
             }
-            let ind = Instance::new("CIM_InstModification")
+            let mut ind = Instance::new(class)
                 .with("IndicationIdentifier", Value::s(format!("hvsim:{id}")))
                 .with(
                     "IndicationTime",
                     Value::s(datetime(std::time::SystemTime::now())),
                 )
                 .with("IndicationFilterName", f.get("Name").clone())
-                .with("SourceInstance", Value::Instance(Box::new(source.clone())))
-                .with(
+                .with("SourceInstance", Value::Instance(Box::new(source.clone())));
+            if class == MODIFICATION {
+                ind.set(
                     "PreviousInstance",
                     previous
                         .clone()
                         .map_or(Value::Null, |p| Value::Instance(Box::new(p))),
-                )
+                );
+            }
+            let ind = ind
                 .with("SourceInstanceModelPath", Value::s(&model_path))
                 .with("SourceInstanceHost", Value::s(host))
                 .with("PerceivedSeverity", Value::Uint(2));
@@ -309,6 +341,7 @@ impl Indications {
                 for (k, i) in tracked(&view) {
                     last.insert(k, i);
                 }
+                let mut last_ips = endpoints(&schema, &view);
                 for ev in rx {
                     let view = VmView::of(&vm);
                     let force = !matches!(ev, VmEvent::GuestInfoChanged);
@@ -325,11 +358,52 @@ impl Indications {
                         if !force && prev.as_ref() == Some(&now) {
                             continue;
                         }
-                        me.publish(&schema, &host, now, prev);
+                        me.publish(&schema, &host, MODIFICATION, now, prev);
                     }
+                    // IP endpoints are compared after every event (an
+                    // address list can change with guest info or power).
+                    let ips = endpoints(&schema, &view);
+                    for (class, now, prev) in endpoint_changes(&last_ips, &ips) {
+                        me.publish(&schema, &host, class, now, prev);
+                    }
+                    last_ips = ips;
                 }
             });
     }
+}
+
+/// A VM's IP endpoints by object path.
+fn endpoints(schema: &Schema, v: &VmView) -> BTreeMap<String, Instance> {
+    provider::ip_endpoint_instances(v)
+        .into_iter()
+        .map(|i| (path_of(schema, &i, NS_CIMV2).to_string(), i))
+        .collect()
+}
+
+/// The indications that take endpoint set `before` to `after`: deletions,
+/// then modifications, then creations, each in path order. Each is
+/// (class, SourceInstance, PreviousInstance).
+fn endpoint_changes(
+    before: &BTreeMap<String, Instance>,
+    after: &BTreeMap<String, Instance>,
+) -> Vec<(&'static str, Instance, Option<Instance>)> {
+    let mut out: Vec<_> = before
+        .iter()
+        .filter(|(k, _)| !after.contains_key(*k))
+        .map(|(_, i)| (DELETION, i.clone(), None))
+        .collect();
+    for (k, now) in after {
+        if let Some(prev) = before.get(k).filter(|p| *p != now) {
+            out.push((MODIFICATION, now.clone(), Some(prev.clone())));
+        }
+    }
+    out.extend(
+        after
+            .iter()
+            .filter(|(k, _)| !before.contains_key(*k))
+            .map(|(_, i)| (CREATION, i.clone(), None)),
+    );
+    out
 }
 
 fn tracked(v: &VmView) -> Vec<(&'static str, Instance)> {
@@ -425,5 +499,38 @@ mod tests {
         );
         assert_eq!(parse_http_url("https://h"), None);
         assert_eq!(parse_http_url("http://"), None);
+    }
+
+    #[test]
+    fn endpoint_changes_are_deletions_modifications_creations() {
+        let ep = |name: &str, prefix: u64| {
+            (
+                name.to_string(),
+                Instance::new("CIM_IPProtocolEndpoint")
+                    .with("Name", Value::s(name))
+                    .with("PrefixLength", Value::Uint(prefix)),
+            )
+        };
+        let before: BTreeMap<_, _> = [ep("m/a", 24), ep("m/b", 24), ep("m/c", 24)].into();
+        let after: BTreeMap<_, _> = [ep("m/b", 25), ep("m/c", 24), ep("m/d", 24)].into();
+        let got: Vec<(&str, String, Option<Value>)> = endpoint_changes(&before, &after)
+            .into_iter()
+            .map(|(c, i, p)| {
+                (
+                    c,
+                    i.get("Name").text(),
+                    p.map(|p| p.get("PrefixLength").clone()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (DELETION, "m/a".to_string(), None),
+                (MODIFICATION, "m/b".to_string(), Some(Value::Uint(24))),
+                (CREATION, "m/d".to_string(), None),
+            ]
+        );
+        assert!(endpoint_changes(&after, &after).is_empty());
     }
 }

@@ -567,12 +567,17 @@ fn ip_endpoint(v: &VmView, n: &NicView, ip: &IpView) -> Instance {
     i
 }
 
+/// The CIM_IPProtocolEndpoint instances of a VM, one per address the guest
+/// reports (keyed by `<MAC>/<address>`).
+pub fn ip_endpoint_instances(v: &VmView) -> Vec<Instance> {
+    v.nics
+        .iter()
+        .flat_map(|n| n.ips.iter().map(move |ip| ip_endpoint(v, n, ip)))
+        .collect()
+}
+
 fn ip_endpoints(_: &Snapshot, v: &VmView, out: &mut Vec<Instance>) {
-    for n in &v.nics {
-        for ip in &n.ips {
-            out.push(ip_endpoint(v, n, ip));
-        }
-    }
+    out.extend(ip_endpoint_instances(v));
 }
 
 /// The CIM_DNSProtocolEndpoint of a VM (its host name).

@@ -1125,6 +1125,18 @@ pub fn schema() -> Schema {
         )
         .ns(INTEROP | CIMV2)
         .props(vec![p("PreviousInstance", s).emb("CIM_ManagedElement")]),
+        c(
+            "CIM_InstCreation",
+            Some("CIM_InstIndication"),
+            "An instance appeared: an IP endpoint for an address the guest now reports.",
+        )
+        .ns(INTEROP | CIMV2),
+        c(
+            "CIM_InstDeletion",
+            Some("CIM_InstIndication"),
+            "An instance went away: an IP endpoint for an address the guest no longer reports. SourceInstance is its last state.",
+        )
+        .ns(INTEROP | CIMV2),
     ])
 }
 
