@@ -707,3 +707,76 @@ fn password_set_over_ipmi_is_the_one_cim_accepts() {
     assert_eq!(st, 200);
     assert!(body.contains("CODE=\"2\""), "{body}");
 }
+
+/// pywbemcli (pywbemtools), the command line people script against CIMOMs:
+/// list the VMs, read one VM's IP endpoints through its associations, and
+/// change its power state with RequestStateChange.
+#[test]
+fn pywbemcli_lists_follows_associations_and_invokes_methods() {
+    let (sim, http, _) = cim_sim(&["vm0", "vm1"], "");
+    sim.rpctool("vm0", &["SetGuestInfo  1 cli-guest"]);
+    report_nics(&sim, "vm0", &[("198.51.100.44", 24)]);
+    let cli = python().with_file_name("pywbemcli");
+    assert!(
+        cli.exists(),
+        "{} missing: pip install pywbemtools",
+        cli.display()
+    );
+    let run = |args: &[&str]| {
+        let o = Command::new(&cli)
+            .args([
+                "-s",
+                &format!("http://127.0.0.1:{http}"),
+                "-u",
+                "admin",
+                "-p",
+                "s3cret",
+            ])
+            .args(["-d", "root/cimv2", "-o", "mof"])
+            .args(args)
+            .env(
+                "PYWBEMCLI_CONNECTIONS_FILE",
+                sim.dir.path().join("conns.yaml"),
+            )
+            .output()
+            .expect("run pywbemcli");
+        assert!(
+            o.status.success(),
+            "pywbemcli {args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    };
+    let out = run(&[
+        "instance",
+        "enumerate",
+        "CIM_ComputerSystem",
+        "--pl",
+        "ElementName,EnabledState",
+    ]);
+    assert!(out.contains("vm0") && out.contains("vm1"), "{out}");
+    let uuid = sim.show("vm0")["uuid"].as_str().unwrap().to_string();
+    let names = run(&["instance", "enumerate", "CIM_ComputerSystem", "--no"]);
+    assert!(names.contains(&uuid), "{names}");
+    let vm0 =
+        format!("CIM_ComputerSystem.CreationClassName=\"CIM_ComputerSystem\",Name=\"{uuid}\"");
+    let eps = run(&[
+        "instance",
+        "associators",
+        &vm0,
+        "--rc",
+        "CIM_IPProtocolEndpoint",
+    ]);
+    assert!(eps.contains("198.51.100.44"), "{eps}");
+    let out = run(&[
+        "instance",
+        "invokemethod",
+        &vm0,
+        "RequestStateChange",
+        "-p",
+        "RequestedState=3",
+    ]);
+    assert!(out.replace(' ', "").contains("ReturnValue=0"), "{out}");
+    sim.eventually("vm0 off", || sim.show("vm0")["power"] == "off");
+}
