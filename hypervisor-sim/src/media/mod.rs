@@ -27,7 +27,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// Why an image could not be opened, read or written.
@@ -85,6 +85,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn flush(&self) -> Result<(), MediaError>;
     /// Whether writes are possible at all.
     fn writable(&self) -> bool;
+    /// The local file holding the image byte for byte, when there is one:
+    /// the NBD server then sends reads with `sendfile(2)` straight from the
+    /// page cache instead of copying them through a buffer.
+    fn file(&self) -> Option<&File> {
+        None
+    }
 }
 
 /// How to open an image.
@@ -218,6 +224,9 @@ impl Backend for FileImage {
     fn writable(&self) -> bool {
         self.writable
     }
+    fn file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -267,7 +276,12 @@ pub struct Medium {
     pub inserted_at: SystemTime,
     /// Traffic.
     pub counters: Counters,
-    last_access: Mutex<Instant>,
+    /// Monotonic time of insert: `last_access` counts from it.
+    created: Instant,
+    /// Milliseconds after `created` of the last read, write or flush. An
+    /// atomic, not a lock: every NBD request touches it, from every
+    /// connection.
+    last_access: AtomicU64,
     ejected: AtomicBool,
 }
 
@@ -280,7 +294,8 @@ impl Medium {
             write_protected,
             inserted_at: SystemTime::now(),
             counters: Counters::default(),
-            last_access: Mutex::new(Instant::now()),
+            created: Instant::now(),
+            last_access: AtomicU64::new(0),
             ejected: AtomicBool::new(false),
         }
     }
@@ -304,7 +319,24 @@ impl Medium {
     }
 
     fn touch(&self) {
-        *self.last_access.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_access.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Count a read of `len` bytes at `offset` and return the image file
+    /// for the caller to read (or `sendfile`) itself; `None` when the
+    /// backend has no such file or the medium is writable (a later NBD write
+    /// could then change pages still queued in the socket). Errors as
+    /// [`read_at`](Self::read_at) for a range outside the image.
+    pub fn file_for_read(&self, offset: u64, len: u64) -> Result<Option<&File>, MediaError> {
+        self.check(offset, len)?;
+        let Some(f) = self.backend.file().filter(|_| self.read_only()) else {
+            return Ok(None);
+        };
+        self.touch();
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(len, Ordering::Relaxed);
+        Ok(Some(f))
     }
 
     /// Read, counted.
@@ -340,10 +372,8 @@ impl Medium {
 
     /// Time since the last read, write or flush (or the insert).
     pub fn idle(&self) -> std::time::Duration {
-        self.last_access
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+        let last = std::time::Duration::from_millis(self.last_access.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(last)
     }
 
     /// Mark ejected: NBD connections to it end at their next request.
