@@ -5,7 +5,10 @@
 //!   from a `file://` image (random bytes, no holes), against `nbdkit file`
 //!   and `qemu-nbd -r -f raw` serving the same file over TCP on 127.0.0.1.
 //!   The page cache is warmed first; rounds are interleaved (each round runs
-//!   every server once, in rotated order) and the median is reported.
+//!   every server once, in rotated order) and the median is reported, with
+//!   the median CPU seconds (user + system) the server process and nbdcopy
+//!   spent per copy: on a shared machine, wall time follows the load of the
+//!   moment, CPU per copy much less.
 //! * Redfish GET latency: `GET /redfish/v1/Systems/vm0` with Basic auth on a
 //!   keep-alive connection, against sushy-tools' emulator with its fake
 //!   driver (`GET /redfish/v1/Systems/<its default UUID>`, the name redirects) over plain HTTP and over HTTPS
@@ -304,7 +307,7 @@ fn get_latency(port: u16, https: bool, path: &str, n: usize) -> Latency {
 // ---- servers --------------------------------------------------------------
 
 struct Hvsim {
-    _p: Proc,
+    p: Proc,
     redfish: u16,
     nbd: u16,
     cert: PathBuf,
@@ -351,7 +354,7 @@ fn start_hvsim(dir: &Path, cpu: usize) -> Hvsim {
         ) {
             let tls = dir.join("state/tls");
             return Hvsim {
-                _p: p,
+                p,
                 redfish,
                 nbd,
                 cert: tls.join("redfish.crt"),
@@ -394,23 +397,56 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Seconds for one `nbdcopy URI null:` on the client core.
-fn nbdcopy(uri: &str, cpu: usize) -> f64 {
+/// CPU seconds (user + system) a process has used, all its threads
+/// (including ended ones) counted.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf only reads a system value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    f.iter().sum::<u64>() as f64 / hz
+}
+
+/// CPU seconds (user + system) of the children waited for so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// One `nbdcopy URI null:` on the client core: wall seconds, CPU seconds of
+/// the server process `server` and of nbdcopy.
+fn nbdcopy(uri: &str, cpu: usize, server: u32) -> (f64, f64, f64) {
+    let (s0, c0) = (proc_cpu(server), children_cpu());
     let t = Instant::now();
     let st = pinned("nbdcopy", cpu)
         .arg(uri)
         .arg("null:")
         .status()
         .expect("nbdcopy");
+    let wall = t.elapsed().as_secs_f64();
     assert!(st.success(), "nbdcopy {uri} failed");
-    t.elapsed().as_secs_f64()
+    (wall, proc_cpu(server) - s0, children_cpu() - c0)
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (scpu, ccpu) = cpus();
     let mib: usize = if quick { 64 } else { 512 };
-    let rounds = if quick { 1 } else { 5 };
+    let rounds = if quick { 1 } else { 9 };
     let n_hvsim = if quick { 500 } else { 5000 };
     let n_sushy = if quick { 50 } else { 500 };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -435,7 +471,7 @@ fn main() {
     drop(c);
 
     let nbdkit_port = free_port();
-    let _nbdkit = Proc(
+    let nbdkit = Proc(
         pinned("nbdkit", scpu)
             .args(["-f", "-r", "--exit-with-parent", "-i", "127.0.0.1", "-p"])
             .arg(nbdkit_port.to_string())
@@ -446,7 +482,7 @@ fn main() {
             .expect("nbdkit"),
     );
     let qemu_port = free_port();
-    let _qemu = Proc(
+    let qemu = Proc(
         pinned("qemu-nbd", scpu)
             .args(["-r", "-f", "raw", "-t", "-e", "16", "-b", "127.0.0.1", "-p"])
             .arg(qemu_port.to_string())
@@ -458,23 +494,36 @@ fn main() {
     wait_port(nbdkit_port, "nbdkit");
     wait_port(qemu_port, "qemu-nbd");
     let servers = [
-        ("hvsim", format!("nbd://127.0.0.1:{}/vm0/Cd", h.nbd)),
-        ("nbdkit file", format!("nbd://127.0.0.1:{nbdkit_port}/")),
+        (
+            "hvsim",
+            format!("nbd://127.0.0.1:{}/vm0/Cd", h.nbd),
+            h.p.0.id(),
+        ),
+        (
+            "nbdkit file",
+            format!("nbd://127.0.0.1:{nbdkit_port}/"),
+            nbdkit.0.id(),
+        ),
         (
             "qemu-nbd -r -f raw",
             format!("nbd://127.0.0.1:{qemu_port}/"),
+            qemu.0.id(),
         ),
     ];
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    // Per server: wall, server CPU and nbdcopy CPU seconds of each round.
+    let mut runs: Vec<[Vec<f64>; 3]> = vec![Default::default(); servers.len()];
     for r in 0..rounds {
         for k in 0..servers.len() {
             let i = (r + k) % servers.len();
-            times[i].push(nbdcopy(&servers[i].1, ccpu));
+            let (wall, scpu_s, ccpu_s) = nbdcopy(&servers[i].1, ccpu, servers[i].2);
+            runs[i][0].push(wall);
+            runs[i][1].push(scpu_s);
+            runs[i][2].push(ccpu_s);
         }
     }
-    let mbs: Vec<f64> = times
+    let mbs: Vec<f64> = runs
         .iter_mut()
-        .map(|t| (mib << 20) as f64 / 1e6 / median(t))
+        .map(|t| (mib << 20) as f64 / 1e6 / median(&mut t[0]))
         .collect();
     let peer = mbs[1].max(mbs[2]);
 
@@ -490,14 +539,21 @@ fn main() {
         "NBD read throughput: `nbdcopy nbd://... null:` of a {mib} MiB random image (page cache warm), median of {rounds} interleaved rounds; servers on core {scpu}, nbdcopy on core {ccpu}:"
     );
     println!();
-    println!("| server | MB/s | vs faster peer | target |");
-    println!("|---|---|---|---|");
-    for (i, (name, _)) in servers.iter().enumerate() {
+    println!("| server | MB/s | vs faster peer | server CPU s/copy | nbdcopy CPU s/copy | MB/s per round (sorted) | target |");
+    println!("|---|---|---|---|---|---|---|");
+    for (i, (name, _, _)) in servers.iter().enumerate() {
         let target = if i == 0 { "≥ 90%" } else { "" };
+        let each: Vec<String> = runs[i][0]
+            .iter()
+            .map(|w| format!("{:.0}", (mib << 20) as f64 / 1e6 / w))
+            .collect();
         println!(
-            "| {name} | {:.0} | {:.0}% | {target} |",
+            "| {name} | {:.0} | {:.0}% | {:.3} | {:.3} | {} | {target} |",
             mbs[i],
-            100.0 * mbs[i] / peer
+            100.0 * mbs[i] / peer,
+            median(&mut runs[i][1]),
+            median(&mut runs[i][2]),
+            each.join(" "),
         );
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
