@@ -687,7 +687,11 @@ fn idle_media_are_ejected_after_the_inactivity_timeout() {
     assert_eq!(s, 200, "{b}");
     let (_, _, b) = admin(&rf, "GET", cd, None);
     assert_eq!(json(&b)["Inserted"], true, "{b}");
-    assert_eq!(json(&b)["Oem"]["Hvsim"]["InactivityTimeoutSeconds"], 2, "{b}");
+    assert_eq!(
+        json(&b)["Oem"]["Hvsim"]["InactivityTimeoutSeconds"],
+        2,
+        "{b}"
+    );
     rf.sim.eventually("the idle medium ejected", || {
         let (_, _, b) = admin(&rf, "GET", cd, None);
         json(&b)["Inserted"] == false
