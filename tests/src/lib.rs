@@ -275,3 +275,25 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The workspace root (the tests crate's parent directory).
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// The Python with the tests' PyPI tools (pywbem, sushy, the Redfish
+/// validator): `HVSIM_PY`, else `target/venv/bin/python`.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("HVSIM_PY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test-deps.sh (or set HVSIM_PY)",
+        p.display()
+    );
+    p
+}

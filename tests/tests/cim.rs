@@ -6,11 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use agent::transport::unix::UnixBackdoor;
+use e2e_tests::{python, workspace};
 use e2e_tests::{stderr, stdout, Sim};
 use protocol::guest::GuestChannel;
 use protocol::nicinfo::{self, GuestNicV3, IpEntry, NicInfoV3};
@@ -27,25 +27,6 @@ name = "viewer"
 password = "look"
 role = "ReadOnly"
 "#;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("HVSIM_PY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} is missing: create it with `python3 -m venv target/venv && target/venv/bin/pip install pywbem pywbemtools` (or set HVSIM_PY)",
-        p.display()
-    );
-    p
-}
 
 /// A simulator with CIM on ephemeral ports; returns it and the ports.
 fn cim_sim(vms: &[&str], extra: &str) -> (Sim, u16, u16) {

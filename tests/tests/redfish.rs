@@ -9,27 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use e2e_tests::Sim;
+use e2e_tests::{python, workspace};
 use hvsim::http::{self, Handler, HttpConfig, HttpLimits, Request, Response};
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("HVSIM_PY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} is missing: `python3 -m venv target/venv && target/venv/bin/pip install sushy redfish-service-validator` (or set HVSIM_PY)",
-        p.display()
-    );
-    p
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
