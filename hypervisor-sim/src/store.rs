@@ -195,6 +195,16 @@ const BMC_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sel (
          password BLOB NOT NULL,
          enabled  INTEGER NOT NULL,
          updated  INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS accounts (
+         key      TEXT PRIMARY KEY,
+         id       INTEGER NOT NULL,
+         name     TEXT NOT NULL,
+         password BLOB NOT NULL,
+         role     TEXT NOT NULL,
+         enabled  INTEGER NOT NULL,
+         deleted  INTEGER NOT NULL,
+         updated  INTEGER NOT NULL
      ) WITHOUT ROWID;";
 
 /// A stored user change (password or enable flag) for the shared user list.
@@ -206,6 +216,29 @@ pub struct StoredUser {
     pub password: Vec<u8>,
     /// Whether the account may log in.
     pub enabled: bool,
+}
+
+/// The stored state of one account slot (the `accounts` table).
+///
+/// `key` names the slot: `config:NAME` for a user that came from the
+/// config's `[[user]]` list (so a renamed or deleted config user stays
+/// renamed or deleted), `id:N` for one created at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAccount {
+    /// The slot.
+    pub key: String,
+    /// IPMI user ID (authoritative for created accounts only).
+    pub id: u8,
+    /// Login name.
+    pub name: String,
+    /// Password.
+    pub password: Vec<u8>,
+    /// Role name (`Administrator`, `Operator`, `ReadOnly`).
+    pub role: String,
+    /// Whether the account may log in.
+    pub enabled: bool,
+    /// Deleted: the slot is free.
+    pub deleted: bool,
 }
 
 impl Store {
@@ -291,16 +324,52 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    /// Store a user's password and enable flag; durable when this returns.
-    pub fn set_user(&self, u: &StoredUser) -> Result<(), StoreError> {
+    /// Every stored account slot.
+    pub fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT key, id, name, password, role, enabled, deleted FROM accounts ORDER BY key",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(StoredAccount {
+                    key: r.get(0)?,
+                    id: r.get(1)?,
+                    name: r.get(2)?,
+                    password: r.get(3)?,
+                    role: r.get(4)?,
+                    enabled: r.get::<_, i64>(5)? != 0,
+                    deleted: r.get::<_, i64>(6)? != 0,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Store one account slot; durable when this returns.
+    pub fn set_account(&self, a: &StoredAccount) -> Result<(), StoreError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         self.conn()
             .prepare_cached(
-                "INSERT OR REPLACE INTO users (name, password, enabled, updated) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO accounts (key, id, name, password, role, enabled, deleted, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
-            .and_then(|mut st| st.execute(params![u.name, u.password, u.enabled as i64, now]))
+            .and_then(|mut st| {
+                st.execute(params![
+                    a.key,
+                    a.id,
+                    a.name,
+                    a.password,
+                    a.role,
+                    a.enabled as i64,
+                    a.deleted as i64,
+                    now
+                ])
+            })
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
