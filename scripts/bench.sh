@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins >&2
+# The agent and vm-rpctool are measured as they ship (static, guest profile).
+scripts/guest-build.sh >&2
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
 ./target/release/wire-bench "$@"
 ./target/release/trap-bench "$@"

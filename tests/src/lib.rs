@@ -31,6 +31,26 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The shipped build of a guest binary (`vm-agent`, `vm-rpctool`): static,
+/// LTO, the `guest` profile, as `scripts/guest-build.sh` and the packages
+/// build it. The benchmarks measure this one when it exists and fall back to
+/// [`bin`] (saying so on stderr) when it does not.
+pub fn guest_bin(name: &str) -> PathBuf {
+    let shipped = workspace()
+        .join("target/x86_64-unknown-linux-gnu/guest")
+        .join(name);
+    if shipped.exists() {
+        return shipped;
+    }
+    let p = bin(name);
+    eprintln!(
+        "note: {} has no shipped build (scripts/guest-build.sh); measuring {}",
+        name,
+        p.display()
+    );
+    p
+}
+
 /// How guest programs reach the simulator in [`Sim::rpctool`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frontend {

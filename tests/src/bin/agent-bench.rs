@@ -233,7 +233,7 @@ fn launch(s: Subject, host: &Host, ns: &Netns) -> (Proc, PathBuf) {
                 "[timesync]\nenabled = false\n[powerops]\nenabled = false\n",
             )
             .unwrap();
-            argv.push(sibling("vm-agent").display().to_string());
+            argv.push(e2e_tests::guest_bin("vm-agent").display().to_string());
             argv.extend(["--config".into(), cfg.display().to_string()]);
             if s == Subject::AgentSocket {
                 argv.extend(["--backdoor".into(), format!("unix:{}", host.socket())]);

@@ -232,7 +232,7 @@ fn main() {
             .args(["guest-hb", &n_hb.to_string()])
             .env("VM_BACKDOOR", sim.backdoor("vm0")),
     );
-    let rpctool = sibling("vm-rpctool");
+    let rpctool = e2e_tests::guest_bin("vm-rpctool");
     let msg = "info-get guestinfo.bench";
     sim.control(serde_json::json!({"op": "set-var", "vm": "vm0", "key": "bench", "value": "v"}))
         .expect("set-var");
