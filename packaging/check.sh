@@ -3,7 +3,10 @@
 #   1. the units pass `systemd-analyze verify`;
 #   2. lintian reports no errors on the .debs;
 #   3. each .rpm holds the same file set as the matching .deb;
-#   4. in a Debian bookworm chroot (debootstrap minbase, cached under
+#   4. the ESXi VIB and offline bundle read back (packaging/esxi/check_vib.py:
+#      ar/tar/zip structure, modes, XML, checksums, firewall ports, the
+#      static hvsim and its init script run in a network namespace);
+#   5. in a Debian bookworm chroot (debootstrap minbase, cached under
 #      target/debootstrap/): install, run vm-rpctool and vmware-rpctool,
 #      upgrade to a bumped version, remove, purge; the same for hvsim.
 #
@@ -32,7 +35,7 @@ step "build the packages"
 packaging/build.sh "${build_args[@]}"
 pkgs=target/packages
 upg=target/packages-upgrade
-packaging/build.sh --no-build --version-suffix .1 --out "$upg" >/dev/null
+packaging/build.sh --no-build --no-esxi --version-suffix .1 --out "$upg" >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vmtools-pkgcheck.XXXXXX")
 cleanup() {
@@ -86,6 +89,9 @@ for p in vm-agent hvsim; do
     fi
     echo "$p: $(wc -l < "$work/$p.deb.list") files in both"
 done
+
+step "ESXi VIB and offline bundle"
+python3 packaging/esxi/check_vib.py --dir "$pkgs" || fail "ESXi VIB or offline bundle"
 
 [ "$chroot_test" = 1 ] || { step "chroot test skipped (--no-chroot)"; exit 0; }
 
