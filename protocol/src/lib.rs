@@ -10,10 +10,12 @@
 //! * [`host`]: the host side of the message channels of one VM.
 //! * [`rpc`]: RPCI and TCLO framing.
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
+//! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
 
 #![forbid(unsafe_code)]
 
 pub mod consts;
+pub mod datamap;
 pub mod frame;
 pub mod guest;
 pub mod host;
