@@ -85,6 +85,17 @@ pub enum Request {
         #[serde(default)]
         stats: bool,
     },
+    /// `hvsim exec`, after `exec-attach`: handle the vsock calls its seccomp
+    /// filter reports on the listener `fd` (a descriptor of process `pid`,
+    /// the connection's peer).
+    ExecVsock {
+        /// VM name.
+        vm: String,
+        /// The caller's own pid.
+        pid: i32,
+        /// The listener's descriptor number in the caller.
+        fd: i32,
+    },
 }
 
 /// The VMs a control server answers for.
@@ -170,8 +181,8 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,
         })),
-        Request::ExecAttach { .. } => {
-            Err("exec-attach is served only on the control socket".to_string())
+        Request::ExecAttach { .. } | Request::ExecVsock { .. } => {
+            Err("exec-attach and exec-vsock are served only on the control socket".to_string())
         }
     }
 }
@@ -238,8 +249,11 @@ fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) ->
             json!({"ok": false, "error": format!("request exceeds {MAX_REQUEST} bytes")})
         } else {
             let result = match serde_json::from_slice::<Request>(&line) {
-                Ok(Request::ExecAttach { vm, pid, stats }) => {
-                    exec.attach(&vm, pid, peer, stats).map(|()| Value::Null)
+                Ok(Request::ExecAttach { vm, pid, stats }) => exec
+                    .attach(&vm, pid, peer, stats)
+                    .map(|()| json!({"vsock": crate::exec::VSOCK_SUPPORTED})),
+                Ok(Request::ExecVsock { vm, pid, fd }) => {
+                    exec.vsock(&vm, pid, peer, fd).map(|()| Value::Null)
                 }
                 Ok(req) => handle(inv, req),
                 Err(e) => Err(format!("bad control request: {e}")),

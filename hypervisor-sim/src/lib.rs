@@ -8,6 +8,7 @@
 //! * [`socket`]: the socket frontend (register frames from guest programs).
 //! * [`control`]: the control socket behind `hvsim vm ...`.
 //! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux).
+//! * [`vsock`]: TCLO over vsock, the push channel for programs under `hvsim exec`.
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
 //! * [`cim`]: the embedded CIM-XML provider.
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
@@ -31,3 +32,4 @@ pub mod socket;
 pub mod store;
 pub mod users;
 pub mod vm;
+pub mod vsock;

@@ -258,9 +258,10 @@ fn print_show(v: &Value) {
     println!("uuid:          {}", s(&v["uuid"]));
     println!("power:         {}", s(&v["power"]));
     println!(
-        "tools:         {} (version {})",
+        "tools:         {} (version {}, TCLO over {})",
         s(&v["tools"]["status"]),
-        s(&v["tools"]["version"])
+        s(&v["tools"]["version"]),
+        s(&v["tools"]["tclo_transport"])
     );
     println!("hostname:      {}", s(&v["guest"]["hostname"]));
     println!(

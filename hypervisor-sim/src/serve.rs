@@ -66,6 +66,34 @@ fn bind(path: &Path, what: &str) -> Result<UnixListener> {
     UnixListener::bind(path).with_context(|| format!("cannot listen on {what} {}", path.display()))
 }
 
+/// Start VM `vm`'s internal TCLO-over-vsock endpoint ([`crate::vsock`])
+/// in `STATE/vsock` (a directory only serve's user may enter). Programs
+/// under `hvsim exec` reach it through their emulated vsock; when it cannot
+/// start they fall back to the backdoor, and serve runs on.
+fn vsock_endpoint(state_dir: &Path, vm: &Arc<Vm>, sockets: &mut Vec<PathBuf>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = state_dir.join("vsock");
+    let path = dir.join(format!("{}.sock", vm.info.name));
+    let started = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| bind(&path, "TCLO vsock endpoint"))
+        .and_then(|l| Ok(crate::vsock::spawn(vm.clone(), l)?));
+    match started {
+        Ok(()) => {
+            sockets.push(path.clone());
+            Some(path)
+        }
+        Err(e) => {
+            log::warn!(
+                "{}: no TCLO over vsock for programs under hvsim exec (they use the backdoor): {e:#}",
+                vm.info.name
+            );
+            None
+        }
+    }
+}
+
 /// Processor speed from /proc/cpuinfo, for GETMHZ.
 fn host_mhz() -> u32 {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -179,6 +207,9 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             build: BUILD_NUMBER,
         };
         exec.add(vm.clone(), facts);
+        if let Some(path) = vsock_endpoint(&state_dir, &vm, &mut sockets) {
+            exec.set_vsock_endpoint(&vm.info.name, path);
+        }
         listeners.push((
             vm.clone(),
             facts,

@@ -162,11 +162,39 @@ pub struct Tools {
 /// The outcome of a queued TCLO command.
 pub type TcloResult = Result<Vec<u8>, String>;
 
+/// A TCLO channel: a backdoor message channel (by its id) or a
+/// TCLO-over-vsock connection (by its serial number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TcloChan {
+    Backdoor(u16),
+    Vsock(u64),
+}
+
+/// One TCLO-over-vsock connection.
+#[derive(Debug, Default)]
+struct VsockConn {
+    /// The ticket of the command sent and not answered yet: the guest
+    /// answers in order, so nothing more is sent until it does (even when
+    /// the host stopped waiting for that answer).
+    outstanding: Option<u64>,
+    /// The host closes it (power off, reset): its writer ends.
+    closing: bool,
+}
+
+/// Which transport carries a VM's TCLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcloTransport {
+    /// Backdoor message channels polled by the guest.
+    Backdoor,
+    /// A vsock stream the host pushes commands on.
+    Vsock,
+}
+
 #[derive(Debug, Default)]
 struct Tclo {
     queue: VecDeque<(u64, Vec<u8>)>,
     /// Delivered, awaiting the guest's reply: ticket and channel.
-    in_flight: Option<(u64, u16)>,
+    in_flight: Option<(u64, TcloChan)>,
     done: BTreeMap<u64, TcloResult>,
     next_ticket: u64,
     last_poll: Option<Instant>,
@@ -175,7 +203,42 @@ struct Tclo {
     /// (true) and the start-up commands a new TCLO channel gets (false).
     fire_and_forget: Vec<(u64, bool)>,
     /// Start-up commands still owed to a newly opened TCLO channel.
-    startup: BTreeMap<u16, VecDeque<&'static [u8]>>,
+    startup: BTreeMap<TcloChan, VecDeque<&'static [u8]>>,
+    /// Open TCLO-over-vsock connections by serial number.
+    vsock: BTreeMap<u64, VsockConn>,
+    next_vsock: u64,
+}
+
+impl Tclo {
+    fn open(&mut self, chan: TcloChan) {
+        self.open_channels += 1;
+        self.startup.insert(
+            chan,
+            VecDeque::from([&b"reset"[..], b"Capabilities_Register"]),
+        );
+    }
+
+    /// The next command for `chan`, marked in flight: its start-up
+    /// commands first, then the queue's. None while one is in flight.
+    fn next_for(&mut self, chan: TcloChan) -> Option<(u64, Vec<u8>)> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        // A new tools channel first gets what a VMX sends it: `reset`,
+        // then `Capabilities_Register` (vmtoolsd only switches to JSON
+        // disk info and registers its version after these).
+        let startup = self.startup.get_mut(&chan).and_then(VecDeque::pop_front);
+        let (ticket, cmd) = if let Some(cmd) = startup {
+            let ticket = self.next_ticket;
+            self.next_ticket += 1;
+            self.fire_and_forget.push((ticket, false));
+            (ticket, cmd.to_vec())
+        } else {
+            self.queue.pop_front()?
+        };
+        self.in_flight = Some((ticket, chan));
+        Some((ticket, cmd))
+    }
 }
 
 /// The mutable part of a VM, behind one lock.
@@ -423,6 +486,7 @@ impl Vm {
                 t.next_ticket += 1;
                 t.queue.push_back((ticket, cmd.to_vec()));
                 t.fire_and_forget.push((ticket, true));
+                self.tclo_cv.notify_all();
                 log::info!(
                     "{}: graceful {} requested by {source}",
                     self.info.name,
@@ -461,12 +525,14 @@ impl Vm {
                 data.power = Power::Off;
                 data.pending_soft = None;
                 data.tclo.queue.clear();
+                self.close_vsock_conns(data);
                 self.emit(VmEvent::PowerOff {
                     source: source.into(),
                 });
             }
             PowerAction::Reset | PowerAction::Cycle | PowerAction::SoftReboot if was_on => {
                 channels.reset(&mut Sink { vm: self, data });
+                self.close_vsock_conns(data);
                 data.booted_at = Instant::now();
                 data.pending_soft = None;
                 consume_boot_override(data);
@@ -509,6 +575,8 @@ impl Vm {
         let ticket = t.next_ticket;
         t.next_ticket += 1;
         t.queue.push_back((ticket, command.to_vec()));
+        // A vsock TCLO connection's writer waits for this.
+        self.tclo_cv.notify_all();
         loop {
             if let Some(r) = st.data.tclo.done.remove(&ticket) {
                 return r;
@@ -547,11 +615,128 @@ impl Vm {
                 .0;
         }
     }
+
+    /// A TCLO-over-vsock connection opened: a new TCLO channel (start-up
+    /// commands first). Returns its serial number for the calls below.
+    pub fn vsock_tclo_open(&self) -> u64 {
+        let mut st = self.lock();
+        let running = tools_running(&st.data);
+        let t = &mut st.data.tclo;
+        let id = t.next_vsock;
+        t.next_vsock += 1;
+        t.vsock.insert(id, VsockConn::default());
+        t.open(TcloChan::Vsock(id));
+        // Connected is alive until heartbeats say otherwise.
+        t.last_poll = Some(Instant::now());
+        self.tools_changed(&st.data, running);
+        self.touch();
+        self.tclo_cv.notify_all();
+        id
+    }
+
+    /// Wait for the next command to push on vsock connection `id`; `None`
+    /// once the host closes the connection (power off, reset) or it is gone.
+    pub fn vsock_tclo_next(&self, id: u64) -> Option<Vec<u8>> {
+        let mut st = self.lock();
+        loop {
+            let t = &mut st.data.tclo;
+            let conn = t.vsock.get(&id)?;
+            if conn.closing {
+                return None;
+            }
+            if conn.outstanding.is_none() {
+                if let Some((ticket, cmd)) = t.next_for(TcloChan::Vsock(id)) {
+                    if let Some(c) = t.vsock.get_mut(&id) {
+                        c.outstanding = Some(ticket);
+                    }
+                    return Some(cmd);
+                }
+            }
+            st = self.tclo_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The guest answered the command last pushed on connection `id`.
+    pub fn vsock_tclo_reply(&self, id: u64, msg: &[u8]) {
+        let mut st = self.lock();
+        let running = tools_running(&st.data);
+        let VmState { data, .. } = &mut *st;
+        data.tclo.last_poll = Some(Instant::now());
+        match data.tclo.vsock.get_mut(&id) {
+            Some(c) if c.outstanding.is_some() => c.outstanding = None,
+            _ => {
+                log::debug!(
+                    "{}: vsock TCLO reply with no command sent: {:?}",
+                    self.info.name,
+                    String::from_utf8_lossy(msg)
+                );
+                return;
+            }
+        }
+        record_reply(self, data, TcloChan::Vsock(id), msg);
+        self.tclo_cv.notify_all();
+        self.tools_changed(data, running);
+    }
+
+    /// A heartbeat on connection `id`.
+    pub fn vsock_tclo_ping(&self, id: u64) {
+        let mut st = self.lock();
+        let running = tools_running(&st.data);
+        if st.data.tclo.vsock.contains_key(&id) {
+            st.data.tclo.last_poll = Some(Instant::now());
+        }
+        self.tools_changed(&st.data, running);
+    }
+
+    /// Connection `id` closed; its queued commands stay queued for the
+    /// next TCLO channel, a command in flight on it fails.
+    pub fn vsock_tclo_close(&self, id: u64) {
+        let mut st = self.lock();
+        let running = tools_running(&st.data);
+        let t = &mut st.data.tclo;
+        if t.vsock.remove(&id).is_none() {
+            return;
+        }
+        tclo_closed(self, t, TcloChan::Vsock(id));
+        self.tclo_cv.notify_all();
+        self.tools_changed(&st.data, running);
+        self.touch();
+    }
+
+    /// Which transport the guest's TCLO uses now, if any.
+    pub fn tclo_transport(&self) -> Option<TcloTransport> {
+        transport(&self.lock().data)
+    }
+
+    fn close_vsock_conns(&self, data: &mut VmData) {
+        for c in data.tclo.vsock.values_mut() {
+            c.closing = true;
+        }
+        self.tclo_cv.notify_all();
+    }
+
+    fn tools_changed(&self, data: &VmData, before: bool) {
+        let now = tools_running(data);
+        if now != before {
+            self.emit(VmEvent::ToolsStatus { running: now });
+        }
+    }
 }
 
 fn consume_boot_override(d: &mut VmData) {
     if !d.boot.persistent {
         d.boot.target = BootTarget::None;
+    }
+}
+
+fn transport(d: &VmData) -> Option<TcloTransport> {
+    let t = &d.tclo;
+    if !t.vsock.is_empty() {
+        Some(TcloTransport::Vsock)
+    } else if t.open_channels > 0 {
+        Some(TcloTransport::Backdoor)
+    } else {
+        None
     }
 }
 
@@ -641,59 +826,75 @@ impl Sink<'_> {
     }
 
     fn tclo_message(&mut self, chan: ChannelRef, msg: &[u8]) -> HostMessage {
-        // vmtoolsd counts the C terminator into its replies.
-        let msg = msg.strip_suffix(b"\0").unwrap_or(msg);
-        let t = &mut self.data.tclo;
-        t.last_poll = Some(Instant::now());
-        if let Some((ticket, id)) = t.in_flight {
-            if id == chan.id {
-                t.in_flight = None;
-                if let Some(i) = t.fire_and_forget.iter().position(|&(k, _)| k == ticket) {
-                    let (_, power) = t.fire_and_forget.swap_remove(i);
-                    if !msg.starts_with(b"OK") && !power {
-                        log::warn!(
-                            "{}: the guest agent answered a start-up command with {:?}",
-                            self.vm.info.name,
-                            String::from_utf8_lossy(msg)
-                        );
-                    } else if !msg.starts_with(b"OK") {
-                        log::warn!(
-                            "{}: the guest refused a graceful power request: {}",
-                            self.vm.info.name,
-                            String::from_utf8_lossy(msg)
-                        );
-                        self.data.pending_soft = None;
-                    }
-                } else {
-                    t.done.insert(ticket, Ok(msg.to_vec()));
-                    self.vm.tclo_cv.notify_all();
+        let chan = TcloChan::Backdoor(chan.id);
+        self.data.tclo.last_poll = Some(Instant::now());
+        record_reply(self.vm, self.data, chan, msg);
+        match self.data.tclo.next_for(chan) {
+            Some((_, cmd)) => HostMessage::from(cmd),
+            None => HostMessage::default(),
+        }
+    }
+}
+
+/// The guest's answer `msg` on `chan`: completes the command in flight there.
+fn record_reply(vm: &Vm, data: &mut VmData, chan: TcloChan, msg: &[u8]) {
+    // vmtoolsd counts the C terminator into its replies.
+    let msg = msg.strip_suffix(b"\0").unwrap_or(msg);
+    let t = &mut data.tclo;
+    match t.in_flight {
+        Some((ticket, c)) if c == chan => {
+            t.in_flight = None;
+            if let Some(i) = t.fire_and_forget.iter().position(|&(k, _)| k == ticket) {
+                let (_, power) = t.fire_and_forget.swap_remove(i);
+                if !msg.starts_with(b"OK") && !power {
+                    log::warn!(
+                        "{}: the guest agent answered a start-up command with {:?}",
+                        vm.info.name,
+                        String::from_utf8_lossy(msg)
+                    );
+                } else if !msg.starts_with(b"OK") {
+                    log::warn!(
+                        "{}: the guest refused a graceful power request: {}",
+                        vm.info.name,
+                        String::from_utf8_lossy(msg)
+                    );
+                    data.pending_soft = None;
                 }
+            } else {
+                t.done.insert(ticket, Ok(msg.to_vec()));
             }
-        } else if !msg.is_empty() {
+            // Reply waiters, and vsock writers waiting to send the next one.
+            vm.tclo_cv.notify_all();
+        }
+        Some(_) => {}
+        None if !msg.is_empty() => {
             log::debug!(
                 "{}: TCLO reply with no command outstanding: {:?}",
-                self.vm.info.name,
+                vm.info.name,
                 String::from_utf8_lossy(msg)
             );
         }
-        if t.in_flight.is_none() {
-            // A new tools channel first gets what a VMX sends it: `reset`,
-            // then `Capabilities_Register` (vmtoolsd only switches to JSON
-            // disk info and registers its version after these).
-            let startup = t.startup.get_mut(&chan.id).and_then(VecDeque::pop_front);
-            if let Some(cmd) = startup {
-                let ticket = t.next_ticket;
-                t.next_ticket += 1;
-                t.fire_and_forget.push((ticket, false));
-                t.in_flight = Some((ticket, chan.id));
-                return HostMessage::from(cmd);
+        None => {}
+    }
+}
+
+/// `chan` closed: a command in flight there fails.
+fn tclo_closed(vm: &Vm, t: &mut Tclo, chan: TcloChan) {
+    t.open_channels = t.open_channels.saturating_sub(1);
+    t.startup.remove(&chan);
+    if let Some((ticket, c)) = t.in_flight {
+        if c == chan {
+            t.in_flight = None;
+            if let Some(i) = t.fire_and_forget.iter().position(|&(k, _)| k == ticket) {
+                t.fire_and_forget.swap_remove(i);
+            } else {
+                t.done.insert(
+                    ticket,
+                    Err("the guest closed its TCLO channel before replying".into()),
+                );
             }
-            if let Some((ticket, cmd)) = t.queue.pop_front() {
-                t.in_flight = Some((ticket, chan.id));
-                return HostMessage::from(cmd);
-            }
+            vm.tclo_cv.notify_all();
         }
-        HostMessage::default()
     }
 }
 
@@ -707,31 +908,13 @@ impl MessageSink for Sink<'_> {
 
     fn opened(&mut self, chan: ChannelRef) {
         if chan.proto == proto::TCLO {
-            let t = &mut self.data.tclo;
-            t.open_channels += 1;
-            t.startup.insert(
-                chan.id,
-                VecDeque::from([&b"reset"[..], b"Capabilities_Register"]),
-            );
+            self.data.tclo.open(TcloChan::Backdoor(chan.id));
         }
     }
 
     fn closed(&mut self, chan: ChannelRef) {
-        if chan.proto != proto::TCLO {
-            return;
-        }
-        let t = &mut self.data.tclo;
-        t.open_channels = t.open_channels.saturating_sub(1);
-        t.startup.remove(&chan.id);
-        if let Some((ticket, id)) = t.in_flight {
-            if id == chan.id {
-                t.in_flight = None;
-                t.done.insert(
-                    ticket,
-                    Err("the guest closed its TCLO channel before replying".into()),
-                );
-                self.vm.tclo_cv.notify_all();
-            }
+        if chan.proto == proto::TCLO {
+            tclo_closed(self.vm, &mut self.data.tclo, TcloChan::Backdoor(chan.id));
         }
     }
 }
@@ -776,6 +959,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "clipboard": { "enabled": d.clipboard.enabled(), "length": d.clipboard.text().len() },
         "tools": {
             "status": if tools_running(d) { "running" } else { "not-running" },
+            "tclo_transport": transport(d).map(|t| match t { TcloTransport::Backdoor => "backdoor", TcloTransport::Vsock => "vsock" }),
             "version": d.tools.version,
             "version_type": d.tools.version_type,
             "unified_loop": d.tools.unified_loop,

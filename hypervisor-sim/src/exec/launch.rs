@@ -47,6 +47,7 @@ const BPF_JSET_K: u16 = 0x45;
 const BPF_RET_K: u16 = 0x06;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
+const SECCOMP_RET_USER_NOTIF: u32 = libc::SECCOMP_RET_USER_NOTIF;
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
@@ -79,6 +80,74 @@ fn exec_mapping_filter() -> Vec<libc::sock_filter> {
         stmt(BPF_RET_K, SECCOMP_RET_TRACE),
         stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
     ]
+}
+
+/// [`exec_mapping_filter`], and also send to user notification (serve's
+/// [`super::vsock`]) `socket` calls for AF_VSOCK (first argument, low half
+/// at offset 16) and every `connect` and `bind` (the family is in memory,
+/// out of the filter's reach). Jump offsets count from the next instruction.
+fn vsock_filter() -> Vec<libc::sock_filter> {
+    let af_vsock = super::vsock::AF_VSOCK;
+    vec![
+        /* 0 */ stmt(BPF_LD_W_ABS, 4),
+        /* 1 */ jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, 7), // else 9
+        /* 2 */ stmt(BPF_LD_W_ABS, 0),
+        /* 3 */ jump(BPF_JEQ_K, libc::SYS_mmap as u32, 6, 0), // 10
+        /* 4 */ jump(BPF_JEQ_K, libc::SYS_mprotect as u32, 5, 0), // 10
+        /* 5 */ jump(BPF_JEQ_K, libc::SYS_pkey_mprotect as u32, 4, 0), // 10
+        /* 6 */ jump(BPF_JEQ_K, libc::SYS_socket as u32, 7, 0), // 14
+        /* 7 */ jump(BPF_JEQ_K, libc::SYS_connect as u32, 8, 0), // 16
+        /* 8 */ jump(BPF_JEQ_K, libc::SYS_bind as u32, 7, 0), // 16
+        /* 9 */ stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+        /* 10 */ stmt(BPF_LD_W_ABS, 32),
+        /* 11 */ jump(BPF_JSET_K, libc::PROT_EXEC as u32, 0, 1),
+        /* 12 */ stmt(BPF_RET_K, SECCOMP_RET_TRACE),
+        /* 13 */ stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+        /* 14 */ stmt(BPF_LD_W_ABS, 16),
+        /* 15 */ jump(BPF_JEQ_K, af_vsock, 0, 1),
+        /* 16 */ stmt(BPF_RET_K, SECCOMP_RET_USER_NOTIF),
+        /* 17 */ stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Install `filter`; with `listener`, as one that reports to a new user
+/// notification listener, whose descriptor is returned. Root has
+/// CAP_SYS_ADMIN and needs no NO_NEW_PRIVS for a filter (which would stop
+/// setuid programs from gaining privilege); others do.
+fn install(filter: &[libc::sock_filter], listener: bool) -> std::io::Result<Option<i32>> {
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let flags = if listener {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    } else {
+        0
+    };
+    let set = || {
+        // SAFETY: seccomp(SET_MODE_FILTER) reads the program `prog` points
+        // to, which lives until the call returns.
+        unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &prog as *const libc::sock_fprog,
+            )
+        }
+    };
+    let mut rc = set();
+    if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        rc = set();
+    }
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(listener.then_some(rc as i32))
 }
 
 /// The pid of the process at the other end of a unix socket.
@@ -115,11 +184,6 @@ pub fn run(
     }
     let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let filter = exec_mapping_filter();
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
 
     let control_err = |source| ExecError::Control {
         vm: vm.to_string(),
@@ -145,21 +209,48 @@ pub fn run(
         "stats": stats,
     });
     // serve answers once its tracer thread has seized this process.
-    control::request_on(stream, control, &req).map_err(control_err)?;
+    let again = stream.try_clone().map_err(|source| {
+        control_err(ControlError::Io {
+            path: control.to_path_buf(),
+            source,
+        })
+    })?;
+    let attached = control::request_on(again, control, &req).map_err(control_err)?;
+
+    // vsock emulation: when serve offers it and HVSIM_EXEC_VSOCK is not 0,
+    // the filter also reports vsock calls, on a listener serve takes over
+    // before the program runs (see super::vsock).
+    let vsock =
+        attached["vsock"] == true && std::env::var_os("HVSIM_EXEC_VSOCK").is_none_or(|v| v != "0");
+    let listener = if vsock {
+        // Kernels before 5.0 have no listeners: run without vsock.
+        install(&vsock_filter(), true)
+            .or_else(|_| install(&exec_mapping_filter(), false))
+            .map_err(ExecError::Seccomp)?
+    } else {
+        install(&exec_mapping_filter(), false).map_err(ExecError::Seccomp)?
+    };
+    if let Some(fd) = listener {
+        let req = json!({
+            "op": "exec-vsock",
+            "vm": vm,
+            "pid": std::process::id(),
+            "fd": fd,
+        });
+        // Without serve answering the listener, every connect would fail:
+        // better not to start the program.
+        control::request_on(stream, control, &req).map_err(control_err)?;
+        // SAFETY: our own descriptor; serve holds its copy.
+        unsafe { libc::close(fd) };
+    } else {
+        drop(stream);
+    }
 
     // SAFETY: plain syscalls on valid arguments. Rust ignores SIGPIPE in
     // its own binaries, and an ignored disposition survives exec: restore the
-    // default the program would have had. Root has CAP_SYS_ADMIN and needs no
-    // NO_NEW_PRIVS for the filter (which would stop setuid programs from
-    // gaining privilege); others do.
+    // default the program would have had.
     let err = unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
-            && (libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0)
-        {
-            return Err(ExecError::Seccomp(std::io::Error::last_os_error()));
-        }
         libc::execv(cpath.as_ptr(), argv.as_ptr());
         std::io::Error::last_os_error()
     };
@@ -167,4 +258,103 @@ pub fn run(
         program: path,
         source: err,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run a filter of the instructions used here over `struct seccomp_data`.
+    fn run(f: &[libc::sock_filter], nr: i64, arch: u32, args: [u64; 6]) -> u32 {
+        let mut data = Vec::new();
+        data.extend_from_slice(&(nr as i32).to_ne_bytes());
+        data.extend_from_slice(&arch.to_ne_bytes());
+        data.extend_from_slice(&0u64.to_ne_bytes());
+        for a in args {
+            data.extend_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = f[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_W_ABS => {
+                    let k = i.k as usize;
+                    acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                BPF_JEQ_K | BPF_JSET_K => {
+                    let hit = if i.code == BPF_JEQ_K {
+                        acc == i.k
+                    } else {
+                        acc & i.k != 0
+                    };
+                    pc += usize::from(if hit { i.jt } else { i.jf });
+                }
+                BPF_RET_K => return i.k,
+                c => panic!("unexpected instruction {c:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn vsock_filter_notifies_vsock_sockets_connect_and_bind_and_traps_exec_mappings() {
+        let f = vsock_filter();
+        let x = AUDIT_ARCH_X86_64;
+        let exec = libc::PROT_READ as u64 | libc::PROT_EXEC as u64;
+        for f in [&f, &exec_mapping_filter()] {
+            assert_eq!(
+                run(f, libc::SYS_mmap, x, [0, 4096, exec, 0, 0, 0]),
+                SECCOMP_RET_TRACE
+            );
+            assert_eq!(
+                run(f, libc::SYS_mprotect, x, [0, 4096, exec, 0, 0, 0]),
+                SECCOMP_RET_TRACE
+            );
+            assert_eq!(
+                run(f, libc::SYS_pkey_mprotect, x, [0, 1, exec, 0, 0, 0]),
+                SECCOMP_RET_TRACE
+            );
+            assert_eq!(
+                run(f, libc::SYS_mmap, x, [0, 4096, 3, 0, 0, 0]),
+                SECCOMP_RET_ALLOW
+            );
+            assert_eq!(
+                run(f, libc::SYS_read, x, [0, 0, exec, 0, 0, 0]),
+                SECCOMP_RET_ALLOW
+            );
+            assert_eq!(
+                run(f, libc::SYS_mmap, 0x4000_0003, [0, 0, exec, 0, 0, 0]),
+                SECCOMP_RET_ALLOW
+            );
+        }
+        assert_eq!(
+            run(&f, libc::SYS_socket, x, [40, 1, 0, 0, 0, 0]),
+            SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run(&f, libc::SYS_socket, x, [2, 1, 0, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&f, libc::SYS_socket, x, [1, 1, 0, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&f, libc::SYS_connect, x, [3, 0, 16, 0, 0, 0]),
+            SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run(&f, libc::SYS_bind, x, [3, 0, 16, 0, 0, 0]),
+            SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run(&f, libc::SYS_accept, x, [3, 0, 0, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        // i386 socketcall numbering is not x86_64's: left alone.
+        assert_eq!(
+            run(&f, libc::SYS_socket, 0x4000_0003, [40, 1, 0, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+    }
 }

@@ -66,6 +66,12 @@ pub mod patch;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod tracer;
 pub mod vmdev;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod vsock;
+
+/// Whether this build's serve emulates vsock for programs under `hvsim
+/// exec` (told to `hvsim exec` in the `exec-attach` answer).
+pub const VSOCK_SUPPORTED: bool = cfg!(all(target_os = "linux", target_arch = "x86_64"));
 
 /// Why `hvsim exec` could not run the program.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +149,8 @@ pub fn run(
 #[derive(Debug, Default)]
 pub struct Service {
     vms: HashMap<String, (Arc<Vm>, DeviceFacts)>,
+    /// The TCLO-over-vsock endpoint of each VM that has one.
+    vsock: HashMap<String, PathBuf>,
     cache: Arc<cache::SiteCache>,
     tsc_khz: u32,
 }
@@ -159,6 +167,37 @@ impl Service {
     /// Offer `vm`, whose device reports `facts`.
     pub fn add(&mut self, vm: Arc<Vm>, facts: DeviceFacts) {
         self.vms.insert(vm.info.name.clone(), (vm, facts));
+    }
+
+    /// Programs under `hvsim exec` against `vm` that connect vsock TCLO
+    /// reach the endpoint at `path` ([`crate::vsock`]).
+    pub fn set_vsock_endpoint(&mut self, vm: &str, path: PathBuf) {
+        self.vsock.insert(vm.to_string(), path);
+    }
+
+    /// Answer the vsock calls of process `pid` (which asked through a control
+    /// connection from process `caller`), reported on its seccomp listener
+    /// `fd` ([`vsock`]).
+    pub fn vsock(&self, vm: &str, pid: i32, caller: Option<i32>, fd: i32) -> Result<(), String> {
+        if !self.vms.contains_key(vm) {
+            return Err(format!("no VM named {vm:?}"));
+        }
+        if caller != Some(pid) {
+            return Err(format!(
+                "exec-vsock: process {pid} is not the caller; a process can only hand over its own listener"
+            ));
+        }
+        self.vsock_checked(vm, pid, fd)
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn vsock_checked(&self, vm: &str, pid: i32, fd: i32) -> Result<(), String> {
+        vsock::start(vm, pid, fd, self.vsock.get(vm).cloned())
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn vsock_checked(&self, _vm: &str, _pid: i32, _fd: i32) -> Result<(), String> {
+        Err(ExecError::Unsupported.to_string())
     }
 
     /// Trace process `pid` (which asked through a control connection from
