@@ -344,3 +344,122 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
     let o = sim.hvsim(&["vm", "tclo", "vm0", "no-such-tclo-command"]);
     assert!(stdout(&o).starts_with("ERROR"), "{}", stdout(&o));
 }
+
+/// vmtoolsd's RpcIn connects vsock CID 0 port 975 before it would poll the
+/// backdoor; under `hvsim exec` that reaches the VM's TCLO endpoint, so the
+/// host pushes commands and an idle vmtoolsd makes (almost) no backdoor call:
+/// over the backdoor it polls TCLO ten times a second.
+#[test]
+fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
+    let vmtoolsd = ovt("vmtoolsd");
+    let sim = Sim::start();
+    // No plugins: only the core's TCLO loop and its start-up RPCI.
+    let dir = sim.dir.path().join("vmtoolsd");
+    let (plugins, common) = (dir.join("plugins"), dir.join("common"));
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&common).unwrap();
+    let conf = dir.join("tools.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[logging]\nlog = true\nvmsvc.level = debug\nvmsvc.handler = file\nvmsvc.data = {}\n",
+            dir.join("vmsvc.log").display()
+        ),
+    )
+    .unwrap();
+    let child = sim
+        .exec("vm0", &vmtoolsd)
+        .args(["-n", "vmsvc", "-c"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(&plugins)
+        .arg("--common-path")
+        .arg(&common)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vmtoolsd under hvsim exec");
+    let daemon = Daemon(child);
+    let log = || std::fs::read_to_string(dir.join("vmsvc.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = sim.show("vm0");
+        if v["tools"]["status"] == "running"
+            && v["tools"]["tclo_transport"] == "vsock"
+            && v["tools"]["version"] == "12352"
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vmtoolsd did not take TCLO over vsock in 30 s; hvsim shows {v:#}\nvmtoolsd log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        log().contains("RpcIn: successfully created vsocket connection"),
+        "{}",
+        log()
+    );
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "ping"]);
+    assert_eq!(stdout(&o), "OK \n", "{}", stderr(&o));
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "no-such-tclo-command"]);
+    assert!(stdout(&o).starts_with("ERROR"), "{}", stdout(&o));
+
+    // Idle: heartbeats on the stream, no TCLO polling on the backdoor.
+    std::thread::sleep(Duration::from_secs(1));
+    let calls = || sim.show("vm0")["backdoor"]["calls"].as_u64().unwrap();
+    let before = calls();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = calls() - before;
+    assert!(
+        idle <= 10,
+        "{idle} backdoor calls in 3 s of idle over vsock\n{}",
+        log()
+    );
+    let v = sim.show("vm0");
+    assert_eq!(v["tools"]["status"], "running", "heartbeats: {v:#}");
+    eprintln!("vmtoolsd over vsock: {idle} backdoor calls in 3 s idle");
+
+    // Gone with its connection.
+    drop(daemon);
+    sim.eventually("tools not running after vmtoolsd exits", || {
+        let v = sim.show("vm0");
+        v["tools"]["status"] == "not-running" && v["tools"]["tclo_transport"].is_null()
+    });
+
+    // The same vmtoolsd without vsock (HVSIM_EXEC_VSOCK=0: its connect
+    // fails, as on a host without it) polls over the backdoor.
+    let child = sim
+        .exec("vm0", &vmtoolsd)
+        .args(["-n", "vmsvc", "-c"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(&plugins)
+        .arg("--common-path")
+        .arg(&common)
+        .env("HVSIM_EXEC_VSOCK", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vmtoolsd under hvsim exec");
+    let _daemon = Daemon(child);
+    sim.eventually("vmtoolsd polling over the backdoor", || {
+        let v = sim.show("vm0");
+        v["tools"]["status"] == "running" && v["tools"]["tclo_transport"] == "backdoor"
+    });
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "ping"]);
+    assert_eq!(stdout(&o), "OK \n", "{}", stderr(&o));
+    std::thread::sleep(Duration::from_secs(1));
+    let before = calls();
+    std::thread::sleep(Duration::from_secs(3));
+    let polling = calls() - before;
+    eprintln!("vmtoolsd over the backdoor: {polling} backdoor calls in 3 s idle");
+    assert!(
+        polling >= 30,
+        "{polling} backdoor calls in 3 s: is vmtoolsd polling?"
+    );
+}

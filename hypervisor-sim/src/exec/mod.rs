@@ -24,6 +24,8 @@
 //! * [`vmdev`]: the VM's device as the emulator calls it.
 //! * [`launch`]: the `hvsim exec` side: attach, seccomp, exec.
 //! * [`tracer`]: the ptrace loop, one thread per session in serve.
+//! * [`vsock`]: vsock emulation (seccomp user notification), so programs
+//!   reach the VM's TCLO-over-vsock endpoint ([`crate::vsock`]).
 //!
 //! Lifetimes: the tracer thread lives until the program's whole tree has
 //! exited. If `hvsim serve` stops or dies, every program under `hvsim exec`
@@ -45,6 +47,9 @@
 //! | endless exec mappings, many files   | each is scanned once per mmap/mprotect call; the site cache holds at most [`cache::MAX_FILES`] files |
 //! | rewrites a cached file in place     | new ctime, new cache entry; UD2 is written only where memory holds CPUID |
 //! | maps files it cannot read           | serve opens them through /proc/PID/map_files: only what the program mapped |
+//! | hands serve another process's listener, or a non-listener fd | refused: the pid must be the caller's; the fd must be a seccomp listener |
+//! | vsock calls                         | serve makes unix sockets for it, reads at most 128 bytes of a sockaddr, connects only its emulated sockets, only to its own VM's endpoint |
+//! | floods the TCLO endpoint            | [`crate::vsock::MAX_CONNECTIONS`] per VM; packets over the DataMap limit close the connection |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
