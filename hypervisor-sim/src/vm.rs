@@ -617,9 +617,13 @@ impl Vm {
     }
 
     /// A TCLO-over-vsock connection opened: a new TCLO channel (start-up
-    /// commands first). Returns its serial number for the calls below.
-    pub fn vsock_tclo_open(&self) -> u64 {
+    /// commands first). Returns its serial number for the calls below;
+    /// `None` while the VM is off (no guest can connect).
+    pub fn vsock_tclo_open(&self) -> Option<u64> {
         let mut st = self.lock();
+        if st.data.power == Power::Off {
+            return None;
+        }
         let running = tools_running(&st.data);
         let t = &mut st.data.tclo;
         let id = t.next_vsock;
@@ -631,7 +635,7 @@ impl Vm {
         self.tools_changed(&st.data, running);
         self.touch();
         self.tclo_cv.notify_all();
-        id
+        Some(id)
     }
 
     /// Wait for the next command to push on vsock connection `id`; `None`

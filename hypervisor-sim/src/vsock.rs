@@ -85,7 +85,10 @@ fn serve_conn(vm: &Arc<Vm>, conn: UnixStream) {
         }
     };
     let _ = writer.set_write_timeout(Some(WRITE_TIMEOUT));
-    let id = vm.vsock_tclo_open();
+    let Some(id) = vm.vsock_tclo_open() else {
+        log::info!("{name}: TCLO vsock connection refused: the VM is off");
+        return;
+    };
     log::info!("{name}: guest connected TCLO over vsock (connection {id})");
     let vm2 = vm.clone();
     let pusher = std::thread::Builder::new()

@@ -135,8 +135,22 @@ fn commands_are_pushed_over_vsock_and_answered() {
 /// family probe of open-vm-tools); sockets of other families are the
 /// kernel's, intercepted connect and bind included.
 const OTHER_SOCKETS: &str = r#"
-import errno, os, socket, sys
+import errno, os, socket, sys, threading
 port = int(sys.argv[1]); path = sys.argv[2]
+def from_thread():
+    s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    try:
+        s.connect((0, 976))
+    except OSError as e:
+        print("thread 976", errno.errorcode[e.errno])
+t = threading.Thread(target=from_thread)
+t.start(); t.join()
+# A vsock address on a socket the kernel made: the kernel's answer.
+i = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+addr = (ctypes.c_ubyte * 16)(40, 0, 0, 0, 0xcf, 3, 0, 0)
+print("inet with vsock address", libc.connect(i.fileno(), addr, 16), errno.errorcode[ctypes.get_errno()])
 for p in (976, 1234):
     s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     try:
@@ -189,7 +203,7 @@ fn other_vsock_ports_are_refused_and_other_sockets_work() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
         stdout(&out),
-        "976 ECONNREFUSED\n1234 ECONNREFUSED\nbound, nonblocking True cloexec True\ndgram True\nraw ESOCKTNOSUPPORT\ntcp bind True\nclosed port ECONNREFUSED\n"
+        "thread 976 ECONNREFUSED\ninet with vsock address -1 EAFNOSUPPORT\n976 ECONNREFUSED\n1234 ECONNREFUSED\nbound, nonblocking True cloexec True\ndgram True\nraw ESOCKTNOSUPPORT\ntcp bind True\nclosed port ECONNREFUSED\n"
     );
     let mut got = String::new();
     tcp.accept().unwrap().0.read_to_string(&mut got).unwrap();
@@ -277,4 +291,40 @@ fn exec_vsock_takes_only_the_callers_own_seccomp_listener() {
         .unwrap_err();
     assert!(e.contains("not a seccomp listener"), "{e}");
     assert_eq!(sim.show("vm0")["name"], "vm0");
+}
+
+#[test]
+fn power_off_and_reset_close_the_vsock_channel() {
+    let sim = Sim::start();
+    let power = |action: &str| {
+        let o = sim.hvsim(&["vm", "power", "vm0", action]);
+        assert!(o.status.success(), "{action}: {}", stderr(&o));
+    };
+    let mut s = endpoint(&sim);
+    assert_eq!(
+        next(&mut s).unwrap().payload.as_deref(),
+        Some(&b"reset"[..])
+    );
+    // A reset takes the guest's connections down with it ...
+    power("reset");
+    assert_eq!(next(&mut s), None);
+    // ... and the next one is a new channel, greeted again.
+    let mut s = endpoint(&sim);
+    assert_eq!(
+        next(&mut s).unwrap().payload.as_deref(),
+        Some(&b"reset"[..])
+    );
+    power("off");
+    assert_eq!(next(&mut s), None);
+    // No guest runs in a VM that is off.
+    let mut s = endpoint(&sim);
+    assert_eq!(next(&mut s), None);
+    assert!(transport(&sim).is_null());
+    power("on");
+    let mut s = endpoint(&sim);
+    assert_eq!(
+        next(&mut s).unwrap().payload.as_deref(),
+        Some(&b"reset"[..])
+    );
+    assert_eq!(transport(&sim), "vsock");
 }
