@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # open-vm-tools: vmware-rpctool and vmtoolsd under `hvsim exec`; iproute2:
 # network namespaces; ipmitool/openipmi: the BMC's client and peer;
 # sblim-wbemcli: a CIM client; libnbd-bin/nbdkit/qemu-utils: NBD clients and
-# peers; lintian/rpm/debootstrap: package checks; python3-venv: the venv.
+# peers; lintian/rpm/debootstrap: package checks; python3-venv: the venv;
+# xvfb/xclip: an X server and a desktop program for the clipboard tests.
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
-      libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap)
+      libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap xvfb xclip)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
+//! vm-agent --session [--config FILE] [--backdoor auto|port|unix:PATH]
 //! ```
 
 use std::ffi::OsString;
@@ -10,14 +11,18 @@ use std::process::ExitCode;
 
 use agent::config::{AgentConfig, DEFAULT_PATH};
 use agent::daemon::{Daemon, VERSION_LINE};
+use agent::session::Session;
 use agent::transport::BackdoorSpec;
 use anyhow::Context as _;
 
-const USAGE: &str = "usage: vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
+const USAGE: &str = "usage: vm-agent [--session] [--config FILE] [--backdoor auto|port|unix:PATH]
 
 The VMware guest tools daemon: answers the host's commands (TCLO), reports
 hostname, OS, NICs and disks, runs power operations, syncs time.
 
+  --session         run as the agent of the user's X11 desktop session
+                    (started by its autostart): shares the clipboard with
+                    the host; opens no TCLO channel and publishes nothing
   --config FILE     config file (default /etc/vm-agent/agent.toml; optional)
   --backdoor SPEC   auto (VM_BACKDOOR, else port I/O on VMware), port, unix:PATH
   --version         print the version
@@ -27,17 +32,20 @@ Logging: RUST_LOG (else agent.log_level in the config).";
 
 #[derive(Debug)]
 struct Args {
+    session: bool,
     config: Option<PathBuf>,
     backdoor: Option<BackdoorSpec>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = OsString>) -> anyhow::Result<Option<Args>> {
     let mut out = Args {
+        session: false,
         config: None,
         backdoor: None,
     };
     while let Some(a) = args.next() {
         match a.to_str() {
+            Some("--session") => out.session = true,
             Some("--config") => {
                 let v = args.next().context("--config needs a FILE")?;
                 out.config = Some(PathBuf::from(v));
@@ -75,6 +83,15 @@ fn run() -> anyhow::Result<()> {
     let exists = path.exists();
     if !exists {
         log::info!("no config file at {}; using defaults", path.display());
+    }
+    if args.session {
+        // clipboard-master picks its backend from XDG_SESSION_TYPE, which a
+        // plain X session (startx, Xvfb) may not set. Still one thread here.
+        if std::env::var_os("XDG_SESSION_TYPE").is_none() && std::env::var_os("DISPLAY").is_some() {
+            std::env::set_var("XDG_SESSION_TYPE", "x11");
+        }
+        Session::new(cfg, exists.then_some(path), args.backdoor)?.run()?;
+        return Ok(());
     }
     Daemon::new(cfg, exists.then_some(path), args.backdoor).run()?;
     Ok(())
