@@ -16,6 +16,7 @@ pub mod cpuid;
 pub mod daemon;
 pub mod logger;
 pub mod rpci;
+#[cfg(feature = "session")]
 pub mod session;
 pub mod transport;
 

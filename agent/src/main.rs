@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use agent::config::{AgentConfig, DEFAULT_PATH};
 use agent::daemon::{Daemon, VERSION_LINE};
-use agent::session::Session;
 use agent::transport::BackdoorSpec;
 use anyhow::Context as _;
 
@@ -85,16 +84,36 @@ fn run() -> anyhow::Result<()> {
         log::info!("no config file at {}; using defaults", path.display());
     }
     if args.session {
-        // clipboard-master picks its backend from XDG_SESSION_TYPE, which a
-        // plain X session (startx, Xvfb) may not set. Still one thread here.
-        if std::env::var_os("XDG_SESSION_TYPE").is_none() && std::env::var_os("DISPLAY").is_some() {
-            std::env::set_var("XDG_SESSION_TYPE", "x11");
-        }
-        Session::new(cfg, exists.then_some(path), args.backdoor)?.run()?;
-        return Ok(());
+        return session(cfg, exists.then_some(path), args.backdoor);
     }
     Daemon::new(cfg, exists.then_some(path), args.backdoor).run()?;
     Ok(())
+}
+
+#[cfg(feature = "session")]
+fn session(
+    cfg: AgentConfig,
+    path: Option<PathBuf>,
+    backdoor: Option<BackdoorSpec>,
+) -> anyhow::Result<()> {
+    use agent::session::{nothing_to_do, Session};
+    let spec = Session::spec(&cfg, backdoor.as_ref());
+    if let Some(why) = nothing_to_do(&spec) {
+        log::info!("{why}; the session agent has nothing to do");
+        return Ok(());
+    }
+    // clipboard-master picks its backend from XDG_SESSION_TYPE, which a
+    // plain X session (startx, Xvfb) may not set. Still one thread here.
+    if std::env::var_os("XDG_SESSION_TYPE").is_none() && std::env::var_os("DISPLAY").is_some() {
+        std::env::set_var("XDG_SESSION_TYPE", "x11");
+    }
+    Session::new(cfg, path, backdoor)?.run()?;
+    Ok(())
+}
+
+#[cfg(not(feature = "session"))]
+fn session(_: AgentConfig, _: Option<PathBuf>, _: Option<BackdoorSpec>) -> anyhow::Result<()> {
+    anyhow::bail!("this vm-agent was built without session support (cargo feature `session`)")
 }
 
 fn main() -> ExitCode {

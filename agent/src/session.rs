@@ -20,7 +20,7 @@ use protocol::Regs;
 use crate::config::AgentConfig;
 use crate::daemon::{open_backdoor, Signals, VERSION_LINE};
 use crate::rpci::BoxedBackdoor;
-use crate::transport::BackdoorSpec;
+use crate::transport::{self, BackdoorSpec, SelectError};
 
 /// Longest wait between reconnect attempts while the host is away.
 const MAX_RECONNECT: Duration = Duration::from_secs(5);
@@ -37,6 +37,24 @@ pub enum SessionError {
     /// The X clipboard watcher ended (the X server went away).
     #[error("the X clipboard is no longer watched (did the X session end?)")]
     Watcher,
+}
+
+/// Why a session agent with this transport has nothing to do: `auto`, no
+/// `VM_BACKDOOR`, and CPUID names no VMware hypervisor. The autostart entry
+/// starts it in every desktop session, VM or not; it then exits quietly.
+pub fn nothing_to_do(spec: &BackdoorSpec) -> Option<String> {
+    if *spec != BackdoorSpec::Auto {
+        return None;
+    }
+    let env = std::env::var_os(transport::BACKDOOR_ENV);
+    match transport::env_choice(env.as_deref()) {
+        Ok(Some(_)) | Err(_) => return None,
+        Ok(None) => {}
+    }
+    match transport::resolve_auto(crate::cpuid::hypervisor_signature().as_deref(), None) {
+        Err(e @ SelectError::NotVmware { .. }) => Some(e.to_string()),
+        _ => None,
+    }
 }
 
 /// The plugins' view of the host in session mode: plain backdoor calls.
@@ -90,6 +108,13 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// The transport a session with this config and `--backdoor` uses.
+    pub fn spec(cfg: &AgentConfig, cli_backdoor: Option<&BackdoorSpec>) -> BackdoorSpec {
+        cli_backdoor
+            .cloned()
+            .unwrap_or_else(|| cfg.backdoor_spec().unwrap_or(BackdoorSpec::Auto))
+    }
+
     /// A session agent with this config (`--backdoor` from the command line
     /// wins over the file). Fails when the desktop clipboard is unusable
     /// (no X display).
@@ -98,9 +123,7 @@ impl Session {
         config_path: Option<std::path::PathBuf>,
         cli_backdoor: Option<BackdoorSpec>,
     ) -> Result<Session, SessionError> {
-        let spec = cli_backdoor
-            .clone()
-            .unwrap_or_else(|| cfg.backdoor_spec().unwrap_or(BackdoorSpec::Auto));
+        let spec = Session::spec(&cfg, cli_backdoor.as_ref());
         let clipboard = ClipboardPlugin::x11(cfg.clipboard.clone())?;
         Ok(Session {
             cfg,
@@ -258,10 +281,7 @@ impl Session {
             Ok(cfg) => {
                 log::info!("SIGHUP: reloaded {}", path.display());
                 self.clipboard.set_config(cfg.clipboard.clone());
-                self.spec = self
-                    .cli_backdoor
-                    .clone()
-                    .unwrap_or_else(|| cfg.backdoor_spec().unwrap_or(BackdoorSpec::Auto));
+                self.spec = Session::spec(&cfg, self.cli_backdoor.as_ref());
                 self.cfg = cfg;
                 // Start over: the plugin resynchronises on reconnect.
                 self.backdoor = None;

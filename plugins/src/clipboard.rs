@@ -27,7 +27,7 @@
 //! The plugin runs only in `vm-agent --session`, in the user's desktop
 //! session: the root service has no display.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -49,6 +49,7 @@ pub const SEL_NOT_READY: u32 = 0xFFFF_FFFF;
 /// GETSELLENGTH: copy/paste is disabled for this VM ("don't exchange").
 pub const SEL_DONT_EXCHANGE: u32 = 0xFFFF_FFFE;
 
+#[cfg(feature = "x11")]
 /// How often clipboard-master's X11 thread looks for selection events.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// After each change event the desktop clipboard is read once more this much
@@ -121,18 +122,21 @@ pub trait DesktopClipboard: std::fmt::Debug {
     fn set_text(&mut self, text: &str) -> Result<(), ClipboardError>;
 }
 
+#[cfg(feature = "x11")]
 /// The X11 CLIPBOARD selection, through arboard (which serves our own
 /// selection to other programs from a thread of its own).
 pub struct X11Clipboard {
     inner: arboard::Clipboard,
 }
 
+#[cfg(feature = "x11")]
 impl std::fmt::Debug for X11Clipboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("X11Clipboard").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "x11")]
 impl X11Clipboard {
     /// Connect to the X server `DISPLAY` names.
     pub fn open() -> Result<Self, ClipboardError> {
@@ -145,6 +149,7 @@ impl X11Clipboard {
     }
 }
 
+#[cfg(feature = "x11")]
 impl DesktopClipboard for X11Clipboard {
     fn get_text(&mut self) -> Result<Option<String>, ClipboardError> {
         match self.inner.get_text() {
@@ -161,6 +166,7 @@ impl DesktopClipboard for X11Clipboard {
     }
 }
 
+#[cfg(feature = "x11")]
 /// `DISPLAY`, checked: set, and the session (if it says) is X11.
 fn x11_display() -> Result<String, ClipboardError> {
     match std::env::var("XDG_SESSION_TYPE").as_deref() {
@@ -173,15 +179,17 @@ fn x11_display() -> Result<String, ClipboardError> {
         .ok_or(ClipboardError::NoDisplay)
 }
 
+#[cfg(feature = "x11")]
 /// clipboard-master's handler: one byte into the socket pair per change.
 struct Notify {
     tx: UnixStream,
 }
 
+#[cfg(feature = "x11")]
 impl clipboard_master::ClipboardHandler for Notify {
     fn on_clipboard_change(&mut self) -> clipboard_master::CallbackResult {
         // Non-blocking: a full socket already says "changed".
-        let _ = (&self.tx).write(&[1]);
+        let _ = io::Write::write(&mut &self.tx, &[1]);
         clipboard_master::CallbackResult::Next
     }
 
@@ -195,11 +203,13 @@ impl clipboard_master::ClipboardHandler for Notify {
     }
 }
 
+#[cfg(feature = "x11")]
 /// The clipboard-master thread; asked to stop when dropped.
 struct Watcher {
     _shutdown: clipboard_master::Shutdown,
 }
 
+#[cfg(feature = "x11")]
 impl Watcher {
     /// Start watching; returns the read end of the change notifications
     /// (end of file once the watcher stopped).
@@ -241,7 +251,8 @@ pub struct ClipboardPlugin {
     cfg: ClipboardConfig,
     desktop: Box<dyn DesktopClipboard>,
     changes: UnixStream,
-    _watcher: Option<Watcher>,
+    /// Kept alive as long as the plugin: the X11 watcher (stopped on drop).
+    _watcher: Option<Box<dyn std::any::Any>>,
     watching: bool,
     host: HostState,
     /// The text last exchanged, as the desktop holds it.
@@ -268,13 +279,14 @@ impl std::fmt::Debug for ClipboardPlugin {
 }
 
 impl ClipboardPlugin {
+    #[cfg(feature = "x11")]
     /// The plugin on the X11 desktop `DISPLAY` names, with a clipboard-master
     /// thread watching for changes.
     pub fn x11(cfg: ClipboardConfig) -> Result<Self, ClipboardError> {
         let desktop = X11Clipboard::open()?;
         let (watcher, changes) = Watcher::start()?;
         let mut p = ClipboardPlugin::new(cfg, Box::new(desktop), changes);
-        p._watcher = Some(watcher);
+        p._watcher = Some(Box::new(watcher));
         Ok(p)
     }
 
@@ -539,6 +551,7 @@ impl Plugin for ClipboardPlugin {
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
+    use std::io::Write;
     use std::rc::Rc;
 
     use super::*;
