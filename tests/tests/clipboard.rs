@@ -7,6 +7,9 @@
 //! boundary; the host hands the guest at most 65436 bytes (hvsim cuts a
 //! longer `--set`, and the agent refuses a longer host selection).
 //!
+//! `HVSIM_E2E_FRONTEND=trap` runs the agent under `hvsim exec` (real port
+//! I/O, trapped) instead of the socket transport.
+//!
 //! Xvfb and xclip come from scripts/test-deps.sh; if they are missing or the
 //! X server does not start, these tests fail.
 
@@ -15,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, stderr, stdout, Sim};
+use e2e_tests::{bin, frontend, stderr, stdout, Frontend, Sim};
 
 /// The selection limit, terminator included (tclodefs.h).
 const MAX_SELECTION: usize = 65436;
@@ -106,11 +109,19 @@ impl Session {
         std::fs::write(&config, "[agent]\nreconnect_ms = 100\n").unwrap();
         let log = dir.join("session.log");
         let logf = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin("vm-agent"))
+        let mut cmd = match frontend() {
+            Frontend::Socket => {
+                let mut c = Command::new(bin("vm-agent"));
+                c.args(["--backdoor", &sim.backdoor(vm)]);
+                c
+            }
+            // Real port I/O, trapped: `auto` finds VMware by CPUID.
+            Frontend::Trap => sim.exec(vm, &bin("vm-agent")),
+        };
+        let child = cmd
             .arg("--session")
             .arg("--config")
             .arg(&config)
-            .args(["--backdoor", &sim.backdoor(vm)])
             .env("DISPLAY", &x.display)
             // The agent must cope without it (plain X sessions, Xvfb).
             .env_remove("XDG_SESSION_TYPE")
