@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
+//! vm-agent --session [--config FILE] [--backdoor auto|port|unix:PATH]
 //! ```
 
 use std::ffi::OsString;
@@ -13,11 +14,14 @@ use agent::daemon::{Daemon, VERSION_LINE};
 use agent::transport::BackdoorSpec;
 use anyhow::Context as _;
 
-const USAGE: &str = "usage: vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
+const USAGE: &str = "usage: vm-agent [--session] [--config FILE] [--backdoor auto|port|unix:PATH]
 
 The VMware guest tools daemon: answers the host's commands (TCLO), reports
 hostname, OS, NICs and disks, runs power operations, syncs time.
 
+  --session         run as the agent of the user's X11 desktop session
+                    (started by its autostart): shares the clipboard with
+                    the host; opens no TCLO channel and publishes nothing
   --config FILE     config file (default /etc/vm-agent/agent.toml; optional)
   --backdoor SPEC   auto (VM_BACKDOOR, else port I/O on VMware), port, unix:PATH
   --version         print the version
@@ -27,17 +31,20 @@ Logging: RUST_LOG (else agent.log_level in the config).";
 
 #[derive(Debug)]
 struct Args {
+    session: bool,
     config: Option<PathBuf>,
     backdoor: Option<BackdoorSpec>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = OsString>) -> anyhow::Result<Option<Args>> {
     let mut out = Args {
+        session: false,
         config: None,
         backdoor: None,
     };
     while let Some(a) = args.next() {
         match a.to_str() {
+            Some("--session") => out.session = true,
             Some("--config") => {
                 let v = args.next().context("--config needs a FILE")?;
                 out.config = Some(PathBuf::from(v));
@@ -76,8 +83,37 @@ fn run() -> anyhow::Result<()> {
     if !exists {
         log::info!("no config file at {}; using defaults", path.display());
     }
+    if args.session {
+        return session(cfg, exists.then_some(path), args.backdoor);
+    }
     Daemon::new(cfg, exists.then_some(path), args.backdoor).run()?;
     Ok(())
+}
+
+#[cfg(feature = "session")]
+fn session(
+    cfg: AgentConfig,
+    path: Option<PathBuf>,
+    backdoor: Option<BackdoorSpec>,
+) -> anyhow::Result<()> {
+    use agent::session::{nothing_to_do, Session};
+    let spec = Session::spec(&cfg, backdoor.as_ref());
+    if let Some(why) = nothing_to_do(&spec) {
+        log::info!("{why}; the session agent has nothing to do");
+        return Ok(());
+    }
+    // clipboard-master picks its backend from XDG_SESSION_TYPE, which a
+    // plain X session (startx, Xvfb) may not set. Still one thread here.
+    if std::env::var_os("XDG_SESSION_TYPE").is_none() && std::env::var_os("DISPLAY").is_some() {
+        std::env::set_var("XDG_SESSION_TYPE", "x11");
+    }
+    Session::new(cfg, path, backdoor)?.run()?;
+    Ok(())
+}
+
+#[cfg(not(feature = "session"))]
+fn session(_: AgentConfig, _: Option<PathBuf>, _: Option<BackdoorSpec>) -> anyhow::Result<()> {
+    anyhow::bail!("this vm-agent was built without session support (cargo feature `session`)")
 }
 
 fn main() -> ExitCode {

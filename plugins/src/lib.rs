@@ -8,6 +8,7 @@
 //! * [`guestinfo`]: hostname, OS, uptime, NICs (XDR), disks; event-driven.
 //! * [`powerops`]: `OS_Halt`, `OS_Reboot`, ... with scripts and status reports.
 //! * [`timesync`]: the guest clock from the host's (`GETTIMEFULL_WITH_LAG`).
+//! * [`clipboard`]: copy/paste of text with the host (desktop session only).
 //! * [`capabilities`]: what the guest can do and which tools it runs.
 //! * [`netlink`], [`osinfo`], [`glob`]: the pieces guestinfo is built from.
 
@@ -19,6 +20,7 @@ use std::time::Instant;
 use protocol::Regs;
 
 pub mod capabilities;
+pub mod clipboard;
 pub mod glob;
 pub mod guestinfo;
 pub mod netlink;
