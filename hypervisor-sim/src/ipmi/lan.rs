@@ -215,7 +215,11 @@ impl LanConfig {
         let Some(b) = self.suite_privs.get(index / 2) else {
             return 0;
         };
-        let n = if index.is_multiple_of(2) { b & 0x0F } else { b >> 4 };
+        let n = if index.is_multiple_of(2) {
+            b & 0x0F
+        } else {
+            b >> 4
+        };
         // OEM (5) has no meaning here: treat it as Administrator.
         n.min(privilege::ADMIN)
     }
