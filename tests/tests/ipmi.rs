@@ -839,6 +839,16 @@ fn sol_is_freed_when_its_session_times_out() {
     ));
     let b = Bmc { sim, port };
     let log = || b.sim.log();
+    // SOL parameters can be set (ipmitool guards them with set in progress).
+    b.plus(&["sol", "set", "character-send-threshold", "50"]);
+    b.plus(&["sol", "set", "retry-count", "3"]);
+    let info = b.plus(&["sol", "info"]);
+    assert!(
+        info.contains("Character Send Threshold        : 50")
+            && info.contains("Retry Count                     : 3")
+            && info.contains("Set in progress                 : set-complete"),
+        "{info}"
+    );
     let _guest = ConsoleGuest::start(&b.sim, ECHO_GUEST);
     b.sim.eventually("console attached", || {
         b.plus(&["sol", "info"])

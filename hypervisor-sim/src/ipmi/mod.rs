@@ -23,6 +23,9 @@
 //! | a console with a wrong password | RAKP 3 / Activate Session | refused, the session slot is freed at once |
 //! | cipher suite 0 / auth type none | | refused unless [`SessionPolicy`] enables them |
 //! | an established session | commands at its privilege | integrity code (HMAC-SHA1-96 / HMAC-SHA256-128) checked before anything else, then the sequence window (32 wide, each number once: replays dropped), packets from another address dropped; idle sessions close after 60 s; privilege checked per command |
+//! | an established session at the SOL privilege (parameter 2, User by default) | Activate / Deactivate Payload | one SOL activation per VM (0x80 for a second); any such session may deactivate it; it ends with its session (close, timeout, BMC reset) |
+//! | the console holding SOL | SOL packets | accepted only in the session that activated it, after the same integrity, decryption and sequence-window checks as IPMI payloads; payloads over [`sol::MAX_PAYLOAD`] dropped; keystrokes go to the pty without blocking (a full input queue gets a partial acknowledgement); a repeated packet is acknowledged, not fed twice |
+//! | the guest program on the console (`hvsim exec --console`) | unlimited output | kept in a ring of [`crate::console::RING_BYTES`] per VM, older output dropped (SOL sets the overrun flag); one packet in flight to the console, resent at most the retry count (at most 7) |
 //! | the guest | power and OS events that become SEL entries | the SEL holds at most [`sel::MAX_ENTRIES`] records; when full new events are dropped and the overflow flag is set |
 
 pub mod client;
