@@ -412,7 +412,7 @@ impl Bmc {
                     return None;
                 };
                 let console = self.vm.console.get();
-                let ack = act.inbound(&pkt, console.as_deref(), Instant::now());
+                let ack = act.inbound(&pkt, console.as_ref(), Instant::now());
                 let s = self.sessions.get_mut(id)?;
                 let out = ack.map(|a| Sessions::seal_plus(s, rmcp::PAYLOAD_SOL, &a));
                 self.pump_sol();
@@ -448,7 +448,7 @@ impl Bmc {
             return;
         };
         let console = self.vm.console.get();
-        if let Some(p) = act.poll(console.as_deref(), &self.sol_cfg, Instant::now()) {
+        if let Some(p) = act.poll(console.as_ref(), &self.sol_cfg, Instant::now()) {
             let pkt = Sessions::seal_plus(s, rmcp::PAYLOAD_SOL, &p);
             self.outbox.push((pkt, s.peer));
         }

@@ -11,6 +11,7 @@
 //! whose acknowledgement was lost, is acknowledged again without feeding
 //! its characters twice).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::console::Console;
@@ -203,8 +204,9 @@ struct Pending {
 pub struct Activation {
     /// The session that activated it.
     pub session: u32,
-    /// The console being read (its [`Console::id`]).
-    console: Option<u64>,
+    /// The console being read; kept after it detaches until its last
+    /// output is sent.
+    console: Option<Arc<Console>>,
     /// Offset of the next output byte to send.
     pos: u64,
     /// Last packet sequence number used.
@@ -220,10 +222,10 @@ pub struct Activation {
 
 impl Activation {
     /// Activated by `session`; the console's recent output is sent first.
-    pub fn new(session: u32, console: Option<&Console>) -> Activation {
+    pub fn new(session: u32, console: Option<&Arc<Console>>) -> Activation {
         Activation {
             session,
-            console: console.map(|c| c.id),
+            console: console.cloned(),
             pos: console.map_or(0, |c| c.start()),
             seq: 0,
             pending: None,
@@ -244,10 +246,12 @@ impl Activation {
     pub fn inbound(
         &mut self,
         p: &Packet<'_>,
-        console: Option<&Console>,
+        console: Option<&Arc<Console>>,
         now: Instant,
     ) -> Option<Vec<u8>> {
         self.follow(console);
+        // Keystrokes only go to a console that is still attached.
+        let console = console.map(|c| &**c);
         if p.ack != 0 {
             if let Some(pend) = self.pending.as_mut().filter(|x| x.seq == p.ack) {
                 let took = (p.accepted as usize).min(pend.data.len());
@@ -303,12 +307,18 @@ impl Activation {
     }
 
     /// Notice a new console (the program was restarted) and read from its
-    /// start.
-    fn follow(&mut self, console: Option<&Console>) {
-        if let Some(c) = console {
-            if self.console != Some(c.id) {
-                self.console = Some(c.id);
+    /// start; let a detached one go once its output is all sent.
+    fn follow(&mut self, console: Option<&Arc<Console>>) {
+        match console {
+            Some(c) if self.console.as_ref().map(|x| x.id) != Some(c.id) => {
+                self.console = Some(c.clone());
                 self.pos = c.start();
+            }
+            Some(_) => {}
+            None => {
+                if self.console.as_ref().is_some_and(|c| c.end() <= self.pos) {
+                    self.console = None;
+                }
             }
         }
     }
@@ -317,7 +327,7 @@ impl Activation {
     /// partly accepted packet, or new output once enough has accumulated.
     pub fn poll(
         &mut self,
-        console: Option<&Console>,
+        console: Option<&Arc<Console>>,
         cfg: &Config,
         now: Instant,
     ) -> Option<Vec<u8>> {
@@ -350,7 +360,7 @@ impl Activation {
                 return Some(emit(p.seq, 0, 0, 0, &p.data));
             }
         }
-        let c = console?;
+        let c = self.console.clone()?;
         if self.paused {
             return None;
         }
