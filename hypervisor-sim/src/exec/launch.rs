@@ -224,13 +224,16 @@ pub fn run(
     } else {
         None
     };
-    let req = json!({
+    let mut req = json!({
         "op": "exec-attach",
         "vm": vm,
         "pid": std::process::id(),
         "stats": stats,
-        "console": console,
     });
+    if console {
+        // Only then: a serve without consoles refuses the unknown field.
+        req["console"] = true.into();
+    }
     // serve answers once its tracer thread has seized this process (and
     // attached the pty master, which goes along with the request).
     let master = pty.as_ref().map(|(m, _)| m.as_fd());
