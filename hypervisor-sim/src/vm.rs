@@ -234,6 +234,8 @@ pub struct Vm {
     subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
     revision: std::sync::atomic::AtomicU64,
     calls: std::sync::atomic::AtomicU64,
+    /// The serial console, when a program runs under `hvsim exec --console`.
+    pub console: Arc<crate::console::Slot>,
 }
 
 /// A guest whose TCLO poll is older than this counts as not running
@@ -281,6 +283,7 @@ impl Vm {
             subscribers: Mutex::new(Vec::new()),
             revision: std::sync::atomic::AtomicU64::new(1),
             calls: std::sync::atomic::AtomicU64::new(0),
+            console: Arc::default(),
         })
     }
 
