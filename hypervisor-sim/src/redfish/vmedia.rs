@@ -339,6 +339,7 @@ pub fn render(svc: &Service, vm: &Vm, slot: &str, uri: &str) -> Result<Value, Re
         let c = &m.counters;
         let export = format!("{}/{slot}", vm.info.name);
         v["Oem"] = json!({"Hvsim": {
+            "@odata.type": super::metadata::OEM_VMEDIA_TYPE,
             "NbdExport": export,
             "NbdUri": svc.opts.nbd.map(|a| format!("nbd://{a}/{export}")),
             "SizeBytes": m.size(),
