@@ -23,7 +23,7 @@ pub struct RedfishError {
     resolution: &'static str,
     /// Why, in our words, when the registry text alone does not say (shown
     /// after it in the error's `message`).
-    pub detail: Option<String>,
+    pub detail: Option<Box<str>>,
 }
 
 /// (key, text with %N, severity, resolution) from Base.1.11.0.
@@ -89,7 +89,7 @@ impl RedfishError {
     /// The same error with our explanation added to the top-level message
     /// (the `@Message.ExtendedInfo` entry keeps the registry text).
     pub fn explain(mut self, why: impl Into<String>) -> RedfishError {
-        self.detail = Some(why.into());
+        self.detail = Some(why.into().into_boxed_str());
         self
     }
 

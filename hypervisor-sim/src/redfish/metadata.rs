@@ -144,23 +144,78 @@ pub const OEM_VMEDIA_TYPE: &str = "#HvsimVirtualMedia.v1_0_0.HvsimVirtualMedia";
 type Prop = (&'static str, &'static str, bool, &'static str);
 
 const SYSTEM_PROPS: &[Prop] = &[
-    ("ToolsStatus", "Edm.String", false, "Whether the guest agent (vm-agent or VMware Tools) is running: running or not-running."),
-    ("OSName", "Edm.String", true, "The guest operating system as the guest agent reported it."),
+    (
+        "ToolsStatus",
+        "Edm.String",
+        false,
+        "Whether the guest agent (vm-agent or VMware Tools) is running: running or not-running.",
+    ),
+    (
+        "OSName",
+        "Edm.String",
+        true,
+        "The guest operating system as the guest agent reported it.",
+    ),
 ];
 
 const VMEDIA_PROPS: &[Prop] = &[
-    ("NbdExport", "Edm.String", false, "The NBD export name of the inserted medium (VM/SLOT)."),
-    ("NbdUri", "Edm.String", true, "The nbd:// URI of the export, when the NBD server listens."),
-    ("SizeBytes", "Edm.Int64", false, "The size of the image in bytes."),
-    ("ReadOnly", "Edm.Boolean", false, "Whether the export refuses writes."),
-    ("InsertedAt", "Edm.DateTimeOffset", false, "When the medium was inserted."),
-    ("IdleSeconds", "Edm.Int64", false, "Seconds since the last NBD request for the medium."),
-    ("InactivityTimeoutSeconds", "Edm.Int64", false, "The medium is ejected after this many idle seconds."),
+    (
+        "NbdExport",
+        "Edm.String",
+        false,
+        "The NBD export name of the inserted medium (VM/SLOT).",
+    ),
+    (
+        "NbdUri",
+        "Edm.String",
+        true,
+        "The nbd:// URI of the export, when the NBD server listens.",
+    ),
+    (
+        "SizeBytes",
+        "Edm.Int64",
+        false,
+        "The size of the image in bytes.",
+    ),
+    (
+        "ReadOnly",
+        "Edm.Boolean",
+        false,
+        "Whether the export refuses writes.",
+    ),
+    (
+        "InsertedAt",
+        "Edm.DateTimeOffset",
+        false,
+        "When the medium was inserted.",
+    ),
+    (
+        "IdleSeconds",
+        "Edm.Int64",
+        false,
+        "Seconds since the last NBD request for the medium.",
+    ),
+    (
+        "InactivityTimeoutSeconds",
+        "Edm.Int64",
+        false,
+        "The medium is ejected after this many idle seconds.",
+    ),
     ("Reads", "Edm.Int64", false, "NBD read requests served."),
     ("BytesRead", "Edm.Int64", false, "Bytes read over NBD."),
     ("Writes", "Edm.Int64", false, "NBD write requests served."),
-    ("BytesWritten", "Edm.Int64", false, "Bytes written over NBD."),
-    ("NbdConnections", "Edm.Int64", false, "Open NBD connections to the export."),
+    (
+        "BytesWritten",
+        "Edm.Int64",
+        false,
+        "Bytes written over NBD.",
+    ),
+    (
+        "NbdConnections",
+        "Edm.Int64",
+        false,
+        "Open NBD connections to the export.",
+    ),
 ];
 
 /// The CSDL document of one OEM extension: an unversioned namespace and
@@ -196,7 +251,11 @@ fn oem_csdl(name: &str, description: &str, props: &[Prop]) -> String {
 "#
     );
     for (prop, ty, nullable, desc) in props {
-        let n = if *nullable { "" } else { r#" Nullable="false""# };
+        let n = if *nullable {
+            ""
+        } else {
+            r#" Nullable="false""#
+        };
         x += &format!(
             r#"        <Property Name="{prop}" Type="{ty}"{n}>
           <Annotation Term="OData.Permissions" EnumMember="OData.Permission/Read"/>

@@ -234,10 +234,7 @@ impl Service {
             let mut s = self.sessions();
             if let Some(sess) = s.values_mut().find(|v| v.token == tok) {
                 sess.last_used = Instant::now();
-                let account = self
-                    .users
-                    .by_id(sess.uid)
-                    .filter(|u| u.name == sess.user);
+                let account = self.users.by_id(sess.uid).filter(|u| u.name == sess.user);
                 match account {
                     // A disabled account's sessions are refused while it is.
                     Some(u) if u.enabled => {
@@ -254,7 +251,11 @@ impl Service {
                         let id = sess.id.clone();
                         s.remove(&id);
                         log::info!("redfish: session {id} ended: its account is gone");
-                        return Err(RedfishError::new(401, "AccountForSessionNoLongerExists", &[]));
+                        return Err(RedfishError::new(
+                            401,
+                            "AccountForSessionNoLongerExists",
+                            &[],
+                        ));
                     }
                 }
             }

@@ -705,7 +705,13 @@ pub fn create_account(users: &UserStore, body: &Map<String, Value>) -> Result<Us
         .role
         .ok_or_else(|| RedfishError::new(400, "PropertyMissing", &["RoleId"]))?;
     users
-        .create(None, &name, password.as_bytes(), role, c.enabled.unwrap_or(true))
+        .create(
+            None,
+            &name,
+            password.as_bytes(),
+            role,
+            c.enabled.unwrap_or(true),
+        )
         .map_err(user_error)
 }
 
