@@ -6,6 +6,7 @@
 //! the file descriptors it waits on, and calls back when one is due or ready.
 //!
 //! * [`guestinfo`]: hostname, OS, uptime, NICs (XDR), disks; event-driven.
+//! * [`memstats`]: memory statistics (`SetGuestInfo  8`), for guestinfo.
 //! * [`powerops`]: `OS_Halt`, `OS_Reboot`, ... with scripts and status reports.
 //! * [`timesync`]: the guest clock from the host's (`GETTIMEFULL_WITH_LAG`).
 //! * [`capabilities`]: what the guest can do and which tools it runs.
@@ -21,6 +22,7 @@ use protocol::Regs;
 pub mod capabilities;
 pub mod glob;
 pub mod guestinfo;
+pub mod memstats;
 pub mod netlink;
 pub mod osinfo;
 pub mod powerops;
