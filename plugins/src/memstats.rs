@@ -9,12 +9,15 @@
 //! since the previous report), page size, memory needed and its 5%
 //! reservation, MemAvailable, SReclaimable, Buffers, Cached and MemTotal.
 //!
-//! Only /proc/meminfo and /proc/vmstat are read, through descriptors kept
-//! open, into one reused buffer. vmtoolsd also reads /proc/zoneinfo (for
-//! "physical usable", which falls back to MemTotal here, as vmtoolsd does
-//! when zoneinfo is missing), /proc/stat (context switch rate, run queue)
-//! and /proc/diskstats (disk queues), and /proc/uptime for its clock; those
-//! CPU and disk stats are not memory info and are not sent.
+//! Each report reads /proc/meminfo and /proc/vmstat, through descriptors
+//! kept open, into one reused buffer. "Physical usable" memory is the sum of
+//! the zones' present pages in /proc/zoneinfo, as vmtoolsd computes it, but
+//! read only at the first report and again when MemTotal changes (memory
+//! hotplug), not every time (falling back to MemTotal, as vmtoolsd does,
+//! when zoneinfo is missing). vmtoolsd also reads /proc/stat (context switch
+//! rate, run queue), /proc/diskstats (disk queues) and /proc/uptime (its
+//! clock) every time; those CPU and disk stats are not memory information
+//! and are not sent, and the rates here use the monotonic clock.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -88,6 +91,21 @@ pub fn parse_vmstat(text: &[u8]) -> (Option<u64>, Option<u64>) {
     (pgin, pgout)
 }
 
+/// The sum of the zones' present pages in /proc/zoneinfo.
+pub fn parse_zoneinfo_present(text: &[u8]) -> Option<u64> {
+    let mut sum: Option<u64> = None;
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.trim_ascii_start();
+        if let Some(rest) = line.strip_prefix(b"present") {
+            if rest.first().is_some_and(u8::is_ascii_whitespace) {
+                let n = first_number(rest)?;
+                sum = Some(sum.unwrap_or(0).saturating_add(n));
+            }
+        }
+    }
+    sum
+}
+
 fn first_number(b: &[u8]) -> Option<u64> {
     let s = std::str::from_utf8(b).ok()?;
     s.split_whitespace().next()?.parse().ok()
@@ -111,16 +129,16 @@ fn rate(prev: Option<u64>, cur: Option<u64>, secs: f64) -> Option<f64> {
     Some(delta as f64 / secs)
 }
 
-/// Build the report from one meminfo sample and the paging rates.
+/// Build the report from one meminfo sample, the physical usable memory
+/// (KiB; MemTotal when unknown, as vmtoolsd falls back) and the paging rates.
 pub fn build(
     m: &MemInfo,
+    phys_usable: Option<u64>,
     page_size: u64,
     page_in: Option<f64>,
     page_out: Option<f64>,
 ) -> GuestStats {
-    // Without /proc/zoneinfo, physical usable memory is MemTotal (vmtoolsd's
-    // own fallback).
-    let phys_usable = m.total;
+    let phys_usable = phys_usable.or(m.total);
     // Memory needed: usable memory less what is available, keeping 5% of
     // physical memory in reserve for surges (GuestInfoDeriveMemNeeded).
     let (needed, reservation) = match phys_usable {
@@ -172,6 +190,8 @@ pub struct MemStats {
     buf: Vec<u8>,
     page_size: u64,
     prev: Option<(Instant, Option<u64>, Option<u64>)>,
+    /// MemTotal when zoneinfo was last read, and the present memory, KiB.
+    present: Option<(Option<u64>, Option<u64>)>,
 }
 
 impl Default for MemStats {
@@ -213,6 +233,7 @@ impl MemStats {
             buf: Vec::with_capacity(8192),
             page_size: u64::try_from(page_size).unwrap_or(4096),
             prev: None,
+            present: None,
         }
     }
 
@@ -224,6 +245,19 @@ impl MemStats {
         } else {
             MemInfo::default()
         };
+        if !matches!(self.present, Some((total, _)) if total == mem.total) {
+            let mut zoneinfo = None;
+            let kib = if reread(&mut zoneinfo, "/proc/zoneinfo", &mut self.buf) {
+                parse_zoneinfo_present(&self.buf).map(|p| p.saturating_mul(self.page_size) / 1024)
+            } else {
+                None
+            };
+            self.present = Some((mem.total, kib));
+            // The buffer grew for zoneinfo; keep it at the size the two
+            // small files need.
+            self.buf = Vec::with_capacity(8192);
+        }
+        let phys_usable = self.present.and_then(|(_, kib)| kib);
         let (pgin, pgout) = if reread(&mut self.vmstat, "/proc/vmstat", &mut self.buf) {
             parse_vmstat(&self.buf)
         } else {
@@ -237,7 +271,7 @@ impl MemStats {
             None => (None, None),
         };
         self.prev = Some((now, pgin, pgout));
-        let report = build(&mem, self.page_size, page_in, page_out);
+        let report = build(&mem, phys_usable, self.page_size, page_in, page_out);
         let mut msg = format!("SetGuestInfo  {} ", protocol::guestinfo_key::MEMORY).into_bytes();
         msg.extend_from_slice(&protocol::gueststats::encode(&report));
         msg
@@ -273,6 +307,10 @@ mod tests {
             (Some(100), Some(250))
         );
         assert_eq!(parse_vmstat(b"garbage\n"), (None, None));
+        let zones = b"Node 0, zone      DMA\n  pages free     3840\n        present  3998\n\
+            Node 0, zone   Normal\n        present  782336\n        present_early_pages 5\n";
+        assert_eq!(parse_zoneinfo_present(zones), Some(786_334));
+        assert_eq!(parse_zoneinfo_present(b"nothing\n"), None);
     }
 
     #[test]
@@ -287,7 +325,7 @@ mod tests {
     #[test]
     fn report_decodes_to_the_meminfo_values() {
         let m = parse_meminfo(MEMINFO.as_bytes());
-        let r = build(&m, 4096, Some(0.0), Some(12.5));
+        let r = build(&m, None, 4096, Some(0.0), Some(12.5));
         let d = decode(&protocol::gueststats::encode(&r)).unwrap();
         assert_eq!(d, r);
         assert_eq!(d.mem_total_kib, 16_315_128);
@@ -301,6 +339,10 @@ mod tests {
             d.tools_stat(id::PAGE_OUT_RATE).unwrap().value,
             Some(Value::Float(12.5))
         );
+        let with_zones = build(&m, Some(16_777_216), 4096, None, None);
+        assert_eq!(with_zones.mem_total_kib, 16_777_216);
+        assert_eq!(with_zones.tools_u64(id::MEM_PHYS_USABLE), Some(16_777_216));
+        assert_eq!(with_zones.tools_u64(id::MEM_TOTAL), Some(16_315_128));
         let ids: Vec<u64> = d.stats.iter().map(|s| s.id).collect();
         assert_eq!(
             ids,
@@ -317,6 +359,9 @@ mod tests {
         let d = decode(body).unwrap();
         let want = parse_meminfo(&std::fs::read("/proc/meminfo").unwrap()).total;
         assert_eq!(d.tools_u64(id::MEM_TOTAL), want);
+        let present = parse_zoneinfo_present(&std::fs::read("/proc/zoneinfo").unwrap())
+            .map(|p| p * s.page_size / 1024);
+        assert_eq!(d.tools_u64(id::MEM_PHYS_USABLE), present.or(want));
         // No rate on the first sample, one on the next.
         assert!(d.tools_stat(id::PAGE_IN_RATE).unwrap().value.is_none());
         let next = s.sample(t0 + Duration::from_secs(20));
