@@ -20,7 +20,7 @@
 //! and are not sent, and the rates here use the monotonic clock.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use protocol::gueststats::{id, legacy_flag, unit, GuestStats, Stat, VERSION};
@@ -200,7 +200,10 @@ impl Default for MemStats {
     }
 }
 
-/// Read a whole /proc file from its start into `buf`.
+/// Read a whole /proc file from its start into `buf`: `pread` at offset 0
+/// into the buffer's spare room, again only when it filled up (procfs
+/// seq_files return everything that fits in one call, so a short read is
+/// the end). One system call for a small file, no seek, no stat.
 fn reread(f: &mut Option<File>, path: &str, buf: &mut Vec<u8>) -> bool {
     buf.clear();
     if f.is_none() {
@@ -209,15 +212,27 @@ fn reread(f: &mut Option<File>, path: &str, buf: &mut Vec<u8>) -> bool {
             .ok();
     }
     let Some(file) = f else { return false };
-    match file
-        .seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(buf))
-    {
-        Ok(_) => true,
-        Err(e) => {
-            log::warn!("memstats: cannot read {path}: {e}");
-            *f = None;
-            false
+    loop {
+        let len = buf.len();
+        if buf.capacity() - len < 1024 {
+            buf.reserve(buf.capacity().max(4096));
+        }
+        let room = buf.capacity() - len;
+        buf.resize(len + room, 0);
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                if n < room {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                log::warn!("memstats: cannot read {path}: {e}");
+                buf.clear();
+                *f = None;
+                return false;
+            }
         }
     }
 }
