@@ -712,6 +712,22 @@ fn reports_memory_statistics() {
     std::thread::sleep(Duration::from_millis(2500));
     let v = sim.show("vm0");
     assert!(age(&v) <= 1, "{v:#}");
+    // A malformed report is refused with its reason; hvsim keeps the last
+    // good one, and the agent's next report clears the error.
+    let o = sim.rpctool("vm0", &["SetGuestInfo  8 too short"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(stderr(&o).trim(), "Invalid memory statistics");
+    let v = sim.show("vm0");
+    assert!(
+        v["guest"]["memory_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shorter than the 112-byte legacy header")),
+        "{v:#}"
+    );
+    assert_eq!(mem_stat(&v, "guest.mem.total")["value"], total);
+    wait_show(&sim, &agent, 5, "the error cleared", |v| {
+        v["guest"]["memory_error"].is_null()
+    });
     // The text view lists them with their units.
     let text = stdout(&sim.hvsim(&["vm", "show", "vm0"]));
     assert!(
