@@ -274,6 +274,21 @@ fn print_show(v: &Value) {
         s(&v["guest"]["os_full_name"]),
         s(&v["guest"]["os_name"])
     );
+    if let Some(m) = v["guest"]["memory"]["stats"].as_object() {
+        println!(
+            "memory:        (reported {}s ago)",
+            s(&v["guest"]["memory"]["age_s"])
+        );
+        for (name, stat) in m {
+            let value = match &stat["value"] {
+                Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
+                other => s(other),
+            };
+            println!("  {name} = {value} {}", s(&stat["unit"]));
+        }
+    } else if let Some(e) = v["guest"]["memory_error"].as_str() {
+        println!("memory:        undecodable report: {e}");
+    }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");

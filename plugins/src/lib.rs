@@ -6,6 +6,7 @@
 //! the file descriptors it waits on, and calls back when one is due or ready.
 //!
 //! * [`guestinfo`]: hostname, OS, uptime, NICs (XDR), disks; event-driven.
+//! * [`memstats`]: memory statistics (`SetGuestInfo  8`), for guestinfo.
 //! * [`powerops`]: `OS_Halt`, `OS_Reboot`, ... with scripts and status reports.
 //! * [`timesync`]: the guest clock from the host's (`GETTIMEFULL_WITH_LAG`).
 //! * [`clipboard`]: copy/paste of text with the host (desktop session only).
@@ -23,6 +24,7 @@ pub mod capabilities;
 pub mod clipboard;
 pub mod glob;
 pub mod guestinfo;
+pub mod memstats;
 pub mod netlink;
 pub mod osinfo;
 pub mod powerops;
