@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use plugins::capabilities::TOOLS_VERSION_UNMANAGED;
+use plugins::clipboard::ClipboardConfig;
 use plugins::guestinfo::GuestInfoConfig;
 use plugins::powerops::PowerOpsConfig;
 use plugins::timesync::TimeSyncConfig;
@@ -57,6 +58,8 @@ pub struct AgentConfig {
     pub powerops: PowerOpsConfig,
     /// `[timesync]`.
     pub timesync: TimeSyncConfig,
+    /// `[clipboard]` (read by `vm-agent --session` only).
+    pub clipboard: ClipboardConfig,
 }
 
 /// Why the config could not be used.

@@ -113,16 +113,16 @@ enum After {
     Event(HostEvent),
 }
 
-/// Signals the loop reacts to.
+/// Signals the loop reacts to (also used by the session agent).
 #[derive(Debug)]
-struct Signals {
-    stop: Arc<AtomicBool>,
-    reload: Arc<AtomicBool>,
-    wake: UnixStream,
+pub(crate) struct Signals {
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) reload: Arc<AtomicBool>,
+    pub(crate) wake: UnixStream,
 }
 
 impl Signals {
-    fn install() -> std::io::Result<Signals> {
+    pub(crate) fn install() -> std::io::Result<Signals> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let stop = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
@@ -138,7 +138,7 @@ impl Signals {
         Ok(Signals { stop, reload, wake })
     }
 
-    fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let mut buf = [0u8; 64];
         while let Ok(n) = std::io::Read::read(&mut &self.wake, &mut buf) {
             if n == 0 {
@@ -290,18 +290,7 @@ impl Daemon {
     }
 
     fn open_backdoor(&self) -> Result<BoxedBackdoor, String> {
-        let bd = transport::connect(&self.spec).map_err(|e| {
-            let mut s = e.to_string();
-            if let Some(src) = std::error::Error::source(&e) {
-                s.push_str(&format!(": {src}"));
-            }
-            s
-        })?;
-        if std::env::var_os(transport::TRACE_ENV).is_some_and(|v| v == "1") {
-            Ok(Box::new(TraceBackdoor::new(bd)))
-        } else {
-            Ok(bd)
-        }
+        open_backdoor(&self.spec)
     }
 
     fn connect(&mut self) {
@@ -607,6 +596,23 @@ impl Daemon {
             self.spec = spec;
             self.disconnect("the backdoor setting changed");
         }
+    }
+}
+
+/// Set up the transport `spec` names (traced when `VM_BACKDOOR_TRACE=1`);
+/// the error says why, with its cause.
+pub(crate) fn open_backdoor(spec: &BackdoorSpec) -> Result<BoxedBackdoor, String> {
+    let bd = transport::connect(spec).map_err(|e| {
+        let mut s = e.to_string();
+        if let Some(src) = std::error::Error::source(&e) {
+            s.push_str(&format!(": {src}"));
+        }
+        s
+    })?;
+    if std::env::var_os(transport::TRACE_ENV).is_some_and(|v| v == "1") {
+        Ok(Box::new(TraceBackdoor::new(bd)))
+    } else {
+        Ok(bd)
     }
 }
 
