@@ -30,6 +30,9 @@ pub struct General {
     pub poll_max_ms: u64,
     /// Pause between attempts to reach the host, ms.
     pub reconnect_ms: u64,
+    /// Take host commands over vsock (pushed) when the host offers it,
+    /// before falling back to polling over the backdoor (port I/O only).
+    pub vsock: bool,
     /// Tools version reported in `tools.set.versiontype` (default: "unmanaged").
     pub tools_version: u32,
 }
@@ -41,6 +44,7 @@ impl Default for General {
             log_level: "info".into(),
             poll_max_ms: 100,
             reconnect_ms: 200,
+            vsock: true,
             tools_version: TOOLS_VERSION_UNMANAGED,
         }
     }

@@ -7,6 +7,8 @@
 //! * [`config`]: the `vm-agent` config file.
 //! * [`daemon`]: the `vm-agent` event loop: TCLO, plugins, reconnects, signals.
 //! * [`session`]: `vm-agent --session`, the desktop session's agent (clipboard).
+//! * [`vsock`]: TCLO over vsock, commands pushed by the host.
+//! * [`cli`]: the command line of `vm-agent` and `vm-agent-session`.
 //! * [`logger`]: the daemon's `log` backend (env_logger's format and filters).
 
 #![warn(missing_docs)]
@@ -20,6 +22,7 @@ pub mod rpci;
 #[cfg(feature = "session")]
 pub mod session;
 pub mod transport;
+pub mod vsock;
 
 #[cfg(test)]
 mod test_host;
