@@ -77,7 +77,14 @@ impl Agent {
         ns: Option<(&Netns, &str)>,
         env: &[(&str, &str)],
     ) -> Agent {
-        Agent::spawn(sim, extra, ns, env, "[timesync]\nenabled = false\n")
+        Agent::spawn(
+            sim,
+            extra,
+            ns,
+            env,
+            "[timesync]\nenabled = false\n",
+            frontend(),
+        )
     }
 
     /// Start vm-agent with this `[timesync]` section (which must name a
@@ -88,7 +95,7 @@ impl Agent {
             !timesync.contains("enabled = true") || timesync.contains("set_clock_command"),
             "an enabled timesync needs a clock stub"
         );
-        Agent::spawn(sim, "", None, &[], timesync)
+        Agent::spawn(sim, "", None, &[], timesync, frontend())
     }
 
     fn spawn(
@@ -97,6 +104,7 @@ impl Agent {
         ns: Option<(&Netns, &str)>,
         env: &[(&str, &str)],
         timesync: &str,
+        fe: Frontend,
     ) -> Agent {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -160,7 +168,7 @@ impl Agent {
             argv.push(format!("hostname {host} && exec \"$0\" \"$@\""));
         }
         let mut args: Vec<String> = Vec::new();
-        match frontend() {
+        match fe {
             Frontend::Socket => {
                 args.push(agent.display().to_string());
                 args.extend(["--backdoor".into(), sim.backdoor("vm0")]);
@@ -799,4 +807,68 @@ fn time_synchronize_steps_the_clock_through_the_stub() {
             steps[0]
         );
     }
+}
+
+fn backdoor_calls(sim: &Sim) -> u64 {
+    sim.show("vm0")["backdoor"]["calls"].as_u64().unwrap_or(0)
+}
+
+/// Under `hvsim exec` the host offers TCLO over vsock: the agent takes its
+/// commands there, pushed, and stops polling the backdoor for them.
+#[test]
+fn takes_host_commands_over_vsock_under_hvsim_exec() {
+    let sim = Sim::start();
+    let mut agent = Agent::spawn(
+        &sim,
+        "",
+        None,
+        &[],
+        "[timesync]\nenabled = false\n",
+        Frontend::Trap,
+    );
+    let v = wait_show(&sim, &agent, 15, "the agent over vsock", |v| {
+        running(v) && v["tools"]["tclo_transport"] == "vsock"
+    });
+    assert_eq!(v["guest"]["os_name"], "debian12-64");
+    assert!(agent.log().contains("host commands arrive over vsock"));
+    for _ in 0..5 {
+        assert_eq!(tclo(&sim, "ping"), "OK \n");
+    }
+    assert!(tclo(&sim, "No_Such_Command").contains("Unknown Command"));
+    // Idle: no TCLO polling (the backdoor poll would make 20 calls a second).
+    std::thread::sleep(Duration::from_millis(500));
+    let before = backdoor_calls(&sim);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = backdoor_calls(&sim) - before;
+    assert!(
+        idle <= 2,
+        "{idle} backdoor calls in 2 s idle\n{}",
+        agent.log()
+    );
+    // The heartbeat keeps the tools running; a stopped agent is not.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(running(&sim.show("vm0")));
+    agent.stop();
+    wait_show(&sim, &agent, 10, "tools not running", |v| {
+        v["tools"]["status"] != "running"
+    });
+}
+
+/// `agent.vsock = false`: the backdoor poll, as before.
+#[test]
+fn vsock_can_be_turned_off() {
+    let sim = Sim::start();
+    let agent = Agent::spawn(
+        &sim,
+        "",
+        None,
+        &[],
+        "vsock = false\n[timesync]\nenabled = false\n",
+        Frontend::Trap,
+    );
+    wait_show(&sim, &agent, 15, "the agent polling the backdoor", |v| {
+        running(v) && v["tools"]["tclo_transport"] == "backdoor"
+    });
+    assert_eq!(tclo(&sim, "ping"), "OK \n");
+    assert!(!agent.log().contains("over vsock"));
 }
