@@ -46,7 +46,10 @@ for tool in cargo-deb cargo-generate-rpm; do
 done
 
 if [ "$build" = 1 ]; then
-    cargo build --release --locked -p agent -p rpctool -p hypervisor-sim --bins
+    cargo build --release --locked -p hypervisor-sim --bins
+    # The guest binaries ship static, from the `guest` profile (LTO, abort on
+    # panic): see scripts/guest-build.sh.
+    scripts/guest-build.sh
     if [ "$esxi" = 1 ]; then
         # --target keeps the static build in its own subtree (and keeps
         # RUSTFLAGS off build scripts), so target/release stays valid.
@@ -72,11 +75,17 @@ for m in packaging/man/*.[0-9]; do
     gzip -9n -c "$m" > "$stage/man/$(basename "$m").gz"
 done
 
-# Stripped binaries for the .rpm (cargo-deb strips its own with --strip).
+# Stripped binaries for both packages: the guest's static ones and hvsim.
+guest=target/x86_64-unknown-linux-gnu/guest
 mkdir -p "$stage/bin"
-for b in vm-agent vm-rpctool hvsim; do
-    strip --strip-unneeded -o "$stage/bin/$b" "target/release/$b"
+for b in vm-agent vm-agent-session vm-rpctool; do
+    if [ ! -x "$guest/$b" ]; then
+        echo "build.sh: no $guest/$b (build without --no-build, or run scripts/guest-build.sh)" >&2
+        exit 1
+    fi
+    strip --strip-unneeded -o "$stage/bin/$b" "$guest/$b"
 done
+strip --strip-unneeded -o "$stage/bin/hvsim" target/release/hvsim
 
 # Debian changelogs (one entry for this version).
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}

@@ -80,9 +80,11 @@ step "rpm and deb hold the same files"
 for p in vm-agent hvsim; do
     # dpkg -c lists directories too (ending in /); rpm -qlp only what the
     # package owns. Compare files and symlinks, less the two files Debian
-    # policy adds to every .deb (an RPM carries them in its header).
+    # policy adds to every .deb (an RPM carries them in its header) and
+    # lintian's overrides (Debian-only).
     dpkg -c "$(deb $pkgs $p)" | awk '{print $6}' | sed 's#^\./#/#' | grep -v '/$' \
-        | grep -Ev "^/usr/share/doc/$p/(copyright|changelog\.Debian\.gz)$" | sort > "$work/$p.deb.list"
+        | grep -Ev "^/usr/share/doc/$p/(copyright|changelog\.Debian\.gz)$" \
+        | grep -v "^/usr/share/lintian/overrides/" | sort > "$work/$p.deb.list"
     rpm -qlp "$(rpm_of $pkgs $p)" 2>/dev/null | sort > "$work/$p.rpm.list"
     if ! diff -u "$work/$p.deb.list" "$work/$p.rpm.list"; then
         fail "$p: .deb and .rpm file sets differ"

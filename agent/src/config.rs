@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use plugins::capabilities::TOOLS_VERSION_UNMANAGED;
+use plugins::clipboard::ClipboardConfig;
 use plugins::guestinfo::GuestInfoConfig;
 use plugins::powerops::PowerOpsConfig;
 use plugins::timesync::TimeSyncConfig;
@@ -29,6 +30,9 @@ pub struct General {
     pub poll_max_ms: u64,
     /// Pause between attempts to reach the host, ms.
     pub reconnect_ms: u64,
+    /// Take host commands over vsock (pushed) when the host offers it,
+    /// before falling back to polling over the backdoor (port I/O only).
+    pub vsock: bool,
     /// Tools version reported in `tools.set.versiontype` (default: "unmanaged").
     pub tools_version: u32,
 }
@@ -40,6 +44,7 @@ impl Default for General {
             log_level: "info".into(),
             poll_max_ms: 100,
             reconnect_ms: 200,
+            vsock: true,
             tools_version: TOOLS_VERSION_UNMANAGED,
         }
     }
@@ -57,6 +62,8 @@ pub struct AgentConfig {
     pub powerops: PowerOpsConfig,
     /// `[timesync]`.
     pub timesync: TimeSyncConfig,
+    /// `[clipboard]` (read by `vm-agent --session` only).
+    pub clipboard: ClipboardConfig,
 }
 
 /// Why the config could not be used.

@@ -6,16 +6,23 @@
 //! * [`rpci`]: RPCI messages over a GuestRPC channel ("1 ..." / "0 ..." answers).
 //! * [`config`]: the `vm-agent` config file.
 //! * [`daemon`]: the `vm-agent` event loop: TCLO, plugins, reconnects, signals.
+//! * [`session`]: `vm-agent --session`, the desktop session's agent (clipboard).
+//! * [`vsock`]: TCLO over vsock, commands pushed by the host.
+//! * [`cli`]: the command line of `vm-agent` and `vm-agent-session`.
 //! * [`logger`]: the daemon's `log` backend (env_logger's format and filters).
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod cpuid;
 pub mod daemon;
 pub mod logger;
 pub mod rpci;
+#[cfg(feature = "session")]
+pub mod session;
 pub mod transport;
+pub mod vsock;
 
 #[cfg(test)]
 mod test_host;

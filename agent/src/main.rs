@@ -2,70 +2,27 @@
 //!
 //! ```text
 //! vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
+//! vm-agent --session [--config FILE] [--backdoor auto|port|unix:PATH]
 //! ```
+//!
+//! `--session` runs `vm-agent-session`, installed beside it: the desktop
+//! session's agent (X11 clipboard) is its own binary so that the root
+//! daemon, running in every guest, maps none of the X11 code.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agent::cli::parse_args;
 use agent::config::{AgentConfig, DEFAULT_PATH};
-use agent::daemon::{Daemon, VERSION_LINE};
-use agent::transport::BackdoorSpec;
-use anyhow::Context as _;
-
-const USAGE: &str = "usage: vm-agent [--config FILE] [--backdoor auto|port|unix:PATH]
-
-The VMware guest tools daemon: answers the host's commands (TCLO), reports
-hostname, OS, NICs and disks, runs power operations, syncs time.
-
-  --config FILE     config file (default /etc/vm-agent/agent.toml; optional)
-  --backdoor SPEC   auto (VM_BACKDOOR, else port I/O on VMware), port, unix:PATH
-  --version         print the version
-
-Signals: SIGHUP reloads the config, SIGTERM/SIGINT stop.
-Logging: RUST_LOG (else agent.log_level in the config).";
-
-#[derive(Debug)]
-struct Args {
-    config: Option<PathBuf>,
-    backdoor: Option<BackdoorSpec>,
-}
-
-fn parse_args(mut args: impl Iterator<Item = OsString>) -> anyhow::Result<Option<Args>> {
-    let mut out = Args {
-        config: None,
-        backdoor: None,
-    };
-    while let Some(a) = args.next() {
-        match a.to_str() {
-            Some("--config") => {
-                let v = args.next().context("--config needs a FILE")?;
-                out.config = Some(PathBuf::from(v));
-            }
-            Some("--backdoor") => {
-                let v = args
-                    .next()
-                    .context("--backdoor needs auto, port or unix:PATH")?;
-                out.backdoor = Some(BackdoorSpec::parse(&v)?);
-            }
-            Some("-h" | "--help") => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            Some("-V" | "--version") => {
-                println!("{VERSION_LINE}");
-                return Ok(None);
-            }
-            _ => anyhow::bail!("unexpected argument {a:?}\n{USAGE}"),
-        }
-    }
-    Ok(Some(out))
-}
+use agent::daemon::Daemon;
 
 fn run() -> anyhow::Result<()> {
     let Some(args) = parse_args(std::env::args_os().skip(1))? else {
         return Ok(());
     };
+    if args.session {
+        return exec_session();
+    }
     let (path, required) = match &args.config {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(DEFAULT_PATH), false),
@@ -78,6 +35,20 @@ fn run() -> anyhow::Result<()> {
     }
     Daemon::new(cfg, exists.then_some(path), args.backdoor).run()?;
     Ok(())
+}
+
+/// Replace this process with `vm-agent-session` from the same directory,
+/// with the same arguments less `--session`.
+fn exec_session() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe()?;
+    let session = me.with_file_name("vm-agent-session");
+    let args = std::env::args_os().skip(1).filter(|a| a != "--session");
+    let err = std::process::Command::new(&session).args(args).exec();
+    anyhow::bail!(
+        "vm-agent --session runs {}, which could not start: {err} (it is part of the vm-agent package)",
+        session.display()
+    )
 }
 
 fn main() -> ExitCode {

@@ -37,5 +37,6 @@ pub fn facts() -> DeviceFacts {
         mhz: 2000,
         tsc_hz: 2_000_000_000,
         build: 1,
+        clock_offset_secs: 0,
     }
 }

@@ -1,10 +1,11 @@
 //! Redfish action and PATCH bodies from an authenticated but hostile client:
 //! ComputerSystem.Reset, VirtualMedia.InsertMedia/EjectMedia, the Boot PATCH,
-//! the VirtualMedia PATCH and the session login, answered by the service over
+//! the VirtualMedia PATCH, the session login and the account POST and PATCH
+//! (AccountService), answered by the service over
 //! a one-VM inventory (no sockets; https:// images become a missing file, so
 //! nothing leaves the process). Errors are fine; panics are not, every
 //! answer is JSON, a 2xx insert names a file under the media directory and
-//! a failed one leaves the slot empty.
+//! a failed one leaves the slot empty; the administrator account survives.
 #![no_main]
 
 mod common;
@@ -67,6 +68,18 @@ fn service() -> &'static Arc<Service> {
     })
 }
 
+/// The account the PATCH inputs change (created once, never deleted).
+fn sacrificial() -> u8 {
+    static ID: OnceLock<u8> = OnceLock::new();
+    *ID.get_or_init(|| {
+        service()
+            .users
+            .create(None, "fz", b"pw", hvsim::users::Role::Operator, true)
+            .expect("fuzz account")
+            .id
+    })
+}
+
 fn request(method: &str, target: &str, body: Vec<u8>) -> Request {
     Request {
         method: method.into(),
@@ -103,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let svc = service();
     let bmc = "/redfish/v1/Managers/fuzz-bmc";
-    let (method, target, body) = match sel % 8 {
+    let (method, target, body) = match sel % 10 {
         0 => (
             "POST",
             "/redfish/v1/Systems/fuzz/Actions/ComputerSystem.Reset".to_string(),
@@ -131,6 +144,16 @@ fuzz_target!(|data: &[u8]| {
             body.to_vec(),
         ),
         6 => ("PATCH", format!("{bmc}/VirtualMedia/Usb"), body.to_vec()),
+        8 => (
+            "POST",
+            "/redfish/v1/AccountService/Accounts".to_string(),
+            body.to_vec(),
+        ),
+        9 => (
+            "PATCH",
+            format!("/redfish/v1/AccountService/Accounts/{}", sacrificial()),
+            body.to_vec(),
+        ),
         _ => (
             "POST",
             "/redfish/v1/SessionService/Sessions".to_string(),
@@ -142,8 +165,8 @@ fuzz_target!(|data: &[u8]| {
     if !resp.body.is_empty() {
         serde_json::from_slice::<Value>(&resp.body).expect("JSON answer");
     }
-    if matches!(sel % 8, 1 | 2) {
-        let slot = if sel % 8 == 1 { "Cd" } else { "Usb" };
+    if matches!(sel % 10, 1 | 2) {
+        let slot = if sel % 10 == 1 { "Cd" } else { "Usb" };
         let inserted = svc.exports.get(&format!("fuzz/{slot}"));
         if resp.status == 200 {
             let m = inserted.expect("a 200 insert exports the medium");
@@ -152,9 +175,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(inserted.is_none(), "a refused insert leaves the slot empty");
         }
     }
-    // Log out and eject, so every input starts from the same state.
+    // The administrator cannot be locked out through another account.
+    let admin = svc.users.by_id(2).expect("the administrator account");
+    assert!(admin.enabled && admin.name == "admin");
+    // Log out, delete what was created and eject, so every input starts
+    // from the same state.
     if let Some((_, loc)) = resp.headers.iter().find(|(k, _)| k == "Location") {
-        if loc.starts_with("/redfish/v1/SessionService/Sessions/") {
+        if loc.starts_with("/redfish/v1/SessionService/Sessions/")
+            || loc.starts_with("/redfish/v1/AccountService/Accounts/")
+        {
             let r = svc.answer(&request("DELETE", loc, Vec::new()));
             assert_eq!(r.status, 204);
         }

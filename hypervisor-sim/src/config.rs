@@ -99,6 +99,11 @@ pub struct VmConfig {
     pub guestinfo: std::collections::BTreeMap<String, String>,
     /// Memory size in MiB reported by GETMEMSIZE.
     pub memory_mb: Option<u32>,
+    /// Seconds added to the real clock in the host time this VM's guest
+    /// reads (GETTIMEFULL): a host clock ahead of or behind the guest's,
+    /// for time sync tests. The machine's clock is never touched.
+    #[serde(default)]
+    pub clock_offset_secs: i64,
     /// Allow copy/paste between host and guest (off by default, as on VMware).
     #[serde(default)]
     pub clipboard: bool,
@@ -252,6 +257,7 @@ impl Config {
                 backdoor_socket: None,
                 guestinfo: Default::default(),
                 memory_mb: None,
+                clock_offset_secs: 0,
                 clipboard: false,
                 ipmi: None,
             });

@@ -84,6 +84,10 @@ pub enum Request {
         /// Print the tracer's counts on the program's stderr at its exit.
         #[serde(default)]
         stats: bool,
+        /// A pty master comes with the request (SCM_RIGHTS): attach it as
+        /// the VM's serial console (`hvsim exec --console`).
+        #[serde(default)]
+        console: bool,
     },
     /// `hvsim exec`, after `exec-attach`: handle the vsock calls its seccomp
     /// filter reports on the listener `fd` (a descriptor of process `pid`,
@@ -232,10 +236,66 @@ fn peer_pid(conn: &UnixStream) -> Option<i32> {
     }
 }
 
+/// Reads a unix stream with recvmsg, keeping the file descriptors that
+/// come along (SCM_RIGHTS); at most [`MAX_PASSED_FDS`] are kept.
+struct FdReader {
+    sock: UnixStream,
+    fds: Vec<std::os::fd::OwnedFd>,
+}
+
+/// Most descriptors a control connection may pass.
+const MAX_PASSED_FDS: usize = 1;
+
+impl Read for FdReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // Room for a few descriptors; extras are closed below.
+        let mut cbuf = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; it points at `iov` and `cbuf`, which
+        // outlive the call, with their true lengths.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+        // SAFETY: a valid socket and msghdr.
+        let n = unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: walking the control buffer the kernel filled, with the
+        // CMSG_* accessors; SCM_RIGHTS data is an array of fds now ours.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                    let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    for i in 0..len / std::mem::size_of::<libc::c_int>() {
+                        let fd = OwnedFd::from_raw_fd(data.add(i).read_unaligned());
+                        if self.fds.len() < MAX_PASSED_FDS {
+                            self.fds.push(fd);
+                        }
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok(n as usize)
+    }
+}
+
 fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) -> io::Result<()> {
     let peer = peer_pid(&conn);
     let mut w = conn.try_clone()?;
-    let mut r = BufReader::new(conn);
+    let mut r = BufReader::new(FdReader {
+        sock: conn,
+        fds: Vec::new(),
+    });
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -249,9 +309,22 @@ fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) ->
             json!({"ok": false, "error": format!("request exceeds {MAX_REQUEST} bytes")})
         } else {
             let result = match serde_json::from_slice::<Request>(&line) {
-                Ok(Request::ExecAttach { vm, pid, stats }) => exec
-                    .attach(&vm, pid, peer, stats)
-                    .map(|()| json!({"vsock": crate::exec::VSOCK_SUPPORTED})),
+                Ok(Request::ExecAttach {
+                    vm,
+                    pid,
+                    stats,
+                    console,
+                }) => {
+                    let fd = r.get_mut().fds.pop();
+                    let offer = json!({"vsock": crate::exec::VSOCK_SUPPORTED});
+                    match (console, fd) {
+                        (true, None) => {
+                            Err("exec-attach: console requested but no pty was passed".to_string())
+                        }
+                        (true, fd) => exec.attach(&vm, pid, peer, stats, fd).map(|()| offer),
+                        (false, _) => exec.attach(&vm, pid, peer, stats, None).map(|()| offer),
+                    }
+                }
                 Ok(Request::ExecVsock { vm, pid, fd }) => {
                     exec.vsock(&vm, pid, peer, fd).map(|()| Value::Null)
                 }
@@ -317,14 +390,28 @@ pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
 }
 
 /// Send one request on a connection already open to `path`.
-pub fn request_on(mut s: UnixStream, path: &Path, req: &Value) -> Result<Value, ControlError> {
+pub fn request_on(s: UnixStream, path: &Path, req: &Value) -> Result<Value, ControlError> {
+    request_with_fd(s, path, req, None)
+}
+
+/// Send one request on a connection already open to `path`, passing the
+/// file descriptor `fd` along with it (SCM_RIGHTS) when given.
+pub fn request_with_fd(
+    mut s: UnixStream,
+    path: &Path,
+    req: &Value,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<Value, ControlError> {
     let io_err = |source| ControlError::Io {
         path: path.to_path_buf(),
         source,
     };
     let mut line = serde_json::to_vec(req).map_err(|e| io_err(e.into()))?;
     line.push(b'\n');
-    s.write_all(&line).map_err(io_err)?;
+    match fd {
+        Some(fd) => send_with_fd(&s, &line, fd).map_err(io_err)?,
+        None => s.write_all(&line).map_err(io_err)?,
+    }
     let mut r = BufReader::new(s);
     let mut answer = Vec::new();
     r.read_until(b'\n', &mut answer).map_err(io_err)?;
@@ -336,4 +423,37 @@ pub fn request_on(mut s: UnixStream, path: &Path, req: &Value) -> Result<Value, 
             v["error"].as_str().unwrap_or("unknown error").to_string(),
         ))
     }
+}
+
+/// Write all of `data` with `fd` attached to its first byte.
+fn send_with_fd(s: &UnixStream, data: &[u8], fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut cbuf = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data pointing at `iov` and `cbuf`, which
+    // outlive the call; the control message is built with the CMSG_*
+    // accessors inside `cbuf`, which is large enough for one int.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        libc::CMSG_DATA(c)
+            .cast::<libc::c_int>()
+            .write_unaligned(fd.as_raw_fd());
+        libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut w = s;
+    w.write_all(&data[n as usize..])
 }

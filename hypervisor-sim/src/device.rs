@@ -38,6 +38,8 @@ pub struct DeviceFacts {
     pub tsc_hz: u64,
     /// Host build number (GETBUILDNUM).
     pub build: u32,
+    /// Seconds added to the clock's time in GETTIMEFULL(_WITH_LAG).
+    pub clock_offset_secs: i64,
 }
 
 /// Largest lag the host admits to in GETTIMEFULL, µs (ESX reports a bound here).
@@ -86,6 +88,7 @@ pub fn lb_call(
         }
         cmd::GETTIMEFULL | cmd::GETTIMEFULL_WITH_LAG => {
             let (secs, us) = clock.now();
+            let secs = secs.saturating_add_signed(facts.clock_offset_secs);
             out.eax = BDOOR_MAGIC;
             out.esi = (secs >> 32) as u32;
             out.edx = secs as u32;
@@ -147,6 +150,7 @@ mod tests {
             mhz: 2400,
             tsc_hz: 2_400_000_000,
             build: 24_585_383,
+            clock_offset_secs: 0,
         }
     }
 
@@ -187,6 +191,25 @@ mod tests {
         assert_eq!(call(cmd::GETMEMSIZE).eax, 2048);
         let hz = call(cmd::GETHZ);
         assert_eq!((hz.ebx as u64) << 32 | hz.eax as u64, 2_400_000_000);
+    }
+
+    #[test]
+    fn clock_offset_moves_host_time() {
+        let mut t = ChannelTable::new(HostLimits::default(), 1);
+        let f = DeviceFacts {
+            clock_offset_secs: -3600,
+            ..facts()
+        };
+        let r = lb_call(
+            &f,
+            &Fixed,
+            &mut t,
+            &mut NullSink,
+            1,
+            Regs::command(cmd::GETTIMEFULL, 0),
+        );
+        let secs = (u64::from(r.esi) << 32) | u64::from(r.edx);
+        assert_eq!((secs, r.ebx), (0x1_2345_6789 - 3600, 42));
     }
 
     #[test]

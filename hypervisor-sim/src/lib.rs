@@ -7,7 +7,8 @@
 //! * [`rpci`]: the RPCI commands the host answers.
 //! * [`socket`]: the socket frontend (register frames from guest programs).
 //! * [`control`]: the control socket behind `hvsim vm ...`.
-//! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux).
+//! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux);
+//!   [`console`]: the serial console of `hvsim exec --console`.
 //! * [`vsock`]: TCLO over vsock, the push channel for programs under `hvsim exec`.
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
 //! * [`cim`]: the embedded CIM-XML provider.
@@ -17,6 +18,7 @@
 pub mod cim;
 pub mod clipboard;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod demo;
 pub mod device;

@@ -46,6 +46,11 @@ enum Cmd {
         /// Control socket (default: $HVSIM_CONTROL, else /run/hvsim/control.sock).
         #[arg(long)]
         control: Option<PathBuf>,
+        /// Run the program on a new pty attached as the VM's serial console
+        /// (reachable over IPMI Serial-over-LAN): its stdin, stdout and
+        /// stderr are that pty, not this terminal.
+        #[arg(long)]
+        console: bool,
         /// The program and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<std::ffi::OsString>,
@@ -157,11 +162,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Exec {
             vm,
             control: sock,
+            console,
             command,
         } => {
             let path = control::client_socket(sock.as_deref());
             // On success this process has become the program.
-            match hvsim::exec::run(&path, &vm, &command[0], &command[1..])? {}
+            match hvsim::exec::run(&path, &vm, &command[0], &command[1..], console)? {}
         }
         Cmd::Demo { wait, no_wait } => {
             serve::block_signals();
@@ -269,6 +275,21 @@ fn print_show(v: &Value) {
         s(&v["guest"]["os_full_name"]),
         s(&v["guest"]["os_name"])
     );
+    if let Some(m) = v["guest"]["memory"]["stats"].as_object() {
+        println!(
+            "memory:        (reported {}s ago)",
+            s(&v["guest"]["memory"]["age_s"])
+        );
+        for (name, stat) in m {
+            let value = match &stat["value"] {
+                Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
+                other => s(other),
+            };
+            println!("  {name} = {value} {}", s(&stat["unit"]));
+        }
+    } else if let Some(e) = v["guest"]["memory_error"].as_str() {
+        println!("memory:        undecodable report: {e}");
+    }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");

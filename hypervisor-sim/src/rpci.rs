@@ -177,6 +177,22 @@ fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
             }
             None => err("Invalid detailed OS data"),
         },
+        k::MEMORY => match protocol::gueststats::decode(value) {
+            Ok(stats) => {
+                let d = s.data();
+                d.memory = Some((stats, std::time::Instant::now()));
+                d.memory_error = None;
+                ok(b"")
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: guest sent memory statistics that do not decode: {e}",
+                    s.name()
+                );
+                s.data().memory_error = Some(e.to_string());
+                err("Invalid memory statistics")
+            }
+        },
         k::UPTIME => {
             let t = String::from_utf8_lossy(value);
             match t.trim_end_matches('\0').trim().parse::<u64>() {

@@ -205,6 +205,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             mhz,
             tsc_hz: mhz as u64 * 1_000_000,
             build: BUILD_NUMBER,
+            clock_offset_secs: vc.clock_offset_secs,
         };
         exec.add(vm.clone(), facts);
         if let Some(path) = vsock_endpoint(&state_dir, &vm, &mut sockets) {

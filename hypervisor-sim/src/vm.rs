@@ -258,6 +258,10 @@ pub struct VmData {
     pub uptime: Option<(u64, Instant)>,
     /// `SetGuestDiskInfo` JSON.
     pub disks: Option<serde_json::Value>,
+    /// The latest memory statistics (key 8) and when they came.
+    pub memory: Option<(protocol::gueststats::GuestStats, Instant)>,
+    /// Why the last memory statistics did not decode, if they did not.
+    pub memory_error: Option<String>,
     /// The copy/paste selection.
     pub clipboard: crate::clipboard::Clipboard,
     /// Detailed OS data (key 11): short name, full name, details.
@@ -297,6 +301,8 @@ pub struct Vm {
     subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
     revision: std::sync::atomic::AtomicU64,
     calls: std::sync::atomic::AtomicU64,
+    /// The serial console, when a program runs under `hvsim exec --console`.
+    pub console: Arc<crate::console::Slot>,
 }
 
 /// A guest whose TCLO poll is older than this counts as not running
@@ -327,6 +333,8 @@ impl Vm {
                     nic_error: None,
                     uptime: None,
                     disks: None,
+                    memory: None,
+                    memory_error: None,
                     clipboard: crate::clipboard::Clipboard::new(info.clipboard),
                     os_detailed: None,
                     power: Power::On,
@@ -344,6 +352,7 @@ impl Vm {
             subscribers: Mutex::new(Vec::new()),
             revision: std::sync::atomic::AtomicU64::new(1),
             calls: std::sync::atomic::AtomicU64::new(0),
+            console: Arc::default(),
         })
     }
 
@@ -982,6 +991,8 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "uptime_s": d.uptime.map(|(h, at)| h / 100 + at.elapsed().as_secs()),
             "os_detailed": d.os_detailed.as_ref().map(|o| o.2.clone()),
             "disks": d.disks,
+            "memory": d.memory.as_ref().map(|(m, at)| memory_json(m, *at)),
+            "memory_error": d.memory_error,
             "raw": raw,
         },
         "guestinfo": vars,
@@ -989,6 +1000,40 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },
         "memory_mb": vm.info.memory_mb,
+    })
+}
+
+/// Memory statistics for `hvsim vm show`: the legacy header, each stat by
+/// its vSphere name with value and unit, and the age of the report.
+fn memory_json(m: &protocol::gueststats::GuestStats, at: Instant) -> serde_json::Value {
+    use protocol::gueststats::{legacy_flag, unit_name, Value};
+    let stats: serde_json::Map<String, serde_json::Value> = m
+        .stats
+        .iter()
+        .map(|s| {
+            let value = match &s.value {
+                None => serde_json::Value::Null,
+                Some(Value::Unsigned(v)) => (*v).into(),
+                Some(Value::Signed(v)) => (*v).into(),
+                Some(Value::Float(v)) => serde_json::Number::from_f64(*v)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                Some(Value::Text(t)) => t.clone().into(),
+                Some(v @ Value::Bytes(_)) => v.to_string().into(),
+            };
+            let unit = s
+                .unit_text
+                .clone()
+                .or_else(|| s.unit.map(unit_name))
+                .unwrap_or_default();
+            (s.name(), serde_json::json!({"value": value, "unit": unit}))
+        })
+        .collect();
+    serde_json::json!({
+        "version": m.version,
+        "legacy_total_kib": (m.flags & legacy_flag::MEMTOTAL != 0).then_some(m.mem_total_kib),
+        "legacy_huge_pages_total": (m.flags & legacy_flag::HUGEPAGESTOTAL != 0).then_some(m.huge_pages_total),
+        "age_s": at.elapsed().as_secs(),
+        "stats": stats,
     })
 }
 

@@ -7,6 +7,6 @@ _vm_agent() {
         --config) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --backdoor) COMPREPLY=($(compgen -W 'auto port unix:' -- "$cur")); return ;;
     esac
-    COMPREPLY=($(compgen -W '--config --backdoor --help --version' -- "$cur"))
+    COMPREPLY=($(compgen -W '--session --config --backdoor --help --version' -- "$cur"))
 }
 complete -F _vm_agent vm-agent

@@ -5,7 +5,8 @@
 //! this plugin listens: rtnetlink link/address/route events and hostname
 //! changes schedule a republish after a short debounce, and only what changed
 //! is sent. A periodic pass (30 s by default) remains as a fallback and
-//! carries the uptime.
+//! carries the uptime. Memory statistics ([`crate::memstats`]) go on their
+//! own interval (20 s, vmtoolsd's `stats-interval`), and at once on reset.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,6 +21,7 @@ use protocol::nicinfo::{self, DnsConfig, GuestNicV3, IpEntry, NicInfoV3, TypedAd
 use serde::Deserialize;
 
 use crate::glob;
+use crate::memstats::MemStats;
 use crate::netlink::{self, ifa_flag, rtn, Dump, NetlinkSocket};
 use crate::osinfo::{self, OsInfo, Resolv};
 use crate::{Context, HostCallError, Plugin};
@@ -35,6 +37,9 @@ pub struct GuestInfoConfig {
     pub enabled: bool,
     /// Periodic full pass, seconds (vmtoolsd: 30).
     pub poll_interval_secs: u64,
+    /// Memory statistics every this many seconds; 0: never (vmtoolsd's
+    /// `guestinfo.stats-interval`, 20).
+    pub stats_interval_secs: u64,
     /// Quiet time after a network or hostname event before publishing, ms.
     pub debounce_ms: u64,
     /// Interfaces never reported (shell patterns).
@@ -60,6 +65,7 @@ impl Default for GuestInfoConfig {
         GuestInfoConfig {
             enabled: true,
             poll_interval_secs: 30,
+            stats_interval_secs: 20,
             debounce_ms: 200,
             // open-vm-tools' default exclude-nics (container and bridge NICs).
             exclude_nics: ["docker*", "veth*", "virbr*", "antrea-*", "cali*"]
@@ -324,6 +330,9 @@ pub struct GuestInfo {
     /// The first event of the current burst (bounds the debounce).
     burst_start: Option<Instant>,
     next_periodic: Instant,
+    /// Memory statistics are due then (None: off).
+    next_stats: Option<Instant>,
+    memstats: MemStats,
     broadcast_ip: bool,
     sent_ip: Option<String>,
 }
@@ -339,10 +348,14 @@ impl GuestInfo {
             due: None,
             burst_start: None,
             next_periodic: Instant::now(),
+            next_stats: None,
+            memstats: MemStats::new(),
             broadcast_ip: false,
             sent_ip: None,
         };
         g.set_config(cfg);
+        // The first report goes with the first full publish (on_reset).
+        g.next_stats = None;
         g
     }
 
@@ -362,6 +375,13 @@ impl GuestInfo {
             self.hostname_file = None;
         }
         self.next_periodic = Instant::now() + Duration::from_secs(cfg.poll_interval_secs.max(1));
+        if !cfg.enabled || cfg.stats_interval_secs == 0 {
+            self.next_stats = None;
+        } else if self.next_stats.is_none()
+            || cfg.stats_interval_secs != self.cfg.stats_interval_secs
+        {
+            self.next_stats = Some(Instant::now());
+        }
         if self.cfg != cfg {
             self.due = Some(Instant::now());
         }
@@ -483,6 +503,23 @@ impl GuestInfo {
         );
     }
 
+    /// Send a memory statistics report (every one is sent: the values move).
+    pub fn send_stats(&mut self, ctx: &mut dyn Context, now: Instant) {
+        if !self.cfg.enabled || self.cfg.stats_interval_secs == 0 {
+            self.next_stats = None;
+            return;
+        }
+        self.next_stats = Some(now + Duration::from_secs(self.cfg.stats_interval_secs));
+        let msg = self.memstats.sample(now);
+        match ctx.rpci(&msg) {
+            Ok(_) => {}
+            Err(HostCallError::Refused(why)) => {
+                log::warn!("guestinfo: the host refused the memory statistics: {why}")
+            }
+            Err(e) => log::debug!("guestinfo: memory statistics not sent: {e}"),
+        }
+    }
+
     fn send_ip(&mut self, ctx: &mut dyn Context, primary: Option<IpAddr>) {
         // GUESTINFO_IP_UNKNOWN when no address qualifies.
         let ip = primary.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
@@ -532,19 +569,23 @@ impl Plugin for GuestInfo {
         self.publish(ctx, true);
         self.next_periodic =
             Instant::now() + Duration::from_secs(self.cfg.poll_interval_secs.max(1));
+        self.send_stats(ctx, Instant::now());
     }
 
     fn deadline(&self) -> Option<Instant> {
         if !self.cfg.enabled {
             return None;
         }
-        Some(
-            self.due
-                .map_or(self.next_periodic, |d| d.min(self.next_periodic)),
-        )
+        let next = self
+            .due
+            .map_or(self.next_periodic, |d| d.min(self.next_periodic));
+        Some(self.next_stats.map_or(next, |s| s.min(next)))
     }
 
     fn on_deadline(&mut self, ctx: &mut dyn Context, now: Instant) {
+        if self.next_stats.is_some_and(|s| now >= s) {
+            self.send_stats(ctx, now);
+        }
         if now >= self.next_periodic {
             self.due = None;
             self.burst_start = None;
@@ -746,6 +787,7 @@ mod tests {
         assert!(first >= 5, "{first}");
         assert!(ctx.0.iter().any(|m| m.starts_with(b"SetGuestInfo  1 ")));
         assert!(ctx.0.iter().any(|m| m.starts_with(b"SetGuestInfo  10 ")));
+        assert!(ctx.0.iter().any(|m| m.starts_with(b"SetGuestInfo  8 ")));
         ctx.0.clear();
         g.publish(&mut ctx, false);
         assert!(ctx.0.is_empty(), "{:?}", ctx.0);

@@ -6,8 +6,10 @@
 //! the file descriptors it waits on, and calls back when one is due or ready.
 //!
 //! * [`guestinfo`]: hostname, OS, uptime, NICs (XDR), disks; event-driven.
+//! * [`memstats`]: memory statistics (`SetGuestInfo  8`), for guestinfo.
 //! * [`powerops`]: `OS_Halt`, `OS_Reboot`, ... with scripts and status reports.
 //! * [`timesync`]: the guest clock from the host's (`GETTIMEFULL_WITH_LAG`).
+//! * [`clipboard`]: copy/paste of text with the host (desktop session only).
 //! * [`capabilities`]: what the guest can do and which tools it runs.
 //! * [`netlink`], [`osinfo`], [`glob`]: the pieces guestinfo is built from.
 
@@ -19,8 +21,10 @@ use std::time::Instant;
 use protocol::Regs;
 
 pub mod capabilities;
+pub mod clipboard;
 pub mod glob;
 pub mod guestinfo;
+pub mod memstats;
 pub mod netlink;
 pub mod osinfo;
 pub mod powerops;

@@ -2,6 +2,15 @@
 //! timeSync plugin: a one-shot sync when the host asks for one (at start,
 //! after resume) and, optionally, a periodic one.
 //!
+//! The host can also ask for one sync with the TCLO command
+//! `Time_Synchronize N` (vmtoolsd's `TimeSyncTcloHandler`): N = 1 allows
+//! stepping the clock back when the guest is ahead; any other number only
+//! steps it forward. The reply is `OK ` when the clock is in sync (stepped
+//! or close enough), `ERROR Unable to sync time` when the host time could
+//! not be read or the clock not set, and `ERROR Unable to tokenize TimeSync
+//! RPC data` without a number. With `enabled = false` the reply is `OK `
+//! and nothing is done, as vmtoolsd answers with `[timeSync] disable-all`.
+//!
 //! The host's time comes from backdoor `GETTIMEFULL_WITH_LAG` (falling back
 //! to `GETTIMEFULL`). Setting the clock goes through [`ClockSetter`], so tests
 //! (and cautious admins) replace the real `clock_settime` with a stub or a
@@ -10,6 +19,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use protocol::rpc::tclo_reply;
 use protocol::{cmd, Regs, BDOOR_UNKNOWN};
 use serde::Deserialize;
 
@@ -214,15 +224,27 @@ impl TimeSync {
             log::debug!("timesync: disabled; clock left alone");
             return None;
         }
+        self.sync_once(ctx, true).ok().flatten()
+    }
+
+    /// One sync (the plugin is enabled): step the clock when the guest is
+    /// behind by more than the threshold, or ahead by more and
+    /// `allow_backward`. `Ok(None)`: no step was needed; `Err`: the host
+    /// time could not be read or the clock not set.
+    fn sync_once(
+        &mut self,
+        ctx: &mut dyn Context,
+        allow_backward: bool,
+    ) -> Result<Option<Duration>, ()> {
         let host = match host_time(ctx) {
             Ok(Some(h)) => h,
             Ok(None) => {
                 log::warn!("timesync: the host does not report its time");
-                return None;
+                return Err(());
             }
             Err(e) => {
                 log::debug!("timesync: {e}");
-                return None;
+                return Err(());
             }
         };
         let guest = self.clock.now();
@@ -235,7 +257,11 @@ impl TimeSync {
                 "timesync: guest within {off:?} of the host (lag {} µs)",
                 host.lag_us
             );
-            return None;
+            return Ok(None);
+        }
+        if ahead && !allow_backward {
+            log::info!("timesync: guest {off:?} ahead of the host; not stepping back");
+            return Ok(None);
         }
         match self.clock.set(host.time) {
             Ok(()) => {
@@ -243,13 +269,40 @@ impl TimeSync {
                     "timesync: stepped the clock {} by {off:?}",
                     if ahead { "back" } else { "forward" }
                 );
-                Some(off)
+                Ok(Some(off))
             }
             Err(e) => {
                 log::error!("timesync: cannot set the clock: {e}");
-                None
+                Err(())
             }
         }
+    }
+
+    /// `Time_Synchronize N`: the TCLO reply.
+    pub fn synchronize_command(&mut self, ctx: &mut dyn Context, args: &[u8]) -> Vec<u8> {
+        let Some(n) = first_uint(args) else {
+            return tclo_reply(false, b"Unable to tokenize TimeSync RPC data");
+        };
+        if !self.cfg.enabled {
+            log::info!("timesync: Time_Synchronize {n} ignored: time sync is disabled");
+            return tclo_reply(true, b"");
+        }
+        match self.sync_once(ctx, n == 1) {
+            Ok(_) => tclo_reply(true, b""),
+            Err(()) => tclo_reply(false, b"Unable to sync time"),
+        }
+    }
+}
+
+/// The first space-separated token as a u32 (decimal, or hex with 0x, as
+/// strtoul with base 0 reads it in vmtoolsd's StrUtil_StrToUint).
+fn first_uint(args: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(args).ok()?.trim_end_matches('\0');
+    let tok = text.split(' ').find(|t| !t.is_empty())?;
+    match tok.strip_prefix("0x").or_else(|| tok.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None if tok.bytes().all(|b| b.is_ascii_digit()) => tok.parse().ok(),
+        None => None,
     }
 }
 
@@ -264,6 +317,14 @@ fn on_off(v: &str) -> Option<bool> {
 impl Plugin for TimeSync {
     fn name(&self) -> &'static str {
         "timesync"
+    }
+
+    fn tclo_commands(&self) -> &'static [&'static str] {
+        &["Time_Synchronize"]
+    }
+
+    fn on_tclo(&mut self, ctx: &mut dyn Context, _cmd: &str, args: &[u8]) -> Vec<u8> {
+        self.synchronize_command(ctx, args)
     }
 
     fn set_option(&mut self, ctx: &mut dyn Context, key: &str, value: &str) -> Option<bool> {
@@ -448,6 +509,97 @@ mod tests {
         assert_eq!(set_to.lock().unwrap().len(), 1);
         t.on_event(&mut host, HostEvent::Resumed);
         assert_eq!(set_to.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn time_synchronize_command() {
+        // Guest 30 s behind: any argument steps it forward.
+        let (mut t, set_to) = plugin(TimeSyncConfig::default(), Duration::from_secs(30));
+        let mut host = Host::default();
+        assert_eq!(t.on_tclo(&mut host, "Time_Synchronize", b"0"), b"OK ");
+        assert_eq!(set_to.lock().unwrap().len(), 1);
+        // Arguments as vmtoolsd tokenizes them.
+        for bad in [&b""[..], b" ", b"x", b"-1", b"1x"] {
+            assert_eq!(
+                t.on_tclo(&mut host, "Time_Synchronize", bad),
+                b"ERROR Unable to tokenize TimeSync RPC data",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(set_to.lock().unwrap().len(), 1);
+
+        // Guest 30 s ahead: only "1" steps it back.
+        let ahead = StubClock {
+            behind: Duration::ZERO,
+            set_to: set_to.clone(),
+        };
+        #[derive(Debug)]
+        struct Ahead(StubClock);
+        impl ClockSetter for Ahead {
+            fn now(&self) -> SystemTime {
+                SystemTime::now() + Duration::from_secs(30)
+            }
+            fn set(&mut self, t: SystemTime) -> std::io::Result<()> {
+                self.0.set(t)
+            }
+        }
+        let mut t = TimeSync::with_clock(TimeSyncConfig::default(), Box::new(Ahead(ahead)));
+        assert_eq!(t.on_tclo(&mut host, "Time_Synchronize", b"0"), b"OK ");
+        assert_eq!(t.on_tclo(&mut host, "Time_Synchronize", b"2 x"), b"OK ");
+        assert_eq!(set_to.lock().unwrap().len(), 1);
+        assert_eq!(t.on_tclo(&mut host, "Time_Synchronize", b"1\0"), b"OK ");
+        assert_eq!(set_to.lock().unwrap().len(), 2);
+        assert_eq!(t.on_tclo(&mut host, "Time_Synchronize", b"0x1"), b"OK ");
+        assert_eq!(set_to.lock().unwrap().len(), 3);
+
+        // A host without the time, or a clock that cannot be set.
+        #[derive(Debug)]
+        struct NoHost;
+        impl Context for NoHost {
+            fn rpci(&mut self, _: &[u8]) -> Result<Vec<u8>, HostCallError> {
+                Ok(Vec::new())
+            }
+            fn backdoor(&mut self, regs: Regs) -> Result<Regs, HostCallError> {
+                Ok(Regs {
+                    eax: BDOOR_UNKNOWN,
+                    ..regs
+                })
+            }
+        }
+        assert_eq!(
+            t.on_tclo(&mut NoHost, "Time_Synchronize", b"1"),
+            b"ERROR Unable to sync time"
+        );
+        let cmd = "exit 3".to_string();
+        #[derive(Debug)]
+        struct Behind(CommandClock);
+        impl ClockSetter for Behind {
+            fn now(&self) -> SystemTime {
+                SystemTime::now() - Duration::from_secs(30)
+            }
+            fn set(&mut self, t: SystemTime) -> std::io::Result<()> {
+                self.0.set(t)
+            }
+        }
+        let mut t = TimeSync::with_clock(
+            TimeSyncConfig::default(),
+            Box::new(Behind(CommandClock(cmd))),
+        );
+        assert_eq!(
+            t.on_tclo(&mut Host::default(), "Time_Synchronize", b"0"),
+            b"ERROR Unable to sync time"
+        );
+
+        // Disabled: OK, and neither the host nor the clock is asked.
+        let cfg = TimeSyncConfig {
+            enabled: false,
+            ..TimeSyncConfig::default()
+        };
+        let (mut t, set_to) = plugin(cfg, Duration::from_secs(3600));
+        let mut host = Host::default();
+        assert_eq!(t.on_tclo(&mut host, "Time_Synchronize", b"1"), b"OK ");
+        assert!(set_to.lock().unwrap().is_empty());
+        assert_eq!(host.calls, 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! * [`guest`]: the guest side of a message channel over a [`guest::Backdoor`].
 //! * [`host`]: the host side of the message channels of one VM.
 //! * [`rpc`]: RPCI and TCLO framing.
+//! * [`gueststats`]: guest memory statistics (`SetGuestInfo  8`).
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
 
@@ -18,6 +19,7 @@ pub mod consts;
 pub mod datamap;
 pub mod frame;
 pub mod guest;
+pub mod gueststats;
 pub mod host;
 pub mod nicinfo;
 pub mod regs;

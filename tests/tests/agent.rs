@@ -77,6 +77,35 @@ impl Agent {
         ns: Option<(&Netns, &str)>,
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::spawn(
+            sim,
+            extra,
+            ns,
+            env,
+            "[timesync]\nenabled = false\n",
+            frontend(),
+        )
+    }
+
+    /// Start vm-agent with this `[timesync]` section (which must name a
+    /// `set_clock_command` stub when enabled). It runs without CAP_SYS_TIME
+    /// as well, so even a bug could not step the machine's clock.
+    fn start_timesync(sim: &Sim, timesync: &str) -> Agent {
+        assert!(
+            !timesync.contains("enabled = true") || timesync.contains("set_clock_command"),
+            "an enabled timesync needs a clock stub"
+        );
+        Agent::spawn(sim, "", None, &[], timesync, frontend())
+    }
+
+    fn spawn(
+        sim: &Sim,
+        extra: &str,
+        ns: Option<(&Netns, &str)>,
+        env: &[(&str, &str)],
+        timesync: &str,
+        fe: Frontend,
+    ) -> Agent {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let dir = sim.dir.path();
@@ -102,8 +131,7 @@ impl Agent {
         std::fs::write(
             &config,
             format!(
-                "[agent]\nreconnect_ms = 100\n\
-                 [timesync]\nenabled = false\n\
+                "[agent]\nreconnect_ms = 100\n{timesync}\
                  [powerops]\nhalt_command = \"echo halt >> {d}/power.log\"\n\
                  reboot_command = \"echo reboot >> {d}/power.log\"\nscripts_dir = \"{d}/scripts\"\n\
                  [guestinfo]\nos_release = \"{o}\"\nresolv_conf = \"{r}\"\nreport_disks = false\n\
@@ -117,6 +145,19 @@ impl Agent {
         // `extra` holds more [guestinfo] keys (that section comes last).
         let agent = bin("vm-agent");
         let mut argv: Vec<String> = Vec::new();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // Root: drop CAP_SYS_TIME for good (bounding and inheritable sets).
+            argv.extend(
+                [
+                    "setpriv",
+                    "--bounding-set=-sys_time",
+                    "--inh-caps=-sys_time",
+                    "--",
+                ]
+                .map(String::from),
+            );
+        }
         if let Some((ns, host)) = ns {
             argv.extend(
                 [
@@ -127,7 +168,7 @@ impl Agent {
             argv.push(format!("hostname {host} && exec \"$0\" \"$@\""));
         }
         let mut args: Vec<String> = Vec::new();
-        match frontend() {
+        match fe {
             Frontend::Socket => {
                 args.push(agent.display().to_string());
                 args.extend(["--backdoor".into(), sim.backdoor("vm0")]);
@@ -621,4 +662,213 @@ fn bad_config_is_a_clear_error() {
         "{}",
         stderr(&o)
     );
+}
+
+/// MemTotal of this machine, KiB (the agent runs here, so it is the guest's).
+fn meminfo_total() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal in /proc/meminfo")
+}
+
+fn mem_stat<'a>(v: &'a Value, name: &str) -> &'a Value {
+    &v["guest"]["memory"]["stats"][name]
+}
+
+#[test]
+fn reports_memory_statistics() {
+    let sim = Sim::start();
+    let agent = Agent::start(&sim, "stats_interval_secs = 1\n", None);
+    // The first report goes with the first publish; rates need a second.
+    let v = wait_show(&sim, &agent, 10, "memory statistics with rates", |v| {
+        mem_stat(v, "guest.page.inRate")["value"].is_number()
+    });
+    let total = meminfo_total();
+    assert_eq!(mem_stat(&v, "guest.mem.total")["value"], total, "{v:#}");
+    assert_eq!(mem_stat(&v, "guest.mem.total")["unit"], "KiB");
+    assert_eq!(v["guest"]["memory"]["version"], 5);
+    // Physical usable memory: the zones' present pages (as vmtoolsd), at
+    // least MemTotal, which leaves out what the kernel reserved.
+    let usable = mem_stat(&v, "guest.mem.physUsable")["value"].as_u64();
+    assert!(usable.is_some_and(|u| u >= total), "{v:#}");
+    assert_eq!(v["guest"]["memory"]["legacy_total_kib"], usable.unwrap());
+    assert!(v["guest"]["memory_error"].is_null(), "{v:#}");
+    for name in [
+        "guest.mem.free",
+        "guest.mem.available",
+        "guest.mem.buffers",
+        "guest.mem.cached",
+        "guest.mem.activeFileCache",
+        "guest.mem.slabReclaim",
+        "guest.mem.needed",
+        "guest.swap.spaceRemaining",
+    ] {
+        let kib = mem_stat(&v, name)["value"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} in {v:#}"));
+        assert!(kib <= total, "{name} = {kib} > MemTotal {total}");
+        assert_eq!(mem_stat(&v, name)["unit"], "KiB", "{name}");
+    }
+    assert_eq!(mem_stat(&v, "guest.page.size")["unit"], "B");
+    assert_eq!(mem_stat(&v, "guest.page.outRate")["unit"], "pages/s");
+    assert_eq!(mem_stat(&v, "guest.hugePage.total")["unit"], "huge pages");
+    // Reports keep coming on the interval.
+    let age = |v: &Value| v["guest"]["memory"]["age_s"].as_u64().unwrap_or(99);
+    std::thread::sleep(Duration::from_millis(2500));
+    let v = sim.show("vm0");
+    assert!(age(&v) <= 1, "{v:#}");
+    // A malformed report is refused with its reason; hvsim keeps the last
+    // good one, and the agent's next report clears the error.
+    let o = sim.rpctool("vm0", &["SetGuestInfo  8 too short"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(stderr(&o).trim(), "Invalid memory statistics");
+    let v = sim.show("vm0");
+    assert!(
+        v["guest"]["memory_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shorter than the 112-byte legacy header")),
+        "{v:#}"
+    );
+    assert_eq!(mem_stat(&v, "guest.mem.total")["value"], total);
+    wait_show(&sim, &agent, 5, "the error cleared", |v| {
+        v["guest"]["memory_error"].is_null()
+    });
+    // The text view lists them with their units.
+    let text = stdout(&sim.hvsim(&["vm", "show", "vm0"]));
+    assert!(
+        text.contains(&format!("guest.mem.total = {total} KiB")),
+        "{text}"
+    );
+}
+
+/// The lines a `set_clock_command` stub wrote: the times it was asked to set.
+fn clock_log(path: &Path) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `Time_Synchronize` from the host: a one-shot sync through the clock stub
+/// (never the real clock), replies as vmtoolsd's.
+#[test]
+fn time_synchronize_steps_the_clock_through_the_stub() {
+    for (offset, enabled) in [(3600i64, true), (-3600, true), (3600, false)] {
+        let sim = Sim::with_config(&format!(
+            "[[vm]]\nname = \"vm0\"\nclock_offset_secs = {offset}\n"
+        ));
+        let log = sim.dir.path().join("clock.log");
+        let agent = Agent::start_timesync(
+            &sim,
+            &format!(
+                "[timesync]\nenabled = {enabled}\nset_clock_command = \"echo $1 >> {}\"\n",
+                log.display()
+            ),
+        );
+        wait_show(&sim, &agent, 10, "tools running", running);
+        let what = format!("offset {offset}, enabled {enabled}");
+        assert_eq!(
+            tclo(&sim, "Time_Synchronize"),
+            "ERROR Unable to tokenize TimeSync RPC data\n",
+            "{what}"
+        );
+        assert_eq!(tclo(&sim, "Time_Synchronize 0"), "OK \n", "{what}");
+        let steps = clock_log(&log);
+        if !enabled {
+            assert_eq!(tclo(&sim, "Time_Synchronize 1"), "OK \n");
+            assert!(steps.is_empty() && clock_log(&log).is_empty(), "{what}");
+            continue;
+        }
+        if offset > 0 {
+            // Guest behind the host: stepped forward, whatever the argument.
+            assert_eq!(steps.len(), 1, "{what}: {steps:?}\n{}", agent.log());
+        } else {
+            // Guest ahead: "0" does not step back; "1" does.
+            assert!(steps.is_empty(), "{what}: {steps:?}");
+            assert_eq!(tclo(&sim, "Time_Synchronize 1"), "OK \n");
+        }
+        let steps = clock_log(&log);
+        assert_eq!(steps.len(), 1, "{what}: {steps:?}\n{}", agent.log());
+        let want = epoch_now() + offset as f64;
+        assert!(
+            (steps[0] - want).abs() < 5.0,
+            "{what}: set to {} instead of about {want}",
+            steps[0]
+        );
+    }
+}
+
+fn backdoor_calls(sim: &Sim) -> u64 {
+    sim.show("vm0")["backdoor"]["calls"].as_u64().unwrap_or(0)
+}
+
+/// Under `hvsim exec` the host offers TCLO over vsock: the agent takes its
+/// commands there, pushed, and stops polling the backdoor for them.
+#[test]
+fn takes_host_commands_over_vsock_under_hvsim_exec() {
+    let sim = Sim::start();
+    let mut agent = Agent::spawn(
+        &sim,
+        "",
+        None,
+        &[],
+        "[timesync]\nenabled = false\n",
+        Frontend::Trap,
+    );
+    let v = wait_show(&sim, &agent, 15, "the agent over vsock", |v| {
+        running(v) && v["tools"]["tclo_transport"] == "vsock"
+    });
+    assert_eq!(v["guest"]["os_name"], "debian12-64");
+    assert!(agent.log().contains("host commands arrive over vsock"));
+    for _ in 0..5 {
+        assert_eq!(tclo(&sim, "ping"), "OK \n");
+    }
+    assert!(tclo(&sim, "No_Such_Command").contains("Unknown Command"));
+    // Idle: no TCLO polling (the backdoor poll would make 20 calls a second).
+    std::thread::sleep(Duration::from_millis(500));
+    let before = backdoor_calls(&sim);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = backdoor_calls(&sim) - before;
+    assert!(
+        idle <= 2,
+        "{idle} backdoor calls in 2 s idle\n{}",
+        agent.log()
+    );
+    // The heartbeat keeps the tools running; a stopped agent is not.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(running(&sim.show("vm0")));
+    agent.stop();
+    wait_show(&sim, &agent, 10, "tools not running", |v| {
+        v["tools"]["status"] != "running"
+    });
+}
+
+/// `agent.vsock = false`: the backdoor poll, as before.
+#[test]
+fn vsock_can_be_turned_off() {
+    let sim = Sim::start();
+    let agent = Agent::spawn(
+        &sim,
+        "",
+        None,
+        &[],
+        "vsock = false\n[timesync]\nenabled = false\n",
+        Frontend::Trap,
+    );
+    wait_show(&sim, &agent, 15, "the agent polling the backdoor", |v| {
+        running(v) && v["tools"]["tclo_transport"] == "backdoor"
+    });
+    assert_eq!(tclo(&sim, "ping"), "OK \n");
+    assert!(!agent.log().contains("over vsock"));
 }

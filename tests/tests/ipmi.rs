@@ -593,3 +593,434 @@ fn insecure_modes_only_when_configured() {
         b.sim.log()
     );
 }
+
+/// Drives `ipmitool sol activate` on a pty (it wants a terminal). Prints
+/// `PID n`; waits for the text in argv[4] and prints `SEEN` (or `MISSING`
+/// and the output, then exits); types argv[5] and Enter, waits for argv[6]
+/// and prints `ECHO`; then waits for a line on stdin, leaves with `~.` and
+/// prints `EXIT status` and the whole output.
+const SOL_DRIVER: &str = r#"
+import os, pty, select, sys, time
+port, user, pw, want, typed, echo = sys.argv[1:7]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("ipmitool", ["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", port,
+                           "-U", user, "-P", pw, "sol", "activate"])
+print("PID", pid, flush=True)
+out = b""
+def wait_for(pat, t=15):
+    global out
+    end = time.time() + t
+    while pat not in out and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+    return pat in out
+def finish(word):
+    print(word, repr(out), flush=True)
+    sys.exit(1)
+if not wait_for(want.encode()):
+    finish("MISSING")
+print("SEEN", flush=True)
+os.write(fd, typed.encode() + b"\r")
+if not wait_for(echo.encode()):
+    finish("NOECHO")
+print("ECHO", flush=True)
+sys.stdin.readline()
+os.write(fd, b"\r~.")
+wait_for(b"terminated ipmitool", 10)
+_, st = os.waitpid(pid, 0)
+print("EXIT", st, repr(out), flush=True)
+"#;
+
+/// A running SOL driver (see [`SOL_DRIVER`]).
+struct SolDriver {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    ipmitool: i32,
+}
+
+impl SolDriver {
+    fn start(port: u16, want: &str, typed: &str, echo: &str) -> SolDriver {
+        use std::io::BufRead;
+        let mut child = Command::new(e2e_tests::python())
+            .args(["-c", SOL_DRIVER, &port.to_string(), "admin", "password"])
+            .args([want, typed, echo])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let ipmitool = first.strip_prefix("PID ").unwrap().parse().unwrap();
+        SolDriver {
+            child,
+            lines,
+            ipmitool,
+        }
+    }
+
+    fn expect(&mut self, word: &str, log: &dyn Fn() -> String) {
+        let l = self.lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        assert!(
+            l.starts_with(word),
+            "SOL driver: {l:?}, not {word}\n{}",
+            log()
+        );
+    }
+
+    /// Leave with `~.`; returns ipmitool's wait status and its output.
+    fn leave(mut self) -> String {
+        use std::io::Write;
+        self.child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"leave\n")
+            .unwrap();
+        let l = self.lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        self.child.wait().unwrap();
+        l
+    }
+}
+
+/// A guest program started by `hvsim exec --console`, killed on drop.
+struct ConsoleGuest(std::process::Child);
+
+impl ConsoleGuest {
+    fn start(sim: &Sim, script: &str) -> ConsoleGuest {
+        let child = Command::new(e2e_tests::bin("hvsim"))
+            .args(["exec", "--console", "--vm", "vm0", "--", "sh", "-c", script])
+            .env("HVSIM_CONTROL", &sim.control)
+            .env_remove("VM_BACKDOOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hvsim exec --console");
+        ConsoleGuest(child)
+    }
+}
+
+impl Drop for ConsoleGuest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The echo program on the console: a banner, then each line read comes
+/// back with a marker.
+const ECHO_GUEST: &str =
+    "echo guest-console-ready; while read l; do echo \"guest-got:$l\"; done; echo guest-bye";
+
+#[test]
+fn sol_carries_the_console_of_hvsim_exec() {
+    let b = Bmc::start();
+    let log = || b.sim.log();
+    let enabled = |b: &Bmc| {
+        b.plus(&["sol", "info"])
+            .contains("Enabled                         : true")
+    };
+    assert!(!enabled(&b), "SOL enabled without a console");
+    let mut guest = ConsoleGuest::start(&b.sim, ECHO_GUEST);
+    b.sim.eventually("console attached", || enabled(&b));
+    let info = b.plus(&["sol", "info"]);
+    assert!(
+        info.contains(&format!("Payload Port                    : {}", b.port)),
+        "{info}"
+    );
+    // A second program cannot take the VM's console.
+    let mut second = ConsoleGuest::start(&b.sim, "echo second");
+    let st = second.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(second.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        !st.success() && err.contains("already has a console"),
+        "{err}"
+    );
+
+    // The program's output (sent before SOL was active: from the ring),
+    // typed text reaching it, and its answer coming back.
+    let mut sol = SolDriver::start(
+        b.port,
+        "guest-console-ready",
+        "hello sol",
+        "guest-got:hello sol",
+    );
+    sol.expect("SEEN", &log);
+    sol.expect("ECHO", &log);
+    // One activation per VM.
+    let o = b.tool(
+        &["-I", "lanplus"],
+        "admin",
+        "password",
+        &["sol", "activate"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("SOL payload already active on another session"),
+        "{}",
+        stderr(&o)
+    );
+    let st = b.plus(&["raw", "0x06", "0x4a", "0x01"]);
+    assert_eq!(
+        st.split_whitespace().collect::<Vec<_>>(),
+        ["01", "01", "00"],
+        "{st}"
+    );
+    let end = sol.leave();
+    assert!(
+        end.starts_with("EXIT 0") && end.contains("terminated ipmitool"),
+        "{end}"
+    );
+    // ipmitool deactivated it on leaving; the payload is free again.
+    let st = b.plus(&["raw", "0x06", "0x4a", "0x01"]);
+    assert_eq!(
+        st.split_whitespace().collect::<Vec<_>>(),
+        ["01", "00", "00"],
+        "{st}"
+    );
+    let o = b.tool(
+        &["-I", "lanplus"],
+        "admin",
+        "password",
+        &["sol", "deactivate"],
+    );
+    assert!(
+        stderr(&o).contains("SOL payload already de-activated"),
+        "{}",
+        stderr(&o)
+    );
+
+    // `sol deactivate` from another session ends an activation.
+    let mut sol = SolDriver::start(b.port, "guest-got:hello sol", "again", "guest-got:again");
+    sol.expect("SEEN", &log);
+    sol.expect("ECHO", &log);
+    let o = b.tool(
+        &["-I", "lanplus"],
+        "admin",
+        "password",
+        &["sol", "deactivate"],
+    );
+    assert!(o.status.success(), "{}{}", stderr(&o), log());
+    assert!(log().contains("SOL deactivated by session"));
+    sol.leave();
+
+    // ^D over SOL ends the program's input: its last words still arrive
+    // although the console detaches right after them.
+    let mut sol = SolDriver::start(b.port, "guest-got:again", "\u{4}", "guest-bye");
+    sol.expect("SEEN", &log);
+    sol.expect("ECHO", &log);
+    sol.leave();
+    assert!(guest.0.wait().unwrap().success());
+    // The console is gone: SOL says why it cannot start.
+    b.sim.eventually("console detached", || !enabled(&b));
+    let o = b.tool(
+        &["-I", "lanplus"],
+        "admin",
+        "password",
+        &["sol", "activate"],
+    );
+    assert!(
+        stderr(&o).contains("SOL payload disabled"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(log().contains("console detached"));
+    assert!(log().contains("no console attached (start the guest with `hvsim exec --console`)"));
+}
+
+/// A console that vanishes without deactivating (ipmitool killed) holds the
+/// payload only until its session times out.
+#[test]
+fn sol_is_freed_when_its_session_times_out() {
+    let port = free_port();
+    let sim = Sim::with_config(&format!(
+        "[[vm]]\nname = \"vm0\"\nipmi = {{ listen = \"127.0.0.1:{port}\", session_timeout = 2 }}\n{USERS}"
+    ));
+    let b = Bmc { sim, port };
+    let log = || b.sim.log();
+    // SOL parameters can be set (ipmitool guards them with set in progress).
+    b.plus(&["sol", "set", "character-send-threshold", "50"]);
+    b.plus(&["sol", "set", "retry-count", "3"]);
+    let info = b.plus(&["sol", "info"]);
+    assert!(
+        info.contains("Character Send Threshold        : 50")
+            && info.contains("Retry Count                     : 3")
+            && info.contains("Set in progress                 : set-complete"),
+        "{info}"
+    );
+    let _guest = ConsoleGuest::start(&b.sim, ECHO_GUEST);
+    b.sim.eventually("console attached", || {
+        b.plus(&["sol", "info"])
+            .contains("Enabled                         : true")
+    });
+    let mut sol = SolDriver::start(b.port, "guest-console-ready", "x", "guest-got:x");
+    sol.expect("SEEN", &log);
+    sol.expect("ECHO", &log);
+    // SAFETY: SIGKILL to the ipmitool our driver started.
+    unsafe { libc::kill(sol.ipmitool, libc::SIGKILL) };
+    let o = b.tool(
+        &["-I", "lanplus"],
+        "admin",
+        "password",
+        &["sol", "activate"],
+    );
+    assert!(stderr(&o).contains("already active"), "{}", stderr(&o));
+    b.sim.eventually("SOL freed by the session timeout", || {
+        log().contains("SOL deactivated: session")
+    });
+    let mut sol2 = SolDriver::start(b.port, "guest-got:x", "y", "guest-got:y");
+    sol2.expect("SEEN", &log);
+    sol2.expect("ECHO", &log);
+    assert!(sol2.leave().starts_with("EXIT 0"));
+    let _ = sol.child.kill();
+    let _ = sol.child.wait();
+}
+
+#[test]
+fn lan_set_is_shown_enforced_and_persisted() {
+    let mut b = Bmc::start();
+    for args in [
+        &["lan", "set", "1", "ipsrc", "static"][..],
+        &["lan", "set", "1", "ipaddr", "10.1.2.3"],
+        &["lan", "set", "1", "netmask", "255.255.0.0"],
+        &["lan", "set", "1", "defgw", "ipaddr", "10.1.0.1"],
+        &["lan", "set", "1", "defgw", "macaddr", "02:11:22:33:44:55"],
+    ] {
+        b.plus(args);
+    }
+    // The MAC is the BMC's own: read-only, as on real BMCs.
+    let o = b.tool(
+        &["-I", "lanplus"],
+        "admin",
+        "password",
+        &[
+            "raw", "0x0c", "0x01", "0x01", "0x05", "2", "0", "0", "0", "0", "1",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("rsp=0x82"), "{}", stderr(&o));
+    // Suite 3 (first entry) Administrator, suite 17 Operator at most.
+    b.plus(&["lan", "set", "1", "cipher_privs", "aoXXXXXXXXXXXXX"]);
+    let check = |b: &Bmc| {
+        let o = b.tool(
+            &["-I", "lanplus", "-C", "3"],
+            "admin",
+            "password",
+            &["lan", "print"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let lan = stdout(&o);
+        for want in [
+            "Set in Progress         : Set Complete",
+            "IP Address Source       : Static Address",
+            "IP Address              : 10.1.2.3",
+            "Subnet Mask             : 255.255.0.0",
+            "Default Gateway IP      : 10.1.0.1",
+            "Default Gateway MAC     : 02:11:22:33:44:55",
+            "Cipher Suite Priv Max   : aoXXXXXXXXXXXXX",
+        ] {
+            assert!(lan.contains(want), "{want} in\n{lan}");
+        }
+    };
+    check(&b);
+    // Enforced: Administrator over suite 17 is refused, Operator is not.
+    let o = b.tool(
+        &["-I", "lanplus", "-C", "17"],
+        "admin",
+        "password",
+        &["chassis", "status"],
+    );
+    assert!(!o.status.success(), "admin over suite 17 allowed");
+    let o = b.tool(
+        &["-I", "lanplus", "-C", "17", "-L", "OPERATOR"],
+        "admin",
+        "password",
+        &["chassis", "status"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    b.sim.kill9_and_restart();
+    check(&b);
+    // Back to Administrator everywhere; the rest survived the restart too.
+    let o = b.tool(
+        &["-I", "lanplus", "-C", "3"],
+        "admin",
+        "password",
+        &["lan", "set", "1", "cipher_privs", "aaXXXXXXXXXXXXX"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lan = b.plus(&["lan", "print"]);
+    assert!(
+        lan.contains("Cipher Suite Priv Max   : aaXXXXXXXXXXXXX"),
+        "{lan}"
+    );
+    assert!(lan.contains("Default Gateway IP      : 10.1.0.1"), "{lan}");
+    assert!(
+        lan.contains("Subnet Mask             : 255.255.0.0"),
+        "{lan}"
+    );
+}
+
+#[test]
+fn user_set_name_priv_enable_and_login() {
+    let mut b = Bmc::start();
+    let login = |b: &Bmc, user: &str, pw: &str, level: &str| {
+        b.tool(
+            &["-I", "lanplus", "-L", level],
+            user,
+            pw,
+            &["chassis", "power", "status"],
+        )
+        .status
+        .success()
+    };
+    b.plus(&["user", "set", "name", "6", "newbie"]);
+    let row = |b: &Bmc, id: &str| {
+        b.plus(&["user", "list"])
+            .lines()
+            .find(|l| l.starts_with(&format!("{id:<4}")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A fresh slot: named, empty password, no access until enabled.
+    let r = row(&b, "6");
+    assert!(r.contains("newbie") && r.contains("NO ACCESS"), "{r}");
+    assert!(!login(&b, "newbie", "", "USER"));
+    b.plus(&["user", "set", "password", "6", "s3cret"]);
+    b.plus(&["user", "priv", "6", "3", "1"]);
+    b.plus(&["user", "enable", "6"]);
+    let r = row(&b, "6");
+    assert!(r.contains("newbie") && r.contains("OPERATOR"), "{r}");
+    assert!(login(&b, "newbie", "s3cret", "OPERATOR"));
+    assert!(!login(&b, "newbie", "s3cret", "ADMINISTRATOR"));
+    let acc = b.plus(&["channel", "getaccess", "1", "6"]);
+    assert!(acc.contains("OPERATOR"), "{acc}");
+    // Rename an existing user: its password and role stay.
+    b.plus(&["user", "set", "name", "4", "watcher"]);
+    assert!(login(&b, "watcher", "viewpass", "USER"));
+    assert!(!login(&b, "viewer", "viewpass", "USER"));
+    // A taken name is refused.
+    let o = b.tool(
+        &["-I", "lanplus"],
+        "admin",
+        "password",
+        &["user", "set", "name", "5", "admin"],
+    );
+    assert!(!o.status.success());
+    // No Access disables the user.
+    b.plus(&["user", "priv", "6", "15", "1"]);
+    assert!(!login(&b, "newbie", "s3cret", "USER"));
+    assert!(row(&b, "6").contains("NO ACCESS"));
+    b.plus(&["user", "enable", "6"]);
+    b.plus(&["user", "priv", "6", "4", "1"]);
+    b.sim.kill9_and_restart();
+    let r = row(&b, "6");
+    assert!(r.contains("newbie") && r.contains("ADMINISTRATOR"), "{r}");
+    assert!(login(&b, "newbie", "s3cret", "ADMINISTRATOR"));
+    assert!(login(&b, "watcher", "viewpass", "USER"));
+}

@@ -212,6 +212,16 @@ fn hostname() -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
+/// MemTotal of this machine, KiB (vmtoolsd runs here, so it is the guest's).
+fn meminfo_total() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal in /proc/meminfo")
+}
+
 #[test]
 fn vmtoolsd_reports_the_guest_and_answers_tclo() {
     let vmtoolsd = ovt("vmtoolsd");
@@ -228,7 +238,7 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
     std::fs::write(
         &conf,
         format!(
-            "[logging]\nlog = true\nvmsvc.level = debug\nvmsvc.handler = file\nvmsvc.data = {}\n\n[guestinfo]\npoll-interval = 2\n",
+            "[logging]\nlog = true\nvmsvc.level = debug\nvmsvc.handler = file\nvmsvc.data = {}\n\n[guestinfo]\npoll-interval = 2\nstats-interval = 1\n",
             dir.join("vmsvc.log").display()
         ),
     )
@@ -266,6 +276,7 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
             && v["tools"]["version"].is_string()
             && v["guest"]["os_name"].is_string()
             && v["guest"]["disks"].is_object()
+            && v["guest"]["memory"]["stats"]["guest.page.inRate"]["value"].is_number()
         {
             break v;
         }
@@ -306,6 +317,31 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
     assert!(!text.contains("\\u0000"), "a NUL leaked into {show:#}");
     // After reset vmtoolsd sends disk info as JSON.
     assert!(show["guest"]["disks"]["disks"].is_array(), "{show:#}");
+    // vmtoolsd's memory statistics (SetGuestInfo 8, every stats-interval)
+    // decode: its MemTotal is this machine's, its legacy header and units
+    // are as open-vm-tools defines them, and nothing failed to decode.
+    let mem = &show["guest"]["memory"];
+    let total = meminfo_total();
+    assert_eq!(mem["version"], 5, "{mem:#}");
+    assert!(show["guest"]["memory_error"].is_null(), "{show:#}");
+    assert_eq!(mem["stats"]["guest.mem.total"]["value"], total, "{mem:#}");
+    assert_eq!(mem["stats"]["guest.mem.total"]["unit"], "KiB");
+    assert_eq!(mem["stats"]["guest.page.size"]["unit"], "B");
+    assert_eq!(mem["stats"]["guest.page.inRate"]["unit"], "pages/s");
+    for name in [
+        "guest.mem.free",
+        "guest.mem.available",
+        "guest.mem.physUsable",
+    ] {
+        assert!(
+            mem["stats"][name]["value"].as_u64().is_some_and(|v| v > 0),
+            "{name} in {mem:#}"
+        );
+    }
+    assert!(
+        mem["legacy_total_kib"].as_u64().is_some_and(|v| v > 0),
+        "{mem:#}"
+    );
     let nics = show["guest"]["nics"].as_array().unwrap();
     for (mac, ips) in &want {
         let nic = nics

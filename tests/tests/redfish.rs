@@ -5,8 +5,9 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use e2e_tests::Sim;
 use e2e_tests::{python, workspace};
@@ -24,11 +25,13 @@ struct Rf {
     sim: Sim,
     base: String,
     nbd: u16,
+    /// vm0's IPMI (RMCP+) port.
+    ipmi: u16,
     media: PathBuf,
 }
 
 fn start(extra: &str) -> Rf {
-    let (rp, np) = (free_port(), free_port());
+    let (rp, np, ip) = (free_port(), free_port(), free_port());
     let dir = tempfile::Builder::new()
         .prefix("hvsim-rf")
         .tempdir()
@@ -36,7 +39,7 @@ fn start(extra: &str) -> Rf {
     let media = dir.path().join("media");
     std::fs::create_dir(&media).expect("media dir");
     let cfg = format!(
-        "[[vm]]\nname = \"vm0\"\n[[vm]]\nname = \"vm1\"\n[redfish]\nlisten = \"127.0.0.1:{rp}\"\nmedia_dir = \"{}\"\n{extra}\n[nbd]\nlisten = \"127.0.0.1:{np}\"\n[[user]]\nname = \"admin\"\npassword = \"s3cret\"\nrole = \"Administrator\"\n[[user]]\nname = \"viewer\"\npassword = \"look\"\nrole = \"ReadOnly\"\n",
+        "[[vm]]\nname = \"vm0\"\nipmi = {{ listen = \"127.0.0.1:{ip}\" }}\n[[vm]]\nname = \"vm1\"\n[redfish]\nlisten = \"127.0.0.1:{rp}\"\nmedia_dir = \"{}\"\n{extra}\n[nbd]\nlisten = \"127.0.0.1:{np}\"\n[[user]]\nname = \"admin\"\npassword = \"s3cret\"\nrole = \"Administrator\"\n[[user]]\nname = \"viewer\"\npassword = \"look\"\nrole = \"ReadOnly\"\n",
         media.display()
     );
     let sim = Sim::with_config_in(dir, &cfg);
@@ -47,6 +50,7 @@ fn start(extra: &str) -> Rf {
         sim,
         base: format!("https://127.0.0.1:{rp}"),
         nbd: np,
+        ipmi: ip,
         media,
     }
 }
@@ -93,6 +97,42 @@ fn admin(
         a.extend(["-H", "Content-Type: application/json", "-d", b]);
     }
     curl(&a)
+}
+
+/// curl as `user:pw`.
+fn as_user(
+    rf: &Rf,
+    user: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Vec<(String, String)>, String) {
+    let url = format!("{}{path}", rf.base);
+    let mut a = vec!["-u", user, "-X", method, url.as_str()];
+    if let Some(b) = body {
+        a.extend(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    curl(&a)
+}
+
+/// The first `@Message.ExtendedInfo` MessageId of an error body.
+fn message_id(body: &str) -> String {
+    json(body)["error"]["@Message.ExtendedInfo"][0]["MessageId"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// `ipmitool -I lanplus ... mc info` against vm0's BMC.
+fn ipmi_mc_info(rf: &Rf, user: &str, pw: &str, level: &str) -> Output {
+    Command::new("ipmitool")
+        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p"])
+        .arg(rf.ipmi.to_string())
+        .args(["-U", user, "-P", pw, "-L", level, "-N", "1", "-R", "2"])
+        .args(["mc", "info"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ipmitool (apt-get install ipmitool)")
 }
 
 #[test]
@@ -298,19 +338,39 @@ fn service_root_auth_sessions_and_errors() {
     assert_eq!(s, 200);
 }
 
-/// A range-capable HTTPS image server on 127.0.0.1 (hvsim's own HTTP layer
-/// with a generated certificate).
+/// How a test image server answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Serve {
+    /// Range requests, as image servers do.
+    Ranges,
+    /// The whole image with 200 whatever was asked (no range support).
+    Whole,
+    /// 404 for everything.
+    Missing,
+}
+
+/// An HTTPS image server on 127.0.0.1 (hvsim's own HTTP layer with a
+/// generated certificate), answering every request after `delay`.
 #[derive(Debug)]
-struct ImageServer(Vec<u8>);
+struct ImageServer {
+    data: Vec<u8>,
+    delay: Duration,
+    serve: Serve,
+}
 
 impl Handler for ImageServer {
     fn handle(&self, req: &Request) -> Response {
-        let len = self.0.len();
-        let Some(r) = req.header("Range").and_then(|r| r.strip_prefix("bytes=")) else {
+        std::thread::sleep(self.delay);
+        let len = self.data.len();
+        if self.serve == Serve::Missing {
+            return Response::text(404, "no such image\n");
+        }
+        let range = req.header("Range").and_then(|r| r.strip_prefix("bytes="));
+        let Some(r) = range.filter(|_| self.serve == Serve::Ranges) else {
             return Response {
                 status: 200,
                 headers: vec![],
-                body: self.0.clone(),
+                body: self.data.clone(),
             };
         };
         let (a, b) = r.split_once('-').unwrap_or(("0", ""));
@@ -319,12 +379,23 @@ impl Handler for ImageServer {
         Response {
             status: 206,
             headers: vec![("Content-Range".into(), format!("bytes {a}-{b}/{len}"))],
-            body: self.0[a..=b].to_vec(),
+            body: self.data[a..=b].to_vec(),
         }
     }
 }
 
 fn image_server(dir: &Path, data: Vec<u8>) -> (String, PathBuf) {
+    slow_image_server(dir, data, Duration::ZERO, Serve::Ranges)
+}
+
+/// An image server answering after `delay`; servers started with the same
+/// `dir` share its certificate.
+fn slow_image_server(
+    dir: &Path,
+    data: Vec<u8>,
+    delay: Duration,
+    serve: Serve,
+) -> (String, PathBuf) {
     let paths = http::tls::ensure_self_signed(dir, "images", &["127.0.0.1".into()]).expect("cert");
     let tls = http::tls::server_config(&paths).expect("tls");
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -336,7 +407,8 @@ fn image_server(dir: &Path, data: Vec<u8>) -> (String, PathBuf) {
         local_only: false,
         name: "images".into(),
     };
-    http::spawn(l, Some(tls), cfg, Arc::new(ImageServer(data))).expect("spawn");
+    let h = ImageServer { data, delay, serve };
+    http::spawn(l, Some(tls), cfg, Arc::new(h)).expect("spawn");
     (format!("https://127.0.0.1:{port}/disk.iso"), paths.cert)
 }
 
@@ -612,12 +684,47 @@ fn dmtf_service_validator_passes() {
         Some(&format!(r#"{{"Image":"file://{}"}}"#, iso.display())),
     );
     assert_eq!(s, 200, "{b}");
-    let schemas = workspace().join("../shared/redfish-schemas/csdl");
-    assert!(
-        schemas.exists(),
-        "offline schemas missing at {}",
-        schemas.display()
+    // An account created over Redfish is validated too.
+    let (s, _, b) = admin(
+        &rf,
+        "POST",
+        "/redfish/v1/AccountService/Accounts",
+        Some(r#"{"UserName":"op","Password":"pw","RoleId":"Operator"}"#),
     );
+    assert_eq!(s, 201, "{b}");
+    // DMTF's schemas, offline, copied: the validator adds the service's own
+    // (OEM) schema documents to its schema directory.
+    let shared = workspace().join("../shared/redfish-schemas/csdl");
+    assert!(
+        shared.exists(),
+        "offline schemas missing at {}",
+        shared.display()
+    );
+    let schemas = rf.sim.dir.path().join("schemas");
+    std::fs::create_dir(&schemas).expect("schema dir");
+    for e in std::fs::read_dir(&shared).expect("schemas") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), schemas.join(e.file_name())).expect("copy schema");
+    }
+    // The documents $metadata references on the service itself, fetched the
+    // way the validator's schema download does (it runs with --skipschema
+    // here, so nothing reaches dmtf.org); readable without credentials.
+    let (_, _, md) = curl(&[&format!("{}/redfish/v1/$metadata", rf.base)]);
+    let local: Vec<&str> = md
+        .split("Uri=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .filter(|u| u.starts_with('/'))
+        .collect();
+    assert_eq!(local.len(), 2, "the OEM schemas: {md}");
+    for uri in local {
+        let (s, h, x) = curl(&[&format!("{}{uri}", rf.base)]);
+        assert_eq!(s, 200, "{uri}");
+        assert_eq!(hdr(&h, "content-type"), Some("application/xml"));
+        assert!(x.contains("BaseType=\"Resource.OemObject\""), "{x}");
+        let file = uri.rsplit('/').next().expect("file name");
+        std::fs::write(schemas.join(file), x).expect("write schema");
+    }
     let validator = python().with_file_name("rf_service_validator");
     let logdir = rf.sim.dir.path().join("validator");
     let out = Command::new(&validator)
@@ -628,6 +735,7 @@ fn dmtf_service_validator_passes() {
             "s3cret",
             "-r",
             &rf.base,
+            "--skipschema",
             "--schema_directory",
         ])
         .arg(&schemas)
@@ -647,8 +755,37 @@ fn dmtf_service_validator_passes() {
         .split('|')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
+    eprintln!("validator PASS | WARN | FAIL | NOT TESTED: {nums:?}");
     assert!(nums.len() == 4 && nums[0] > 300, "summary {row:?}:\n{text}");
     assert_eq!(nums[2], 0, "validator failures:\n{text}");
+    // Every Oem object and property is known from the OEM schemas: no
+    // warnings (a missing @odata.type or an unknown type would be one).
+    let report = std::fs::read_dir(&logdir)
+        .expect("logdir")
+        .flat_map(|d| std::fs::read_dir(d.expect("run").path()).expect("run dir"))
+        .map(|f| f.expect("file").path())
+        .find(|p| p.extension().is_some_and(|e| e == "html"))
+        .expect("HTML report");
+    let html = std::fs::read_to_string(&report).expect("report");
+    let oem_rows: Vec<&str> = html
+        .split("<tr>")
+        .filter(|r| r.contains(">Oem/Hvsim"))
+        .collect();
+    assert!(
+        oem_rows
+            .iter()
+            .any(|r| r.contains("Oem/Hvsim/@odata.type") && r.contains("res-pass")),
+        "no Oem @odata.type validated"
+    );
+    assert!(
+        oem_rows
+            .iter()
+            .any(|r| r.contains("Oem/Hvsim/NbdExport") && r.contains("res-pass")),
+        "the OEM schema's properties were not validated"
+    );
+    for r in oem_rows {
+        assert!(r.contains("res-pass"), "OEM property not passing: {r}");
+    }
 }
 
 /// A medium nobody reads for `inactivity_timeout` seconds is ejected, as the
@@ -683,4 +820,459 @@ fn idle_media_are_ejected_after_the_inactivity_timeout() {
         .output()
         .expect("nbdinfo");
     assert!(!o.status.success(), "the export is gone after the eject");
+}
+
+/// AccountService: Administrators create, change and delete accounts; the
+/// accounts are the BMC's IPMI users, so one created over Redfish logs in
+/// with ipmitool and one deleted cannot, and its Redfish sessions end.
+#[test]
+fn accounts_are_managed_over_redfish_and_shared_with_ipmi() {
+    let rf = start("");
+    let accounts = "/redfish/v1/AccountService/Accounts";
+    // The roles, with their privileges.
+    let (s, _, b) = admin(&rf, "GET", "/redfish/v1/AccountService/Roles", None);
+    assert_eq!(
+        (s, json(&b)["Members@odata.count"].as_u64()),
+        (200, Some(3))
+    );
+    let (_, _, b) = admin(
+        &rf,
+        "GET",
+        "/redfish/v1/AccountService/Roles/Operator",
+        None,
+    );
+    let privs = json(&b)["AssignedPrivileges"].clone();
+    assert!(
+        privs
+            .as_array()
+            .is_some_and(|p| p.contains(&"ConfigureComponents".into())
+                && !p.contains(&"ConfigureUsers".into())),
+        "{b}"
+    );
+
+    // Create: 201, Location and the new account; the IPMI user ID is its Id.
+    let (s, h, b) = admin(
+        &rf,
+        "POST",
+        accounts,
+        Some(r#"{"UserName":"new","Password":"pw","RoleId":"Operator"}"#),
+    );
+    assert_eq!(s, 201, "{b}");
+    let created = json(&b);
+    assert_eq!(created["UserName"], "new");
+    assert_eq!(created["RoleId"], "Operator");
+    assert_eq!(created["Enabled"], true);
+    assert_eq!(created["Id"], "4", "the lowest free IPMI user ID: {b}");
+    assert_eq!(
+        created["AccountTypes"],
+        serde_json::json!(["Redfish", "IPMI"])
+    );
+    let loc = hdr(&h, "location").expect("Location").to_string();
+    assert_eq!(loc, format!("{accounts}/4"));
+    let (s, _, b) = admin(&rf, "GET", &loc, None);
+    assert_eq!((s, json(&b)["UserName"].as_str()), (200, Some("new")));
+    let (_, _, b) = admin(&rf, "GET", accounts, None);
+    assert_eq!(json(&b)["Members@odata.count"], 3, "{b}");
+
+    // The new account works over Redfish and over IPMI (RAKP with its
+    // password, Operator privilege).
+    let (s, _, _) = as_user(&rf, "new:pw", "GET", "/redfish/v1/Systems/vm0", None);
+    assert_eq!(s, 200);
+    let o = ipmi_mc_info(&rf, "new", "pw", "OPERATOR");
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Device ID"),
+        "ipmitool as the Redfish-created user: {}{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        rf.sim.log()
+    );
+    // Not above its role.
+    let o = ipmi_mc_info(&rf, "new", "pw", "ADMINISTRATOR");
+    assert!(
+        !o.status.success(),
+        "an Operator got an Administrator session"
+    );
+
+    // Without ConfigureUsers: no creating, no touching others, only the own
+    // Password (ConfigureSelf), and only the own account is listed.
+    let (s, _, b) = as_user(
+        &rf,
+        "new:pw",
+        "POST",
+        accounts,
+        Some(r#"{"UserName":"x","Password":"y","RoleId":"ReadOnly"}"#),
+    );
+    assert_eq!(
+        (s, message_id(&b).as_str()),
+        (403, "Base.1.11.0.InsufficientPrivilege")
+    );
+    let (s, _, _) = as_user(
+        &rf,
+        "new:pw",
+        "PATCH",
+        &format!("{accounts}/2"),
+        Some(r#"{"Password":"mine"}"#),
+    );
+    assert_eq!(s, 403);
+    let (s, _, _) = as_user(&rf, "new:pw", "GET", &format!("{accounts}/2"), None);
+    assert_eq!(s, 403);
+    let (s, _, _) = as_user(&rf, "new:pw", "DELETE", &format!("{accounts}/3"), None);
+    assert_eq!(s, 403);
+    let (s, _, b) = as_user(
+        &rf,
+        "new:pw",
+        "PATCH",
+        &loc,
+        Some(r#"{"RoleId":"Administrator"}"#),
+    );
+    assert_eq!(s, 403, "{b}");
+    let (s, _, b) = as_user(&rf, "new:pw", "GET", accounts, None);
+    assert_eq!(s, 200);
+    assert_eq!(
+        json(&b)["Members"],
+        serde_json::json!([{"@odata.id": loc.clone()}]),
+        "{b}"
+    );
+    let (s, _, b) = as_user(&rf, "new:pw", "PATCH", &loc, Some(r#"{"Password":"pw2"}"#));
+    assert_eq!(s, 200, "{b}");
+    let (s, _, _) = as_user(&rf, "new:pw", "GET", "/redfish/v1/Systems", None);
+    assert_eq!(s, 401, "the old password is gone");
+    assert!(ipmi_mc_info(&rf, "new", "pw2", "OPERATOR").status.success());
+
+    // Bad input: Base registry errors that say why.
+    let long = "p".repeat(21);
+    for (body, status, id) in [
+        (
+            r#"{"UserName":"new","Password":"x","RoleId":"ReadOnly"}"#.to_string(),
+            409,
+            "ResourceAlreadyExists",
+        ),
+        (
+            r#"{"UserName":"z","Password":"x","RoleId":"Root"}"#.into(),
+            400,
+            "PropertyValueNotInList",
+        ),
+        (
+            format!(r#"{{"UserName":"z","Password":"{long}","RoleId":"ReadOnly"}}"#),
+            400,
+            "StringValueTooLong",
+        ),
+        (
+            r#"{"UserName":"a:b","Password":"x","RoleId":"ReadOnly"}"#.into(),
+            400,
+            "PropertyValueFormatError",
+        ),
+        (
+            r#"{"UserName":"z","Password":"x"}"#.into(),
+            400,
+            "PropertyMissing",
+        ),
+        (
+            r#"{"UserName":"z","Password":"x","RoleId":"ReadOnly","Shoe":1}"#.into(),
+            400,
+            "PropertyUnknown",
+        ),
+        (
+            r#"{"UserName":"z","Password":"x","RoleId":"ReadOnly","Enabled":"yes"}"#.into(),
+            400,
+            "PropertyValueTypeError",
+        ),
+        (
+            r#"{"UserName":"z","Password":"x","RoleId":"ReadOnly","AccountTypes":["Redfish"]}"#
+                .into(),
+            400,
+            "PropertyNotWritable",
+        ),
+    ] {
+        let (s, _, b) = admin(&rf, "POST", accounts, Some(&body));
+        assert_eq!(
+            (s, message_id(&b)),
+            (status, format!("Base.1.11.0.{id}")),
+            "{body}: {b}"
+        );
+        if id == "StringValueTooLong" {
+            let msg = json(&b)["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            assert!(msg.contains("20 bytes") && msg.contains("IPMI"), "{msg}");
+            assert!(!b.contains(&long), "the password is not echoed: {b}");
+        }
+    }
+    let (s, _, b) = admin(&rf, "PATCH", &loc, Some(r#"{"UserName":"viewer"}"#));
+    assert_eq!(
+        (s, message_id(&b).as_str()),
+        (409, "Base.1.11.0.PropertyValueResourceConflict"),
+        "{b}"
+    );
+    let (s, _, b) = admin(
+        &rf,
+        "PATCH",
+        &loc,
+        Some(&format!(r#"{{"Password":"{long}"}}"#)),
+    );
+    assert_eq!(
+        (s, message_id(&b).as_str()),
+        (400, "Base.1.11.0.StringValueTooLong")
+    );
+    // The last enabled Administrator stays.
+    let (s, _, b) = admin(&rf, "DELETE", &format!("{accounts}/2"), None);
+    assert_eq!(s, 409, "{b}");
+    let (s, _, b) = admin(
+        &rf,
+        "PATCH",
+        &format!("{accounts}/2"),
+        Some(r#"{"RoleId":"ReadOnly"}"#),
+    );
+    assert_eq!(s, 409, "{b}");
+    // Nothing was created by the refused requests.
+    let (_, _, b) = admin(&rf, "GET", accounts, None);
+    assert_eq!(json(&b)["Members@odata.count"], 3, "{b}");
+
+    // The collection is as big as IPMI's user table (IDs 2-16).
+    let mut fillers = Vec::new();
+    let full = loop {
+        let n = fillers.len();
+        let (s, h, b) = admin(
+            &rf,
+            "POST",
+            accounts,
+            Some(&format!(
+                r#"{{"UserName":"f{n}","Password":"x","RoleId":"ReadOnly","Enabled":false}}"#
+            )),
+        );
+        if s != 201 {
+            break (s, b);
+        }
+        fillers.push(hdr(&h, "location").expect("Location").to_string());
+        assert!(fillers.len() <= 12, "more accounts than IPMI user IDs");
+    };
+    assert_eq!(fillers.len(), 12, "IDs 5-16 were free");
+    assert_eq!(
+        (full.0, message_id(&full.1).as_str()),
+        (409, "Base.1.11.0.CreateLimitReachedForResource"),
+        "{}",
+        full.1
+    );
+    for f in &fillers {
+        let (s, _, b) = admin(&rf, "DELETE", f, None);
+        assert_eq!(s, 204, "{b}");
+    }
+
+    // PATCH by an Administrator: rename and re-role; the session of the
+    // account follows, with its new role.
+    let (s, h, b) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"UserName":"new","Password":"pw2"}"#,
+        &format!("{}/redfish/v1/SessionService/Sessions", rf.base),
+    ]);
+    assert_eq!(s, 201, "{b}");
+    let th = format!("X-Auth-Token: {}", hdr(&h, "x-auth-token").expect("token"));
+    let (s, _, b) = admin(
+        &rf,
+        "PATCH",
+        &loc,
+        Some(r#"{"UserName":"newer","RoleId":"ReadOnly"}"#),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        (json(&b)["UserName"].as_str(), json(&b)["RoleId"].as_str()),
+        (Some("newer"), Some("ReadOnly"))
+    );
+    let reset = format!(
+        "{}/redfish/v1/Systems/vm0/Actions/ComputerSystem.Reset",
+        rf.base
+    );
+    let (s, _, _) = curl(&[
+        "-H",
+        &th,
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"ResetType":"On"}"#,
+        &reset,
+    ]);
+    assert_eq!(
+        s, 403,
+        "a ReadOnly account may not power, whatever its session began as"
+    );
+    let (s, _, _) = curl(&["-H", &th, &format!("{}/redfish/v1/Systems/vm0", rf.base)]);
+    assert_eq!(s, 200, "a renamed account keeps its session");
+    assert!(ipmi_mc_info(&rf, "newer", "pw2", "USER").status.success());
+    assert!(!ipmi_mc_info(&rf, "new", "pw2", "USER").status.success());
+
+    // DELETE: gone from Redfish (Basic and session) and from IPMI.
+    let (s, _, b) = admin(&rf, "DELETE", &loc, None);
+    assert_eq!(s, 204, "{b}");
+    let (s, _, _) = admin(&rf, "GET", &loc, None);
+    assert_eq!(s, 404);
+    let (s, _, b) = curl(&["-H", &th, &format!("{}/redfish/v1/Systems/vm0", rf.base)]);
+    // The DELETE ended the account's sessions with it.
+    assert_eq!(
+        (s, message_id(&b).as_str()),
+        (401, "Base.1.11.0.NoValidSession"),
+        "{b}"
+    );
+    let (_, _, b) = admin(&rf, "GET", "/redfish/v1/SessionService/Sessions", None);
+    assert_eq!(json(&b)["Members@odata.count"], 0, "{b}");
+    let (s, _, _) = as_user(&rf, "newer:pw2", "GET", "/redfish/v1/Systems", None);
+    assert_eq!(s, 401);
+    let o = ipmi_mc_info(&rf, "newer", "pw2", "USER");
+    assert!(
+        !o.status.success(),
+        "a deleted account still logs in over IPMI"
+    );
+    // A new account reuses the ID, but not the old session.
+    let (s, _, b) = admin(
+        &rf,
+        "POST",
+        accounts,
+        Some(r#"{"UserName":"again","Password":"pw","RoleId":"Administrator"}"#),
+    );
+    assert_eq!((s, json(&b)["Id"].as_str()), (201, Some("4")), "{b}");
+    let (s, _, _) = curl(&["-H", &th, &format!("{}/redfish/v1/Systems/vm0", rf.base)]);
+    assert_eq!(s, 401);
+    // With a second Administrator, the first may go.
+    let (s, _, b) = as_user(&rf, "again:pw", "DELETE", &format!("{accounts}/2"), None);
+    assert_eq!(s, 204, "{b}");
+    assert!(!ipmi_mc_info(&rf, "admin", "s3cret", "ADMINISTRATOR")
+        .status
+        .success());
+}
+
+/// Poll a Task until it leaves Running (60 s at most); every rendering on
+/// the way is checked. Returns the final Task.
+fn wait_task(rf: &Rf, uri: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, _, b) = admin(rf, "GET", uri, None);
+        assert_eq!(s, 200, "{b}");
+        let t = json(&b);
+        assert_eq!(t["@odata.id"], uri);
+        let pc = t["PercentComplete"].as_u64();
+        match t["TaskState"].as_str() {
+            Some("Running" | "New" | "Starting") => {
+                assert!(pc.is_none_or(|p| p < 100), "{b}");
+            }
+            Some(_) => return t,
+            None => panic!("no TaskState: {b}"),
+        }
+        assert!(Instant::now() < deadline, "task {uri} still running: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An InsertMedia that takes longer than the service waits (2 s) answers
+/// 202 with a Task; the Task completes, then the medium is inserted and
+/// exported. A slow image server that then fails (404, no range support,
+/// hanging up) ends the Task in Exception with the reason, nothing inserted.
+#[test]
+fn slow_inserts_run_as_tasks() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = pattern(300 << 10);
+    let delay = Duration::from_secs(3);
+    let (url, ca) = slow_image_server(tmp.path(), data.clone(), delay, Serve::Ranges);
+    let rf = start(&format!("media_ca = \"{}\"", ca.display()));
+    let cd = "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Cd";
+    let insert = format!("{cd}/Actions/VirtualMedia.InsertMedia");
+
+    let t0 = Instant::now();
+    let (s, h, b) = admin(
+        &rf,
+        "POST",
+        &insert,
+        Some(&format!(r#"{{"Image":"{url}"}}"#)),
+    );
+    assert_eq!(s, 202, "{b}");
+    assert!(t0.elapsed() < delay, "the 202 came before the image did");
+    let task = hdr(&h, "location").expect("Location").to_string();
+    assert!(task.starts_with("/redfish/v1/TaskService/Tasks/"), "{task}");
+    let running = json(&b);
+    assert_eq!(running["TaskState"], "Running", "{b}");
+    assert_eq!(running["@odata.id"], task.as_str());
+    // Not inserted while the task runs, and a second insert is refused.
+    let (_, _, b) = admin(&rf, "GET", cd, None);
+    assert_eq!(json(&b)["Inserted"], false, "{b}");
+    let (s, _, _) = admin(
+        &rf,
+        "POST",
+        &insert,
+        Some(&format!(r#"{{"Image":"{url}"}}"#)),
+    );
+    assert_eq!(s, 409);
+    let (_, _, b) = admin(&rf, "GET", "/redfish/v1/TaskService/Tasks", None);
+    assert!(b.contains(&task), "{b}");
+
+    let t = wait_task(&rf, &task);
+    assert_eq!(t["TaskState"], "Completed", "{t}");
+    assert_eq!(t["TaskStatus"], "OK", "{t}");
+    assert!(
+        t["PercentComplete"].as_u64().is_none_or(|p| p == 100),
+        "{t}"
+    );
+    assert_eq!(t["Messages"][0]["MessageId"], "Base.1.11.0.Success", "{t}");
+    assert!(t["EndTime"].as_str().is_some(), "{t}");
+    let (_, _, b) = admin(&rf, "GET", cd, None);
+    let v = json(&b);
+    assert_eq!(v["Inserted"], true, "{b}");
+    assert_eq!(v["Image"], url.as_str());
+    let info = Command::new("nbdinfo")
+        .arg("--json")
+        .arg(format!("nbd://127.0.0.1:{}/vm0/Cd", rf.nbd))
+        .output()
+        .expect("nbdinfo");
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let info: Value = serde_json::from_slice(&info.stdout).expect("nbdinfo json");
+    assert_eq!(info["exports"][0]["export-size"], data.len() as u64);
+    assert_eq!(read_nbd(&rf, "vm0/Cd", tmp.path()), data);
+
+    // Slow failures: the Task says why; the slot stays empty.
+    let (missing, _) = slow_image_server(tmp.path(), data.clone(), delay, Serve::Missing);
+    let (whole, _) = slow_image_server(tmp.path(), data.clone(), delay, Serve::Whole);
+    // A server that accepts and hangs up after the delay, before TLS.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hangup = format!(
+        "https://127.0.0.1:{}/disk.iso",
+        l.local_addr().expect("addr").port()
+    );
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            std::thread::sleep(delay);
+            drop(c);
+        }
+    });
+    let usb = "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Usb";
+    for (image, why) in [(missing, "404"), (whole, "range requests"), (hangup, "TLS")] {
+        let (s, h, b) = admin(
+            &rf,
+            "POST",
+            &format!("{usb}/Actions/VirtualMedia.InsertMedia"),
+            Some(&format!(r#"{{"Image":"{image}"}}"#)),
+        );
+        assert_eq!(s, 202, "{image}: {b}");
+        let task = hdr(&h, "location").expect("Location").to_string();
+        let t = wait_task(&rf, &task);
+        assert_eq!(t["TaskState"], "Exception", "{image}: {t}");
+        assert_eq!(t["TaskStatus"], "Critical", "{t}");
+        let msg = t["Messages"][0]["Message"].as_str().unwrap_or("");
+        eprintln!("task for {image}: {msg}");
+        assert!(msg.contains(why) && msg.contains(&image), "{image}: {t}");
+        let (_, _, b) = admin(&rf, "GET", usb, None);
+        assert_eq!(json(&b)["Inserted"], false, "{image}: {b}");
+        let o = Command::new("nbdinfo")
+            .arg(format!("nbd://127.0.0.1:{}/vm0/Usb", rf.nbd))
+            .output()
+            .expect("nbdinfo");
+        assert!(!o.status.success(), "{image}: nothing is exported");
+    }
 }

@@ -1,10 +1,12 @@
 //! The `vm-agent` daemon: one thread, one poll(2) loop.
 //!
-//! It holds a TCLO channel (host commands) and an RPCI channel (guest
-//! messages) over two transport connections, polls TCLO with vmtoolsd's
-//! back-off (immediately after a command, then 10 ms more per idle poll up to
-//! `poll_max_ms`), and sleeps in poll(2) on the plugins' descriptors
-//! (rtnetlink, hostname) and a signal pipe in between. Any channel failure
+//! It holds a TCLO link (host commands) and an RPCI channel (guest
+//! messages). On port I/O it first tries TCLO over vsock, where the host
+//! pushes commands ([`crate::vsock`]); otherwise it polls TCLO over the
+//! backdoor with vmtoolsd's back-off (immediately after a command, then
+//! 10 ms more per idle poll up to `poll_max_ms`). In between it sleeps in
+//! poll(2) on the plugins' descriptors (rtnetlink, hostname), the vsock link
+//! and a signal pipe. Any channel failure
 //! (host restarted, channel closed) drops both channels; the next attempt
 //! reopens them and every plugin republishes.
 
@@ -30,6 +32,7 @@ use protocol::{proto, Regs};
 use crate::config::AgentConfig;
 use crate::rpci::{BoxedBackdoor, Rpci, RpciError};
 use crate::transport::{self, BackdoorSpec, TraceBackdoor};
+use crate::vsock::VsockTclo;
 use notify::Notifier;
 use tclo::TcloCommand;
 
@@ -38,6 +41,9 @@ pub const VERSION_LINE: &str = concat!("vm-agent ", env!("CARGO_PKG_VERSION"), "
 
 /// TCLO idle poll step: vmtoolsd adds 10 ms per empty poll (lib/rpcIn).
 const POLL_STEP: Duration = Duration::from_millis(10);
+/// The vsock link's slot among the poll(2) descriptors' owners.
+const VSOCK_OWNER: usize = usize::MAX - 1;
+
 /// Longest wait between reconnect attempts while the host is away.
 const MAX_RECONNECT: Duration = Duration::from_millis(500);
 
@@ -49,20 +55,35 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
 }
 
+/// How host commands reach the daemon.
+enum TcloLink {
+    /// Polled over a backdoor TCLO channel.
+    Backdoor(GuestChannel<BoxedBackdoor>),
+    /// Pushed over vsock.
+    Vsock(VsockTclo),
+}
+
 /// The two channels to the host.
 struct Conn {
-    tclo: GuestChannel<BoxedBackdoor>,
+    tclo: TcloLink,
     rpci: Rpci,
 }
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tclo = match &self.tclo {
+            TcloLink::Backdoor(c) => format!("backdoor channel {}", c.id()),
+            TcloLink::Vsock(v) => format!("vsock fd {}", v.fd()),
+        };
         f.debug_struct("Conn")
-            .field("tclo", &self.tclo.id())
+            .field("tclo", &tclo)
             .field("rpci", &self.rpci)
             .finish()
     }
 }
+
+/// How long to wait for the hypervisor's vsock TCLO port to answer.
+const VSOCK_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The plugins' view of the RPCI channel.
 struct Ctx<'a> {
@@ -113,16 +134,16 @@ enum After {
     Event(HostEvent),
 }
 
-/// Signals the loop reacts to.
+/// Signals the loop reacts to (also used by the session agent).
 #[derive(Debug)]
-struct Signals {
-    stop: Arc<AtomicBool>,
-    reload: Arc<AtomicBool>,
-    wake: UnixStream,
+pub(crate) struct Signals {
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) reload: Arc<AtomicBool>,
+    pub(crate) wake: UnixStream,
 }
 
 impl Signals {
-    fn install() -> std::io::Result<Signals> {
+    pub(crate) fn install() -> std::io::Result<Signals> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let stop = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
@@ -138,7 +159,7 @@ impl Signals {
         Ok(Signals { stop, reload, wake })
     }
 
-    fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let mut buf = [0u8; 64];
         while let Ok(n) = std::io::Read::read(&mut &self.wake, &mut buf) {
             if n == 0 {
@@ -227,9 +248,10 @@ impl Daemon {
             if self.conn.is_none() && now >= self.next_connect {
                 self.connect();
             }
-            if self.conn.is_some() && Instant::now() >= self.next_poll {
+            if self.polling() && Instant::now() >= self.next_poll {
                 self.poll_tclo();
             }
+            self.heartbeat();
             self.run_deadlines();
             if let (Some(at), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval())
             {
@@ -247,7 +269,9 @@ impl Daemon {
         self.notifier.notify("STOPPING=1");
         if let Some(conn) = self.conn.take() {
             let _ = conn.rpci.close();
-            let _ = conn.tclo.close();
+            if let TcloLink::Backdoor(tclo) = conn.tclo {
+                let _ = tclo.close();
+            }
         }
         Ok(())
     }
@@ -290,26 +314,63 @@ impl Daemon {
     }
 
     fn open_backdoor(&self) -> Result<BoxedBackdoor, String> {
-        let bd = transport::connect(&self.spec).map_err(|e| {
-            let mut s = e.to_string();
-            if let Some(src) = std::error::Error::source(&e) {
-                s.push_str(&format!(": {src}"));
+        open_backdoor(&self.spec)
+    }
+
+    /// Whether TCLO over vsock is worth a try: on port I/O (a VMware host,
+    /// or `hvsim exec`), not with a simulator's backdoor socket.
+    fn vsock_applies(&self) -> bool {
+        if !self.cfg.agent.vsock {
+            return false;
+        }
+        match &self.spec {
+            BackdoorSpec::Port => true,
+            BackdoorSpec::Unix(_) => false,
+            BackdoorSpec::Auto => {
+                let env = std::env::var_os(transport::BACKDOOR_ENV);
+                matches!(
+                    transport::env_choice(env.as_deref()),
+                    Ok(None | Some(BackdoorSpec::Port))
+                )
             }
-            s
-        })?;
-        if std::env::var_os(transport::TRACE_ENV).is_some_and(|v| v == "1") {
-            Ok(Box::new(TraceBackdoor::new(bd)))
-        } else {
-            Ok(bd)
         }
     }
 
+    /// Whether host commands are polled (the backdoor link).
+    fn polling(&self) -> bool {
+        matches!(
+            self.conn,
+            Some(Conn {
+                tclo: TcloLink::Backdoor(_),
+                ..
+            })
+        )
+    }
+
     fn connect(&mut self) {
+        let try_vsock = self.vsock_applies();
         let attempt = || -> Result<Conn, String> {
-            let tclo = GuestChannel::open(self.open_backdoor()?, proto::TCLO)
-                .map_err(|e| format!("cannot open the TCLO channel: {e}"))?;
+            // RPCI first: it proves the backdoor works before vsock is tried.
             let rpci = Rpci::open(self.open_backdoor()?)
                 .map_err(|e| format!("cannot open the RPCI channel: {e}"))?;
+            let vsock = if try_vsock {
+                match VsockTclo::connect(VSOCK_CONNECT_TIMEOUT) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        log::info!("no TCLO over vsock ({e}); polling over the backdoor");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let tclo = match vsock {
+                Some(v) => TcloLink::Vsock(v),
+                None => TcloLink::Backdoor(
+                    GuestChannel::open(self.open_backdoor()?, proto::TCLO)
+                        .map_err(|e| format!("cannot open the TCLO channel: {e}"))?,
+                ),
+            };
             Ok(Conn { tclo, rpci })
         };
         match attempt() {
@@ -321,6 +382,9 @@ impl Daemon {
                     );
                 } else {
                     log::info!("connected to the host");
+                }
+                if matches!(conn.tclo, TcloLink::Vsock(_)) {
+                    log::info!("host commands arrive over vsock");
                 }
                 self.conn = Some(conn);
                 self.connect_failures = 0;
@@ -392,12 +456,63 @@ impl Daemon {
         self.trim = true;
     }
 
+    /// Commands pushed over vsock: answer each, then do what it asked for
+    /// after the answer (as the backdoor poll does).
+    fn service_vsock(&mut self) {
+        let cmds = match self.conn.as_mut().map(|c| &mut c.tclo) {
+            Some(TcloLink::Vsock(v)) => v.receive(),
+            _ => return,
+        };
+        let cmds = match cmds {
+            Ok(c) => c,
+            Err(e) => return self.disconnect(&format!("TCLO over vsock failed: {e}")),
+        };
+        for cmd in cmds {
+            log::debug!(
+                "tclo > {}",
+                String::from_utf8_lossy(&cmd[..cmd.len().min(200)])
+            );
+            let reply = self.dispatch(&cmd);
+            let sent = match self.conn.as_mut().map(|c| &mut c.tclo) {
+                Some(TcloLink::Vsock(v)) => v.reply(&reply, Instant::now()),
+                _ => return,
+            };
+            if let Err(e) = sent {
+                return self.disconnect(&format!("TCLO over vsock failed: {e}"));
+            }
+            log::debug!("tclo < {}", String::from_utf8_lossy(&reply));
+            for a in std::mem::take(&mut self.after) {
+                match a {
+                    After::Reset => self.announce(),
+                    After::Event(ev) => self.each_plugin(|p, ctx| p.on_event(ctx, ev)),
+                }
+            }
+        }
+    }
+
+    /// The vsock link's heartbeat, when due.
+    fn heartbeat(&mut self) {
+        if let Some(Conn {
+            tclo: TcloLink::Vsock(v),
+            ..
+        }) = self.conn.as_mut()
+        {
+            if let Err(e) = v.heartbeat(Instant::now()) {
+                self.disconnect(&format!("TCLO over vsock failed: {e}"));
+            }
+        }
+    }
+
     fn poll_tclo(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(Conn {
+            tclo: TcloLink::Backdoor(tclo),
+            ..
+        }) = self.conn.as_mut()
+        else {
             return;
         };
         let reply = std::mem::take(&mut self.reply);
-        if let Err(e) = conn.tclo.send(&reply) {
+        if let Err(e) = tclo.send(&reply) {
             return self.tclo_failed(e);
         }
         if !reply.is_empty() {
@@ -409,10 +524,14 @@ impl Daemon {
                 After::Event(ev) => self.each_plugin(|p, ctx| p.on_event(ctx, ev)),
             }
         }
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(Conn {
+            tclo: TcloLink::Backdoor(tclo),
+            ..
+        }) = self.conn.as_mut()
+        else {
             return;
         };
-        let cmd = match conn.tclo.receive() {
+        let cmd = match tclo.receive() {
             Ok(c) => c.to_vec(),
             Err(e) => return self.tclo_failed(e),
         };
@@ -518,10 +637,17 @@ impl Daemon {
     /// Sleep in poll(2) until the next TCLO poll, plugin deadline or
     /// reconnect, a plugin descriptor or a signal.
     fn wait(&mut self, signals: &Signals) {
-        let mut until = if self.conn.is_some() {
-            self.next_poll
-        } else {
-            self.next_connect
+        let far = Instant::now() + Duration::from_secs(3600);
+        let (mut until, vsock_fd) = match &self.conn {
+            None => (self.next_connect, None),
+            Some(Conn {
+                tclo: TcloLink::Backdoor(_),
+                ..
+            }) => (self.next_poll, None),
+            Some(Conn {
+                tclo: TcloLink::Vsock(v),
+                ..
+            }) => (v.next_ping().unwrap_or(far), Some(v.fd())),
         };
         let mut fds: Vec<libc::pollfd> = vec![libc::pollfd {
             fd: signals.wake.as_raw_fd(),
@@ -529,6 +655,14 @@ impl Daemon {
             revents: 0,
         }];
         let mut owners: Vec<usize> = vec![usize::MAX];
+        if let Some(fd) = vsock_fd {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            owners.push(VSOCK_OWNER);
+        }
         let all: [&dyn Plugin; 4] = [&self.caps, &self.guestinfo, &self.powerops, &self.timesync];
         for (i, p) in all.iter().enumerate() {
             if let Some(d) = p.deadline() {
@@ -557,11 +691,14 @@ impl Daemon {
         if fds[0].revents != 0 {
             signals.drain();
         }
+        if vsock_fd.is_some() && fds[1].revents != 0 {
+            self.service_vsock();
+        }
         let ready: Vec<(usize, RawFd)> = fds
             .iter()
             .zip(&owners)
             .skip(1)
-            .filter(|(f, _)| f.revents != 0)
+            .filter(|(f, &o)| f.revents != 0 && o != VSOCK_OWNER)
             .map(|(f, &o)| (o, f.fd))
             .collect();
         if ready.is_empty() {
@@ -607,6 +744,23 @@ impl Daemon {
             self.spec = spec;
             self.disconnect("the backdoor setting changed");
         }
+    }
+}
+
+/// Set up the transport `spec` names (traced when `VM_BACKDOOR_TRACE=1`);
+/// the error says why, with its cause.
+pub(crate) fn open_backdoor(spec: &BackdoorSpec) -> Result<BoxedBackdoor, String> {
+    let bd = transport::connect(spec).map_err(|e| {
+        let mut s = e.to_string();
+        if let Some(src) = std::error::Error::source(&e) {
+            s.push_str(&format!(": {src}"));
+        }
+        s
+    })?;
+    if std::env::var_os(transport::TRACE_ENV).is_some_and(|v| v == "1") {
+        Ok(Box::new(TraceBackdoor::new(bd)))
+    } else {
+        Ok(bd)
     }
 }
 

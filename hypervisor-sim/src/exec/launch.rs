@@ -9,7 +9,7 @@
 
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -168,13 +168,94 @@ fn peer_pid(s: &UnixStream) -> Option<i32> {
     }
 }
 
+/// A new pty: (master, slave), both close-on-exec, 80x24.
+fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let err = std::io::Error::last_os_error;
+    // SAFETY: posix_openpt returns a new fd or -1; ownership moves into
+    // OwnedFd at once. grantpt/unlockpt/ptsname_r act on that fd; the name
+    // buffer is NUL-terminated by ptsname_r on success.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if m < 0 {
+            return Err(err());
+        }
+        let master = OwnedFd::from_raw_fd(m);
+        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+            return Err(err());
+        }
+        let mut name = [0 as libc::c_char; 128];
+        let rc = libc::ptsname_r(m, name.as_mut_ptr(), name.len());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if s < 0 {
+            return Err(err());
+        }
+        let slave = OwnedFd::from_raw_fd(s);
+        let ws = libc::winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        libc::ioctl(s, libc::TIOCSWINSZ, &ws);
+        Ok((master, slave))
+    }
+}
+
+/// The caller's stdin/stdout/stderr, kept aside (close-on-exec) while the
+/// pty slave takes their place, so a failure can still be reported there.
+struct SavedStdio([Option<OwnedFd>; 3]);
+
+impl SavedStdio {
+    /// Put `slave` on fds 0, 1 and 2, keeping copies of what was there.
+    fn redirect(slave: &OwnedFd) -> std::io::Result<SavedStdio> {
+        let mut saved = [None, None, None];
+        for (fd, slot) in saved.iter_mut().enumerate() {
+            // SAFETY: F_DUPFD_CLOEXEC returns a new fd we own, or -1 (fd not open).
+            let d = unsafe { libc::fcntl(fd as i32, libc::F_DUPFD_CLOEXEC, 3) };
+            if d >= 0 {
+                // SAFETY: `d` is a fresh fd owned by nothing else.
+                *slot = Some(unsafe { OwnedFd::from_raw_fd(d) });
+            }
+        }
+        let saved = SavedStdio(saved);
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard fds; `slave` is open.
+            if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
+                let e = std::io::Error::last_os_error();
+                saved.restore();
+                return Err(e);
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Put the caller's fds back.
+    fn restore(&self) {
+        for (fd, s) in self.0.iter().enumerate() {
+            if let Some(s) = s {
+                // SAFETY: dup2 of an fd we own onto a standard fd.
+                unsafe { libc::dup2(s.as_raw_fd(), fd as i32) };
+            }
+        }
+    }
+}
+
 /// Ask the `hvsim serve` behind `control` to trace this process for VM
-/// `vm`, then exec `program` with `args`. Returns only on failure.
+/// `vm`, then exec `program` with `args`. With `console`, the program's
+/// stdin, stdout and stderr are the slave of a new pty whose master serve
+/// attaches as the VM's serial console. Returns only on failure.
 pub fn run(
     control: &Path,
     vm: &str,
     program: &OsString,
     args: &[OsString],
+    console: bool,
 ) -> Result<Infallible, ExecError> {
     let path = resolve(program)?;
     let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| ExecError::BadArgument)?;
@@ -202,33 +283,63 @@ pub fn run(
         unsafe { libc::prctl(libc::PR_SET_PTRACER, serve as libc::c_ulong, 0, 0, 0) };
     }
     let stats = std::env::var_os("HVSIM_EXEC_STATS").is_some_and(|v| v == "1");
-    let req = json!({
+    let pty = if console {
+        Some(open_pty().map_err(ExecError::Pty)?)
+    } else {
+        None
+    };
+    let mut req = json!({
         "op": "exec-attach",
         "vm": vm,
         "pid": std::process::id(),
         "stats": stats,
     });
-    // serve answers once its tracer thread has seized this process.
+    if console {
+        // Only then: a serve without consoles refuses the unknown field.
+        req["console"] = true.into();
+    }
+    // serve answers once its tracer thread has seized this process (and
+    // attached the pty master, which goes along with the request).
     let again = stream.try_clone().map_err(|source| {
         control_err(ControlError::Io {
             path: control.to_path_buf(),
             source,
         })
     })?;
-    let attached = control::request_on(again, control, &req).map_err(control_err)?;
+    let master = pty.as_ref().map(|(m, _)| m.as_fd());
+    let attached = control::request_with_fd(again, control, &req, master).map_err(control_err)?;
+    // Only the program's side stays open here: when it and its children
+    // are gone, serve sees the console close.
+    let saved = match pty {
+        Some((master, slave)) => {
+            drop(master);
+            Some(SavedStdio::redirect(&slave).map_err(ExecError::Pty)?)
+        }
+        None => None,
+    };
+    let restore = || {
+        if let Some(s) = &saved {
+            s.restore();
+        }
+    };
 
     // vsock emulation: when serve offers it and HVSIM_EXEC_VSOCK is not 0,
     // the filter also reports vsock calls, on a listener serve takes over
     // before the program runs (see super::vsock).
     let vsock =
         attached["vsock"] == true && std::env::var_os("HVSIM_EXEC_VSOCK").is_none_or(|v| v != "0");
-    let listener = if vsock {
+    let installed = if vsock {
         // Kernels before 5.0 have no listeners: run without vsock.
-        install(&vsock_filter(), true)
-            .or_else(|_| install(&exec_mapping_filter(), false))
-            .map_err(ExecError::Seccomp)?
+        install(&vsock_filter(), true).or_else(|_| install(&exec_mapping_filter(), false))
     } else {
-        install(&exec_mapping_filter(), false).map_err(ExecError::Seccomp)?
+        install(&exec_mapping_filter(), false)
+    };
+    let listener = match installed {
+        Ok(l) => l,
+        Err(e) => {
+            restore();
+            return Err(ExecError::Seccomp(e));
+        }
     };
     if let Some(fd) = listener {
         let req = json!({
@@ -239,9 +350,13 @@ pub fn run(
         });
         // Without serve answering the listener, every connect would fail:
         // better not to start the program.
-        control::request_on(stream, control, &req).map_err(control_err)?;
+        let handed = control::request_on(stream, control, &req);
         // SAFETY: our own descriptor; serve holds its copy.
         unsafe { libc::close(fd) };
+        if let Err(e) = handed {
+            restore();
+            return Err(control_err(e));
+        }
     } else {
         drop(stream);
     }
@@ -254,6 +369,7 @@ pub fn run(
         libc::execv(cpath.as_ptr(), argv.as_ptr());
         std::io::Error::last_os_error()
     };
+    restore();
     Err(ExecError::Exec {
         program: path,
         source: err,

@@ -120,6 +120,9 @@ pub enum ExecError {
         /// The OS error.
         source: io::Error,
     },
+    /// The console pty could not be set up.
+    #[error("cannot set up the console pty: {0}")]
+    Pty(io::Error),
     /// Not x86_64 Linux.
     #[error("hvsim exec needs x86_64 Linux (ptrace and port I/O); use the socket frontend (VM_BACKDOOR=unix:PATH) here")]
     Unsupported,
@@ -127,15 +130,17 @@ pub enum ExecError {
 
 /// Run `program` with `args` against VM `vm` of the `hvsim serve` behind the
 /// control socket `control`: this process is traced by serve and becomes the
-/// program. Returns only when that failed.
+/// program. `console`: the program runs on a pty that serve attaches as the
+/// VM's serial console (see [`crate::console`]). Returns only when that failed.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub fn run(
     control: &Path,
     vm: &str,
     program: &OsString,
     args: &[OsString],
+    console: bool,
 ) -> Result<Infallible, ExecError> {
-    launch::run(control, vm, program, args)
+    launch::run(control, vm, program, args, console)
 }
 
 /// Run `program` with `args` against VM `vm` (x86_64 Linux only).
@@ -145,6 +150,7 @@ pub fn run(
     _vm: &str,
     _program: &OsString,
     _args: &[OsString],
+    _console: bool,
 ) -> Result<Infallible, ExecError> {
     Err(ExecError::Unsupported)
 }
@@ -208,12 +214,15 @@ impl Service {
     /// Trace process `pid` (which asked through a control connection from
     /// process `caller`) against VM `vm`; returns once it is seized.
     /// `stats`: print the tracer's counts on its stderr when it exits.
+    /// `console`: a pty master to attach as the VM's serial console once
+    /// the process is seized (`hvsim exec --console`).
     pub fn attach(
         &self,
         vm: &str,
         pid: i32,
         caller: Option<i32>,
         stats: bool,
+        console: Option<std::os::fd::OwnedFd>,
     ) -> Result<(), String> {
         let Some((vm, facts)) = self.vms.get(vm) else {
             let mut names: Vec<&str> = self.vms.keys().map(String::as_str).collect();
@@ -226,8 +235,18 @@ impl Service {
                 caller.map_or("unknown".to_string(), |c| c.to_string())
             ));
         }
+        if console.is_some() && vm.console.is_attached() {
+            return Err(format!(
+                "VM {:?} already has a console attached (one program per VM may use --console)",
+                vm.info.name
+            ));
+        }
         self.attach_checked(vm.clone(), *facts, pid, stats)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        match console {
+            Some(fd) => vm.console.attach(&vm.info.name, fd),
+            None => Ok(()),
+        }
     }
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::session::{privilege, Session};
-use super::{cc, netfn, sdr, sel, Bmc};
+use super::{cc, lan, netfn, rmcp, sdr, sel, sol, Bmc};
+use crate::users::Role;
 use crate::vm::{BootOverride, BootTarget, Power, PowerAction, PowerError};
 
 /// IPMI's IANA enterprise number (Get Channel Info vendor ID).
@@ -57,7 +58,7 @@ impl Bmc {
             netfn::CHASSIS => self.chassis(cmd, d),
             netfn::STORAGE => self.storage(cmd, d),
             netfn::SENSOR => self.sensor(cmd, d),
-            netfn::TRANSPORT => self.transport(cmd, d),
+            netfn::TRANSPORT => self.transport(&s, cmd, d),
             _ => err(cc::INVALID_COMMAND),
         }
     }
@@ -182,22 +183,33 @@ impl Bmc {
                 ok(name.to_vec())
             }
             0x47 => self.set_user_password(d),
-            // Activate Payload: SOL needs a console on the VM.
-            0x48 => {
+            0x43 => self.set_user_access(d),
+            0x45 => self.set_user_name(d),
+            0x48 => self.activate_payload(s, d),
+            0x49 => self.deactivate_payload(s, d),
+            0x4A => {
+                if d.is_empty() {
+                    return err(cc::BAD_LENGTH);
+                }
+                if d[0] & 0x3F != rmcp::PAYLOAD_SOL {
+                    return ok(vec![0, 0, 0]);
+                }
+                // One SOL instance; bit 0: instance 1 active.
+                ok(vec![1, self.sol.is_some() as u8, 0])
+            }
+            0x4B => {
                 if d.len() < 2 {
                     return err(cc::BAD_LENGTH);
                 }
-                if d[0] != super::rmcp::PAYLOAD_SOL {
+                if d[0] & 0x3F != rmcp::PAYLOAD_SOL || d[1] & 0x0F != 1 {
                     return err(cc::INVALID_FIELD);
                 }
-                log::warn!(
-                    "{}: sol activate refused: no console attached (start the guest with `hvsim exec --console`)",
-                    self.vm.info.name
-                );
-                err(0x81) // payload type disabled
+                let sid = self.sol.as_ref().map_or(0, |a| a.session);
+                let mut out = sid.to_le_bytes().to_vec();
+                // Payload-specific: serial port number 1.
+                out.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+                ok(out)
             }
-            0x49 => err(0x80),         // payload already deactivated
-            0x4A => ok(vec![1, 0, 0]), // one SOL instance, none active
             _ => err(cc::INVALID_COMMAND),
         }
     }
@@ -301,8 +313,9 @@ impl Bmc {
         };
         let access = match u {
             // IPMI messaging enabled, privilege limit from the role.
-            Some(u) => 0x10 | u.role.ipmi_privilege(),
-            None => 0x0F, // no access
+            Some(u) if u.enabled => 0x10 | u.role.ipmi_privilege(),
+            // Disabled users (and `user priv N 15`) have no access.
+            _ => 0x0F,
         };
         ok(vec![
             crate::users::MAX_USERS,
@@ -310,6 +323,91 @@ impl Bmc {
             users.len() as u8,
             access,
         ])
+    }
+
+    /// Set User Access (App 0x43): the privilege limit becomes the user's
+    /// role (shared by every channel and service). No Access (0xF) disables
+    /// the user (re-enabling restores the role it had); Callback and OEM
+    /// have no role here and are refused.
+    fn set_user_access(&mut self, d: &[u8]) -> Reply {
+        if d.len() < 3 {
+            return err(cc::BAD_LENGTH);
+        }
+        let id = d[1] & 0x3F;
+        if !channel_ok(d[0]) || id == 0 || id > crate::users::MAX_USERS {
+            return err(cc::INVALID_FIELD);
+        }
+        let Some(u) = self.users.by_id(id) else {
+            return err(cc::INVALID_FIELD);
+        };
+        let level = d[2] & 0x0F;
+        let r = match level {
+            0x0F => self.users.set_enabled(id, false),
+            l => match Role::from_ipmi_privilege(l) {
+                Some(role) => self.users.set_role(id, role),
+                None => return err(cc::INVALID_FIELD),
+            },
+        };
+        match r {
+            Ok(()) => {
+                log::info!(
+                    "{}: user {} given privilege {level:#x} over IPMI",
+                    self.vm.info.name,
+                    u.name
+                );
+                ok(vec![])
+            }
+            Err(e) => {
+                log::error!("{}: user change failed: {e}", self.vm.info.name);
+                err(cc::UNSPECIFIED)
+            }
+        }
+    }
+
+    /// Set User Name (App 0x45): renames a user; on an empty slot creates a
+    /// disabled user with an empty password and the lowest role (ReadOnly),
+    /// as a BMC's fresh slot has no access until enabled; an empty name
+    /// deletes the user.
+    fn set_user_name(&mut self, d: &[u8]) -> Reply {
+        if d.len() != 17 {
+            return err(cc::BAD_LENGTH);
+        }
+        let id = d[0] & 0x3F;
+        // User 1 is the null user, which has no name.
+        if !(2..=crate::users::MAX_USERS).contains(&id) {
+            return err(cc::INVALID_FIELD);
+        }
+        let Ok(name) = std::str::from_utf8(super::session::trim_name(&d[1..])) else {
+            return err(cc::INVALID_FIELD);
+        };
+        let existing = self.users.by_id(id);
+        let r = match (&existing, name.is_empty()) {
+            (None, true) => return ok(vec![]),
+            (Some(_), true) => self.users.delete(id),
+            (Some(_), false) => self.users.rename(id, name),
+            (None, false) => self
+                .users
+                .create(Some(id), name, b"", Role::ReadOnly, false)
+                .map(|_| ()),
+        };
+        match r {
+            Ok(()) => {
+                log::info!(
+                    "{}: user {id} named {name:?} over IPMI (was {:?})",
+                    self.vm.info.name,
+                    existing.map(|u| u.name)
+                );
+                ok(vec![])
+            }
+            Err(e @ (crate::users::UserError::BadName | crate::users::UserError::NameTaken(_))) => {
+                log::warn!("{}: set user name refused: {e}", self.vm.info.name);
+                err(cc::INVALID_FIELD)
+            }
+            Err(e) => {
+                log::error!("{}: user change failed: {e}", self.vm.info.name);
+                err(cc::UNSPECIFIED)
+            }
+        }
     }
 
     fn set_user_password(&mut self, d: &[u8]) -> Reply {
@@ -761,7 +859,12 @@ impl Bmc {
         }
     }
 
-    fn transport(&self, cmd: u8, d: &[u8]) -> Reply {
+    fn transport(&mut self, s: &Session, cmd: u8, d: &[u8]) -> Reply {
+        match cmd {
+            0x01 | 0x21 => return self.set_config(s, cmd, d),
+            0x02 | 0x22 => {}
+            _ => return err(cc::INVALID_COMMAND),
+        }
         if d.len() < 4 {
             return err(cc::BAD_LENGTH);
         }
@@ -771,8 +874,7 @@ impl Bmc {
         let rev_only = d[0] & 0x80 != 0;
         let data = match cmd {
             0x02 => self.lan_param(d[1]),
-            0x22 => self.sol_param(d[1]),
-            _ => return err(cc::INVALID_COMMAND),
+            _ => self.sol_param(d[1]),
         };
         let Some(data) = data else {
             return err(0x80); // parameter not supported
@@ -784,33 +886,126 @@ impl Bmc {
         ok(out)
     }
 
-    fn lan_param(&self, p: u8) -> Option<Vec<u8>> {
-        let ip = match self.addr.ip() {
-            std::net::IpAddr::V4(a) => a.octets(),
-            std::net::IpAddr::V6(_) => [0; 4],
-        };
-        let mask = if ip[0] == 127 {
-            [255, 0, 0, 0]
+    /// Set LAN (0x01) or SOL (0x21) Configuration Parameters.
+    fn set_config(&mut self, s: &Session, cmd: u8, d: &[u8]) -> Reply {
+        if d.len() < 3 {
+            return err(cc::BAD_LENGTH);
+        }
+        if !channel_ok(d[0]) {
+            return err(cc::INVALID_FIELD);
+        }
+        let (p, v) = (d[1], &d[2..]);
+        let name = self.vm.info.name.clone();
+        if p == 0 {
+            if v.len() != 1 {
+                return err(cc::BAD_LENGTH);
+            }
+            let lock = if cmd == 0x01 {
+                &mut self.lan_lock
+            } else {
+                &mut self.sol_lock
+            };
+            return match v[0] & 0x03 {
+                0 | 2 => {
+                    *lock = None;
+                    ok(vec![])
+                }
+                1 => match *lock {
+                    Some(o) if o != s.id && self.sessions.get(o).is_some() => {
+                        err(lan::setcc::IN_PROGRESS)
+                    }
+                    _ => {
+                        *lock = Some(s.id);
+                        ok(vec![])
+                    }
+                },
+                _ => err(cc::INVALID_FIELD),
+            };
+        }
+        let lock = if cmd == 0x01 {
+            self.lan_lock
         } else {
-            [255, 255, 255, 0]
+            self.sol_lock
         };
+        if lock.is_some_and(|o| o != s.id && self.sessions.get(o).is_some()) {
+            return err(lan::setcc::IN_PROGRESS);
+        }
+        if cmd == 0x01 {
+            return match self.lan.set(&self.store, &name, p, v) {
+                Ok(()) => {
+                    for (i, l) in self.sessions.suite_limit.iter_mut().enumerate() {
+                        *l = self.lan.suite_limit(i);
+                    }
+                    log::info!("{name}: LAN parameter {p} set over IPMI");
+                    ok(vec![])
+                }
+                Err(c) => err(c),
+            };
+        }
+        let mut c = self.sol_cfg;
+        match (p, v.len()) {
+            (1, 1) => c.enabled = v[0] & 1 != 0,
+            (2, 1) => {
+                let lvl = v[0] & 0x0F;
+                if !(privilege::USER..=privilege::ADMIN).contains(&lvl) {
+                    return err(cc::INVALID_FIELD);
+                }
+                c.auth = v[0] & 0xCF;
+            }
+            (3, 2) => {
+                if v[0] == 0 || v[1] == 0 {
+                    return err(cc::INVALID_FIELD);
+                }
+                c.accumulate = v[0];
+                c.threshold = v[1];
+            }
+            (4, 2) => {
+                if v[0] > 7 {
+                    return err(cc::INVALID_FIELD);
+                }
+                c.retry_count = v[0];
+                c.retry_interval = v[1];
+            }
+            (5 | 6, 1) => {
+                if !matches!(v[0] & 0x0F, 0 | 6..=0x0A) {
+                    return err(cc::INVALID_FIELD);
+                }
+                if p == 5 {
+                    c.rate_nv = v[0] & 0x0F;
+                }
+                c.rate_v = v[0] & 0x0F;
+            }
+            (1..=6, _) => return err(cc::BAD_LENGTH),
+            // The payload channel and port are the BMC's own LAN channel and
+            // UDP port.
+            (7 | 8, _) => return err(lan::setcc::READ_ONLY),
+            _ => return err(lan::setcc::NOT_SUPPORTED),
+        }
+        if let Err(e) = self.store.set_bmc_meta(&name, super::SOL_KEY, c.pack()) {
+            log::error!("{name}: cannot store the SOL configuration: {e}");
+            return err(cc::UNSPECIFIED);
+        }
+        self.sol_cfg = c;
+        log::info!("{name}: SOL parameter {p} set over IPMI");
+        ok(vec![])
+    }
+
+    fn lan_param(&self, p: u8) -> Option<Vec<u8>> {
+        if let Some(v) = self.lan.get(p) {
+            return Some(v);
+        }
         let mut types = 0x14;
         if self.sessions.policy.allow_auth_none {
             types |= 0x01;
         }
         let suites: Vec<u8> = self.sessions.policy.suites().map(|s| s.id).collect();
         Some(match p {
-            0 => vec![0x00],
+            0 => vec![self.in_progress(self.lan_lock)],
             1 => vec![types],
             2 => vec![types, types, types, types, 0x00],
-            3 => ip.to_vec(),
-            4 => vec![0x01], // static
             5 => self.mac.to_vec(),
-            6 => mask.to_vec(),
             7 => vec![0x40, 0x40, 0x10],
             10 | 11 => vec![0x00],
-            12 | 14 => vec![0; 4],
-            13 | 15 => vec![0; 6],
             16 => {
                 let mut c = b"public".to_vec();
                 c.resize(18, 0);
@@ -825,33 +1020,115 @@ impl Bmc {
                 v.extend_from_slice(&suites);
                 v
             }
-            24 => {
-                // One nibble per suite entry: the highest privilege allowed.
-                let mut v = vec![0x00];
-                let mut nibbles = vec![privilege::ADMIN; suites.len()];
-                nibbles.resize(16, 0);
-                for pair in nibbles.chunks(2) {
-                    v.push(pair[0] | pair[1] << 4);
-                }
-                v
-            }
             26 => vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
             _ => return None,
         })
     }
 
     fn sol_param(&self, p: u8) -> Option<Vec<u8>> {
+        let c = &self.sol_cfg;
         Some(match p {
-            0 => vec![0x00],
-            1 => vec![0x00], // disabled: no console is attached to the VM
-            2 => vec![0x02], // user privilege, no forced authentication
-            3 => vec![0x0C, 0x60],
-            4 => vec![0x07, 0x32],
-            5 | 6 => vec![0x0A], // 115200 bit/s
+            0 => vec![self.in_progress(self.sol_lock)],
+            // Enabled only while a console is attached to the VM.
+            1 => vec![(c.enabled && self.vm.console.is_attached()) as u8],
+            2 => vec![c.auth],
+            3 => vec![c.accumulate, c.threshold],
+            4 => vec![c.retry_count, c.retry_interval],
+            5 => vec![c.rate_nv],
+            6 => vec![c.rate_v],
             7 => vec![LAN_CHANNEL],
             8 => self.addr.port().to_le_bytes().to_vec(),
             _ => return None,
         })
+    }
+
+    fn in_progress(&self, lock: Option<u32>) -> u8 {
+        lock.is_some_and(|o| self.sessions.get(o).is_some()) as u8
+    }
+
+    /// Activate Payload (App 0x48): SOL instance 1, one at a time.
+    fn activate_payload(&mut self, s: &Session, d: &[u8]) -> Reply {
+        if d.len() < 6 {
+            return err(cc::BAD_LENGTH);
+        }
+        if d[0] & 0x3F != rmcp::PAYLOAD_SOL || d[1] & 0x0F != 1 {
+            return err(cc::INVALID_FIELD);
+        }
+        let name = &self.vm.info.name;
+        if !s.plus {
+            return err(cc::INVALID_COMMAND); // SOL needs RMCP+
+        }
+        if s.privilege < self.sol_cfg.auth & 0x0F {
+            return err(cc::INSUFFICIENT_PRIVILEGE);
+        }
+        if !self.sol_cfg.enabled {
+            log::warn!("{name}: sol activate refused: SOL disabled (sol set enabled true)");
+            return err(0x81); // payload type disabled
+        }
+        let Some(console) = self.vm.console.get() else {
+            log::warn!(
+                "{name}: sol activate refused: no console attached (start the guest with `hvsim exec --console`)"
+            );
+            return err(0x81);
+        };
+        if let Some(a) = &self.sol {
+            log::warn!(
+                "{name}: sol activate refused: already active in session {:#010x}",
+                a.session
+            );
+            return err(0x80); // payload already active on another session
+        }
+        let encrypted = s
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.suite.confidentiality != super::crypto::CRYPT_NONE);
+        if d[2] & 0x80 != 0 && !encrypted {
+            return err(0x83); // cannot activate with encryption
+        }
+        if self.sol_cfg.auth & 0x80 != 0 && !encrypted {
+            return err(0x84); // cannot activate without encryption
+        }
+        self.sol = Some(sol::Activation::new(s.id, Some(&console)));
+        log::info!("{name}: SOL activated by session {:#010x}", s.id);
+        let size = (sol::MAX_PAYLOAD as u16).to_le_bytes();
+        let mut out = vec![0, 0, 0, 0];
+        out.extend_from_slice(&size); // inbound
+        out.extend_from_slice(&size); // outbound
+        out.extend_from_slice(&self.addr.port().to_le_bytes());
+        out.extend_from_slice(&[0xFF, 0xFF]); // no VLAN
+        ok(out)
+    }
+
+    /// Deactivate Payload (App 0x49); any session allowed to activate SOL
+    /// may end it (ipmitool's `sol deactivate` from a new session).
+    fn deactivate_payload(&mut self, s: &Session, d: &[u8]) -> Reply {
+        if d.len() < 2 {
+            return err(cc::BAD_LENGTH);
+        }
+        if d[0] & 0x3F != rmcp::PAYLOAD_SOL || d[1] & 0x0F != 1 {
+            return err(cc::INVALID_FIELD);
+        }
+        if s.privilege < self.sol_cfg.auth & 0x0F {
+            return err(cc::INSUFFICIENT_PRIVILEGE);
+        }
+        let Some(a) = self.sol.take() else {
+            return err(0x80); // payload already deactivated
+        };
+        if a.session != s.id {
+            // Tell the console that held it.
+            if let Some(o) = self.sessions.get_mut(a.session) {
+                let pkt = sol::emit(0, 0, 0, sol::status::DEACTIVATING, &[]);
+                let peer = o.peer;
+                let out = super::session::Sessions::seal_plus(o, rmcp::PAYLOAD_SOL, &pkt);
+                self.outbox.push((out, peer));
+            }
+        }
+        log::info!(
+            "{}: SOL deactivated by session {:#010x}",
+            self.vm.info.name,
+            s.id
+        );
+        ok(vec![])
     }
 
     fn last_on_by_ipmi(&self) -> bool {

@@ -9,6 +9,8 @@
 //! * [`commands`]: the commands ipmitool uses.
 //! * [`sdr`], [`sel`], [`fru`]: sensors and their records, the event log,
 //!   the FRU inventory.
+//! * [`lan`]: the LAN parameters `lan set` changes (simulated, persisted).
+//! * [`sol`]: Serial over LAN to the console of `hvsim exec --console`.
 //! * [`client`]: a small RMCP+ client for tests and the load tool.
 //!
 //! # Threat table
@@ -21,16 +23,21 @@
 //! | a console with a wrong password | RAKP 3 / Activate Session | refused, the session slot is freed at once |
 //! | cipher suite 0 / auth type none | | refused unless [`SessionPolicy`] enables them |
 //! | an established session | commands at its privilege | integrity code (HMAC-SHA1-96 / HMAC-SHA256-128) checked before anything else, then the sequence window (32 wide, each number once: replays dropped), packets from another address dropped; idle sessions close after 60 s; privilege checked per command |
+//! | an established session at the SOL privilege (parameter 2, User by default) | Activate / Deactivate Payload | one SOL activation per VM (0x80 for a second); any such session may deactivate it; it ends with its session (close, timeout, BMC reset) |
+//! | the console holding SOL | SOL packets | accepted only in the session that activated it, after the same integrity, decryption and sequence-window checks as IPMI payloads; payloads over [`sol::MAX_PAYLOAD`] dropped; keystrokes go to the pty without blocking (a full input queue gets a partial acknowledgement); a repeated packet is acknowledged, not fed twice |
+//! | the guest program on the console (`hvsim exec --console`) | unlimited output | kept in a ring of [`crate::console::RING_BYTES`] per VM, older output dropped (SOL sets the overrun flag); one packet in flight to the console, resent at most the retry count (at most 7) |
 //! | the guest | power and OS events that become SEL entries | the SEL holds at most [`sel::MAX_ENTRIES`] records; when full new events are dropped and the overflow flag is set |
 
 pub mod client;
 pub mod commands;
 pub mod crypto;
 pub mod fru;
+pub mod lan;
 pub mod rmcp;
 pub mod sdr;
 pub mod sel;
 pub mod session;
+pub mod sol;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -137,7 +144,21 @@ pub struct Bmc {
     /// `None` off; `Some(None)` on until turned off; `Some(Some(t))` until t.
     identify_until: Option<Option<Instant>>,
     close_after_reply: Option<u32>,
+    store: Arc<Store>,
+    lan: lan::LanConfig,
+    /// Session holding LAN "set in progress".
+    lan_lock: Option<u32>,
+    sol_cfg: sol::Config,
+    /// Session holding SOL "set in progress".
+    sol_lock: Option<u32>,
+    /// The active SOL payload instance.
+    sol: Option<sol::Activation>,
+    /// Packets to send besides the reply (SOL output), with their peer.
+    outbox: Vec<(Vec<u8>, SocketAddr)>,
 }
+
+/// bmc_meta key of the SOL configuration.
+const SOL_KEY: &str = "sol.config";
 
 use sel::Sel;
 
@@ -151,7 +172,15 @@ impl Bmc {
         addr: SocketAddr,
         policy: SessionPolicy,
     ) -> Result<Bmc, BmcError> {
-        let sel = Sel::load(&vm.info.name, store)?;
+        let sel = Sel::load(&vm.info.name, store.clone())?;
+        let lan = lan::LanConfig::load(&store, &vm.info.name, addr)?;
+        let sol_cfg = store
+            .bmc_meta(&vm.info.name, SOL_KEY)?
+            .map_or_else(sol::Config::default, sol::Config::unpack);
+        let mut sessions = Sessions::new(policy);
+        for (i, l) in sessions.suite_limit.iter_mut().enumerate() {
+            *l = lan.suite_limit(i);
+        }
         // IPMI sends GUIDs least significant byte first (spec 20.8).
         let mut guid = vm.info.uuid;
         guid.reverse();
@@ -162,7 +191,14 @@ impl Bmc {
             env!("CARGO_PKG_VERSION"),
         );
         Ok(Bmc {
-            sessions: Sessions::new(policy),
+            sessions,
+            store,
+            lan,
+            lan_lock: None,
+            sol_cfg,
+            sol_lock: None,
+            sol: None,
+            outbox: Vec::new(),
             sel: Arc::new(Mutex::new(sel)),
             events: Arc::default(),
             guid,
@@ -355,8 +391,72 @@ impl Bmc {
                 }
                 Some(out)
             }
+            rmcp::PAYLOAD_SOL if p.session_id != 0 => {
+                let id = p.session_id;
+                let s = self.sessions.get_mut(id)?;
+                if !s.plus || s.peer != peer || !matches!(s.stage, Stage::Active) {
+                    return None;
+                }
+                let plain = Sessions::open_plus(s, p)?;
+                let pkt = match sol::parse(&plain) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        log::debug!("ipmi: session {id:#010x}: {e}");
+                        return None;
+                    }
+                };
+                let Some(act) = self.sol.as_mut().filter(|a| a.session == id) else {
+                    log::debug!(
+                        "ipmi: session {id:#010x}: SOL packet without an active SOL payload"
+                    );
+                    return None;
+                };
+                let console = self.vm.console.get();
+                let ack = act.inbound(&pkt, console.as_ref(), Instant::now());
+                let s = self.sessions.get_mut(id)?;
+                let out = ack.map(|a| Sessions::seal_plus(s, rmcp::PAYLOAD_SOL, &a));
+                self.pump_sol();
+                out
+            }
             _ => None,
         }
+    }
+
+    /// Whether a SOL payload is active (the server then polls the console).
+    pub fn sol_active(&self) -> bool {
+        self.sol.is_some()
+    }
+
+    /// Move console output to the SOL console (a new packet, or a
+    /// retransmission when due) and deactivate SOL whose session is gone.
+    pub fn pump_sol(&mut self) {
+        let Some(act) = self.sol.as_mut() else {
+            return;
+        };
+        self.sessions.expire(Instant::now());
+        let Some(s) = self
+            .sessions
+            .get_mut(act.session)
+            .filter(|s| matches!(s.stage, Stage::Active))
+        else {
+            log::info!(
+                "{}: SOL deactivated: session {:#010x} closed",
+                self.vm.info.name,
+                act.session
+            );
+            self.sol = None;
+            return;
+        };
+        let console = self.vm.console.get();
+        if let Some(p) = act.poll(console.as_ref(), &self.sol_cfg, Instant::now()) {
+            let pkt = Sessions::seal_plus(s, rmcp::PAYLOAD_SOL, &p);
+            self.outbox.push((pkt, s.peer));
+        }
+    }
+
+    /// Packets to send besides replies (SOL output).
+    pub fn take_outbox(&mut self) -> Vec<(Vec<u8>, SocketAddr)> {
+        std::mem::take(&mut self.outbox)
     }
 }
 
@@ -439,6 +539,9 @@ pub fn start(
     Ok(())
 }
 
+/// How often an active SOL payload looks for console output.
+const SOL_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Answer datagrams on `sock` with `bmc`, on a thread of its own.
 pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
     let name = bmc.vm.info.name.clone();
@@ -447,16 +550,38 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
         .spawn(move || {
             // One byte more than accepted, so oversize datagrams are seen.
             let mut buf = vec![0u8; rmcp::MAX_PACKET + 1];
+            let mut polling = false;
             loop {
-                let (n, peer) = match sock.recv_from(&mut buf) {
-                    Ok(x) => x,
+                // While SOL is active, wake up to move console output and
+                // retransmit even when the console sends nothing.
+                if bmc.sol_active() != polling {
+                    polling = bmc.sol_active();
+                    let t = polling.then_some(SOL_POLL);
+                    if let Err(e) = sock.set_read_timeout(t) {
+                        log::warn!("{name}: IPMI socket timeout: {e}");
+                    }
+                }
+                match sock.recv_from(&mut buf) {
+                    Ok((n, peer)) => {
+                        if let Some(out) = bmc.handle(&buf[..n], peer) {
+                            if let Err(e) = sock.send_to(&out, peer) {
+                                log::debug!("{name}: IPMI send to {peer}: {e}");
+                            }
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
                     Err(e) => {
                         log::warn!("{name}: IPMI receive: {e}");
                         std::thread::sleep(std::time::Duration::from_millis(10));
                         continue;
                     }
-                };
-                if let Some(out) = bmc.handle(&buf[..n], peer) {
+                }
+                bmc.pump_sol();
+                for (out, peer) in bmc.take_outbox() {
                     if let Err(e) = sock.send_to(&out, peer) {
                         log::debug!("{name}: IPMI send to {peer}: {e}");
                     }

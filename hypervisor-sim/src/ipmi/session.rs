@@ -293,6 +293,9 @@ pub struct Session {
 pub struct Sessions {
     /// The policy in force.
     pub policy: SessionPolicy,
+    /// Highest privilege per cipher suite entry (position in the suite
+    /// list; LAN parameter 24): 0 refuses the suite.
+    pub suite_limit: [u8; 16],
     list: Vec<Session>,
     next_handle: u8,
 }
@@ -306,6 +309,7 @@ impl Sessions {
     pub fn new(policy: SessionPolicy) -> Sessions {
         Sessions {
             policy,
+            suite_limit: [privilege::ADMIN; 16],
             list: Vec::new(),
             next_handle: 1,
         }
@@ -616,6 +620,22 @@ impl Sessions {
             );
             return fail(status::NO_CIPHER_MATCH);
         };
+        let entry = self.policy.suites().position(|s| s.id == suite.id);
+        let limit = entry.map_or(0, |i| self.suite_limit.get(i).copied().unwrap_or(0));
+        if limit == 0 {
+            log::warn!(
+                "ipmi: {peer} asked for cipher suite {}, which is marked unused",
+                suite.id
+            );
+            return fail(status::NO_CIPHER_MATCH);
+        }
+        if role > limit {
+            log::warn!(
+                "ipmi: {peer} asked for privilege {role} over cipher suite {}, which allows {limit}",
+                suite.id
+            );
+            return fail(status::UNAUTHORIZED_ROLE);
+        }
         self.expire(Instant::now());
         if !self.make_room() {
             log::warn!(
@@ -625,7 +645,7 @@ impl Sessions {
             return fail(status::NO_RESOURCES);
         }
         let id = self.new_id();
-        let max_priv = if role == 0 { privilege::ADMIN } else { role };
+        let max_priv = if role == 0 { limit } else { role };
         let s = self.blank(id, remote, true, Stage::Opened { suite, max_priv }, peer);
         self.list.push(s);
         let mut out = vec![tag, status::OK, max_priv, 0];

@@ -21,6 +21,9 @@ pub struct RedfishError {
     pub args: Vec<String>,
     severity: &'static str,
     resolution: &'static str,
+    /// Why, in our words, when the registry text alone does not say (shown
+    /// after it in the error's `message`).
+    pub detail: Option<Box<str>>,
 }
 
 /// (key, text with %N, severity, resolution) from Base.1.11.0.
@@ -52,6 +55,12 @@ const MESSAGES: &[(&str, &str, &str, &str)] = &[
     ("NoOperation", "The request body submitted contain no data to act upon and no changes to the resource took place.", "Warning", "Add properties in the JSON object and resubmit the request."),
     ("Success", "The request completed successfully.", "OK", "None"),
     ("Created", "The resource has been created successfully.", "OK", "None."),
+    ("ResourceAlreadyExists", "The requested resource of type %1 with the property %2 with the value '%3' already exists.", "Critical", "Do not repeat the create operation as the resource has already been created."),
+    ("PropertyValueResourceConflict", "The property '%1' with the requested value of '%2' could not be written because the value conflicts with the state or configuration of the resource at '%3'.", "Warning", "No resolution is required."),
+    ("PropertyValueFormatError", "The value '%1' for the property %2 is of a different format than the property can accept.", "Warning", "Correct the value for the property in the request body and resubmit the request if the operation failed."),
+    ("StringValueTooLong", "The string '%1' exceeds the length limit %2.", "Warning", "Resubmit the request with an appropriate string length."),
+    ("CreateLimitReachedForResource", "The create operation failed because the resource has reached the limit of possible resources.", "Critical", "Either delete resources and resubmit the request if the operation failed or do not resubmit the request."),
+    ("AccountForSessionNoLongerExists", "The account for the current session has been removed, thus the current session has been removed as well.", "OK", "Attempt to connect with a valid account."),
 ];
 
 impl RedfishError {
@@ -73,7 +82,15 @@ impl RedfishError {
             args: args.iter().map(|s| s.to_string()).collect(),
             severity,
             resolution,
+            detail: None,
         }
+    }
+
+    /// The same error with our explanation added to the top-level message
+    /// (the `@Message.ExtendedInfo` entry keeps the registry text).
+    pub fn explain(mut self, why: impl Into<String>) -> RedfishError {
+        self.detail = Some(why.into().into_boxed_str());
+        self
     }
 
     /// A GeneralError carrying our own explanation in the resolution's place
@@ -103,7 +120,10 @@ impl RedfishError {
         json!({
             "error": {
                 "code": format!("{BASE}.{}", self.id),
-                "message": self.message,
+                "message": match &self.detail {
+                    Some(d) => format!("{} {d}", self.message),
+                    None => self.message.clone(),
+                },
                 "@Message.ExtendedInfo": [self.message_json()],
             }
         })

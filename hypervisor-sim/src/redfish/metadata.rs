@@ -1,5 +1,7 @@
 //! `$metadata` (the CSDL documents and namespaces our resources use, per
-//! Redfish DSP0266 8.4) and the OData service document.
+//! Redfish DSP0266 8.4), the OData service document, and the CSDL of our
+//! OEM extensions, served under [`SCHEMA_PATH`] and referenced from
+//! `$metadata` the way real services publish theirs.
 
 use serde_json::{json, Value};
 
@@ -77,7 +79,7 @@ pub const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   </edmx:Reference>
   <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/ManagerAccount_v1.xml">
     <edmx:Include Namespace="ManagerAccount"/>
-    <edmx:Include Namespace="ManagerAccount.v1_4_0"/>
+    <edmx:Include Namespace="ManagerAccount.v1_7_0"/>
   </edmx:Reference>
   <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/RoleCollection_v1.xml">
     <edmx:Include Namespace="RoleCollection"/>
@@ -112,6 +114,14 @@ pub const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/RedfishExtensions_v1.xml">
     <edmx:Include Namespace="RedfishExtensions.v1_0_0" Alias="Redfish"/>
   </edmx:Reference>
+  <edmx:Reference Uri="/redfish/v1/schemas/HvsimComputerSystem_v1.xml">
+    <edmx:Include Namespace="HvsimComputerSystem"/>
+    <edmx:Include Namespace="HvsimComputerSystem.v1_0_0"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="/redfish/v1/schemas/HvsimVirtualMedia_v1.xml">
+    <edmx:Include Namespace="HvsimVirtualMedia"/>
+    <edmx:Include Namespace="HvsimVirtualMedia.v1_0_0"/>
+  </edmx:Reference>
   <edmx:DataServices>
     <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="Service">
       <EntityContainer Name="Service" Extends="ServiceRoot.v1_5_0.ServiceContainer"/>
@@ -119,6 +129,162 @@ pub const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   </edmx:DataServices>
 </edmx:Edmx>
 "#;
+
+/// Where the OEM schema documents are served (readable without
+/// credentials, like `$metadata`, which references them).
+pub const SCHEMA_PATH: &str = "/redfish/v1/schemas";
+
+/// `@odata.type` of `Oem.Hvsim` in ComputerSystem.
+pub const OEM_SYSTEM_TYPE: &str = "#HvsimComputerSystem.v1_0_0.HvsimComputerSystem";
+/// `@odata.type` of `Oem.Hvsim` in VirtualMedia.
+pub const OEM_VMEDIA_TYPE: &str = "#HvsimVirtualMedia.v1_0_0.HvsimVirtualMedia";
+
+/// One read-only property of an OEM object: (name, Edm type, nullable,
+/// description).
+type Prop = (&'static str, &'static str, bool, &'static str);
+
+const SYSTEM_PROPS: &[Prop] = &[
+    (
+        "ToolsStatus",
+        "Edm.String",
+        false,
+        "Whether the guest agent (vm-agent or VMware Tools) is running: running or not-running.",
+    ),
+    (
+        "OSName",
+        "Edm.String",
+        true,
+        "The guest operating system as the guest agent reported it.",
+    ),
+];
+
+const VMEDIA_PROPS: &[Prop] = &[
+    (
+        "NbdExport",
+        "Edm.String",
+        false,
+        "The NBD export name of the inserted medium (VM/SLOT).",
+    ),
+    (
+        "NbdUri",
+        "Edm.String",
+        true,
+        "The nbd:// URI of the export, when the NBD server listens.",
+    ),
+    (
+        "SizeBytes",
+        "Edm.Int64",
+        false,
+        "The size of the image in bytes.",
+    ),
+    (
+        "ReadOnly",
+        "Edm.Boolean",
+        false,
+        "Whether the export refuses writes.",
+    ),
+    (
+        "InsertedAt",
+        "Edm.DateTimeOffset",
+        false,
+        "When the medium was inserted.",
+    ),
+    (
+        "IdleSeconds",
+        "Edm.Int64",
+        false,
+        "Seconds since the last NBD request for the medium.",
+    ),
+    (
+        "InactivityTimeoutSeconds",
+        "Edm.Int64",
+        false,
+        "The medium is ejected after this many idle seconds.",
+    ),
+    ("Reads", "Edm.Int64", false, "NBD read requests served."),
+    ("BytesRead", "Edm.Int64", false, "Bytes read over NBD."),
+    ("Writes", "Edm.Int64", false, "NBD write requests served."),
+    (
+        "BytesWritten",
+        "Edm.Int64",
+        false,
+        "Bytes written over NBD.",
+    ),
+    (
+        "NbdConnections",
+        "Edm.Int64",
+        false,
+        "Open NBD connections to the export.",
+    ),
+];
+
+/// The CSDL document of one OEM extension: an unversioned namespace and
+/// `NAME.v1_0_0` with the complex type `NAME` derived from
+/// `Resource.OemObject`.
+fn oem_csdl(name: &str, description: &str, props: &[Prop]) -> String {
+    let mut x = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">
+  <edmx:Reference Uri="http://docs.oasis-open.org/odata/odata/v4.0/errata03/csd01/complete/vocabularies/Org.OData.Core.V1.xml">
+    <edmx:Include Namespace="Org.OData.Core.V1" Alias="OData"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/RedfishExtensions_v1.xml">
+    <edmx:Include Namespace="RedfishExtensions.v1_0_0" Alias="Redfish"/>
+  </edmx:Reference>
+  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/Resource_v1.xml">
+    <edmx:Include Namespace="Resource"/>
+  </edmx:Reference>
+  <edmx:DataServices>
+"#,
+    );
+    x += &format!(
+        r#"    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{name}">
+      <Annotation Term="Redfish.OwningEntity" String="hvsim"/>
+    </Schema>
+    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{name}.v1_0_0">
+      <Annotation Term="Redfish.OwningEntity" String="hvsim"/>
+      <Annotation Term="Redfish.Release" String="1.0"/>
+      <ComplexType Name="{name}" BaseType="Resource.OemObject">
+        <Annotation Term="OData.AdditionalProperties" Bool="false"/>
+        <Annotation Term="OData.Description" String="{description}"/>
+        <Annotation Term="OData.LongDescription" String="{description}"/>
+"#
+    );
+    for (prop, ty, nullable, desc) in props {
+        let n = if *nullable {
+            ""
+        } else {
+            r#" Nullable="false""#
+        };
+        x += &format!(
+            r#"        <Property Name="{prop}" Type="{ty}"{n}>
+          <Annotation Term="OData.Permissions" EnumMember="OData.Permission/Read"/>
+          <Annotation Term="OData.Description" String="{desc}"/>
+          <Annotation Term="OData.LongDescription" String="{desc}"/>
+        </Property>
+"#
+        );
+    }
+    x += "      </ComplexType>\n    </Schema>\n  </edmx:DataServices>\n</edmx:Edmx>\n";
+    x
+}
+
+/// The OEM schema document `file` (as `$metadata` names it), if ours.
+pub fn oem_schema(file: &str) -> Option<String> {
+    match file {
+        "HvsimComputerSystem_v1.xml" => Some(oem_csdl(
+            "HvsimComputerSystem",
+            "hvsim's extension of ComputerSystem: the guest agent's view of the VM.",
+            SYSTEM_PROPS,
+        )),
+        "HvsimVirtualMedia_v1.xml" => Some(oem_csdl(
+            "HvsimVirtualMedia",
+            "hvsim's extension of VirtualMedia: the NBD export of the inserted medium and its traffic.",
+            VMEDIA_PROPS,
+        )),
+        _ => None,
+    }
+}
 
 /// `/redfish/v1/odata`.
 pub fn service_document() -> Value {

@@ -79,7 +79,10 @@ pub struct Session {
     pub token: String,
     /// Who.
     pub user: String,
-    /// Their role at login.
+    /// Their IPMI user ID: a session lasts only while this account exists
+    /// under this name and is enabled.
+    pub uid: u8,
+    /// Their role at login (requests use the account's current role).
     pub role: Role,
     /// Last use.
     pub last_used: Instant,
@@ -188,8 +191,9 @@ fn allowed(path: &str) -> &'static str {
     match segs.as_slice() {
         ["", "redfish", "v1", "SessionService", "Sessions"] => "GET, HEAD, POST",
         ["", "redfish", "v1", "SessionService", "Sessions", _] => "GET, HEAD, DELETE",
+        ["", "redfish", "v1", "AccountService", "Accounts"] => "GET, HEAD, POST",
+        ["", "redfish", "v1", "AccountService", "Accounts", _] => "GET, HEAD, PATCH, DELETE",
         ["", "redfish", "v1", "Systems", _]
-        | ["", "redfish", "v1", "AccountService", "Accounts", _]
         | ["", "redfish", "v1", "SessionService"]
         | ["", "redfish", "v1", "Managers", _, "VirtualMedia", _] => "GET, HEAD, PATCH",
         [.., "Actions", _] => "POST",
@@ -230,17 +234,29 @@ impl Service {
             let mut s = self.sessions();
             if let Some(sess) = s.values_mut().find(|v| v.token == tok) {
                 sess.last_used = Instant::now();
-                // A disabled account loses its sessions.
-                if self
-                    .users
-                    .by_name(sess.user.as_bytes())
-                    .is_some_and(|u| u.enabled)
-                {
-                    return Ok(Caller {
-                        user: sess.user.clone(),
-                        role: sess.role,
-                        session: Some(sess.id.clone()),
-                    });
+                let account = self.users.by_id(sess.uid).filter(|u| u.name == sess.user);
+                match account {
+                    // A disabled account's sessions are refused while it is.
+                    Some(u) if u.enabled => {
+                        sess.role = u.role;
+                        return Ok(Caller {
+                            user: sess.user.clone(),
+                            role: u.role,
+                            session: Some(sess.id.clone()),
+                        });
+                    }
+                    Some(_) => {}
+                    // Deleted (over Redfish or IPMI): the session goes too.
+                    None => {
+                        let id = sess.id.clone();
+                        s.remove(&id);
+                        log::info!("redfish: session {id} ended: its account is gone");
+                        return Err(RedfishError::new(
+                            401,
+                            "AccountForSessionNoLongerExists",
+                            &[],
+                        ));
+                    }
                 }
             }
             return Err(RedfishError::new(401, "NoValidSession", &[]));
@@ -326,6 +342,23 @@ impl Service {
             "/redfish/v1/SessionService/Sessions" if m == "POST" => return self.login(req),
             _ => {}
         }
+        if let Some(file) = path
+            .strip_prefix(metadata::SCHEMA_PATH)
+            .and_then(|f| f.strip_prefix('/'))
+        {
+            if get {
+                if let Some(xml) = metadata::oem_schema(file) {
+                    return Ok(Response {
+                        status: 200,
+                        headers: vec![
+                            ("Content-Type".into(), "application/xml".into()),
+                            ("OData-Version".into(), "4.0".into()),
+                        ],
+                        body: xml.into_bytes(),
+                    });
+                }
+            }
+        }
         if !path.starts_with("/redfish/v1/") && path != "/redfish/v1" {
             return Err(not_found("Resource", path));
         }
@@ -341,7 +374,7 @@ impl Service {
             .filter(|s| !s.is_empty())
             .collect();
         match m {
-            "GET" | "HEAD" => self.get(&segs).map(|v| self.resource(v)),
+            "GET" | "HEAD" => self.get_as(&caller, &segs).map(|v| self.resource(v)),
             "PATCH" => self.patch(req, &caller, &segs),
             "POST" => self.post(req, &caller, &segs),
             "DELETE" => self.delete(&caller, &segs),
@@ -489,14 +522,7 @@ impl Service {
                     .collect::<Vec<_>>()
                     .into_iter(),
             )),
-            ["AccountService", "Accounts", id] => {
-                let u = id
-                    .parse::<u8>()
-                    .ok()
-                    .and_then(|i| self.users.by_id(i))
-                    .ok_or_else(|| not_found("ManagerAccount", id))?;
-                Ok(r::account(&u))
-            }
+            ["AccountService", "Accounts", id] => Ok(r::account(&self.account_of(id)?)),
             ["AccountService", "Roles"] => Ok(r::collection(
                 "/redfish/v1/AccountService/Roles",
                 "RoleCollection",
@@ -535,6 +561,41 @@ impl Service {
                 &format!("/redfish/v1/{}", segs.join("/")),
             )),
         }
+    }
+
+    /// GET as `caller`: without ConfigureUsers an account sees only itself
+    /// among the accounts (ConfigureSelf).
+    fn get_as(&self, caller: &Caller, segs: &[&str]) -> Result<Value, RedfishError> {
+        if caller.role == Role::Administrator {
+            return self.get(segs);
+        }
+        match segs {
+            ["AccountService", "Accounts"] => Ok(resources::collection(
+                "/redfish/v1/AccountService/Accounts",
+                "ManagerAccountCollection",
+                "Accounts Collection",
+                self.users
+                    .by_name(caller.user.as_bytes())
+                    .map(|u| format!("/redfish/v1/AccountService/Accounts/{}", u.id))
+                    .into_iter(),
+            )),
+            ["AccountService", "Accounts", id] => {
+                let v = self.get(segs)?;
+                if v["UserName"].as_str() != Some(caller.user.as_str()) {
+                    return Err(RedfishError::new(403, "InsufficientPrivilege", &[])
+                        .explain(format!("Without ConfigureUsers only your own account is readable, not account {id}.")));
+                }
+                Ok(v)
+            }
+            _ => self.get(segs),
+        }
+    }
+
+    fn account_of(&self, id: &str) -> Result<crate::users::User, RedfishError> {
+        id.parse::<u8>()
+            .ok()
+            .and_then(|i| self.users.by_id(i))
+            .ok_or_else(|| not_found("ManagerAccount", id))
     }
 
     fn require(&self, caller: &Caller, role: Role) -> Result<(), RedfishError> {
@@ -576,11 +637,7 @@ impl Service {
                 self.media.patch(&vm_name, slot, &body)?;
             }
             ["AccountService", "Accounts", id] => {
-                let u = id
-                    .parse::<u8>()
-                    .ok()
-                    .and_then(|i| self.users.by_id(i))
-                    .ok_or_else(|| not_found("ManagerAccount", id))?;
+                let u = self.account_of(id)?;
                 if u.name != caller.user {
                     self.require(caller, Role::Administrator)?;
                 }
@@ -590,6 +647,12 @@ impl Service {
                     &body,
                     caller.role == Role::Administrator,
                 )?;
+                // A renamed account keeps its sessions.
+                if let Some(now) = self.users.by_id(u.id).filter(|n| n.name != u.name) {
+                    for sess in self.sessions().values_mut().filter(|s| s.uid == u.id) {
+                        sess.user.clone_from(&now.name);
+                    }
+                }
             }
             ["SessionService"] => {
                 self.require(caller, Role::Administrator)?;
@@ -659,6 +722,23 @@ impl Service {
                 }
             }
             ["SessionService", "Sessions"] => self.login(req),
+            ["AccountService", "Accounts"] => {
+                self.require(caller, Role::Administrator)?;
+                let body = parse_object(&req.body)?;
+                let u = resources::create_account(&self.users, &body)?;
+                log::info!(
+                    "redfish: account {} ({:?}, {}) created by {}",
+                    u.id,
+                    u.name,
+                    u.role.as_str(),
+                    caller.user
+                );
+                let v = resources::account(&u);
+                let loc = format!("/redfish/v1/AccountService/Accounts/{}", u.id);
+                Ok(json_response(201, &v)
+                    .with_header("Location", &loc)
+                    .with_header("ETag", &etag_of(&v)))
+            }
             [.., "Actions", action] => {
                 self.get(&segs[..segs.len() - 2])?;
                 Err(RedfishError::new(404, "ActionNotSupported", &[action]))
@@ -680,11 +760,23 @@ impl Service {
                 }
                 s.remove(*id);
                 log::info!("redfish: session {id} of {} ended", caller.user);
-                Ok(Response {
-                    status: 204,
-                    headers: vec![("OData-Version".into(), "4.0".into())],
-                    body: Vec::new(),
-                })
+                Ok(no_content())
+            }
+            ["AccountService", "Accounts", id] => {
+                let u = self.account_of(id)?;
+                self.require(caller, Role::Administrator)?;
+                resources::delete_account(&self.users, u.id)?;
+                let mut s = self.sessions();
+                let before = s.len();
+                s.retain(|_, v| v.uid != u.id);
+                log::info!(
+                    "redfish: account {} ({:?}) deleted by {}; {} session(s) ended",
+                    u.id,
+                    u.name,
+                    caller.user,
+                    before - s.len()
+                );
+                Ok(no_content())
             }
             _ => {
                 self.get(segs)?;
@@ -728,6 +820,7 @@ impl Service {
             id: id.clone(),
             token: random_hex(16),
             user: u.name.clone(),
+            uid: u.id,
             role: u.role,
             last_used: Instant::now(),
             context,
@@ -740,6 +833,14 @@ impl Service {
         Ok(json_response(201, &body)
             .with_header("X-Auth-Token", &token)
             .with_header("Location", &loc))
+    }
+}
+
+fn no_content() -> Response {
+    Response {
+        status: 204,
+        headers: vec![("OData-Version".into(), "4.0".into())],
+        body: Vec::new(),
     }
 }
 

@@ -6,7 +6,9 @@ use serde_json::{json, Map, Value};
 use super::error::{not_found, RedfishError};
 use super::Service;
 use crate::ipmi::sdr::{Kind, SENSORS};
-use crate::users::{Role, User, UserStore};
+use crate::users::{
+    Role, User, UserError, UserStore, MAX_IPMI_NAME, MAX_IPMI_PASSWORD, MAX_NAME, MAX_USERS,
+};
 use crate::vm::{BootOverride, BootTarget, Power, PowerAction, PowerError, Vm};
 
 /// The reset types ComputerSystem.Reset accepts.
@@ -117,6 +119,7 @@ pub fn system(_s: &Service, vm: &Vm) -> Value {
             }
         },
         "Oem": {"Hvsim": {
+            "@odata.type": super::metadata::OEM_SYSTEM_TYPE,
             "ToolsStatus": info["tools"]["status"],
             "OSName": info["guest"]["os_name"],
         }},
@@ -408,28 +411,31 @@ pub fn vmedia_collection(base: &str, _vm: &str) -> Value {
     )
 }
 
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Administrator => "Administrator",
-        Role::Operator => "Operator",
-        Role::ReadOnly => "ReadOnly",
+/// The account types an account serves: Redfish always, IPMI when its name
+/// and password fit IPMI's fields.
+pub fn account_types(u: &User) -> Vec<&'static str> {
+    let mut t = vec!["Redfish"];
+    if u.name.len() <= MAX_IPMI_NAME && u.password.len() <= MAX_IPMI_PASSWORD {
+        t.push("IPMI");
     }
+    t
 }
 
-/// AccountService/Accounts/{id}.
+/// AccountService/Accounts/{id}: the IPMI user ID is the account Id.
 pub fn account(u: &User) -> Value {
     json!({
         "@odata.id": format!("/redfish/v1/AccountService/Accounts/{}", u.id),
-        "@odata.type": "#ManagerAccount.v1_4_0.ManagerAccount",
+        "@odata.type": "#ManagerAccount.v1_7_0.ManagerAccount",
         "Id": u.id.to_string(),
         "Name": format!("Account {}", u.name),
+        "Description": format!("IPMI user ID {}", u.id),
         "UserName": u.name,
-        "RoleId": role_name(u.role),
+        "RoleId": u.role.as_str(),
         "Enabled": u.enabled,
         "Locked": false,
         "Password": null,
-        "AccountTypes": ["Redfish"],
-        "Links": {"Role": {"@odata.id": format!("/redfish/v1/AccountService/Roles/{}", role_name(u.role))}},
+        "AccountTypes": account_types(u),
+        "Links": {"Role": {"@odata.id": format!("/redfish/v1/AccountService/Roles/{}", u.role.as_str())}},
     })
 }
 
@@ -576,8 +582,142 @@ pub fn reset(vm: &Vm, body: &Map<String, Value>) -> Result<(), RedfishError> {
     })
 }
 
-/// PATCH AccountService/Accounts/{id}: Password (anyone for themselves),
-/// Enabled (administrators).
+/// The Redfish error for a refused account change.
+pub fn user_error(e: UserError) -> RedfishError {
+    match e {
+        UserError::NameTaken(n) => {
+            RedfishError::new(409, "ResourceAlreadyExists", &["ManagerAccount", "UserName", &n])
+        }
+        UserError::PasswordTooLong => {
+            RedfishError::new(400, "StringValueTooLong", &["******", &MAX_IPMI_PASSWORD.to_string()])
+                .explain(format!(
+                    "Passwords are at most {MAX_IPMI_PASSWORD} bytes: accounts are shared with IPMI, whose Set User Password carries no more."
+                ))
+        }
+        UserError::BadName => RedfishError::new(400, "PropertyValueFormatError", &["", "UserName"])
+            .explain(format!(
+                "User names are 1-{MAX_NAME} printable characters without ':' (at most {MAX_IPMI_NAME} bytes to log in over IPMI too)."
+            )),
+        UserError::Full => RedfishError::new(409, "CreateLimitReachedForResource", &[]).explain(
+            format!(
+                "Accounts are the BMC's IPMI users: user IDs 2-{MAX_USERS} are all in use; delete an account first."
+            ),
+        ),
+        UserError::NoSuchUser(id) => not_found("ManagerAccount", &id.to_string()),
+        e @ (UserError::Config { .. } | UserError::Store(_)) => {
+            RedfishError::general(500, &e.to_string())
+        }
+    }
+}
+
+/// The properties of a POST or PATCH to an account, checked.
+#[derive(Debug, Default)]
+pub struct AccountChange {
+    /// New user name.
+    pub name: Option<String>,
+    /// New password.
+    pub password: Option<String>,
+    /// New role.
+    pub role: Option<Role>,
+    /// Enabled or not.
+    pub enabled: Option<bool>,
+}
+
+/// Parse an account body: UserName, Password, RoleId, Enabled; the rest of
+/// ManagerAccount is read-only here, anything else unknown.
+pub fn parse_account(body: &Map<String, Value>) -> Result<AccountChange, RedfishError> {
+    let mut c = AccountChange::default();
+    for (k, v) in body {
+        match k.as_str() {
+            "UserName" => {
+                let n = v.as_str().ok_or_else(|| type_err(v, k))?;
+                if n.is_empty() || n.len() > MAX_NAME || n.chars().any(|c| c.is_control() || c == ':')
+                {
+                    return Err(user_error(UserError::BadName));
+                }
+                c.name = Some(n.to_string());
+            }
+            "Password" => {
+                let p = v.as_str().ok_or_else(|| type_err(v, k))?;
+                if p.is_empty() {
+                    return Err(
+                        RedfishError::new(400, "PropertyValueFormatError", &["******", k])
+                            .explain(format!("Passwords are 1 to {MAX_IPMI_PASSWORD} bytes long.")),
+                    );
+                }
+                if p.len() > MAX_IPMI_PASSWORD {
+                    return Err(user_error(UserError::PasswordTooLong));
+                }
+                c.password = Some(p.to_string());
+            }
+            "RoleId" => {
+                let r = v.as_str().ok_or_else(|| type_err(v, k))?;
+                c.role = Some(match r {
+                    "Administrator" => Role::Administrator,
+                    "Operator" => Role::Operator,
+                    "ReadOnly" => Role::ReadOnly,
+                    _ => return Err(RedfishError::new(400, "PropertyValueNotInList", &[r, k])),
+                });
+            }
+            "Enabled" => c.enabled = Some(v.as_bool().ok_or_else(|| type_err(v, k))?),
+            "AccountTypes" => {
+                return Err(RedfishError::new(400, "PropertyNotWritable", &[k]).explain(
+                    "Every account serves Redfish, and IPMI when its name and password fit IPMI's fields.",
+                ))
+            }
+            "Id" | "Name" | "Description" | "Locked" | "Links" | "@odata.id"
+            | "@odata.type" => return Err(RedfishError::new(400, "PropertyNotWritable", &[k])),
+            _ => return Err(RedfishError::new(400, "PropertyUnknown", &[k])),
+        }
+    }
+    Ok(c)
+}
+
+/// Whether, with user `id` changed to `role`/`enabled` (or deleted: `None`),
+/// no enabled Administrator would be left to manage the accounts.
+pub fn orphans_accounts(users: &UserStore, id: u8, after: Option<(Role, bool)>) -> bool {
+    let admin = |r: Role, e: bool| r == Role::Administrator && e;
+    let others = users
+        .list()
+        .iter()
+        .any(|u| u.id != id && admin(u.role, u.enabled));
+    let this = after.is_some_and(|(r, e)| admin(r, e));
+    let before = users.by_id(id).is_some_and(|u| admin(u.role, u.enabled));
+    before && !others && !this
+}
+
+fn last_admin() -> RedfishError {
+    RedfishError::new(409, "ResourceInUse", &[])
+        .explain("This is the last enabled Administrator account: create or enable another first.")
+}
+
+/// POST AccountService/Accounts: UserName, Password and RoleId required,
+/// Enabled optional (true). The lowest free IPMI user ID becomes its Id.
+pub fn create_account(users: &UserStore, body: &Map<String, Value>) -> Result<User, RedfishError> {
+    let c = parse_account(body)?;
+    let name = c
+        .name
+        .ok_or_else(|| RedfishError::new(400, "PropertyMissing", &["UserName"]))?;
+    let password = c
+        .password
+        .ok_or_else(|| RedfishError::new(400, "PropertyMissing", &["Password"]))?;
+    let role = c
+        .role
+        .ok_or_else(|| RedfishError::new(400, "PropertyMissing", &["RoleId"]))?;
+    users
+        .create(
+            None,
+            &name,
+            password.as_bytes(),
+            role,
+            c.enabled.unwrap_or(true),
+        )
+        .map_err(user_error)
+}
+
+/// PATCH AccountService/Accounts/{id}. Administrators may change UserName,
+/// Password, RoleId and Enabled; others (ConfigureSelf) only their own
+/// Password. Everything is checked before anything changes.
 pub fn patch_account(
     users: &UserStore,
     u: &User,
@@ -587,40 +727,54 @@ pub fn patch_account(
     if body.is_empty() {
         return Err(RedfishError::new(400, "NoOperation", &[]));
     }
-    // Validate everything before changing anything.
-    let mut password = None;
-    let mut enabled = None;
-    for (k, v) in body {
-        match k.as_str() {
-            "Password" => {
-                let p = v.as_str().ok_or_else(|| type_err(v, k))?;
-                if p.is_empty() || p.len() > crate::users::MAX_IPMI_PASSWORD {
-                    return Err(RedfishError::new(
-                        400,
-                        "PropertyValueFormatError",
-                        &["******", k],
-                    ));
-                }
-                password = Some(p.to_string());
-            }
-            "Enabled" => {
-                if !admin {
-                    return Err(RedfishError::new(403, "InsufficientPrivilege", &[]));
-                }
-                enabled = Some(v.as_bool().ok_or_else(|| type_err(v, k))?);
-            }
-            "UserName" | "RoleId" | "Id" | "Name" | "Locked" | "Links" | "@odata.id"
-            | "@odata.type" => return Err(RedfishError::new(400, "PropertyNotWritable", &[k])),
-            _ => return Err(RedfishError::new(400, "PropertyUnknown", &[k])),
+    let c = parse_account(body)?;
+    if !admin && (c.name.is_some() || c.role.is_some() || c.enabled.is_some()) {
+        return Err(RedfishError::new(403, "InsufficientPrivilege", &[])
+            .explain("Without ConfigureUsers an account may change only its own Password."));
+    }
+    if let Some(n) = &c.name {
+        if let Some(other) = users.by_name(n.as_bytes()).filter(|o| o.id != u.id) {
+            return Err(RedfishError::new(
+                409,
+                "PropertyValueResourceConflict",
+                &[
+                    "UserName",
+                    n,
+                    &format!("/redfish/v1/AccountService/Accounts/{}", other.id),
+                ],
+            ));
         }
     }
-    let fail = |e: crate::users::UserError| RedfishError::general(500, &e.to_string());
-    if let Some(p) = password {
-        users.set_password(u.id, p.as_bytes()).map_err(fail)?;
-        log::info!("redfish: password of {} changed", u.name);
+    let after = (c.role.unwrap_or(u.role), c.enabled.unwrap_or(u.enabled));
+    if orphans_accounts(users, u.id, Some(after)) {
+        return Err(last_admin());
     }
-    if let Some(e) = enabled {
-        users.set_enabled(u.id, e).map_err(fail)?;
+    if let Some(n) = &c.name {
+        users.rename(u.id, n).map_err(user_error)?;
+        log::info!("redfish: account {} renamed to {n:?}", u.id);
+    }
+    if let Some(p) = c.password {
+        users.set_password(u.id, p.as_bytes()).map_err(user_error)?;
+        log::info!("redfish: password of account {} changed", u.id);
+    }
+    if let Some(r) = c.role {
+        users.set_role(u.id, r).map_err(user_error)?;
+        log::info!("redfish: account {} is now {}", u.id, r.as_str());
+    }
+    if let Some(e) = c.enabled {
+        users.set_enabled(u.id, e).map_err(user_error)?;
+        log::info!("redfish: account {} enabled={e}", u.id);
     }
     Ok(())
+}
+
+/// DELETE AccountService/Accounts/{id} (not the last enabled Administrator).
+pub fn delete_account(users: &UserStore, id: u8) -> Result<(), RedfishError> {
+    if users.by_id(id).is_none() {
+        return Err(not_found("ManagerAccount", &id.to_string()));
+    }
+    if orphans_accounts(users, id, None) {
+        return Err(last_admin());
+    }
+    users.delete(id).map_err(user_error)
 }

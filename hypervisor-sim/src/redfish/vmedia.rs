@@ -339,6 +339,7 @@ pub fn render(svc: &Service, vm: &Vm, slot: &str, uri: &str) -> Result<Value, Re
         let c = &m.counters;
         let export = format!("{}/{slot}", vm.info.name);
         v["Oem"] = json!({"Hvsim": {
+            "@odata.type": super::metadata::OEM_VMEDIA_TYPE,
             "NbdExport": export,
             "NbdUri": svc.opts.nbd.map(|a| format!("nbd://{a}/{export}")),
             "SizeBytes": m.size(),
@@ -485,7 +486,14 @@ pub fn insert(
         .name("redfish-insert".into())
         .spawn(move || {
             let r = media::open(&image, &opts)
-                .map_err(|e| RedfishError::general(400, &format!("cannot insert {image}: {e}")))
+                .map_err(|e| {
+                    // Remote errors name the URL themselves.
+                    let why = match &e {
+                        media::MediaError::Remote { msg, .. } => msg.clone(),
+                        e => e.to_string(),
+                    };
+                    RedfishError::general(400, &format!("cannot insert {image}: {why}"))
+                })
                 .map(|backend| {
                     let m = Arc::new(Medium::new(image.clone(), backend, wp));
                     let size = m.size();

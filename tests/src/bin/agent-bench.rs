@@ -198,6 +198,7 @@ impl Host {
 enum Subject {
     AgentSocket,
     AgentTrap,
+    AgentTrapPoll,
     Vmtoolsd,
 }
 
@@ -206,6 +207,7 @@ impl Subject {
         match self {
             Subject::AgentSocket => "vm-agent (socket)",
             Subject::AgentTrap => "vm-agent (hvsim exec)",
+            Subject::AgentTrapPoll => "vm-agent (hvsim exec, vsock = false)",
             Subject::Vmtoolsd => "vmtoolsd (hvsim exec)",
         }
     }
@@ -226,11 +228,15 @@ fn launch(s: Subject, host: &Host, ns: &Netns) -> (Proc, PathBuf) {
         argv.extend(["exec", "--vm", "vm0", "--"].map(String::from));
     }
     match s {
-        Subject::AgentSocket | Subject::AgentTrap => {
+        Subject::AgentSocket | Subject::AgentTrap | Subject::AgentTrapPoll => {
             let cfg = dir.join("agent.toml");
             std::fs::write(
                 &cfg,
-                "[timesync]\nenabled = false\n[powerops]\nenabled = false\n",
+                if s == Subject::AgentTrapPoll {
+                    "[agent]\nvsock = false\n[timesync]\nenabled = false\n[powerops]\nenabled = false\n"
+                } else {
+                    "[timesync]\nenabled = false\n[powerops]\nenabled = false\n"
+                },
             )
             .unwrap();
             argv.push(e2e_tests::guest_bin("vm-agent").display().to_string());
@@ -406,6 +412,7 @@ struct Row {
     cpu_ms: f64,
     host_cpu_ms: f64,
     calls_per_s: Option<f64>,
+    tclo: String,
     ping_p50: f64,
     ping_p99: f64,
     fresh_p50: f64,
@@ -444,6 +451,10 @@ fn measure(
         row.calls_per_s = Some(n1.saturating_sub(n0) as f64 / window);
     }
     (row.rss_kib, row.anon_kib) = rss_kib(pid);
+    row.tclo = host.show()["tools"]["tclo_transport"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
 
     let mut lat = Vec::new();
     for i in 0..pings {
@@ -524,6 +535,9 @@ fn main() {
     let mut subjects = vec![Subject::AgentSocket];
     if exec_ok {
         subjects.push(Subject::AgentTrap);
+        if !quick {
+            subjects.push(Subject::AgentTrapPoll);
+        }
     }
     if vmtoolsd_ok && !quick {
         subjects.push(Subject::Vmtoolsd);
@@ -556,12 +570,13 @@ fn main() {
         println!("vmtoolsd rows missing: needs `hvsim exec` and open-vm-tools installed");
     }
     println!();
-    println!("| agent | idle RSS (anon) | CPU over idle window (hvsim serve's) | backdoor calls/s idle | tclo ping p50 / p99 | new address visible p50 / p99 |");
-    println!("|---|---|---|---|---|---|");
+    println!("| agent | TCLO | idle RSS (anon) | CPU over idle window (hvsim serve's) | backdoor calls/s idle | tclo ping p50 / p99 | new address visible p50 / p99 |");
+    println!("|---|---|---|---|---|---|---|");
     for (s, r) in &rows {
         println!(
-            "| {} | {} KiB ({} KiB) | {:.1} ms ({:.0} ms) | {} | {} / {} | {} / {}{} |",
+            "| {} | {} | {} KiB ({} KiB) | {:.1} ms ({:.0} ms) | {} | {} / {} | {} / {}{} |",
             s.name(),
+            r.tclo,
             r.rss_kib,
             r.anon_kib,
             r.cpu_ms,
