@@ -278,7 +278,8 @@ pub struct Packet {
 }
 
 impl Packet {
-    /// A data packet carrying `payload`.
+    /// A data packet carrying `payload` (an empty one is left out of the
+    /// map, as open-vm-tools does).
     pub fn data(payload: &[u8]) -> Packet {
         Packet {
             kind: PacketKind::Data,
@@ -302,7 +303,7 @@ impl Packet {
             PacketKind::Ping => 2,
         };
         m.set(FIELD_TYPE, Value::Int64(ty));
-        if let Some(p) = &self.payload {
+        if let Some(p) = self.payload.as_ref().filter(|p| !p.is_empty()) {
             m.set(FIELD_PAYLOAD, Value::String(p.clone()));
         }
         m.serialize()
@@ -322,9 +323,12 @@ impl Packet {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(DataMapError::NotAPacket("payload is not a string")),
         };
-        if kind == PacketKind::Data && payload.is_none() {
-            return Err(DataMapError::NotAPacket("data packet without payload"));
-        }
+        // open-vm-tools leaves the payload out when it is empty.
+        let payload = match (kind, payload) {
+            (PacketKind::Data, None) => Some(Vec::new()),
+            (PacketKind::Ping, Some(p)) if p.is_empty() => None,
+            (_, p) => p,
+        };
         Ok(Packet { kind, payload })
     }
 }
@@ -457,11 +461,23 @@ mod tests {
             Err(DataMapError::TooLarge(0x7f00_0000))
         );
         let mut m = DataMap::new();
-        m.set(FIELD_TYPE, Value::Int64(1));
+        m.set(FIELD_TYPE, Value::Int64(7));
         assert!(matches!(
             Packet::decode(&m.serialize()[4..]),
             Err(DataMapError::NotAPacket(_))
         ));
+        // An empty reply goes without a payload field and comes back empty.
+        let empty = Packet::data(b"").encode();
+        assert_eq!(
+            empty,
+            Packet::ping()
+                .encode()
+                .iter()
+                .enumerate()
+                .map(|(i, b)| if i == 15 { 1 } else { *b })
+                .collect::<Vec<u8>>()
+        );
+        assert_eq!(Packet::decode(&empty[4..]).unwrap(), Packet::data(b""));
     }
 
     #[test]
