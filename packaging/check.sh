@@ -60,8 +60,8 @@ trap cleanup EXIT
 step "systemd-analyze verify"
 mkdir -p "$work/units"
 for u in packaging/systemd/*.service; do
-    # verify checks that ExecStart exists: point it at the built binaries.
-    sed "s#/usr/bin/#$root/target/release/#" "$u" > "$work/units/$(basename "$u")"
+    # verify checks that ExecStart exists: point it at the packaged binaries.
+    sed "s#/usr/bin/#$root/target/packaging/bin/#" "$u" > "$work/units/$(basename "$u")"
 done
 systemd-analyze verify --man=no "$work"/units/*.service
 for u in packaging/systemd/*.service; do
