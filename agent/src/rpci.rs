@@ -70,6 +70,9 @@ fn format_error(reply: &[u8], _: FramingError) -> RpciError {
 /// An open RPCI channel.
 pub struct Rpci {
     channel: GuestChannel<BoxedBackdoor>,
+    /// RPCI over vsock, used instead of the channel while it works.
+    vsock: Option<crate::vsock::VsockRpci>,
+    vsock_reply: Vec<u8>,
 }
 
 impl fmt::Debug for Rpci {
@@ -86,7 +89,11 @@ impl Rpci {
     /// Open an RPCI channel over `backdoor`.
     pub fn open(backdoor: BoxedBackdoor) -> Result<Self, RpciError> {
         let channel = GuestChannel::open(backdoor, proto::RPCI).map_err(RpciError::Open)?;
-        Ok(Rpci { channel })
+        Ok(Rpci {
+            channel,
+            vsock: None,
+            vsock_reply: Vec::new(),
+        })
     }
 
     /// Allow (the default) or forbid the high-bandwidth port; forbidden, all
@@ -98,6 +105,20 @@ impl Rpci {
     /// Send `msg` as it is and return the host's parsed answer, borrowed from
     /// the channel's receive buffer (no copy).
     pub fn send_borrowed(&mut self, msg: &[u8]) -> Result<rpc::Rpci<'_>, RpciError> {
+        if let Some(v) = self.vsock.as_mut() {
+            match v.request(msg) {
+                Ok(reply) => {
+                    self.vsock_reply = reply;
+                    let reply = &self.vsock_reply;
+                    return rpc::parse_rpci_reply(reply).map_err(|e| format_error(reply, e));
+                }
+                Err(e) => {
+                    // As vmtoolsd: fall back to the backdoor channel.
+                    log::warn!("RPCI over vsock failed ({e}); using the backdoor");
+                    self.vsock = None;
+                }
+            }
+        }
         self.channel.send(msg).map_err(RpciError::Send)?;
         let reply = self.channel.receive().map_err(RpciError::Receive)?;
         rpc::parse_rpci_reply(reply).map_err(|e| format_error(reply, e))
@@ -110,6 +131,17 @@ impl Rpci {
             ok: reply.ok,
             body: reply.body.to_vec(),
         })
+    }
+
+    /// Send messages over vsock from now on (while that works), keeping
+    /// the backdoor channel open for the fallback and plain calls.
+    pub fn use_vsock(&mut self, link: crate::vsock::VsockRpci) {
+        self.vsock = Some(link);
+    }
+
+    /// Whether messages go over vsock.
+    pub fn over_vsock(&self) -> bool {
+        self.vsock.is_some()
     }
 
     /// The transport, for plain backdoor calls between messages.

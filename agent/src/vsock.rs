@@ -1,5 +1,6 @@
-//! TCLO over vsock: the host pushes commands on a stream instead of the
-//! guest polling for them over the backdoor.
+//! TCLO and RPCI over vsock: the host pushes commands on a stream instead
+//! of the guest polling for them over the backdoor, and answers RPCI
+//! messages without a backdoor call.
 //!
 //! A VMware host listens on vsock CID 0 (the hypervisor), port 975; vmtoolsd
 //! tries it before falling back to the backdoor poll, and so does vm-agent.
@@ -7,18 +8,29 @@
 //! guest answers every one with a data packet, and after its first answer
 //! sends a ping every second as a heartbeat. At idle that is one small write
 //! a second instead of ten polls of two backdoor calls each.
+//!
+//! RPCI goes to port 976 ([`VsockRpci`]): one data packet per message, one
+//! back with the `1 `/`0 ` reply, from a privileged source port when the
+//! agent may bind one (as vmtoolsd does: hosts trust those more).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use protocol::datamap::{Decoder, Packet, PacketKind, HYPERVISOR_CID, TCLO_VSOCK_PORT};
+use std::os::unix::net::UnixStream;
+
+use protocol::datamap::{
+    read_packet, Decoder, Packet, PacketKind, HYPERVISOR_CID, RPCI_VSOCK_PORT, TCLO_VSOCK_PORT,
+};
 
 /// How often the guest says it is alive (vmtoolsd's RPCIN_HEARTBEAT_INTERVAL).
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Longest a blocking send may stall before the link counts as broken.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest the host may take to answer one RPCI message.
+const RPCI_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the link failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,62 +77,8 @@ pub struct VsockTclo {
 impl VsockTclo {
     /// Connect to the hypervisor's TCLO port, waiting at most `timeout`.
     pub fn connect(timeout: Duration) -> Result<VsockTclo, VsockError> {
-        // SAFETY: plain socket(2); the descriptor is owned right after.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_VSOCK,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        if raw < 0 {
-            return Err(last_os("socket(AF_VSOCK)"));
-        }
-        // SAFETY: `raw` is a fresh descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_vm is plain data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-        addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-        addr.svm_cid = HYPERVISOR_CID;
-        addr.svm_port = TCLO_VSOCK_PORT;
-        // SAFETY: `addr` is a valid sockaddr_vm of the size given.
-        let rc = unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_vm).cast(),
-                std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINPROGRESS) {
-                return Err(VsockError::Io {
-                    what: "connect to the hypervisor's TCLO port",
-                    source: e,
-                });
-            }
-            wait_connected(&fd, timeout)?;
-        }
-        set_blocking(&fd)?;
-        let tv = libc::timeval {
-            tv_sec: SEND_TIMEOUT.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt with a timeval of the size given.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(last_os("setsockopt(SO_SNDTIMEO)"));
-        }
         Ok(VsockTclo {
-            fd,
+            fd: connect_stream(TCLO_VSOCK_PORT, timeout, false)?,
             decoder: Decoder::new(),
             next_ping: None,
         })
@@ -217,6 +175,128 @@ impl VsockTclo {
             bytes = &bytes[n as usize..];
         }
         Ok(())
+    }
+}
+
+/// A blocking vsock stream to the hypervisor's `port`, connected within
+/// `timeout`, with a send timeout; bound to a privileged source port first
+/// when `privileged` and the process may.
+fn connect_stream(port: u32, timeout: Duration, privileged: bool) -> Result<OwnedFd, VsockError> {
+    // SAFETY: plain socket(2); the descriptor is owned right after.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_VSOCK,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(last_os("socket(AF_VSOCK)"));
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if privileged {
+        bind_privileged(&fd);
+    }
+    let addr = vsock_addr(HYPERVISOR_CID, port);
+    // SAFETY: `addr` is a valid sockaddr_vm of the size given.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_vm).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(VsockError::Io {
+                what: "connect to the hypervisor's vsock port",
+                source: e,
+            });
+        }
+        wait_connected(&fd, timeout)?;
+    }
+    set_blocking(&fd)?;
+    let tv = libc::timeval {
+        tv_sec: SEND_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt with a timeval of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(last_os("setsockopt(SO_SNDTIMEO)"));
+    }
+    Ok(fd)
+}
+
+fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
+    // SAFETY: sockaddr_vm is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_cid = cid;
+    addr.svm_port = port;
+    addr
+}
+
+/// Bind the first free port from 1023 down (vmtoolsd's privileged RPCI
+/// connection); without the privilege, or none free, stay unbound.
+fn bind_privileged(fd: &OwnedFd) {
+    for port in (512..=1023).rev() {
+        let addr = vsock_addr(libc::VMADDR_CID_ANY, port);
+        // SAFETY: `addr` is a valid sockaddr_vm of the size given.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_vm).cast(),
+                std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EADDRINUSE) {
+            return;
+        }
+    }
+}
+
+/// The guest end of RPCI over vsock (port 976).
+#[derive(Debug)]
+pub struct VsockRpci {
+    stream: UnixStream,
+}
+
+impl VsockRpci {
+    /// Connect to the hypervisor's RPCI port, waiting at most `timeout`.
+    pub fn connect(timeout: Duration) -> Result<VsockRpci, VsockError> {
+        let fd = connect_stream(RPCI_VSOCK_PORT, timeout, true)?;
+        // Any stream socket reads and writes like a unix one.
+        let stream = UnixStream::from(fd);
+        stream
+            .set_read_timeout(Some(RPCI_REPLY_TIMEOUT))
+            .map_err(io_err("setsockopt(SO_RCVTIMEO)"))?;
+        Ok(VsockRpci { stream })
+    }
+
+    /// Send one RPCI message; the host's reply (`1 ...` or `0 ...`).
+    pub fn request(&mut self, msg: &[u8]) -> Result<Vec<u8>, VsockError> {
+        use std::io::Write;
+        self.stream
+            .write_all(&Packet::data(msg).encode())
+            .map_err(io_err("send"))?;
+        match read_packet(&mut self.stream)? {
+            None => Err(VsockError::Closed),
+            Some(p) => Ok(p.payload.unwrap_or_default()),
+        }
     }
 }
 
@@ -324,6 +404,25 @@ mod tests {
         assert_eq!(got, Packet::ping());
         drop(host);
         assert!(matches!(link.receive(), Err(VsockError::Closed)));
+    }
+
+    #[test]
+    fn rpci_request_and_reply() {
+        use std::io::Write;
+        let (guest, mut host) = UnixStream::pair().unwrap();
+        let mut link = VsockRpci { stream: guest };
+        let t = std::thread::spawn(move || {
+            let req = protocol::datamap::read_packet(&mut host).unwrap().unwrap();
+            assert_eq!(req, Packet::data(b"info-get guestinfo.x"));
+            host.write_all(&Packet::data(b"1 42").encode()).unwrap();
+            // Then the host goes away.
+        });
+        assert_eq!(link.request(b"info-get guestinfo.x").unwrap(), b"1 42");
+        t.join().unwrap();
+        assert!(matches!(
+            link.request(b"x"),
+            Err(VsockError::Closed | VsockError::Io { .. })
+        ));
     }
 
     #[test]

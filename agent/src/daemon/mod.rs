@@ -32,7 +32,7 @@ use protocol::{proto, Regs};
 use crate::config::AgentConfig;
 use crate::rpci::{BoxedBackdoor, Rpci, RpciError};
 use crate::transport::{self, BackdoorSpec, TraceBackdoor};
-use crate::vsock::VsockTclo;
+use crate::vsock::{VsockRpci, VsockTclo};
 use notify::Notifier;
 use tclo::TcloCommand;
 
@@ -364,6 +364,14 @@ impl Daemon {
             } else {
                 None
             };
+            let mut rpci = rpci;
+            if vsock.is_some() {
+                // The host has vsock: RPCI over it too (port 976).
+                match VsockRpci::connect(VSOCK_CONNECT_TIMEOUT) {
+                    Ok(link) => rpci.use_vsock(link),
+                    Err(e) => log::info!("no RPCI over vsock ({e}); sending over the backdoor"),
+                }
+            }
             let tclo = match vsock {
                 Some(v) => TcloLink::Vsock(v),
                 None => TcloLink::Backdoor(
@@ -385,6 +393,9 @@ impl Daemon {
                 }
                 if matches!(conn.tclo, TcloLink::Vsock(_)) {
                     log::info!("host commands arrive over vsock");
+                }
+                if conn.rpci.over_vsock() {
+                    log::info!("guest messages go over vsock");
                 }
                 self.conn = Some(conn);
                 self.connect_failures = 0;
