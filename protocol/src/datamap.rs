@@ -492,6 +492,30 @@ mod tests {
     }
 
     #[test]
+    fn read_map_keeps_the_fast_close_field() {
+        // What open-vm-tools' Socket_SendPacket sends with fast close.
+        let mut m = DataMap::new();
+        m.set(FIELD_TYPE, Value::Int64(1));
+        m.set(
+            FIELD_PAYLOAD,
+            Value::String(b"info-get guestinfo.x".to_vec()),
+        );
+        m.set(FIELD_FAST_CLOSE, Value::Int64(1));
+        let wire = [m.serialize(), Packet::data(b"log hi").encode()].concat();
+        let mut r = &wire[..];
+        let got = read_map(&mut r).unwrap().unwrap();
+        assert_eq!(got.int64(FIELD_FAST_CLOSE), Some(1));
+        assert_eq!(
+            Packet::from_map(&got).unwrap(),
+            Packet::data(b"info-get guestinfo.x")
+        );
+        let next = read_map(&mut r).unwrap().unwrap();
+        assert_eq!(next.int64(FIELD_FAST_CLOSE), None);
+        assert_eq!(read_packet(&mut &wire[wire.len()..]).unwrap(), None);
+        assert_eq!(read_map(&mut r).unwrap(), None);
+    }
+
+    #[test]
     fn decoder_takes_packets_split_anywhere() {
         let mut wire = Packet::data(b"reset").encode();
         wire.extend(Packet::ping().encode());
