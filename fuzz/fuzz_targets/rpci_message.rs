@@ -1,5 +1,5 @@
-//! Any RPCI message a guest can send, through the real channel path: the
-//! host always answers "1 " or "0 " and never panics.
+//! Any RPCI message a guest can send, through the real channel path and
+//! over vsock: the host always answers "1 " or "0 " and never panics.
 #![no_main]
 
 mod common;
@@ -55,4 +55,8 @@ fuzz_target!(|msg: &[u8]| {
     let reply = [a, b].concat();
     assert!(reply.starts_with(b"1 ") || reply.starts_with(b"0 "));
     vm.with_channels(|t, sink| t.close_owned_by(owner, sink));
+    // The same message over vsock takes the same path.
+    if let Some(reply) = vm.vsock_rpci(msg) {
+        assert!(reply.starts_with(b"1 ") || reply.starts_with(b"0 "));
+    }
 });

@@ -4,10 +4,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protocol::datamap::{DataMap, Decoder, Packet};
+use protocol::datamap::{read_map, DataMap, Decoder, Packet};
 
 fuzz_target!(|data: &[u8]| {
     let _ = DataMap::deserialize(data);
+    // The blocking reader of the RPCI endpoint.
+    if let Ok(Some(m)) = read_map(&mut &data[..]) {
+        let _ = Packet::from_map(&m);
+    }
     let split = data.first().map_or(1, |b| usize::from(*b % 16) + 1);
     let mut d = Decoder::new();
     for chunk in data.chunks(split) {

@@ -9,7 +9,8 @@
 //! * [`control`]: the control socket behind `hvsim vm ...`.
 //! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux);
 //!   [`console`]: the serial console of `hvsim exec --console`.
-//! * [`vsock`]: TCLO over vsock, the push channel for programs under `hvsim exec`.
+//! * [`vsock`]: TCLO over vsock, the push channel for programs under `hvsim exec`;
+//!   [`rpci_vsock`]: RPCI over vsock, their request channel.
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
 //! * [`cim`]: the embedded CIM-XML provider.
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
@@ -29,6 +30,7 @@ pub mod media;
 pub mod nbd;
 pub mod redfish;
 pub mod rpci;
+pub mod rpci_vsock;
 pub mod serve;
 pub mod socket;
 pub mod store;

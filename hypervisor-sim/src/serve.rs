@@ -66,32 +66,50 @@ fn bind(path: &Path, what: &str) -> Result<UnixListener> {
     UnixListener::bind(path).with_context(|| format!("cannot listen on {what} {}", path.display()))
 }
 
-/// Start VM `vm`'s internal TCLO-over-vsock endpoint ([`crate::vsock`])
-/// in `STATE/vsock` (a directory only serve's user may enter). Programs
-/// under `hvsim exec` reach it through their emulated vsock; when it cannot
-/// start they fall back to the backdoor, and serve runs on.
-fn vsock_endpoint(state_dir: &Path, vm: &Arc<Vm>, sockets: &mut Vec<PathBuf>) -> Option<PathBuf> {
+/// Start VM `vm`'s internal vsock endpoints in `STATE/vsock` (a directory
+/// only serve's user may enter): TCLO ([`crate::vsock`], `NAME.sock`) and
+/// RPCI ([`crate::rpci_vsock`], `NAME.rpci.sock`). Programs under
+/// `hvsim exec` reach them through their emulated vsock; one that cannot
+/// start is left out (programs fall back to the backdoor), and serve runs
+/// on. Returns the vsock port and path of each one started.
+fn vsock_endpoints(
+    state_dir: &Path,
+    vm: &Arc<Vm>,
+    sockets: &mut Vec<PathBuf>,
+) -> Vec<(u32, PathBuf)> {
+    use protocol::datamap::{RPCI_VSOCK_PORT, TCLO_VSOCK_PORT};
     use std::os::unix::fs::PermissionsExt;
+    type Spawn = fn(Arc<Vm>, UnixListener) -> std::io::Result<()>;
     let dir = state_dir.join("vsock");
-    let path = dir.join(format!("{}.sock", vm.info.name));
-    let started = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(anyhow::Error::from)
-        .and_then(|()| bind(&path, "TCLO vsock endpoint"))
-        .and_then(|l| Ok(crate::vsock::spawn(vm.clone(), l)?));
-    match started {
-        Ok(()) => {
-            sockets.push(path.clone());
-            Some(path)
-        }
-        Err(e) => {
-            log::warn!(
-                "{}: no TCLO over vsock for programs under hvsim exec (they use the backdoor): {e:#}",
+    let kinds: [(u32, &str, &str, Spawn); 2] = [
+        (TCLO_VSOCK_PORT, "sock", "TCLO", crate::vsock::spawn),
+        (
+            RPCI_VSOCK_PORT,
+            "rpci.sock",
+            "RPCI",
+            crate::rpci_vsock::spawn,
+        ),
+    ];
+    let mut started = Vec::new();
+    for (port, ext, what, spawn) in kinds {
+        let path = dir.join(format!("{}.{ext}", vm.info.name));
+        let r = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(anyhow::Error::from)
+            .and_then(|()| bind(&path, &format!("{what} vsock endpoint")))
+            .and_then(|l| Ok(spawn(vm.clone(), l)?));
+        match r {
+            Ok(()) => {
+                sockets.push(path.clone());
+                started.push((port, path));
+            }
+            Err(e) => log::warn!(
+                "{}: no {what} over vsock for programs under hvsim exec (they use the backdoor): {e:#}",
                 vm.info.name
-            );
-            None
+            ),
         }
     }
+    started
 }
 
 /// Processor speed from /proc/cpuinfo, for GETMHZ.
@@ -208,8 +226,8 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             clock_offset_secs: vc.clock_offset_secs,
         };
         exec.add(vm.clone(), facts);
-        if let Some(path) = vsock_endpoint(&state_dir, &vm, &mut sockets) {
-            exec.set_vsock_endpoint(&vm.info.name, path);
+        for (port, path) in vsock_endpoints(&state_dir, &vm, &mut sockets) {
+            exec.set_vsock_endpoint(&vm.info.name, port, path);
         }
         listeners.push((
             vm.clone(),

@@ -301,6 +301,8 @@ pub struct Vm {
     subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
     revision: std::sync::atomic::AtomicU64,
     calls: std::sync::atomic::AtomicU64,
+    /// RPCI messages answered over vsock.
+    vsock_rpci: std::sync::atomic::AtomicU64,
     /// The serial console, when a program runs under `hvsim exec --console`.
     pub console: Arc<crate::console::Slot>,
 }
@@ -352,6 +354,7 @@ impl Vm {
             subscribers: Mutex::new(Vec::new()),
             revision: std::sync::atomic::AtomicU64::new(1),
             calls: std::sync::atomic::AtomicU64::new(0),
+            vsock_rpci: std::sync::atomic::AtomicU64::new(0),
             console: Arc::default(),
         })
     }
@@ -412,6 +415,25 @@ impl Vm {
     /// Backdoor instructions handled so far.
     pub fn calls(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Answer one RPCI message that came over vsock ([`crate::rpci_vsock`])
+    /// the way a message completed on a backdoor RPCI channel is answered:
+    /// the same sink, so the same reply (`1 ` or `0 ` and the body) and the
+    /// same side effects. Counted as `vsock.rpci_messages`, not as backdoor
+    /// calls. `None` while the VM is off (no guest runs to ask).
+    pub fn vsock_rpci(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        if self.power_state() == Power::Off {
+            return None;
+        }
+        self.vsock_rpci
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let chan = ChannelRef {
+            id: u16::MAX,
+            proto: proto::RPCI,
+            owner: 0,
+        };
+        Some(self.with_channels(|_, sink| sink.message(chan, msg).to_vec()))
     }
 
     /// The clipboard text; with `set`, replace it first (host copy).
@@ -999,6 +1021,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },
+        "vsock": { "rpci_messages": vm.vsock_rpci.load(std::sync::atomic::Ordering::Relaxed) },
         "memory_mb": vm.info.memory_mb,
     })
 }

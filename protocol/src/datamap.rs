@@ -312,7 +312,12 @@ impl Packet {
     /// Parse packet content (after the 4-byte length). A packet without a
     /// type field is data, as open-vm-tools only looks at the payload.
     pub fn decode(content: &[u8]) -> Result<Packet, DataMapError> {
-        let m = DataMap::deserialize_content(content)?;
+        Packet::from_map(&DataMap::deserialize_content(content)?)
+    }
+
+    /// The packet a parsed map is (its other fields, such as
+    /// [`FIELD_FAST_CLOSE`], are left to the caller).
+    pub fn from_map(m: &DataMap) -> Result<Packet, DataMapError> {
         let kind = match m.get(FIELD_TYPE) {
             None | Some(Value::Int64(1)) => PacketKind::Data,
             Some(Value::Int64(2)) => PacketKind::Ping,
@@ -373,6 +378,12 @@ impl Decoder {
 /// Read one packet from a blocking stream; `Ok(None)` at a clean end of
 /// stream (between packets).
 pub fn read_packet(r: &mut impl Read) -> Result<Option<Packet>, DataMapError> {
+    read_map(r)?.map(|m| Packet::from_map(&m)).transpose()
+}
+
+/// Read one serialized map from a blocking stream (a packet with all its
+/// fields); `Ok(None)` at a clean end of stream (between maps).
+pub fn read_map(r: &mut impl Read) -> Result<Option<DataMap>, DataMapError> {
     let mut head = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -393,7 +404,7 @@ pub fn read_packet(r: &mut impl Read) -> Result<Option<Packet>, DataMapError> {
         std::io::ErrorKind::UnexpectedEof => DataMapError::Truncated("content"),
         _ => DataMapError::Io(e.to_string()),
     })?;
-    Packet::decode(&content).map(Some)
+    DataMap::deserialize_content(&content).map(Some)
 }
 
 #[cfg(test)]
@@ -478,6 +489,30 @@ mod tests {
                 .collect::<Vec<u8>>()
         );
         assert_eq!(Packet::decode(&empty[4..]).unwrap(), Packet::data(b""));
+    }
+
+    #[test]
+    fn read_map_keeps_the_fast_close_field() {
+        // What open-vm-tools' Socket_SendPacket sends with fast close.
+        let mut m = DataMap::new();
+        m.set(FIELD_TYPE, Value::Int64(1));
+        m.set(
+            FIELD_PAYLOAD,
+            Value::String(b"info-get guestinfo.x".to_vec()),
+        );
+        m.set(FIELD_FAST_CLOSE, Value::Int64(1));
+        let wire = [m.serialize(), Packet::data(b"log hi").encode()].concat();
+        let mut r = &wire[..];
+        let got = read_map(&mut r).unwrap().unwrap();
+        assert_eq!(got.int64(FIELD_FAST_CLOSE), Some(1));
+        assert_eq!(
+            Packet::from_map(&got).unwrap(),
+            Packet::data(b"info-get guestinfo.x")
+        );
+        let next = read_map(&mut r).unwrap().unwrap();
+        assert_eq!(next.int64(FIELD_FAST_CLOSE), None);
+        assert_eq!(read_packet(&mut &wire[wire.len()..]).unwrap(), None);
+        assert_eq!(read_map(&mut r).unwrap(), None);
     }
 
     #[test]

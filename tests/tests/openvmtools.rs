@@ -113,9 +113,12 @@ fn ip(args: &[&str]) {
 
 impl Netns {
     fn new() -> Netns {
+        // Tests run in parallel: one namespace each.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = std::process::id();
-        let name = format!("hvsim-ovt-{id}");
-        let (outer, inner) = (format!("hvo{id}"), format!("eth-hv{}", id % 1000));
+        let name = format!("hvsim-ovt-{id}-{k}");
+        let (outer, inner) = (format!("hvo{id}x{k}"), format!("eth-hv{}x{k}", id % 1000));
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         ip(&["netns", "add", &name]);
         let ns = Netns { name };
@@ -382,41 +385,57 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
 }
 
 /// vmtoolsd's RpcIn connects vsock CID 0 port 975 before it would poll the
-/// backdoor; under `hvsim exec` that reaches the VM's TCLO endpoint, so the
-/// host pushes commands and an idle vmtoolsd makes (almost) no backdoor call:
-/// over the backdoor it polls TCLO ten times a second.
+/// backdoor, and its RPCI channels connect port 976 before they would use
+/// it; under `hvsim exec` these reach the VM's TCLO and RPCI endpoints, so
+/// the host pushes commands, the guest reports over vsock, and an idle
+/// vmtoolsd makes no backdoor call: over the backdoor it polls TCLO ten
+/// times a second and sends each report as five calls.
 #[test]
 fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
     let vmtoolsd = ovt("vmtoolsd");
     let sim = Sim::start();
-    // No plugins: only the core's TCLO loop and its start-up RPCI.
+    let ns = Netns::new();
+    // The guestInfo plugin only: it reports every second or two.
     let dir = sim.dir.path().join("vmtoolsd");
     let (plugins, common) = (dir.join("plugins"), dir.join("common"));
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::create_dir_all(&common).unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/vmsvc/libguestInfo.so",
+        plugins.join("libguestInfo.so"),
+    )
+    .unwrap();
     let conf = dir.join("tools.conf");
     std::fs::write(
         &conf,
         format!(
-            "[logging]\nlog = true\nvmsvc.level = debug\nvmsvc.handler = file\nvmsvc.data = {}\n",
+            "[logging]\nlog = true\nvmsvc.level = debug\nvmsvc.handler = file\nvmsvc.data = {}\n\n[guestinfo]\npoll-interval = 2\nstats-interval = 1\n",
             dir.join("vmsvc.log").display()
         ),
     )
     .unwrap();
-    let child = sim
-        .exec("vm0", &vmtoolsd)
-        .args(["-n", "vmsvc", "-c"])
-        .arg(&conf)
-        .arg("-p")
-        .arg(&plugins)
-        .arg("--common-path")
-        .arg(&common)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vmtoolsd under hvsim exec");
-    let daemon = Daemon(child);
+    let start = |vsock: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(bin("hvsim"))
+            .args(["exec", "--vm", "vm0", "--"])
+            .arg(&vmtoolsd)
+            .args(["-n", "vmsvc", "-c"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(&plugins)
+            .arg("--common-path")
+            .arg(&common)
+            .env("HVSIM_CONTROL", &sim.control)
+            .env("HVSIM_EXEC_VSOCK", vsock)
+            .env_remove("VM_BACKDOOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vmtoolsd under hvsim exec")
+    };
+    let daemon = Daemon(start("1"));
     let log = || std::fs::read_to_string(dir.join("vmsvc.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -424,12 +443,15 @@ fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
         if v["tools"]["status"] == "running"
             && v["tools"]["tclo_transport"] == "vsock"
             && v["tools"]["version"] == "12352"
+            && v["guest"]["os_name"].is_string()
+            && v["guest"]["hostname"].is_string()
+            && v["guest"]["memory"]["stats"]["guest.mem.total"]["value"].is_number()
         {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "vmtoolsd did not take TCLO over vsock in 30 s; hvsim shows {v:#}\nvmtoolsd log:\n{}",
+            "vmtoolsd did not report over vsock in 30 s; hvsim shows {v:#}\nvmtoolsd log:\n{}",
             log()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -439,25 +461,56 @@ fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
         "{}",
         log()
     );
+    assert!(
+        log().contains("VSockChan: Successfully created priv vsocket"),
+        "{}",
+        log()
+    );
     let o = sim.hvsim(&["vm", "tclo", "vm0", "ping"]);
     assert_eq!(stdout(&o), "OK \n", "{}", stderr(&o));
     let o = sim.hvsim(&["vm", "tclo", "vm0", "no-such-tclo-command"]);
     assert!(stdout(&o).starts_with("ERROR"), "{}", stdout(&o));
+    // Everything so far, start-up included, took a handful of backdoor
+    // calls (open-vm-tools' "am I in a VM" probes; 4 measured): every
+    // report went over vsock.
+    let v = sim.show("vm0");
+    let startup = v["backdoor"]["calls"].as_u64().unwrap();
+    let messages = v["vsock"]["rpci_messages"].as_u64().unwrap();
+    eprintln!("vmtoolsd over vsock: {startup} backdoor calls and {messages} vsock RPCI messages to its first full report");
+    assert!(
+        startup <= 20,
+        "{startup} backdoor calls at start-up\n{}",
+        log()
+    );
+    assert!(messages >= 5, "{messages} RPCI messages over vsock");
 
-    // Idle: heartbeats on the stream, no TCLO polling on the backdoor.
+    // Idle: heartbeats on the TCLO stream, reports on the RPCI stream, no
+    // backdoor call.
     std::thread::sleep(Duration::from_secs(1));
     let calls = || sim.show("vm0")["backdoor"]["calls"].as_u64().unwrap();
-    let before = calls();
+    let rpci = || sim.show("vm0")["vsock"]["rpci_messages"].as_u64().unwrap();
+    let (before, rpci_before) = (calls(), rpci());
     std::thread::sleep(Duration::from_secs(3));
-    let idle = calls() - before;
+    let (idle, reports) = (calls() - before, rpci() - rpci_before);
+    eprintln!(
+        "vmtoolsd over vsock: {idle} backdoor calls and {reports} vsock RPCI messages in 3 s idle"
+    );
     assert!(
-        idle <= 10,
+        idle <= 2,
         "{idle} backdoor calls in 3 s of idle over vsock\n{}",
         log()
     );
+    // Memory statistics every second.
+    assert!(reports >= 2, "{reports} RPCI messages in 3 s of idle");
     let v = sim.show("vm0");
     assert_eq!(v["tools"]["status"], "running", "heartbeats: {v:#}");
-    eprintln!("vmtoolsd over vsock: {idle} backdoor calls in 3 s idle");
+    assert_eq!(v["tools"]["version_type"], "4", "{v:#}");
+    assert!(
+        v["guest"]["memory"]["age_s"]
+            .as_u64()
+            .is_some_and(|a| a <= 2),
+        "fresh statistics: {v:#}"
+    );
 
     // Gone with its connection.
     drop(daemon);
@@ -466,23 +519,9 @@ fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
         v["tools"]["status"] == "not-running" && v["tools"]["tclo_transport"].is_null()
     });
 
-    // The same vmtoolsd without vsock (HVSIM_EXEC_VSOCK=0: its connect
-    // fails, as on a host without it) polls over the backdoor.
-    let child = sim
-        .exec("vm0", &vmtoolsd)
-        .args(["-n", "vmsvc", "-c"])
-        .arg(&conf)
-        .arg("-p")
-        .arg(&plugins)
-        .arg("--common-path")
-        .arg(&common)
-        .env("HVSIM_EXEC_VSOCK", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vmtoolsd under hvsim exec");
-    let _daemon = Daemon(child);
+    // The same vmtoolsd without vsock (HVSIM_EXEC_VSOCK=0: its connects
+    // fail, as on a host without it) polls and reports over the backdoor.
+    let _daemon = Daemon(start("0"));
     sim.eventually("vmtoolsd polling over the backdoor", || {
         let v = sim.show("vm0");
         v["tools"]["status"] == "running" && v["tools"]["tclo_transport"] == "backdoor"
@@ -490,10 +529,11 @@ fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
     let o = sim.hvsim(&["vm", "tclo", "vm0", "ping"]);
     assert_eq!(stdout(&o), "OK \n", "{}", stderr(&o));
     std::thread::sleep(Duration::from_secs(1));
-    let before = calls();
+    let (before, rpci_before) = (calls(), rpci());
     std::thread::sleep(Duration::from_secs(3));
     let polling = calls() - before;
     eprintln!("vmtoolsd over the backdoor: {polling} backdoor calls in 3 s idle");
+    assert_eq!(rpci(), rpci_before, "no vsock without the emulation");
     assert!(
         polling >= 30,
         "{polling} backdoor calls in 3 s: is vmtoolsd polling?"

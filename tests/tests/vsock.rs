@@ -1,7 +1,8 @@
-//! TCLO over vsock under `hvsim exec`: a guest program's AF_VSOCK stream to
-//! the hypervisor (CID 0, port 975) reaches the VM's TCLO endpoint in serve,
-//! which pushes commands as DataMap packets; other vsock ports are refused,
-//! other sockets are the kernel's. The guest programs are Python scripts
+//! TCLO and RPCI over vsock under `hvsim exec`: a guest program's AF_VSOCK
+//! stream to the hypervisor (CID 0, port 975) reaches the VM's TCLO endpoint
+//! in serve, which pushes commands as DataMap packets; port 976 reaches its
+//! RPCI endpoint, which answers requests as the backdoor does; other vsock
+//! ports are refused, other sockets are the kernel's. The guest programs are Python scripts
 //! using the socket module as any program would.
 
 use std::io::{Read, Write};
@@ -131,7 +132,7 @@ fn commands_are_pushed_over_vsock_and_answered() {
     });
 }
 
-/// Other vsock ports are refused; vsock datagram sockets can be made (the
+/// Other vsock ports (not 975 or 976) are refused; vsock datagram sockets can be made (the
 /// family probe of open-vm-tools); sockets of other families are the
 /// kernel's, intercepted connect and bind included.
 const OTHER_SOCKETS: &str = r#"
@@ -140,9 +141,9 @@ port = int(sys.argv[1]); path = sys.argv[2]
 def from_thread():
     s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     try:
-        s.connect((0, 976))
+        s.connect((0, 977))
     except OSError as e:
-        print("thread 976", errno.errorcode[e.errno])
+        print("thread 977", errno.errorcode[e.errno])
 t = threading.Thread(target=from_thread)
 t.start(); t.join()
 # A vsock address on a socket the kernel made: the kernel's answer.
@@ -151,7 +152,7 @@ import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 addr = (ctypes.c_ubyte * 16)(40, 0, 0, 0, 0xcf, 3, 0, 0)
 print("inet with vsock address", libc.connect(i.fileno(), addr, 16), errno.errorcode[ctypes.get_errno()])
-for p in (976, 1234):
+for p in (977, 1234):
     s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     try:
         s.connect((0, p))
@@ -203,7 +204,7 @@ fn other_vsock_ports_are_refused_and_other_sockets_work() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(
         stdout(&out),
-        "thread 976 ECONNREFUSED\ninet with vsock address -1 EAFNOSUPPORT\n976 ECONNREFUSED\n1234 ECONNREFUSED\nbound, nonblocking True cloexec True\ndgram True\nraw ESOCKTNOSUPPORT\ntcp bind True\nclosed port ECONNREFUSED\n"
+        "thread 977 ECONNREFUSED\ninet with vsock address -1 EAFNOSUPPORT\n977 ECONNREFUSED\n1234 ECONNREFUSED\nbound, nonblocking True cloexec True\ndgram True\nraw ESOCKTNOSUPPORT\ntcp bind True\nclosed port ECONNREFUSED\n"
     );
     let mut got = String::new();
     tcp.accept().unwrap().0.read_to_string(&mut got).unwrap();
@@ -327,4 +328,156 @@ fn power_off_and_reset_close_the_vsock_channel() {
         Some(&b"reset"[..])
     );
     assert_eq!(transport(&sim), "vsock");
+}
+
+/// An RPCI guest, as open-vm-tools' vsock channel: binds a privileged
+/// source port, connects vsock 0:976, sends each message of argv as a DATA
+/// packet and prints the reply. Messages go alternately over two
+/// connections; the last one asks for a fast close, after which the host
+/// hangs up.
+const RPCI_GUEST: &str = r#"
+import socket, struct, sys
+def conn():
+    s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    s.bind((0xFFFFFFFF, 1000))
+    s.connect((0, 976))
+    return s
+def rd(s, n):
+    b = b''
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            return None
+        b += c
+    return b
+def request(s, msg, fast_close=False):
+    c = struct.pack('>iiII', 1, 1, 1, 0) + struct.pack('>iii', 2, 2, len(msg)) + msg
+    if fast_close:
+        c += struct.pack('>iiII', 1, 3, 1, 0)
+    s.sendall(struct.pack('>I', len(c)) + c)
+    c = rd(s, struct.unpack('>I', rd(s, 4))[0])
+    i = c.find(b'\x00\x00\x00\x02\x00\x00\x00\x02')
+    if i < 0:
+        return b''
+    n = struct.unpack('>i', c[i + 8:i + 12])[0]
+    return c[i + 12:i + 12 + n]
+conns = [conn(), conn()]
+msgs = [m.encode() for m in sys.argv[1:]]
+for i, m in enumerate(msgs):
+    s = conns[i % 2]
+    last = i == len(msgs) - 1
+    print(repr(request(s, m, fast_close=last).decode()), flush=True)
+    if last:
+        print("closed" if s.recv(1) == b'' else "open", flush=True)
+"#;
+
+#[test]
+fn rpci_over_vsock_answers_as_the_backdoor_does() {
+    let sim = Sim::start();
+    let out = sim
+        .exec("vm0", python3())
+        .args(["-c", RPCI_GUEST])
+        .args([
+            "info-set guestinfo.vsock 42",
+            "info-get guestinfo.vsock",
+            "no-such-command x",
+            "tools.set.versiontype 12352 4",
+            "info-get guestinfo.nothing-here",
+            "info-get guestinfo.vsock",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let v = sim.show("vm0");
+    assert_eq!(v["guestinfo"]["guestinfo.vsock"], "42");
+    assert_eq!(v["tools"]["version"], "12352");
+    assert_eq!(v["tools"]["version_type"], "4");
+    // Counted as vsock RPCI messages, not as backdoor calls.
+    assert_eq!(v["vsock"]["rpci_messages"], 6);
+    assert_eq!(v["backdoor"]["calls"], 0);
+    // The same requests over the backdoor (vm-rpctool through the socket
+    // transport) get the same answers: the body on stdout with success,
+    // on stderr with failure.
+    let backdoor = |msg: &str| {
+        let o = std::process::Command::new(e2e_tests::bin("vm-rpctool"))
+            .env("VM_BACKDOOR", sim.backdoor("vm0"))
+            .arg(msg)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (flag, body) = if o.status.success() {
+            ("1 ", stdout(&o))
+        } else {
+            ("0 ", stderr(&o))
+        };
+        format!("{flag}{}", body.trim_end_matches('\n'))
+    };
+    let unknown = backdoor("no-such-command x");
+    assert!(unknown.starts_with("0 "), "{unknown}");
+    let missing = backdoor("info-get guestinfo.nothing-here");
+    assert!(missing.starts_with("0 "), "{missing}");
+    assert_eq!(
+        stdout(&out),
+        format!("'1 '\n'1 42'\n'{unknown}'\n'1 '\n'{missing}'\n'1 42'\nclosed\n")
+    );
+    assert_eq!(backdoor("info-get guestinfo.vsock"), "1 42");
+    assert_eq!(sim.show("vm0")["vsock"]["rpci_messages"], 6);
+}
+
+fn rpci_endpoint(sim: &Sim) -> UnixStream {
+    let s = UnixStream::connect(sim.dir.path().join("state/vsock/vm0.rpci.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+#[test]
+fn malformed_rpci_packets_close_only_that_connection() {
+    let sim = Sim::start();
+    let mut good = rpci_endpoint(&sim);
+    let ask = |s: &mut UnixStream, msg: &[u8]| {
+        s.write_all(&Packet::data(msg).encode()).unwrap();
+        next(s).map(|p| String::from_utf8(p.payload.unwrap()).unwrap())
+    };
+    assert_eq!(
+        ask(&mut good, b"info-set guestinfo.a 1").as_deref(),
+        Some("1 ")
+    );
+    let bad: [&[u8]; 4] = [
+        &[0xff, 0xff, 0xff, 0xff],
+        &[0, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 1],
+        &[0, 0, 0, 12, 0, 0, 0, 2, 0, 0, 0, 2, 0x7f, 0, 0, 0],
+        // A type that is neither data nor ping.
+        &[0, 0, 0, 16, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 0],
+    ];
+    for b in bad {
+        let mut s = rpci_endpoint(&sim);
+        s.write_all(b).unwrap();
+        assert_eq!(next(&mut s), None, "{b:?}");
+    }
+    // A request over the VM's message limit (64 KiB by default).
+    let mut s = rpci_endpoint(&sim);
+    let mut big = b"info-set guestinfo.big ".to_vec();
+    big.resize(70_000, b'x');
+    s.write_all(&Packet::data(&big).encode()).unwrap();
+    assert_eq!(next(&mut s), None);
+    assert!(sim.log().contains("RPCI vsock connection"), "{}", sim.log());
+    assert!(sim.log().contains("message limit"), "{}", sim.log());
+    // The good connection was untouched and still answers; a ping (which an
+    // RPCI channel has no use for) is ignored.
+    good.write_all(&Packet::ping().encode()).unwrap();
+    assert_eq!(
+        ask(&mut good, b"info-get guestinfo.a").as_deref(),
+        Some("1 1")
+    );
+    assert_eq!(ask(&mut good, b"").as_deref(), Some("0 Unknown command"));
+    // No guest runs in a VM that is off: its requests are not answered.
+    let o = sim.hvsim(&["vm", "power", "vm0", "off"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ask(&mut good, b"info-get guestinfo.a"), None);
+    let o = sim.hvsim(&["vm", "power", "vm0", "on"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut s = rpci_endpoint(&sim);
+    assert_eq!(ask(&mut s, b"info-get guestinfo.a").as_deref(), Some("1 1"));
+    assert_eq!(sim.show("vm0")["backdoor"]["calls"], 0);
 }

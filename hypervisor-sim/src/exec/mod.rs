@@ -25,7 +25,8 @@
 //! * [`launch`]: the `hvsim exec` side: attach, seccomp, exec.
 //! * [`tracer`]: the ptrace loop, one thread per session in serve.
 //! * [`vsock`]: vsock emulation (seccomp user notification), so programs
-//!   reach the VM's TCLO-over-vsock endpoint ([`crate::vsock`]).
+//!   reach the VM's TCLO- and RPCI-over-vsock endpoints ([`crate::vsock`],
+//!   [`crate::rpci_vsock`]).
 //!
 //! Lifetimes: the tracer thread lives until the program's whole tree has
 //! exited. If `hvsim serve` stops or dies, every program under `hvsim exec`
@@ -50,6 +51,7 @@
 //! | hands serve another process's listener, or a non-listener fd | refused: the pid must be the caller's; the fd must be a seccomp listener |
 //! | vsock calls                         | serve makes unix sockets for it, reads at most 128 bytes of a sockaddr, connects only its emulated sockets, only to its own VM's endpoint |
 //! | floods the TCLO endpoint            | [`crate::vsock::MAX_CONNECTIONS`] per VM; packets over the DataMap limit close the connection |
+//! | floods the RPCI endpoint            | [`crate::rpci_vsock::MAX_CONNECTIONS`] per VM; malformed packets and requests over the VM's message limit close the connection |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -160,8 +162,8 @@ pub fn run(
 #[derive(Debug, Default)]
 pub struct Service {
     vms: HashMap<String, (Arc<Vm>, DeviceFacts)>,
-    /// The TCLO-over-vsock endpoint of each VM that has one.
-    vsock: HashMap<String, PathBuf>,
+    /// The vsock endpoints of each VM: hypervisor port → unix socket.
+    vsock: HashMap<String, HashMap<u32, PathBuf>>,
     cache: Arc<cache::SiteCache>,
     tsc_khz: u32,
 }
@@ -180,10 +182,14 @@ impl Service {
         self.vms.insert(vm.info.name.clone(), (vm, facts));
     }
 
-    /// Programs under `hvsim exec` against `vm` that connect vsock TCLO
-    /// reach the endpoint at `path` ([`crate::vsock`]).
-    pub fn set_vsock_endpoint(&mut self, vm: &str, path: PathBuf) {
-        self.vsock.insert(vm.to_string(), path);
+    /// Programs under `hvsim exec` against `vm` that connect a vsock
+    /// stream to the hypervisor's `port` reach the endpoint at `path`
+    /// ([`crate::vsock`] for TCLO, [`crate::rpci_vsock`] for RPCI).
+    pub fn set_vsock_endpoint(&mut self, vm: &str, port: u32, path: PathBuf) {
+        self.vsock
+            .entry(vm.to_string())
+            .or_default()
+            .insert(port, path);
     }
 
     /// Answer the vsock calls of process `pid` (which asked through a control
@@ -203,7 +209,7 @@ impl Service {
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     fn vsock_checked(&self, vm: &str, pid: i32, fd: i32) -> Result<(), String> {
-        vsock::start(vm, pid, fd, self.vsock.get(vm).cloned())
+        vsock::start(vm, pid, fd, self.vsock.get(vm).cloned().unwrap_or_default())
     }
 
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]

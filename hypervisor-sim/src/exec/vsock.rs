@@ -3,7 +3,8 @@
 //! A guest on a VMware host reaches the hypervisor over vsock: open-vm-tools'
 //! RpcIn connects a stream to CID 0 port 975 and gets TCLO commands pushed
 //! on it ([`crate::vsock`]), falling back to polling over the backdoor when
-//! the connect fails. Here the machine has no such hypervisor, so the vsock
+//! the connect fails, and each RPCI channel tries port 976 before the
+//! backdoor ([`crate::rpci_vsock`]). Here the machine has no such hypervisor, so the vsock
 //! calls of the program are emulated with unix sockets:
 //!
 //! The seccomp filter `hvsim exec` installs ([`super::launch`]) sends these
@@ -15,8 +16,9 @@
 //! | `socket(AF_VSOCK, SOCK_STREAM\|flags, 0)` | a new AF_UNIX stream socket (same NONBLOCK/CLOEXEC), installed in the program as the call's result (`SECCOMP_IOCTL_NOTIF_ADDFD`) |
 //! | `socket(AF_VSOCK, SOCK_DGRAM, 0)`       | an AF_UNIX datagram socket: open-vm-tools probes the family with one |
 //! | `socket(AF_VSOCK, other type)`          | ESOCKTNOSUPPORT                                  |
-//! | `connect(emulated, CID 0/1/2 port 975)`  | serve connects the program's own socket (same open file description) to the VM's TCLO endpoint; 0 or that connect's errno |
-//! | `connect(emulated, other vsock address)` | ECONNREFUSED (port 976, RPCI: the program uses the backdoor) |
+//! | `connect(emulated stream, CID 0/1/2 port 975)` | serve connects the program's own socket (same open file description) to the VM's TCLO endpoint; 0 or that connect's errno |
+//! | `connect(emulated stream, CID 0/1/2 port 976)` | the same, to the VM's RPCI endpoint |
+//! | `connect(emulated, other vsock address)` | ECONNREFUSED                                      |
 //! | `bind(emulated, vsock address)`         | 0 (open-vm-tools binds a source port before connecting) |
 //! | `connect`/`bind` of anything else       | the kernel's own call (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`) |
 //!
@@ -26,15 +28,13 @@
 //! the last process of the program exits the listener hangs up and the
 //! thread ends. What the program can make serve do is bounded: create
 //! unix sockets for it, read a sockaddr from its memory (at most 128 bytes),
-//! and connect its sockets to its own VM's endpoint.
+//! and connect its sockets to its own VM's endpoints.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-
-use protocol::datamap::TCLO_VSOCK_PORT;
 
 /// AF_VSOCK (linux/socket.h).
 pub const AF_VSOCK: u32 = 40;
@@ -95,8 +95,8 @@ fn getfd(pidfd: &OwnedFd, fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Take the seccomp listener `fd` of process `pid` (the caller of the
 /// control request) and answer its notifications from a new thread.
-/// `endpoint`: the VM's TCLO-over-vsock socket, if it has one.
-pub fn start(vm: &str, pid: i32, fd: i32, endpoint: Option<PathBuf>) -> Result<(), String> {
+/// `endpoints`: the VM's vsock endpoints, hypervisor port → unix socket.
+pub fn start(vm: &str, pid: i32, fd: i32, endpoints: HashMap<u32, PathBuf>) -> Result<(), String> {
     let pfd = pidfd(pid).map_err(|e| format!("exec-vsock: process {pid}: {e}"))?;
     let listener = getfd(&pfd, fd)
         .map_err(|e| format!("exec-vsock: cannot take descriptor {fd} of process {pid}: {e}"))?;
@@ -111,7 +111,7 @@ pub fn start(vm: &str, pid: i32, fd: i32, endpoint: Option<PathBuf>) -> Result<(
     let mut n = Notifier {
         vm: vm.to_string(),
         listener,
-        endpoint,
+        endpoints,
         emulated: HashSet::new(),
         order: VecDeque::new(),
     };
@@ -141,7 +141,8 @@ enum Reply {
 struct Notifier {
     vm: String,
     listener: OwnedFd,
-    endpoint: Option<PathBuf>,
+    /// Hypervisor vsock port → the VM's unix socket for it.
+    endpoints: HashMap<u32, PathBuf>,
     /// (device, inode) of the sockets made here.
     emulated: HashSet<(u64, u64)>,
     order: VecDeque<(u64, u64)>,
@@ -420,8 +421,8 @@ impl Notifier {
         let port = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
         let cid = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
         let stream = sock_type(&sock)? == libc::SOCK_STREAM;
-        let tclo = stream && port == TCLO_VSOCK_PORT && cid <= 2;
-        let Some(endpoint) = self.endpoint.as_ref().filter(|_| tclo) else {
+        let served = stream && cid <= 2;
+        let Some(endpoint) = self.endpoints.get(&port).filter(|_| served) else {
             log::debug!(
                 "{}: exec vsock: process {} connects to vsock {cid}:{port}: refused",
                 self.vm,
@@ -432,14 +433,14 @@ impl Notifier {
         Ok(match connect_unix(&sock, endpoint) {
             Ok(()) => {
                 log::debug!(
-                    "{}: exec vsock: process {} connected TCLO over vsock",
+                    "{}: exec vsock: process {} connected to vsock port {port}",
                     self.vm,
                     n.pid
                 );
                 Reply::Value(0)
             }
             Err(e) => {
-                log::debug!("{}: exec vsock: TCLO endpoint: {e}", self.vm);
+                log::debug!("{}: exec vsock: endpoint of port {port}: {e}", self.vm);
                 Reply::Errno(errno_of(&e))
             }
         })
