@@ -818,10 +818,13 @@ fn backdoor_calls(sim: &Sim) -> u64 {
 #[test]
 fn takes_host_commands_over_vsock_under_hvsim_exec() {
     let sim = Sim::start();
+    // Its own namespace: other tests' links coming and going must not make
+    // it publish.
+    let ns = Netns::new();
     let mut agent = Agent::spawn(
         &sim,
         "",
-        None,
+        Some((&ns, "agent-vsock")),
         &[],
         "[timesync]\nenabled = false\n",
         Frontend::Trap,
@@ -831,11 +834,17 @@ fn takes_host_commands_over_vsock_under_hvsim_exec() {
     });
     assert_eq!(v["guest"]["os_name"], "debian12-64");
     assert!(agent.log().contains("host commands arrive over vsock"));
+    assert!(agent.log().contains("guest messages go over vsock"));
+    assert!(
+        v["vsock"]["rpci_messages"].as_u64().unwrap_or(0) > 0,
+        "{v:#}"
+    );
     for _ in 0..5 {
         assert_eq!(tclo(&sim, "ping"), "OK \n");
     }
     assert!(tclo(&sim, "No_Such_Command").contains("Unknown Command"));
-    // Idle: no TCLO polling (the backdoor poll would make 20 calls a second).
+    // Idle: no TCLO polling (the backdoor poll would make 20 calls a second)
+    // and the memory reports go over vsock too.
     std::thread::sleep(Duration::from_millis(500));
     let before = backdoor_calls(&sim);
     std::thread::sleep(Duration::from_secs(2));
@@ -858,10 +867,11 @@ fn takes_host_commands_over_vsock_under_hvsim_exec() {
 #[test]
 fn vsock_can_be_turned_off() {
     let sim = Sim::start();
+    let ns = Netns::new();
     let agent = Agent::spawn(
         &sim,
         "",
-        None,
+        Some((&ns, "agent-novsock")),
         &[],
         "vsock = false\n[timesync]\nenabled = false\n",
         Frontend::Trap,
