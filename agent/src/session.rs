@@ -18,7 +18,7 @@ use protocol::guest::Backdoor;
 use protocol::Regs;
 
 use crate::config::AgentConfig;
-use crate::daemon::{open_backdoor, Signals, VERSION_LINE};
+use crate::daemon::{connect_failed, open_backdoor, Signals, VERSION_LINE};
 use crate::rpci::BoxedBackdoor;
 use crate::transport::{self, BackdoorSpec, SelectError};
 
@@ -209,17 +209,13 @@ impl Session {
             }
             Err(e) => {
                 self.connect_failures += 1;
-                if self.connect_failures == 1 {
-                    log::error!("cannot reach the host: {e}; retrying");
-                } else {
-                    log::debug!(
-                        "cannot reach the host (attempt {}): {e}",
-                        self.connect_failures
-                    );
-                }
-                let base = Duration::from_millis(self.cfg.agent.reconnect_ms.max(10));
-                let wait = (base * self.connect_failures.min(25)).min(MAX_RECONNECT.max(base));
-                self.next_connect = Instant::now() + wait;
+                self.next_connect = connect_failed(
+                    self.connect_failures,
+                    &e,
+                    self.cfg.agent.reconnect_ms,
+                    25,
+                    MAX_RECONNECT,
+                );
             }
         }
     }

@@ -69,7 +69,7 @@ fn last_os(what: &'static str) -> VsockError {
 /// The guest end of TCLO over vsock.
 #[derive(Debug)]
 pub struct VsockTclo {
-    fd: OwnedFd,
+    stream: UnixStream,
     decoder: Decoder,
     next_ping: Option<Instant>,
 }
@@ -78,7 +78,7 @@ impl VsockTclo {
     /// Connect to the hypervisor's TCLO port, waiting at most `timeout`.
     pub fn connect(timeout: Duration) -> Result<VsockTclo, VsockError> {
         Ok(VsockTclo {
-            fd: connect_stream(TCLO_VSOCK_PORT, timeout, false)?,
+            stream: UnixStream::from(connect_stream(TCLO_VSOCK_PORT, timeout, false)?),
             decoder: Decoder::new(),
             next_ping: None,
         })
@@ -86,7 +86,7 @@ impl VsockTclo {
 
     /// The descriptor to wait on for commands.
     pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.stream.as_raw_fd()
     }
 
     /// When the next heartbeat is due (none before the first answer).
@@ -102,7 +102,7 @@ impl VsockTclo {
             // SAFETY: recv into a buffer of the given length.
             let n = unsafe {
                 libc::recv(
-                    self.fd.as_raw_fd(),
+                    self.stream.as_raw_fd(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
                     libc::MSG_DONTWAIT,
@@ -154,27 +154,9 @@ impl VsockTclo {
         }
     }
 
-    fn send(&mut self, mut bytes: &[u8]) -> Result<(), VsockError> {
-        while !bytes.is_empty() {
-            // SAFETY: send from a buffer of the given length.
-            let n = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    bytes.as_ptr().cast(),
-                    bytes.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(io_err("send")(e));
-            }
-            bytes = &bytes[n as usize..];
-        }
-        Ok(())
+    fn send(&mut self, bytes: &[u8]) -> Result<(), VsockError> {
+        use std::io::Write;
+        self.stream.write_all(bytes).map_err(io_err("send"))
     }
 }
 
@@ -368,7 +350,7 @@ mod tests {
     fn pair() -> (VsockTclo, UnixStream) {
         let (a, b) = UnixStream::pair().unwrap();
         let link = VsockTclo {
-            fd: OwnedFd::from(a),
+            stream: a,
             decoder: Decoder::new(),
             next_ping: None,
         };

@@ -19,7 +19,6 @@
 
 use std::io::{self, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,42 +37,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accept RPCI-over-vsock connections for `vm` on `listener` from a new
 /// thread, for as long as serve runs.
 pub fn spawn(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
-    let live = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name(format!("rpcivs-{}", vm.info.name))
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let conn = match conn {
-                    Ok(c) => c,
-                    Err(e) => {
-                        log::warn!("{}: RPCI vsock accept: {e}", vm.info.name);
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
-                };
-                if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                    live.fetch_sub(1, Ordering::AcqRel);
-                    log::warn!(
-                        "{}: more than {MAX_CONNECTIONS} RPCI vsock connections; closing the new one",
-                        vm.info.name
-                    );
-                    continue;
-                }
-                let vm = vm.clone();
-                let live2 = live.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("rpcivs-{}-c", vm.info.name))
-                    .spawn(move || {
-                        serve_conn(&vm, conn);
-                        live2.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if let Err(e) = spawned {
-                    live.fetch_sub(1, Ordering::AcqRel);
-                    log::error!("RPCI vsock: cannot start a connection thread: {e}");
-                }
-            }
-        })?;
-    Ok(())
+    crate::vsock::spawn_endpoint(vm, listener, "RPCI", "rpcivs", MAX_CONNECTIONS, |vm, c| {
+        serve_conn(vm, c)
+    })
 }
 
 /// One connection: answer its requests in order until it closes.

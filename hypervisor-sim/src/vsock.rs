@@ -35,23 +35,38 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accept TCLO-over-vsock connections for `vm` on `listener` from a new
 /// thread, for as long as serve runs.
 pub fn spawn(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
+    spawn_endpoint(vm, listener, "TCLO", "vsock", MAX_CONNECTIONS, serve_conn)
+}
+
+/// The accept loop of a per-VM vsock endpoint (TCLO here, RPCI in
+/// [`crate::rpci_vsock`]): a thread named `{thread}-VM` accepts, each
+/// connection gets a thread running `serve`, at most `max` at once (more are
+/// closed at once, logged as `what`).
+pub(crate) fn spawn_endpoint(
+    vm: Arc<Vm>,
+    listener: UnixListener,
+    what: &'static str,
+    thread: &'static str,
+    max: usize,
+    serve: fn(&Arc<Vm>, UnixStream),
+) -> io::Result<()> {
     let live = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
-        .name(format!("vsock-{}", vm.info.name))
+        .name(format!("{thread}-{}", vm.info.name))
         .spawn(move || {
             for conn in listener.incoming() {
                 let conn = match conn {
                     Ok(c) => c,
                     Err(e) => {
-                        log::warn!("{}: TCLO vsock accept: {e}", vm.info.name);
+                        log::warn!("{}: {what} vsock accept: {e}", vm.info.name);
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
                 };
-                if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                if live.fetch_add(1, Ordering::AcqRel) >= max {
                     live.fetch_sub(1, Ordering::AcqRel);
                     log::warn!(
-                        "{}: more than {MAX_CONNECTIONS} TCLO vsock connections; closing the new one",
+                        "{}: more than {max} {what} vsock connections; closing the new one",
                         vm.info.name
                     );
                     continue;
@@ -59,14 +74,14 @@ pub fn spawn(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
                 let vm = vm.clone();
                 let live2 = live.clone();
                 let spawned = std::thread::Builder::new()
-                    .name(format!("vsock-{}-r", vm.info.name))
+                    .name(format!("{thread}-{}-c", vm.info.name))
                     .spawn(move || {
-                        serve_conn(&vm, conn);
+                        serve(&vm, conn);
                         live2.fetch_sub(1, Ordering::AcqRel);
                     });
                 if let Err(e) = spawned {
                     live.fetch_sub(1, Ordering::AcqRel);
-                    log::error!("TCLO vsock: cannot start a connection thread: {e}");
+                    log::error!("{what} vsock: cannot start a connection thread: {e}");
                 }
             }
         })?;

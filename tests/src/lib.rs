@@ -270,20 +270,27 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: sending SIGTERM to our own child process.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            stop_child(c, Duration::from_secs(5));
         }
     }
+}
+
+/// SIGTERM a child and wait up to `grace` for it; then SIGKILL. Its exit
+/// status when it stopped on the SIGTERM.
+pub fn stop_child(mut c: Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
 }
 
 /// stdout as text.

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, frontend, stderr, stdout, Frontend, Sim};
+use e2e_tests::{bin, frontend, stderr, stdout, stop_child, Frontend, Sim};
 use serde_json::Value;
 
 fn run_ip(args: &[&str]) {
@@ -216,19 +216,7 @@ impl Agent {
 
     /// SIGTERM and wait; the exit status.
     fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        c.wait().ok();
-        None
+        stop_child(self.child.take()?, Duration::from_secs(10))
     }
 }
 

@@ -188,22 +188,14 @@ impl Drop for Netns {
     }
 }
 
-struct Daemon(Child);
+struct Daemon(Option<Child>);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         // SIGTERM reaches vmtoolsd through hvsim exec; it exits cleanly.
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(c) = self.0.take() {
+            e2e_tests::stop_child(c, Duration::from_secs(10));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -264,7 +256,7 @@ fn vmtoolsd_reports_the_guest_and_answers_tclo() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start vmtoolsd under hvsim exec");
-    let _daemon = Daemon(child);
+    let _daemon = Daemon(Some(child));
     let log = || std::fs::read_to_string(dir.join("vmsvc.log")).unwrap_or_default();
 
     let want = ns.addrs();
@@ -435,7 +427,7 @@ fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
             .spawn()
             .expect("start vmtoolsd under hvsim exec")
     };
-    let daemon = Daemon(start("1"));
+    let daemon = Daemon(Some(start("1")));
     let log = || std::fs::read_to_string(dir.join("vmsvc.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -521,7 +513,7 @@ fn vmtoolsd_takes_tclo_over_vsock_and_does_not_poll_at_idle() {
 
     // The same vmtoolsd without vsock (HVSIM_EXEC_VSOCK=0: its connects
     // fail, as on a host without it) polls and reports over the backdoor.
-    let _daemon = Daemon(start("0"));
+    let _daemon = Daemon(Some(start("0")));
     sim.eventually("vmtoolsd polling over the backdoor", || {
         let v = sim.show("vm0");
         v["tools"]["status"] == "running" && v["tools"]["tclo_transport"] == "backdoor"

@@ -413,17 +413,13 @@ impl Daemon {
             }
             Err(e) => {
                 self.connect_failures += 1;
-                if self.connect_failures == 1 {
-                    log::error!("cannot reach the host: {e}; retrying");
-                } else {
-                    log::debug!(
-                        "cannot reach the host (attempt {}): {e}",
-                        self.connect_failures
-                    );
-                }
-                let base = Duration::from_millis(self.cfg.agent.reconnect_ms.max(10));
-                let wait = (base * self.connect_failures.min(5)).min(MAX_RECONNECT.max(base));
-                self.next_connect = Instant::now() + wait;
+                self.next_connect = connect_failed(
+                    self.connect_failures,
+                    &e,
+                    self.cfg.agent.reconnect_ms,
+                    5,
+                    MAX_RECONNECT,
+                );
                 if !self.ready_sent {
                     // Ready as a service even without a host: systemd must
                     // not time the unit out on a machine that is not a VM yet.
@@ -756,6 +752,26 @@ impl Daemon {
             self.disconnect("the backdoor setting changed");
         }
     }
+}
+
+/// Log failed attempt number `failures` to reach the host (the first as an
+/// error, later ones at debug) and say when to try again: `reconnect_ms`
+/// (at least 10) times the attempts so far, counting at most `steps`, and no
+/// later than `cap` unless `reconnect_ms` itself is longer.
+pub(crate) fn connect_failed(
+    failures: u32,
+    e: &str,
+    reconnect_ms: u64,
+    steps: u32,
+    cap: Duration,
+) -> Instant {
+    if failures == 1 {
+        log::error!("cannot reach the host: {e}; retrying");
+    } else {
+        log::debug!("cannot reach the host (attempt {failures}): {e}");
+    }
+    let base = Duration::from_millis(reconnect_ms.max(10));
+    Instant::now() + (base * failures.min(steps)).min(cap.max(base))
 }
 
 /// Set up the transport `spec` names (traced when `VM_BACKDOOR_TRACE=1`);
