@@ -5,6 +5,8 @@
 //! The binaries come from the workspace's target directory; build them first
 //! with `cargo build --workspace --bins` (the README's test command does).
 
+pub mod keys;
+
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
