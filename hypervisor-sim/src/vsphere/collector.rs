@@ -96,7 +96,10 @@ pub fn parse_spec(n: &Node) -> Result<Spec, Fault> {
         .map(|p| PropSpec {
             ty: p.text_of("type").unwrap_or("").trim().to_string(),
             all: p.bool_of("all", false),
-            paths: p.all("pathSet").map(|x| x.text.trim().to_string()).collect(),
+            paths: p
+                .all("pathSet")
+                .map(|x| x.text.trim().to_string())
+                .collect(),
         })
         .collect::<Vec<_>>();
     let objects = n
@@ -182,7 +185,9 @@ fn reach(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Mor>, Fault> {
         if svc.object(Some(s), &o.obj).is_none() {
             return Err(Fault::not_found(&o.obj));
         }
-        walk(svc, s, &o.obj, &o.select, o.skip, &names, &mut seen, &mut out, 0);
+        walk(
+            svc, s, &o.obj, &o.select, o.skip, &names, &mut seen, &mut out, 0,
+        );
     }
     Ok(out)
 }
@@ -226,7 +231,17 @@ fn walk(
             continue;
         };
         for child in v.mors() {
-            walk(svc, s, &child, &t.select, t.skip, names, seen, out, depth + 1);
+            walk(
+                svc,
+                s,
+                &child,
+                &t.select,
+                t.skip,
+                names,
+                seen,
+                out,
+                depth + 1,
+            );
         }
     }
 }
@@ -256,7 +271,10 @@ fn props_of(spec: &Spec, m: &Mor, obj: &Val) -> Option<BTreeMap<String, Val>> {
 fn dynamic_property(name: &str, v: &Val) -> Val {
     Val::Obj(
         "DynamicProperty",
-        vec![("name", Val::s(name)), ("val", Val::Any(Box::new(v.clone())))],
+        vec![
+            ("name", Val::s(name)),
+            ("val", Val::Any(Box::new(v.clone()))),
+        ],
     )
 }
 
@@ -302,7 +320,10 @@ fn page(s: &mut Session, mut objects: VecDeque<Val>, max: usize) -> Option<Val> 
         s.pending.insert(token.clone(), rest);
         fields.push(("token", Val::s(token)));
     }
-    fields.push(("objects", Val::List("ObjectContent", objects.into_iter().collect())));
+    fields.push((
+        "objects",
+        Val::List("ObjectContent", objects.into_iter().collect()),
+    ));
     Some(Val::Obj("RetrieveResult", fields))
 }
 
@@ -366,13 +387,19 @@ pub(super) fn dispatch(
             Ok(None)
         }
         "CreateFilter" => {
-            let spec = parse_spec(op.child("spec").ok_or_else(|| Fault::invalid_argument("spec"))?)?;
+            let spec = parse_spec(
+                op.child("spec")
+                    .ok_or_else(|| Fault::invalid_argument("spec"))?,
+            )?;
             let partial = op.bool_of("partialUpdates", false);
             let mut s = session.lock().unwrap();
             // Fail now on objects that do not exist, as hostd does.
             reach(svc, &s, &spec)?;
             if s.filters.len() >= MAX_PER_SESSION {
-                return Err(Fault::new("InvalidState", "too many property filters in this session: destroy unused ones"));
+                return Err(Fault::new(
+                    "InvalidState",
+                    "too many property filters in this session: destroy unused ones",
+                ));
             }
             let id = s.next("filter");
             s.filters.insert(
@@ -388,7 +415,9 @@ pub(super) fn dispatch(
         }
         "DestroyFilter" | "DestroyPropertyFilter" => {
             let mut s = session.lock().unwrap();
-            s.filters.remove(&this.value).ok_or_else(|| Fault::not_found(this))?;
+            s.filters
+                .remove(&this.value)
+                .ok_or_else(|| Fault::not_found(this))?;
             Ok(None)
         }
         "CancelWaitForUpdates" => Ok(None),
@@ -407,9 +436,19 @@ pub(super) fn dispatch(
                     Some(Err(_)) => return Err(Fault::invalid_argument("options.maxWaitSeconds")),
                 },
             };
-            wait_for_updates(svc, session, &this.value, &version, wait.unwrap_or(MAX_WAIT), method)
+            wait_for_updates(
+                svc,
+                session,
+                &this.value,
+                &version,
+                wait.unwrap_or(MAX_WAIT),
+                method,
+            )
         }
-        _ => Err(Fault::new("MethodNotFound", format!("{method} is not supported"))),
+        _ => Err(Fault::new(
+            "MethodNotFound",
+            format!("{method} is not supported"),
+        )),
     }
 }
 
@@ -421,7 +460,12 @@ fn serialize(v: &Val) -> String {
 
 /// One round of a collector's filters: the updates since what was sent
 /// last (marking them sent), or None when nothing changed.
-fn updates(svc: &Service, s: &mut Session, collector: &str, reset: bool) -> Result<Option<Vec<Val>>, Fault> {
+fn updates(
+    svc: &Service,
+    s: &mut Session,
+    collector: &str,
+    reset: bool,
+) -> Result<Option<Vec<Val>>, Fault> {
     let mut filter_updates = Vec::new();
     let ids: Vec<String> = s
         .filters
@@ -454,10 +498,7 @@ fn updates(svc: &Service, s: &mut Session, collector: &str, reset: bool) -> Resu
         for (m, props) in &now {
             match f.sent.get(m) {
                 None => {
-                    let changes = props
-                        .iter()
-                        .map(|(k, (_, v))| change(k, Some(v)))
-                        .collect();
+                    let changes = props.iter().map(|(k, (_, v))| change(k, Some(v))).collect();
                     objs.push(object_update("enter", m, changes));
                 }
                 Some(old) => {
@@ -562,6 +603,8 @@ fn wait_for_updates(
         }
         // Guest reports and power changes move the revision; a short poll
         // keeps the wait cheap without a wake-up channel per VM.
-        std::thread::sleep(Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
+        );
     }
 }

@@ -111,15 +111,24 @@ impl Fault {
 
     /// `InvalidArgument` naming the argument.
     pub fn invalid_argument(name: &str) -> Fault {
-        Fault::new("InvalidArgument", format!("A specified parameter was not correct: {name}"))
-            .with(format!("<invalidProperty>{}</invalidProperty>", soap::escape(name)))
+        Fault::new(
+            "InvalidArgument",
+            format!("A specified parameter was not correct: {name}"),
+        )
+        .with(format!(
+            "<invalidProperty>{}</invalidProperty>",
+            soap::escape(name)
+        ))
     }
 
     /// `ManagedObjectNotFound` for a reference.
     pub fn not_found(m: &Mor) -> Fault {
         Fault::new(
             "ManagedObjectNotFound",
-            format!("The object '{}:{}' has already been deleted or has not been completely created", m.ty, m.value),
+            format!(
+                "The object '{}:{}' has already been deleted or has not been completely created",
+                m.ty, m.value
+            ),
         )
         .with(format!(
             "<obj type=\"{}\">{}</obj>",
@@ -142,7 +151,12 @@ impl Fault {
 
     /// The XML of the fault as a `LocalizedMethodFault.fault` value.
     fn as_val_xml(&self) -> String {
-        format!("<fault xsi:type=\"{}\">{}</fault><localizedMessage>{}</localizedMessage>", self.kind, self.fields, soap::escape(&self.msg))
+        format!(
+            "<fault xsi:type=\"{}\">{}</fault><localizedMessage>{}</localizedMessage>",
+            self.kind,
+            self.fields,
+            soap::escape(&self.msg)
+        )
     }
 }
 
@@ -183,14 +197,20 @@ impl Task {
             ("cancelable", Val::Bool(false)),
         ];
         match &self.result {
-            Some(Err(fault)) => f.push(("error", Val::Raw("LocalizedMethodFault", fault.as_val_xml()))),
+            Some(Err(fault)) => f.push((
+                "error",
+                Val::Raw("LocalizedMethodFault", fault.as_val_xml()),
+            )),
             Some(Ok(Some(v))) => f.push(("result", Val::Any(Box::new(v.clone())))),
             _ => {}
         }
         f.extend([
             (
                 "reason",
-                Val::Obj("TaskReasonUser", vec![("userName", Val::s(self.user.clone()))]),
+                Val::Obj(
+                    "TaskReasonUser",
+                    vec![("userName", Val::s(self.user.clone()))],
+                ),
             ),
             ("queueTime", Val::Time(self.queued)),
             ("startTime", Val::Time(self.queued)),
@@ -245,7 +265,11 @@ impl Session {
 
     fn next(&mut self, prefix: &str) -> String {
         self.next_id += 1;
-        format!("session[{}]{prefix}{}", &self.key[..8.min(self.key.len())], self.next_id)
+        format!(
+            "session[{}]{prefix}{}",
+            &self.key[..8.min(self.key.len())],
+            self.next_id
+        )
     }
 }
 
@@ -290,7 +314,11 @@ fn role_at_least(role: Role, need: Role) -> bool {
 
 impl Service {
     /// A service over these VMs and users.
-    pub fn new(inv: &HvInventory, users: Arc<UserStore>, session_timeout: Duration) -> Arc<Service> {
+    pub fn new(
+        inv: &HvInventory,
+        users: Arc<UserStore>,
+        session_timeout: Duration,
+    ) -> Arc<Service> {
         let open = users.list().is_empty();
         Arc::new(Service {
             inv: Inventory::new(inv),
@@ -354,7 +382,10 @@ impl Service {
                         ("container", Val::Mor(v.container.clone())),
                         (
                             "type",
-                            Val::List("string", v.types.iter().map(|t| Val::s(t.clone())).collect()),
+                            Val::List(
+                                "string",
+                                v.types.iter().map(|t| Val::s(t.clone())).collect(),
+                            ),
                         ),
                         ("recursive", Val::Bool(v.recursive)),
                         ("view", collector::view_members(self, v)),
@@ -370,7 +401,10 @@ impl Service {
                 let mut f = vec![
                     ("defaultLocale", Val::s("en")),
                     ("messageLocaleList", Val::List("string", vec![Val::s("en")])),
-                    ("supportedLocaleList", Val::List("string", vec![Val::s("en")])),
+                    (
+                        "supportedLocaleList",
+                        Val::List("string", vec![Val::s("en")]),
+                    ),
                 ];
                 if let Some(s) = session {
                     f.push(("currentSession", s.user_session()));
@@ -426,10 +460,11 @@ impl Service {
 
     fn expire_sessions(&self) {
         let t = self.session_timeout;
-        self.sessions
-            .lock()
-            .unwrap()
-            .retain(|_, s| s.lock().map(|s| s.last_used.elapsed() <= t).unwrap_or(false));
+        self.sessions.lock().unwrap().retain(|_, s| {
+            s.lock()
+                .map(|s| s.last_used.elapsed() <= t)
+                .unwrap_or(false)
+        });
     }
 
     /// Answer one HTTP request.
@@ -456,7 +491,10 @@ impl Service {
             Ok(op) => op,
             Err(e) => return xml_response(500, soap::client_fault(&e.to_string())),
         };
-        let this = op.child("_this").map(mor_of).unwrap_or_else(|| Mor::new("", ""));
+        let this = op
+            .child("_this")
+            .map(mor_of)
+            .unwrap_or_else(|| Mor::new("", ""));
         let method = op.name.as_str();
         // Methods that need no session.
         match method {
@@ -468,13 +506,12 @@ impl Service {
             _ => {}
         }
         let Some(session) = self.session(req) else {
-            let f = Fault::new("NotAuthenticated", "The session is not authenticated.").with(
-                format!(
+            let f =
+                Fault::new("NotAuthenticated", "The session is not authenticated.").with(format!(
                     "<object type=\"{}\">{}</object><privilegeId>System.View</privilegeId>",
                     soap::escape(&this.ty),
                     soap::escape(&this.value)
-                ),
-            );
+                ));
             return fault_response(&f);
         };
         let outcome = {
@@ -552,7 +589,13 @@ impl Service {
         )
     }
 
-    fn need(&self, session: &Mutex<Session>, this: &Mor, role: Role, privilege: &str) -> Result<(), Fault> {
+    fn need(
+        &self,
+        session: &Mutex<Session>,
+        this: &Mor,
+        role: Role,
+        privilege: &str,
+    ) -> Result<(), Fault> {
         let have = session.lock().unwrap().role;
         if role_at_least(have, role) {
             Ok(())
@@ -568,7 +611,9 @@ impl Service {
                 format!("this method is not defined for {}", this.ty),
             ));
         }
-        self.inv.vm(&this.value).ok_or_else(|| Fault::not_found(this))
+        self.inv
+            .vm(&this.value)
+            .ok_or_else(|| Fault::not_found(this))
     }
 
     fn dispatch(&self, session: &Arc<Mutex<Session>>, this: &Mor, op: &Node) -> Outcome {
@@ -588,33 +633,58 @@ impl Service {
             "Fetch" => {
                 let prop = op.text_of("prop").unwrap_or("");
                 let s = session.lock().unwrap();
-                let obj = self.object(Some(&s), this).ok_or_else(|| Fault::not_found(this))?;
+                let obj = self
+                    .object(Some(&s), this)
+                    .ok_or_else(|| Fault::not_found(this))?;
                 Ok(obj.field(prop).cloned())
             }
-            "RetrievePropertiesEx" | "RetrieveProperties" | "ContinueRetrievePropertiesEx"
-            | "CancelRetrievePropertiesEx" | "CreateFilter" | "DestroyFilter" | "DestroyPropertyFilter"
-            | "WaitForUpdatesEx" | "WaitForUpdates" | "CheckForUpdates"
-            | "CancelWaitForUpdates" | "CreatePropertyCollector" | "DestroyPropertyCollector" => {
-                collector::dispatch(self, session, this, op)
-            }
+            "RetrievePropertiesEx"
+            | "RetrieveProperties"
+            | "ContinueRetrievePropertiesEx"
+            | "CancelRetrievePropertiesEx"
+            | "CreateFilter"
+            | "DestroyFilter"
+            | "DestroyPropertyFilter"
+            | "WaitForUpdatesEx"
+            | "WaitForUpdates"
+            | "CheckForUpdates"
+            | "CancelWaitForUpdates"
+            | "CreatePropertyCollector"
+            | "DestroyPropertyCollector" => collector::dispatch(self, session, this, op),
             "CreateContainerView" => {
-                let container = op.child("container").map(mor_of).ok_or_else(|| Fault::invalid_argument("container"))?;
+                let container = op
+                    .child("container")
+                    .map(mor_of)
+                    .ok_or_else(|| Fault::invalid_argument("container"))?;
                 if self.object(None, &container).is_none() {
                     return Err(Fault::not_found(&container));
                 }
-                let types: Vec<String> = op.all("type").map(|t| t.text.trim().to_string()).collect();
+                let types: Vec<String> =
+                    op.all("type").map(|t| t.text.trim().to_string()).collect();
                 let recursive = op.bool_of("recursive", false);
                 let mut s = session.lock().unwrap();
                 if s.views.len() >= MAX_PER_SESSION {
-                    return Err(Fault::new("InvalidState", "too many views in this session: destroy unused ones"));
+                    return Err(Fault::new(
+                        "InvalidState",
+                        "too many views in this session: destroy unused ones",
+                    ));
                 }
                 let id = s.next("");
-                s.views.insert(id.clone(), collector::View { container, types, recursive });
+                s.views.insert(
+                    id.clone(),
+                    collector::View {
+                        container,
+                        types,
+                        recursive,
+                    },
+                );
                 Ok(Some(Val::mor("ContainerView", &id)))
             }
             "DestroyView" => {
                 let mut s = session.lock().unwrap();
-                s.views.remove(&this.value).ok_or_else(|| Fault::not_found(this))?;
+                s.views
+                    .remove(&this.value)
+                    .ok_or_else(|| Fault::not_found(this))?;
                 Ok(None)
             }
             "FindByUuid" | "FindAllByUuid" => {
@@ -655,7 +725,11 @@ impl Service {
                 self.find_result(method, hits)
             }
             "FindByDnsName" | "FindAllByDnsName" => {
-                let name = op.text_of("dnsName").unwrap_or("").trim().to_ascii_lowercase();
+                let name = op
+                    .text_of("dnsName")
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 if !op.bool_of("vmSearch", false) {
                     let hits = if name == model::HOST_NAME {
                         vec![Mor::new("HostSystem", "ha-host")]
@@ -682,14 +756,24 @@ impl Service {
                 self.find_result(method, hits)
             }
             "FindByInventoryPath" => {
-                let path = op.text_of("inventoryPath").unwrap_or("").trim().trim_matches('/').to_string();
+                let path = op
+                    .text_of("inventoryPath")
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches('/')
+                    .to_string();
                 Ok(self.by_inventory_path(&path).map(Val::Mor))
             }
             "FindChild" => {
-                let entity = op.child("entity").map(mor_of).ok_or_else(|| Fault::invalid_argument("entity"))?;
+                let entity = op
+                    .child("entity")
+                    .map(mor_of)
+                    .ok_or_else(|| Fault::invalid_argument("entity"))?;
                 let name = op.text_of("name").unwrap_or("");
                 let s = session.lock().unwrap();
-                let obj = self.object(Some(&s), &entity).ok_or_else(|| Fault::not_found(&entity))?;
+                let obj = self
+                    .object(Some(&s), &entity)
+                    .ok_or_else(|| Fault::not_found(&entity))?;
                 let children = match entity.ty.as_str() {
                     "Datacenter" => ["vmFolder", "hostFolder", "datastoreFolder", "networkFolder"]
                         .iter()
@@ -708,24 +792,41 @@ impl Service {
                     .map(Val::Mor))
             }
             "PowerOnVM_Task" | "PowerOffVM_Task" | "ResetVM_Task" => {
-                self.need(session, this, Role::Operator, "VirtualMachine.Interact.PowerOn")?;
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.Interact.PowerOn",
+                )?;
                 let e = self.vm_of(this)?.clone();
                 let on = e.vm.power_state() == crate::vm::Power::On;
                 let (action, desc, result): (_, _, Result<Option<Val>, Fault>) = match method {
                     "PowerOnVM_Task" => (
                         PowerAction::On,
                         "VirtualMachine.powerOn",
-                        if on { Err(invalid_power_state("poweredOn", "poweredOn")) } else { Ok(None) },
+                        if on {
+                            Err(invalid_power_state("poweredOn", "poweredOn"))
+                        } else {
+                            Ok(None)
+                        },
                     ),
                     "PowerOffVM_Task" => (
                         PowerAction::Off,
                         "VirtualMachine.powerOff",
-                        if on { Ok(None) } else { Err(invalid_power_state("poweredOff", "poweredOff")) },
+                        if on {
+                            Ok(None)
+                        } else {
+                            Err(invalid_power_state("poweredOff", "poweredOff"))
+                        },
                     ),
                     _ => (
                         PowerAction::Reset,
                         "VirtualMachine.reset",
-                        if on { Ok(None) } else { Err(invalid_power_state("poweredOn", "poweredOff")) },
+                        if on {
+                            Ok(None)
+                        } else {
+                            Err(invalid_power_state("poweredOn", "poweredOff"))
+                        },
                     ),
                 };
                 let result = result.and_then(|_| {
@@ -737,7 +838,12 @@ impl Service {
                 Ok(Some(self.task(session, method, desc, &e, result)?))
             }
             "ShutdownGuest" | "RebootGuest" => {
-                self.need(session, this, Role::Operator, "VirtualMachine.Interact.PowerOff")?;
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.Interact.PowerOff",
+                )?;
                 let e = self.vm_of(this)?;
                 let action = if method == "ShutdownGuest" {
                     PowerAction::SoftOff
@@ -749,21 +855,39 @@ impl Service {
                 Ok(None)
             }
             "ReconfigVM_Task" => {
-                self.need(session, this, Role::Administrator, "VirtualMachine.Config.AdvancedConfig")?;
+                self.need(
+                    session,
+                    this,
+                    Role::Administrator,
+                    "VirtualMachine.Config.AdvancedConfig",
+                )?;
                 let e = self.vm_of(this)?.clone();
-                let spec = op.child("spec").ok_or_else(|| Fault::invalid_argument("spec"))?;
+                let spec = op
+                    .child("spec")
+                    .ok_or_else(|| Fault::invalid_argument("spec"))?;
                 let result = self.reconfigure(&e, spec);
                 self.bump();
-                Ok(Some(self.task(session, method, "VirtualMachine.reconfigure", &e, result)?))
+                Ok(Some(self.task(
+                    session,
+                    method,
+                    "VirtualMachine.reconfigure",
+                    &e,
+                    result,
+                )?))
             }
             "CancelTask" => Err(Fault::new("InvalidState", "the task has already completed")),
             _ => {
-                if self.object(Some(&session.lock().unwrap()), this).is_none() && !this.ty.is_empty() {
+                if self.object(Some(&session.lock().unwrap()), this).is_none()
+                    && !this.ty.is_empty()
+                {
                     return Err(Fault::not_found(this));
                 }
                 Err(Fault::new(
                     "MethodNotFound",
-                    format!("Method {method} is not supported by this host (hvsim) on {}", this.ty),
+                    format!(
+                        "Method {method} is not supported by this host (hvsim) on {}",
+                        this.ty
+                    ),
                 )
                 .with(format!(
                     "<receiver type=\"{}\">{}</receiver><method>{}</method>",
@@ -804,7 +928,9 @@ impl Service {
             ["ha-datacenter", "host", h] if *h == model::HOST_NAME => {
                 Some(Mor::new("ComputeResource", "ha-compute-res"))
             }
-            ["ha-datacenter", "host", h, hh] if *h == model::HOST_NAME && *hh == model::HOST_NAME => {
+            ["ha-datacenter", "host", h, hh]
+                if *h == model::HOST_NAME && *hh == model::HOST_NAME =>
+            {
                 Some(Mor::new("HostSystem", "ha-host"))
             }
             ["ha-datacenter", "datastore", d] if *d == model::DATASTORE => {
@@ -823,7 +949,10 @@ impl Service {
             if key.is_empty() {
                 return Err(Fault::invalid_argument("spec.extraConfig.key"));
             }
-            let value = opt.child("value").map(|v| v.text.clone()).unwrap_or_default();
+            let value = opt
+                .child("value")
+                .map(|v| v.text.clone())
+                .unwrap_or_default();
             if let Some(var) = key.strip_prefix("guestinfo.") {
                 if var.is_empty() {
                     return Err(Fault::invalid_argument("spec.extraConfig.key"));
@@ -988,11 +1117,14 @@ pub fn start(
         )
         .map_err(|e| VsphereStartError::Tls(e.to_string()))?,
     };
-    let tls = http::tls::server_config(&paths).map_err(|e| VsphereStartError::Tls(e.to_string()))?;
+    let tls =
+        http::tls::server_config(&paths).map_err(|e| VsphereStartError::Tls(e.to_string()))?;
     let timeout = Duration::from_secs(vc.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT));
     let service = Service::new(&inventory, users, timeout);
     if service.open {
-        log::warn!("vsphere: no [[user]] configured: any user name and password log in as Administrator");
+        log::warn!(
+            "vsphere: no [[user]] configured: any user name and password log in as Administrator"
+        );
     }
     let local = listener.local_addr().map_err(VsphereStartError::Thread)?;
     let hc = HttpConfig {
@@ -1006,8 +1138,13 @@ pub fn start(
         local_only: false,
         name: "vsphere".into(),
     };
-    http::spawn(listener, Some(tls), hc, Arc::new(VsphereHandler(service.clone())))
-        .map_err(VsphereStartError::Thread)?;
+    http::spawn(
+        listener,
+        Some(tls),
+        hc,
+        Arc::new(VsphereHandler(service.clone())),
+    )
+    .map_err(VsphereStartError::Thread)?;
     log::info!(
         "vSphere API (vim25 {}) over HTTPS on {local}/sdk (certificate {})",
         model::API_VERSION,

@@ -26,8 +26,7 @@ pub const API_VERSION: &str = "8.0.3.0";
 /// Older vim25 versions a client may ask for (vimServiceVersions.xml).
 pub const PRIOR_VERSIONS: &[&str] = &[
     "8.0.2.0", "8.0.1.0", "8.0.0.2", "8.0.0.1", "8.0.0.0", "7.0.3.0", "7.0.2.0", "7.0.1.0",
-    "7.0.0.0", "6.7.3", "6.7.2", "6.7.1", "6.7", "6.5", "6.0", "5.5", "5.1", "5.0", "4.1",
-    "4.0",
+    "7.0.0.0", "6.7.3", "6.7.2", "6.7.1", "6.7", "6.5", "6.0", "5.5", "5.1", "5.0", "4.1", "4.0",
 ];
 
 /// The host's name (HostSystem.name).
@@ -140,7 +139,9 @@ pub fn about() -> Val {
             ("name", Val::s("VMware ESXi")),
             (
                 "fullName",
-                Val::s(format!("VMware ESXi {PRODUCT_VERSION} build-{PRODUCT_BUILD}")),
+                Val::s(format!(
+                    "VMware ESXi {PRODUCT_VERSION} build-{PRODUCT_BUILD}"
+                )),
             ),
             ("vendor", Val::s("VMware, Inc.")),
             ("version", Val::s(PRODUCT_VERSION)),
@@ -170,7 +171,10 @@ pub fn service_content() -> Val {
         "ServiceContent",
         vec![
             ("rootFolder", m("Folder", "ha-folder-root")),
-            ("propertyCollector", m("PropertyCollector", "ha-property-collector")),
+            (
+                "propertyCollector",
+                m("PropertyCollector", "ha-property-collector"),
+            ),
             ("viewManager", m("ViewManager", "ViewManager")),
             ("about", about()),
             ("sessionManager", m("SessionManager", "ha-sessionmgr")),
@@ -353,7 +357,10 @@ fn host(inv: &Inventory) -> Vec<(&'static str, Val)> {
                 "connectionState",
                 Val::Enum("HostSystemConnectionState", "connected".into()),
             ),
-            ("powerState", Val::Enum("HostSystemPowerState", "poweredOn".into())),
+            (
+                "powerState",
+                Val::Enum("HostSystemPowerState", "poweredOn".into()),
+            ),
             ("inMaintenanceMode", Val::Bool(false)),
         ],
     );
@@ -459,10 +466,7 @@ pub fn instance_uuid(vm: &Vm) -> String {
 
 /// A VM's MAC for NIC `i` when its guest reported none.
 fn mac_of(view: &VmView, i: usize) -> String {
-    view.nics
-        .get(i)
-        .map(|n| n.mac.clone())
-        .unwrap_or_default()
+    view.nics.get(i).map(|n| n.mac.clone()).unwrap_or_default()
 }
 
 /// Guest disk info from `SetGuestDiskInfo` JSON (sizes as numbers or strings).
@@ -492,11 +496,7 @@ fn disks(vm: &Vm) -> Vec<Val> {
                             ("freeSpace", Val::Long(num(d.get("free")))),
                             (
                                 "filesystemType",
-                                Val::s(
-                                    d.get("filesystem")
-                                        .and_then(|f| f.as_str())
-                                        .unwrap_or(""),
-                                ),
+                                Val::s(d.get("filesystem").and_then(|f| f.as_str()).unwrap_or("")),
                             ),
                         ],
                     ))
@@ -531,7 +531,10 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
     };
     let gid = guest_id(view.os_name.as_deref());
     let family = guest_family(&gid, view.os_full.as_deref());
-    let full_name = view.os_full.clone().unwrap_or_else(|| "Other Linux (64-bit)".into());
+    let full_name = view
+        .os_full
+        .clone()
+        .unwrap_or_else(|| "Other Linux (64-bit)".into());
     let uuid = view.uuid.clone();
     let iuuid = instance_uuid(vm);
     let vmx_path = format!("[{DATASTORE}] {0}/{0}.vmx", view.name);
@@ -561,15 +564,12 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
         if on { "poweredOn" } else { "poweredOff" }.into(),
     );
     let mut guest_fields = vec![
-        ("toolsStatus", Val::Enum("VirtualMachineToolsStatus", tools_status.into())),
         (
-            "toolsVersionStatus",
-            Val::s(version_status),
+            "toolsStatus",
+            Val::Enum("VirtualMachineToolsStatus", tools_status.into()),
         ),
-        (
-            "toolsVersionStatus2",
-            Val::s(version_status),
-        ),
+        ("toolsVersionStatus", Val::s(version_status)),
+        ("toolsVersionStatus2", Val::s(version_status)),
         ("toolsRunningStatus", Val::s(running_status)),
         (
             "toolsVersion",
@@ -597,7 +597,10 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
                     ("network", Val::s(NETWORK_NAME)),
                     (
                         "ipAddress",
-                        Val::List("string", n.ips.iter().map(|ip| Val::s(ip.addr.clone())).collect()),
+                        Val::List(
+                            "string",
+                            n.ips.iter().map(|ip| Val::s(ip.addr.clone())).collect(),
+                        ),
                     ),
                     ("macAddress", Val::s(n.mac.clone())),
                     ("connected", Val::Bool(true)),
@@ -637,10 +640,7 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
         "guestState",
         Val::s(if running { "running" } else { "notRunning" }),
     ));
-    guest_fields.push((
-        "guestOperationsReady",
-        Val::Bool(running),
-    ));
+    guest_fields.push(("guestOperationsReady", Val::Bool(running)));
     guest_fields.push(("interactiveGuestOperationsReady", Val::Bool(false)));
     guest_fields.push(("guestStateChangeSupported", Val::Bool(running)));
     let guest = Val::Obj("GuestInfo", guest_fields);
@@ -731,9 +731,18 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
                     "VirtualMachineFileInfo",
                     vec![
                         ("vmPathName", Val::s(vmx_path.clone())),
-                        ("snapshotDirectory", Val::s(format!("[{DATASTORE}] {}/", view.name))),
-                        ("suspendDirectory", Val::s(format!("[{DATASTORE}] {}/", view.name))),
-                        ("logDirectory", Val::s(format!("[{DATASTORE}] {}/", view.name))),
+                        (
+                            "snapshotDirectory",
+                            Val::s(format!("[{DATASTORE}] {}/", view.name)),
+                        ),
+                        (
+                            "suspendDirectory",
+                            Val::s(format!("[{DATASTORE}] {}/", view.name)),
+                        ),
+                        (
+                            "logDirectory",
+                            Val::s(format!("[{DATASTORE}] {}/", view.name)),
+                        ),
                     ],
                 ),
             ),
@@ -785,13 +794,19 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
             Val::Enum("VirtualMachineConnectionState", "connected".into()),
         ),
         ("powerState", power_state.clone()),
-        ("faultToleranceState", Val::Enum("VirtualMachineFaultToleranceState", "notConfigured".into())),
+        (
+            "faultToleranceState",
+            Val::Enum("VirtualMachineFaultToleranceState", "notConfigured".into()),
+        ),
         ("toolsInstallerMounted", Val::Bool(false)),
         ("suspendInterval", Val::Long(0)),
         ("maxCpuUsage", Val::Int(2400)),
         ("maxMemoryUsage", Val::Int(memory_mb)),
         ("numMksConnections", Val::Int(0)),
-        ("recordReplayState", Val::Enum("VirtualMachineRecordReplayState", "inactive".into())),
+        (
+            "recordReplayState",
+            Val::Enum("VirtualMachineRecordReplayState", "inactive".into()),
+        ),
         ("onlineStandby", Val::Bool(false)),
         ("consolidationNeeded", Val::Bool(false)),
         ("paused", Val::Bool(false)),
@@ -807,7 +822,10 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
     let mut guest_summary = vec![
         ("guestId", Val::s(gid.clone())),
         ("guestFullName", Val::s(full_name.clone())),
-        ("toolsStatus", Val::Enum("VirtualMachineToolsStatus", tools_status.into())),
+        (
+            "toolsStatus",
+            Val::Enum("VirtualMachineToolsStatus", tools_status.into()),
+        ),
         ("toolsVersionStatus", Val::s(version_status)),
         ("toolsVersionStatus2", Val::s(version_status)),
         ("toolsRunningStatus", Val::s(running_status)),
@@ -823,7 +841,10 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
         vec![
             ("vm", Val::mor("VirtualMachine", &entry.id)),
             ("runtime", runtime.clone()),
-            ("guest", Val::Obj("VirtualMachineGuestSummary", guest_summary)),
+            (
+                "guest",
+                Val::Obj("VirtualMachineGuestSummary", guest_summary),
+            ),
             (
                 "config",
                 Val::Obj(

@@ -242,7 +242,10 @@ mod tests {
         let env = parse(xml).unwrap();
         let op = operation(&env).unwrap();
         assert_eq!(op.name, "Login");
-        assert_eq!(op.child("_this").unwrap().attr("type"), Some("SessionManager"));
+        assert_eq!(
+            op.child("_this").unwrap().attr("type"),
+            Some("SessionManager")
+        );
         assert_eq!(op.text_of("_this"), Some("ha-sessionmgr"));
         assert_eq!(op.text_of("password"), Some("a&b"));
     }

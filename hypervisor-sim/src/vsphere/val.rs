@@ -125,9 +125,7 @@ fn primitive_xsd(v: &Val) -> Option<&'static str> {
 
 /// An xsd:dateTime in UTC with milliseconds.
 pub fn format_time(t: SystemTime) -> String {
-    let d = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil from days (Howard Hinnant's algorithm).
@@ -241,7 +239,9 @@ pub fn returnval(v: Option<&Val>) -> String {
                 write(&mut out, "returnval", it, false);
             }
         }
-        Some(v @ (Val::Mor(_) | Val::Obj(..) | Val::Raw(..))) => write(&mut out, "returnval", v, false),
+        Some(v @ (Val::Mor(_) | Val::Obj(..) | Val::Raw(..))) => {
+            write(&mut out, "returnval", v, false)
+        }
         Some(v) => write(&mut out, "returnval", v, true),
     }
     out
@@ -272,7 +272,10 @@ mod tests {
         write(
             &mut out,
             "val",
-            &Val::List("ManagedObjectReference", vec![Val::mor("VirtualMachine", "1")]),
+            &Val::List(
+                "ManagedObjectReference",
+                vec![Val::mor("VirtualMachine", "1")],
+            ),
             true,
         );
         assert_eq!(out, "<val xsi:type=\"ArrayOfManagedObjectReference\"><ManagedObjectReference type=\"VirtualMachine\">1</ManagedObjectReference></val>");
