@@ -397,3 +397,87 @@ fn the_version_document_and_a_dropped_wait_leave_others_unaffected() {
     let inv = pyvmomi(port, "admin", "s3cret", "inventory", &[]);
     assert_eq!(inv["vms"][0]["name"], "vm0");
 }
+
+/// The collections Ansible reads: community.vmware as `scripts/test-deps.sh`
+/// unpacks it from the `ansible` wheel.
+fn ansible_collections() -> PathBuf {
+    let p = workspace().join("target/ansible");
+    assert!(
+        p.join("ansible_collections/community/vmware").exists(),
+        "{} is missing: run scripts/test-deps.sh",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn ansible_community_vmware_waits_for_the_agent_and_powers_the_vm() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let ns = guest_netns();
+    let _agent = Agent::start(&sim, &ns, "web-04");
+    let py = python();
+    let playbook = sim.dir.path().join("play.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            r#"- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/community.vmware.vmware:
+      hostname: 127.0.0.1
+      port: {port}
+      username: admin
+      password: s3cret
+      validate_certs: false
+  tasks:
+    - community.vmware.vmware_guest_tools_wait:
+        name: vm0
+        timeout: 30
+      register: tools
+    - ansible.builtin.assert:
+        that:
+          - tools.instance.guest_tools_status == "guestToolsRunning"
+          - tools.instance.ipv4 == "198.51.100.21"
+    - community.vmware.vmware_guest_info:
+        datacenter: ha-datacenter
+        name: vm0
+      register: info
+    - ansible.builtin.assert:
+        that:
+          - info.instance.hw_name == "vm0"
+          - info.instance.hw_power_status == "poweredOn"
+          - info.instance.hw_guest_id == "debian12_64Guest"
+          - info.instance.hw_product_uuid == "{uuid}"
+          - info.instance.ipv4 == "198.51.100.21"
+          - info.instance.hw_esxi_host == "hvsim.localdomain"
+          - info.instance.hw_interfaces == ["eth0"]
+    - community.vmware.vmware_guest_powerstate:
+        name: vm0
+        state: powered-off
+      register: poweroff
+    - ansible.builtin.assert:
+        that: [poweroff.changed]
+"#,
+            uuid = sim.show("vm0")["uuid"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(py.parent().unwrap().join("ansible-playbook"))
+        .args(["-i", "localhost,", "-c", "local"])
+        .arg("-e")
+        .arg(format!("ansible_python_interpreter={}", py.display()))
+        .arg(&playbook)
+        .env("ANSIBLE_COLLECTIONS_PATH", ansible_collections())
+        .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
+        .env("ANSIBLE_LOCAL_TEMP", sim.dir.path().join("ansible-tmp"))
+        .env("ANSIBLE_HOME", sim.dir.path().join("ansible-home"))
+        .output()
+        .expect("run ansible-playbook");
+    assert!(
+        out.status.success(),
+        "ansible-playbook failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(sim.show("vm0")["power"], "off");
+}

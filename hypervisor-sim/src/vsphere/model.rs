@@ -273,6 +273,20 @@ pub fn static_object(mor: &Mor, inv: &Inventory) -> Option<Val> {
             ("host", empty("DatastoreHostMount")),
             ("vm", inv.vm_mors()),
             (
+                "info",
+                Val::Obj(
+                    "VmfsDatastoreInfo",
+                    vec![
+                        ("name", Val::s(DATASTORE)),
+                        ("url", Val::s("ds:///vmfs/volumes/hvsim-datastore1/")),
+                        ("freeSpace", Val::Long(1 << 39)),
+                        ("maxFileSize", Val::Long(62 << 40)),
+                        ("maxVirtualDiskCapacity", Val::Long(62 << 40)),
+                        ("maxMemoryFileSize", Val::Long(62 << 40)),
+                    ],
+                ),
+            ),
+            (
                 "summary",
                 Val::Obj(
                     "DatastoreSummary",
