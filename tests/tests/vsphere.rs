@@ -69,7 +69,7 @@ fn run_py(port: u16, user: &str, pw: &str, scenario: &str, args: &[&str]) -> Out
 /// vm-agent for VM `vm0` inside `ns` with hostname `host`: the clock is
 /// never touched (timesync off, CAP_SYS_TIME dropped), power commands
 /// are stubs.
-struct Agent(Option<Child>, PathBuf);
+struct Agent(Option<Child>);
 
 impl Agent {
     fn start(sim: &Sim, ns: &Netns, host: &str) -> Agent {
@@ -109,7 +109,7 @@ impl Agent {
             .stderr(std::fs::File::create(dir.join("agent.err")).unwrap())
             .spawn()
             .expect("start vm-agent");
-        Agent(Some(child), log)
+        Agent(Some(child))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::model::is_a;
 use super::soap::Node;
 use super::val::{write, Mor, Val};
-use super::{mor_of, Fault, Outcome, Service, Session, MAX_PER_SESSION, MAX_WAIT};
+use super::{mor_of, Fault, Outcome, Service, Session, MAX_PER_SESSION};
 
 /// A container view.
 #[derive(Debug, Clone)]
@@ -423,27 +423,21 @@ pub(super) fn dispatch(
         "CancelWaitForUpdates" => Ok(None),
         "WaitForUpdatesEx" | "WaitForUpdates" | "CheckForUpdates" => {
             let version = op.text_of("version").unwrap_or("").trim().to_string();
+            let max = svc.max_wait;
             let wait = match method {
-                "CheckForUpdates" => Some(Duration::ZERO),
-                "WaitForUpdates" => Some(MAX_WAIT),
+                "CheckForUpdates" => Duration::ZERO,
+                "WaitForUpdates" => max,
                 _ => match op
                     .child("options")
                     .and_then(|o| o.text_of("maxWaitSeconds"))
                     .map(|v| v.trim().parse::<u64>())
                 {
-                    None => Some(MAX_WAIT),
-                    Some(Ok(secs)) => Some(Duration::from_secs(secs).min(MAX_WAIT)),
+                    None => max,
+                    Some(Ok(secs)) => Duration::from_secs(secs).min(max),
                     Some(Err(_)) => return Err(Fault::invalid_argument("options.maxWaitSeconds")),
                 },
             };
-            wait_for_updates(
-                svc,
-                session,
-                &this.value,
-                &version,
-                wait.unwrap_or(MAX_WAIT),
-                method,
-            )
+            wait_for_updates(svc, session, &this.value, &version, wait, method)
         }
         _ => Err(Fault::new(
             "MethodNotFound",

@@ -287,6 +287,8 @@ pub struct Service {
     /// filters see them.
     revision: std::sync::atomic::AtomicU64,
     session_timeout: Duration,
+    /// Longest one WaitForUpdates call blocks.
+    max_wait: Duration,
     open: bool,
 }
 
@@ -329,8 +331,26 @@ impl Service {
             extra: Mutex::new(BTreeMap::new()),
             revision: std::sync::atomic::AtomicU64::new(0),
             session_timeout,
+            max_wait: MAX_WAIT,
             open,
         })
+    }
+
+    /// The same service with WaitForUpdates bounded by `max_wait` (tests and
+    /// fuzzing, which must not block for minutes).
+    pub fn with_max_wait(
+        inv: &HvInventory,
+        users: Arc<UserStore>,
+        max_wait: Duration,
+    ) -> Arc<Service> {
+        let mut s = Arc::try_unwrap(Service::new(
+            inv,
+            users,
+            Duration::from_secs(DEFAULT_SESSION_TIMEOUT),
+        ))
+        .expect("a new service has one owner");
+        s.max_wait = max_wait;
+        Arc::new(s)
     }
 
     /// The inventory as the API numbers it.
