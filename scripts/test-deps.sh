@@ -41,3 +41,19 @@ if ! target/venv/bin/python -c 'import pywbem, sushy' 2>/dev/null \
     python3 -m venv target/venv
     target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools
 fi
+
+# pyvmomi (the vSphere API's client) and Ansible: ansible-core, with the
+# community.vmware collection unpacked from the `ansible` release wheel
+# (installing the whole wheel writes 600 MB of collections).
+if ! target/venv/bin/python -c 'import pyVmomi' 2>/dev/null \
+    || [ ! -x target/venv/bin/ansible-playbook ]; then
+    target/venv/bin/pip install --quiet pyvmomi 'ansible-core==2.19.14'
+fi
+if [ ! -d target/ansible/ansible_collections/community/vmware ]; then
+    rm -rf target/ansible-dl
+    mkdir -p target/ansible-dl target/ansible
+    target/venv/bin/pip download --quiet --no-deps -d target/ansible-dl 'ansible==12.3.0'
+    unzip -q -o target/ansible-dl/ansible-12.3.0-py3-none-any.whl \
+        'ansible_collections/community/vmware/*' -d target/ansible
+    rm -rf target/ansible-dl
+fi

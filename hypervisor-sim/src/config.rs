@@ -74,6 +74,9 @@ pub struct Config {
     /// Backdoor endpoint settings.
     #[serde(default)]
     pub backdoor: BackdoorConfig,
+    /// The vSphere API (vim25 SOAP).
+    #[serde(default)]
+    pub vsphere: VsphereConfig,
     /// The directory the config file is in (relative paths resolve here).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -172,6 +175,20 @@ pub struct RedfishConfig {
     /// Seconds without NBD traffic before a medium is ejected (default 1800).
     pub inactivity_timeout: Option<u64>,
     /// Seconds a Redfish session lives unused (default 1800).
+    pub session_timeout: Option<u64>,
+}
+
+/// The vSphere API listener.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VsphereConfig {
+    /// HTTPS listen address (`/sdk`); `""` turns the API off.
+    pub listen: Option<String>,
+    /// PEM certificate; default: generated in the state directory.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key for `certificate`.
+    pub key: Option<PathBuf>,
+    /// Seconds a session lives unused (default 1800).
     pub session_timeout: Option<u64>,
 }
 

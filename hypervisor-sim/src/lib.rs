@@ -37,3 +37,4 @@ pub mod store;
 pub mod users;
 pub mod vm;
 pub mod vsock;
+pub mod vsphere;

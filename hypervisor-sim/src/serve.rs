@@ -28,6 +28,8 @@ pub struct Server {
     pub cim: Option<crate::cim::CimServer>,
     /// The Redfish service (and its NBD server), when started.
     pub redfish: Option<crate::redfish::RedfishServer>,
+    /// The vSphere API, when started.
+    pub vsphere: Option<crate::vsphere::VsphereServer>,
     _lock: DirLock,
     sockets: Vec<PathBuf>,
 }
@@ -249,6 +251,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
     let cim = crate::cim::start(cfg, inv.clone(), &state_dir, users.clone())?;
     crate::ipmi::start(cfg, &inv, store.clone(), users.clone())?;
+    let vsphere = crate::vsphere::start(cfg, inv.clone(), users.clone(), &state_dir)?;
     let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
     // The control socket comes last: clients (and tests) take it as the
     // sign that every listener of the host is bound.
@@ -262,6 +265,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         state_dir,
         cim,
         redfish,
+        vsphere,
         _lock: lock,
         sockets,
     })

@@ -326,3 +326,52 @@ pub fn python() -> PathBuf {
     );
     p
 }
+
+/// A network namespace of a test's own (`ip netns add`), with `lo` up;
+/// deleted with its links on drop.
+#[derive(Debug)]
+pub struct Netns {
+    /// Its name (`ip netns exec NAME ...`).
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace named after `prefix`, the process and a counter.
+    pub fn new(prefix: &str) -> Netns {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-t{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run_ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run_ip(&all);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// `ip ARGS...`, which must succeed.
+pub fn run_ip(args: &[&str]) {
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (install iproute2)");
+    assert!(o.status.success(), "ip {}: {}", args.join(" "), stderr(&o));
+}

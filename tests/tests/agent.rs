@@ -10,51 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, frontend, stderr, stdout, stop_child, Frontend, Sim};
+use e2e_tests::{bin, frontend, stderr, stdout, stop_child, Frontend, Netns, Sim};
 use serde_json::Value;
-
-fn run_ip(args: &[&str]) {
-    let o = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (install iproute2)");
-    assert!(o.status.success(), "ip {}: {}", args.join(" "), stderr(&o));
-}
-
-/// A network namespace of the test's own, deleted (with its links) on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "vmagent-t{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run_ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        run_ip(&all);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
 
 /// A running vm-agent; SIGTERM on drop.
 struct Agent {
@@ -377,7 +334,7 @@ fn answers_the_host_and_reports_the_os() {
 #[test]
 fn reports_namespace_nics_and_follows_changes() {
     let sim = Sim::start();
-    let ns = Netns::new();
+    let ns = Netns::new("vmagent");
     // eth1: the guest's NIC; veth-peer and docker0 are excluded by default.
     ns.ip(&[
         "link",
@@ -589,7 +546,7 @@ fn reconnects_after_the_host_restarts() {
         return;
     }
     let mut sim = Sim::start();
-    let ns = Netns::new();
+    let ns = Netns::new("vmagent");
     ns.ip(&[
         "link",
         "add",
@@ -808,7 +765,7 @@ fn takes_host_commands_over_vsock_under_hvsim_exec() {
     let sim = Sim::start();
     // Its own namespace: other tests' links coming and going must not make
     // it publish.
-    let ns = Netns::new();
+    let ns = Netns::new("vmagent");
     let mut agent = Agent::spawn(
         &sim,
         "",
@@ -855,7 +812,7 @@ fn takes_host_commands_over_vsock_under_hvsim_exec() {
 #[test]
 fn vsock_can_be_turned_off() {
     let sim = Sim::start();
-    let ns = Netns::new();
+    let ns = Netns::new("vmagent");
     let agent = Agent::spawn(
         &sim,
         "",

@@ -1,0 +1,604 @@
+//! PropertyCollector: which objects a spec reaches (traversal specs,
+//! container views), their properties, and the updates a filter reports.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::model::is_a;
+use super::soap::Node;
+use super::val::{write, Mor, Val};
+use super::{mor_of, Fault, Outcome, Service, Session, MAX_PER_SESSION};
+
+/// A container view.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// Where it looks.
+    pub container: Mor,
+    /// The types it shows (empty: all).
+    pub types: Vec<String>,
+    /// Whole subtree, or direct children only.
+    pub recursive: bool,
+}
+
+/// Which properties of which type.
+#[derive(Debug, Clone)]
+struct PropSpec {
+    ty: String,
+    all: bool,
+    paths: Vec<String>,
+}
+
+/// A traversal step or a reference to a named one.
+#[derive(Debug, Clone)]
+enum Sel {
+    Named(String),
+    Traversal(Trav),
+}
+
+#[derive(Debug, Clone)]
+struct Trav {
+    name: String,
+    ty: String,
+    path: String,
+    skip: bool,
+    select: Vec<Sel>,
+}
+
+#[derive(Debug, Clone)]
+struct ObjSpec {
+    obj: Mor,
+    skip: bool,
+    select: Vec<Sel>,
+}
+
+/// A PropertyFilterSpec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    props: Vec<PropSpec>,
+    objects: Vec<ObjSpec>,
+}
+
+/// A property filter and what its collector last reported of it.
+#[derive(Debug)]
+pub struct Filter {
+    /// The collector it belongs to.
+    pub collector: String,
+    /// Report only changed properties (always the case here).
+    pub partial: bool,
+    spec: Spec,
+    sent: BTreeMap<Mor, BTreeMap<String, (String, Val)>>,
+}
+
+/// The most results one RetrievePropertiesEx call returns by default.
+const DEFAULT_MAX_OBJECTS: usize = 100;
+/// Deepest traversal followed.
+const MAX_TRAVERSAL_DEPTH: usize = 32;
+
+fn parse_sel(n: &Node) -> Sel {
+    if n.child("path").is_some() || n.xsi_type() == Some("TraversalSpec") {
+        Sel::Traversal(Trav {
+            name: n.text_of("name").unwrap_or("").trim().to_string(),
+            ty: n.text_of("type").unwrap_or("").trim().to_string(),
+            path: n.text_of("path").unwrap_or("").trim().to_string(),
+            skip: n.bool_of("skip", false),
+            select: n.all("selectSet").map(parse_sel).collect(),
+        })
+    } else {
+        Sel::Named(n.text_of("name").unwrap_or("").trim().to_string())
+    }
+}
+
+/// Read a PropertyFilterSpec element.
+pub fn parse_spec(n: &Node) -> Result<Spec, Fault> {
+    let props = n
+        .all("propSet")
+        .map(|p| PropSpec {
+            ty: p.text_of("type").unwrap_or("").trim().to_string(),
+            all: p.bool_of("all", false),
+            paths: p
+                .all("pathSet")
+                .map(|x| x.text.trim().to_string())
+                .collect(),
+        })
+        .collect::<Vec<_>>();
+    let objects = n
+        .all("objectSet")
+        .map(|o| {
+            Ok(ObjSpec {
+                obj: o
+                    .child("obj")
+                    .map(mor_of)
+                    .ok_or_else(|| Fault::invalid_argument("specSet.objectSet.obj"))?,
+                skip: o.bool_of("skip", false),
+                select: o.all("selectSet").map(parse_sel).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, Fault>>()?;
+    if props.is_empty() || objects.is_empty() {
+        return Err(Fault::invalid_argument("specSet"));
+    }
+    Ok(Spec { props, objects })
+}
+
+fn named(sels: &[Sel], out: &mut HashMap<String, Trav>) {
+    for s in sels {
+        if let Sel::Traversal(t) = s {
+            if !t.name.is_empty() {
+                out.entry(t.name.clone()).or_insert_with(|| t.clone());
+            }
+            named(&t.select, out);
+        }
+    }
+}
+
+/// The direct children of an entity, as a container view sees them.
+fn children(svc: &Service, m: &Mor) -> Vec<Mor> {
+    let fields: &[&str] = match m.ty.as_str() {
+        "Folder" => &["childEntity"],
+        "Datacenter" => &["vmFolder", "hostFolder", "datastoreFolder", "networkFolder"],
+        "ComputeResource" | "ClusterComputeResource" => &["host", "resourcePool"],
+        "ResourcePool" => &["resourcePool", "vm"],
+        _ => return Vec::new(),
+    };
+    let Some(obj) = svc.object(None, m) else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter_map(|f| obj.field(f))
+        .flat_map(Val::mors)
+        .collect()
+}
+
+/// A view's members.
+pub fn view_members(svc: &Service, v: &View) -> Val {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut queue: VecDeque<(Mor, usize)> = children(svc, &v.container)
+        .into_iter()
+        .map(|c| (c, 1))
+        .collect();
+    while let Some((m, depth)) = queue.pop_front() {
+        if !seen.insert(m.clone()) {
+            continue;
+        }
+        if v.types.is_empty() || v.types.iter().any(|t| is_a(&m.ty, t)) {
+            out.push(Val::Mor(m.clone()));
+        }
+        if v.recursive && depth < MAX_TRAVERSAL_DEPTH {
+            queue.extend(children(svc, &m).into_iter().map(|c| (c, depth + 1)));
+        }
+    }
+    Val::List("ManagedObjectReference", out)
+}
+
+/// The objects a spec reaches, in discovery order.
+fn reach(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Mor>, Fault> {
+    let mut names = HashMap::new();
+    for o in &spec.objects {
+        named(&o.select, &mut names);
+    }
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for o in &spec.objects {
+        if svc.object(Some(s), &o.obj).is_none() {
+            return Err(Fault::not_found(&o.obj));
+        }
+        walk(
+            svc, s, &o.obj, &o.select, o.skip, &names, &mut seen, &mut out, 0,
+        );
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    svc: &Service,
+    s: &Session,
+    m: &Mor,
+    select: &[Sel],
+    skip: bool,
+    names: &HashMap<String, Trav>,
+    seen: &mut BTreeSet<(Mor, String)>,
+    out: &mut Vec<Mor>,
+    depth: usize,
+) {
+    if !skip && !out.contains(m) {
+        out.push(m.clone());
+    }
+    if depth >= MAX_TRAVERSAL_DEPTH {
+        return;
+    }
+    for sel in select {
+        let t = match sel {
+            Sel::Traversal(t) => t,
+            Sel::Named(n) => match names.get(n) {
+                Some(t) => t,
+                None => continue,
+            },
+        };
+        if !is_a(&m.ty, &t.ty) {
+            continue;
+        }
+        if !seen.insert((m.clone(), format!("{}\u{0}{}", t.name, t.path))) {
+            continue;
+        }
+        let Some(obj) = svc.object(Some(s), m) else {
+            continue;
+        };
+        let Some(v) = obj.path(&t.path) else {
+            continue;
+        };
+        for child in v.mors() {
+            walk(
+                svc,
+                s,
+                &child,
+                &t.select,
+                t.skip,
+                names,
+                seen,
+                out,
+                depth + 1,
+            );
+        }
+    }
+}
+
+/// The properties a spec asks of one object: path → value.
+fn props_of(spec: &Spec, m: &Mor, obj: &Val) -> Option<BTreeMap<String, Val>> {
+    let mut matched = false;
+    let mut out = BTreeMap::new();
+    for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
+        matched = true;
+        if p.all {
+            if let Val::Obj(_, fields) = obj {
+                for (k, v) in fields {
+                    out.insert((*k).to_string(), v.clone());
+                }
+            }
+        }
+        for path in &p.paths {
+            if let Some(v) = obj.path(path) {
+                out.insert(path.clone(), v.clone());
+            }
+        }
+    }
+    matched.then_some(out)
+}
+
+fn dynamic_property(name: &str, v: &Val) -> Val {
+    Val::Obj(
+        "DynamicProperty",
+        vec![
+            ("name", Val::s(name)),
+            ("val", Val::Any(Box::new(v.clone()))),
+        ],
+    )
+}
+
+/// ObjectContent for every reached object that a property spec matches.
+fn retrieve(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Val>, Fault> {
+    let mut out = Vec::new();
+    for m in reach(svc, s, spec)? {
+        let Some(obj) = svc.object(Some(s), &m) else {
+            continue;
+        };
+        let Some(props) = props_of(spec, &m, &obj) else {
+            continue;
+        };
+        let mut fields = vec![("obj", Val::Mor(m.clone()))];
+        if !props.is_empty() {
+            fields.push((
+                "propSet",
+                Val::List(
+                    "DynamicProperty",
+                    props.iter().map(|(k, v)| dynamic_property(k, v)).collect(),
+                ),
+            ));
+        }
+        out.push(Val::Obj("ObjectContent", fields));
+    }
+    Ok(out)
+}
+
+fn page(s: &mut Session, mut objects: VecDeque<Val>, max: usize) -> Option<Val> {
+    if objects.is_empty() {
+        return None;
+    }
+    let rest = objects.split_off(max.min(objects.len()));
+    let mut fields = Vec::new();
+    if !rest.is_empty() {
+        let token = s.next("token");
+        if s.pending.len() >= MAX_PER_SESSION {
+            // Drop the oldest unread result set rather than grow without bound.
+            if let Some(k) = s.pending.keys().next().cloned() {
+                s.pending.remove(&k);
+            }
+        }
+        s.pending.insert(token.clone(), rest);
+        fields.push(("token", Val::s(token)));
+    }
+    fields.push((
+        "objects",
+        Val::List("ObjectContent", objects.into_iter().collect()),
+    ));
+    Some(Val::Obj("RetrieveResult", fields))
+}
+
+fn max_objects(op: &Node) -> usize {
+    op.child("options")
+        .and_then(|o| o.text_of("maxObjects"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MAX_OBJECTS)
+}
+
+/// PropertyCollector methods.
+pub(super) fn dispatch(
+    svc: &Service,
+    session: &Arc<Mutex<Session>>,
+    this: &Mor,
+    op: &Node,
+) -> Outcome {
+    let method = op.name.as_str();
+    match method {
+        "RetrievePropertiesEx" | "RetrieveProperties" => {
+            let specs = op
+                .all("specSet")
+                .map(parse_spec)
+                .collect::<Result<Vec<_>, _>>()?;
+            if specs.is_empty() {
+                return Err(Fault::invalid_argument("specSet"));
+            }
+            let mut s = session.lock().unwrap();
+            let mut all = VecDeque::new();
+            for spec in &specs {
+                all.extend(retrieve(svc, &s, spec)?);
+            }
+            if method == "RetrieveProperties" {
+                return Ok(Some(Val::List("ObjectContent", all.into_iter().collect())));
+            }
+            Ok(page(&mut s, all, max_objects(op)))
+        }
+        "ContinueRetrievePropertiesEx" => {
+            let token = op.text_of("token").unwrap_or("").trim().to_string();
+            let mut s = session.lock().unwrap();
+            let rest = s
+                .pending
+                .remove(&token)
+                .ok_or_else(|| Fault::invalid_argument("token"))?;
+            Ok(page(&mut s, rest, DEFAULT_MAX_OBJECTS))
+        }
+        "CancelRetrievePropertiesEx" => {
+            let token = op.text_of("token").unwrap_or("").trim().to_string();
+            session.lock().unwrap().pending.remove(&token);
+            Ok(None)
+        }
+        "CreatePropertyCollector" => {
+            let mut s = session.lock().unwrap();
+            let id = s.next("pc");
+            Ok(Some(Val::mor("PropertyCollector", &id)))
+        }
+        "DestroyPropertyCollector" => {
+            let mut s = session.lock().unwrap();
+            s.filters.retain(|_, f| f.collector != this.value);
+            Ok(None)
+        }
+        "CreateFilter" => {
+            let spec = parse_spec(
+                op.child("spec")
+                    .ok_or_else(|| Fault::invalid_argument("spec"))?,
+            )?;
+            let partial = op.bool_of("partialUpdates", false);
+            let mut s = session.lock().unwrap();
+            // Fail now on objects that do not exist, as hostd does.
+            reach(svc, &s, &spec)?;
+            if s.filters.len() >= MAX_PER_SESSION {
+                return Err(Fault::new(
+                    "InvalidState",
+                    "too many property filters in this session: destroy unused ones",
+                ));
+            }
+            let id = s.next("filter");
+            s.filters.insert(
+                id.clone(),
+                Filter {
+                    collector: this.value.clone(),
+                    partial,
+                    spec,
+                    sent: BTreeMap::new(),
+                },
+            );
+            Ok(Some(Val::mor("PropertyFilter", &id)))
+        }
+        "DestroyFilter" | "DestroyPropertyFilter" => {
+            let mut s = session.lock().unwrap();
+            s.filters
+                .remove(&this.value)
+                .ok_or_else(|| Fault::not_found(this))?;
+            Ok(None)
+        }
+        "CancelWaitForUpdates" => Ok(None),
+        "WaitForUpdatesEx" | "WaitForUpdates" | "CheckForUpdates" => {
+            let version = op.text_of("version").unwrap_or("").trim().to_string();
+            let max = svc.max_wait;
+            let wait = match method {
+                "CheckForUpdates" => Duration::ZERO,
+                "WaitForUpdates" => max,
+                _ => match op
+                    .child("options")
+                    .and_then(|o| o.text_of("maxWaitSeconds"))
+                    .map(|v| v.trim().parse::<u64>())
+                {
+                    None => max,
+                    Some(Ok(secs)) => Duration::from_secs(secs).min(max),
+                    Some(Err(_)) => return Err(Fault::invalid_argument("options.maxWaitSeconds")),
+                },
+            };
+            wait_for_updates(svc, session, &this.value, &version, wait, method)
+        }
+        _ => Err(Fault::new(
+            "MethodNotFound",
+            format!("{method} is not supported"),
+        )),
+    }
+}
+
+fn serialize(v: &Val) -> String {
+    let mut s = String::new();
+    write(&mut s, "v", v, true);
+    s
+}
+
+/// One round of a collector's filters: the updates since what was sent
+/// last (marking them sent), or None when nothing changed.
+fn updates(
+    svc: &Service,
+    s: &mut Session,
+    collector: &str,
+    reset: bool,
+) -> Result<Option<Vec<Val>>, Fault> {
+    let mut filter_updates = Vec::new();
+    let ids: Vec<String> = s
+        .filters
+        .iter()
+        .filter(|(_, f)| f.collector == collector)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for id in ids {
+        let spec = s.filters[&id].spec.clone();
+        let mut now: BTreeMap<Mor, BTreeMap<String, (String, Val)>> = BTreeMap::new();
+        for m in reach(svc, s, &spec).unwrap_or_default() {
+            let Some(obj) = svc.object(Some(s), &m) else {
+                continue;
+            };
+            if let Some(props) = props_of(&spec, &m, &obj) {
+                now.insert(
+                    m,
+                    props
+                        .into_iter()
+                        .map(|(k, v)| (k, (serialize(&v), v)))
+                        .collect(),
+                );
+            }
+        }
+        let f = s.filters.get_mut(&id).expect("filter");
+        if reset {
+            f.sent.clear();
+        }
+        let mut objs = Vec::new();
+        for (m, props) in &now {
+            match f.sent.get(m) {
+                None => {
+                    let changes = props.iter().map(|(k, (_, v))| change(k, Some(v))).collect();
+                    objs.push(object_update("enter", m, changes));
+                }
+                Some(old) => {
+                    let mut changes: Vec<Val> = props
+                        .iter()
+                        .filter(|(k, (x, _))| old.get(*k).map(|(ox, _)| ox) != Some(x))
+                        .map(|(k, (_, v))| change(k, Some(v)))
+                        .collect();
+                    changes.extend(
+                        old.keys()
+                            .filter(|k| !props.contains_key(*k))
+                            .map(|k| change(k, None)),
+                    );
+                    if !changes.is_empty() {
+                        objs.push(object_update("modify", m, changes));
+                    }
+                }
+            }
+        }
+        for m in f.sent.keys().filter(|m| !now.contains_key(*m)) {
+            objs.push(object_update("leave", m, Vec::new()));
+        }
+        f.sent = now;
+        if !objs.is_empty() {
+            filter_updates.push(Val::Obj(
+                "PropertyFilterUpdate",
+                vec![
+                    ("filter", Val::mor("PropertyFilter", &id)),
+                    ("objectSet", Val::List("ObjectUpdate", objs)),
+                ],
+            ));
+        }
+    }
+    Ok((!filter_updates.is_empty()).then_some(filter_updates))
+}
+
+fn change(name: &str, v: Option<&Val>) -> Val {
+    let mut f = vec![
+        ("name", Val::s(name)),
+        ("op", Val::Enum("PropertyChangeOp", "assign".into())),
+    ];
+    if let Some(v) = v {
+        f.push(("val", Val::Any(Box::new(v.clone()))));
+    }
+    Val::Obj("PropertyChange", f)
+}
+
+fn object_update(kind: &str, m: &Mor, changes: Vec<Val>) -> Val {
+    let mut f = vec![
+        ("kind", Val::Enum("ObjectUpdateKind", kind.into())),
+        ("obj", Val::Mor(m.clone())),
+    ];
+    if !changes.is_empty() {
+        f.push(("changeSet", Val::List("PropertyChange", changes)));
+    }
+    Val::Obj("ObjectUpdate", f)
+}
+
+fn wait_for_updates(
+    svc: &Service,
+    session: &Arc<Mutex<Session>>,
+    collector: &str,
+    version: &str,
+    wait: Duration,
+    method: &str,
+) -> Outcome {
+    let deadline = Instant::now() + wait;
+    let mut reset = version.is_empty();
+    let mut seen_revision = None;
+    loop {
+        let revision = svc.revision();
+        if seen_revision != Some(revision) || reset {
+            seen_revision = Some(revision);
+            let mut s = session.lock().unwrap();
+            if let Some(filter_set) = updates(svc, &mut s, collector, reset)? {
+                s.version += 1;
+                let v = s.version.to_string();
+                return Ok(Some(Val::Obj(
+                    "UpdateSet",
+                    vec![
+                        ("version", Val::s(v)),
+                        ("filterSet", Val::List("PropertyFilterUpdate", filter_set)),
+                        ("truncated", Val::Bool(false)),
+                    ],
+                )));
+            }
+            reset = false;
+        }
+        if Instant::now() >= deadline {
+            // WaitForUpdatesEx answers nothing on a timeout; the legacy
+            // calls answer an empty update set with the same version.
+            return Ok(match method {
+                "WaitForUpdatesEx" => None,
+                _ => {
+                    let v = session.lock().unwrap().version.to_string();
+                    Some(Val::Obj(
+                        "UpdateSet",
+                        vec![("version", Val::s(v)), ("truncated", Val::Bool(false))],
+                    ))
+                }
+            });
+        }
+        // Guest reports and power changes move the revision; a short poll
+        // keeps the wait cheap without a wake-up channel per VM.
+        std::thread::sleep(
+            Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
+        );
+    }
+}

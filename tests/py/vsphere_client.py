@@ -1,0 +1,192 @@
+"""pyvmomi scenarios against hvsim's vSphere API, for tests/tests/vsphere.rs.
+
+Usage: vsphere_client.py SCENARIO HOST PORT USER PASSWORD [ARGS...]
+Each scenario prints one JSON document on stdout; a failure is an exception
+(non-zero exit, traceback on stderr).
+"""
+
+import json
+import ssl
+import sys
+import time
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVim.task import WaitForTask
+from pyVmomi import vim, vmodl
+
+
+def connect(host, port, user, pwd):
+    ctx = ssl._create_unverified_context()
+    return SmartConnect(host=host, port=int(port), user=user, pwd=pwd, sslContext=ctx)
+
+
+def vm_by_name(si, name):
+    c = si.RetrieveContent()
+    view = c.viewManager.CreateContainerView(c.rootFolder, [vim.VirtualMachine], True)
+    try:
+        for vm in view.view:
+            if vm.name == name:
+                return vm
+    finally:
+        view.Destroy()
+    raise SystemExit("no VM named %s" % name)
+
+
+def describe(vm):
+    g = vm.guest
+    return {
+        "moref": vm._moId,
+        "name": vm.name,
+        "uuid": vm.config.uuid,
+        "instanceUuid": vm.config.instanceUuid,
+        "power": str(vm.runtime.powerState),
+        "toolsRunningStatus": g.toolsRunningStatus,
+        "toolsStatus": str(g.toolsStatus),
+        "guestId": g.guestId,
+        "guestFullName": g.guestFullName,
+        "hostName": g.hostName,
+        "ipAddress": g.ipAddress,
+        "net": [
+            {"mac": n.macAddress, "ips": list(n.ipAddress),
+             "prefixes": [a.prefixLength for a in (n.ipConfig.ipAddress if n.ipConfig else [])]}
+            for n in g.net
+        ],
+        "extraConfig": {o.key: o.value for o in vm.config.extraConfig},
+        "heartbeat": str(vm.guestHeartbeatStatus),
+        "summaryIp": vm.summary.guest.ipAddress,
+    }
+
+
+def inventory(si, args):
+    c = si.RetrieveContent()
+    view = c.viewManager.CreateContainerView(c.rootFolder, [vim.VirtualMachine], True)
+    vms = [describe(vm) for vm in view.view]
+    hosts = c.viewManager.CreateContainerView(c.rootFolder, [vim.HostSystem], True).view
+    dc = c.rootFolder.childEntity[0]
+    out = {
+        "about": {"name": c.about.name, "apiType": c.about.apiType,
+                  "apiVersion": c.about.apiVersion, "version": c.about.version},
+        "datacenter": dc.name,
+        "hosts": [h.name for h in hosts],
+        "vms": vms,
+    }
+    si_ = c.searchIndex
+    finds = {}
+    for vm in vms:
+        by_uuid = si_.FindByUuid(None, vm["uuid"], True, False)
+        by_iuuid = si_.FindByUuid(None, vm["instanceUuid"], True, True)
+        by_path = si_.FindByInventoryPath("ha-datacenter/vm/" + vm["name"])
+        by_ip = si_.FindByIp(None, vm["ipAddress"], True) if vm["ipAddress"] else None
+        by_dns = si_.FindByDnsName(None, vm["hostName"], True) if vm["hostName"] else None
+        finds[vm["name"]] = {
+            "uuid": by_uuid and by_uuid.name,
+            "instanceUuid": by_iuuid and by_iuuid.name,
+            "path": by_path and by_path.name,
+            "ip": by_ip and by_ip.name,
+            "dns": by_dns and by_dns.name,
+        }
+    out["find"] = finds
+    out["missing"] = si_.FindByUuid(None, "00000000-0000-0000-0000-000000000000", True, False)
+    return out
+
+
+def reconfig(si, args):
+    name, key, value = args
+    vm = vm_by_name(si, name)
+    task = vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=key, value=value)]))
+    WaitForTask(task)
+    return {"state": str(task.info.state), "extraConfig": {o.key: o.value for o in vm.config.extraConfig}}
+
+
+def power(si, args):
+    name, op = args
+    vm = vm_by_name(si, name)
+    try:
+        if op == "off":
+            WaitForTask(vm.PowerOffVM_Task())
+        elif op == "on":
+            WaitForTask(vm.PowerOnVM_Task())
+        elif op == "reset":
+            WaitForTask(vm.ResetVM_Task())
+        elif op == "shutdown":
+            vm.ShutdownGuest()
+        elif op == "reboot":
+            vm.RebootGuest()
+        else:
+            raise SystemExit("unknown op " + op)
+    except vmodl.MethodFault as e:
+        return {"fault": type(e).__name__.split(".")[-1], "msg": e.msg, "power": str(vm.runtime.powerState)}
+    return {"fault": None, "power": str(vm.runtime.powerState)}
+
+
+def wait_ip(si, args):
+    """Wait with a property filter (WaitForUpdatesEx) until the VM reports ip."""
+    name, ip, timeout = args[0], args[1], float(args[2])
+    vm = vm_by_name(si, name)
+    pc = si.content.propertyCollector
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vm)],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=["guest.net"])])
+    flt = pc.CreateFilter(spec, True)
+    version, rounds, seen, started = "", 0, [], time.time()
+    try:
+        while time.time() - started < timeout:
+            upd = pc.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=5))
+            if upd is None:
+                continue
+            version = upd.version
+            rounds += 1
+            for fs in upd.filterSet:
+                for ou in fs.objectSet:
+                    for ch in ou.changeSet or []:
+                        nets = ch.val or []
+                        seen = [a for n in nets for a in n.ipAddress]
+            if rounds == 1:
+                # The test adds the address once the first report is in.
+                sys.stderr.write("ready %s\n" % " ".join(seen))
+                sys.stderr.flush()
+            if ip in seen:
+                return {"found": True, "rounds": rounds, "ips": seen}
+        return {"found": False, "rounds": rounds, "ips": seen}
+    finally:
+        flt.Destroy()
+
+
+def faults(si, args):
+    host, port = args
+    out = {}
+    try:
+        connect(host, port, "admin", "wrong-password")
+        out["wrong_password"] = None
+    except vim.fault.InvalidLogin:
+        out["wrong_password"] = "InvalidLogin"
+    # The same stub without a session: every call needs a login.
+    from pyVmomi import SoapStubAdapter
+    stub = SoapStubAdapter(host=host, port=int(port), version=si._stub.version,
+                           sslContext=ssl._create_unverified_context())
+    anon = vim.ServiceInstance("ServiceInstance", stub)
+    content = anon.RetrieveContent()
+    try:
+        content.rootFolder.childEntity
+        out["unauthenticated"] = None
+    except vim.fault.NotAuthenticated:
+        out["unauthenticated"] = "NotAuthenticated"
+    try:
+        vim.VirtualMachine("999", si._stub).name
+        out["missing_vm"] = None
+    except vmodl.fault.ManagedObjectNotFound:
+        out["missing_vm"] = "ManagedObjectNotFound"
+    return out
+
+
+SCENARIOS = {"inventory": inventory, "reconfig": reconfig, "power": power,
+             "wait-ip": wait_ip, "faults": faults}
+
+if __name__ == "__main__":
+    scenario, host, port, user, pwd = sys.argv[1:6]
+    si = connect(host, port, user, pwd)
+    try:
+        args = sys.argv[6:] if scenario != "faults" else [host, port]
+        print(json.dumps(SCENARIOS[scenario](si, args)))
+    finally:
+        Disconnect(si)

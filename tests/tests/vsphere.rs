@@ -1,0 +1,483 @@
+//! The vSphere API (vim25 SOAP) against pyvmomi (tests/py/vsphere_client.py,
+//! in the Python named by `HVSIM_PY`), with a real vm-agent reporting from a
+//! network and UTS namespace the test creates: what pyvmomi reads is what
+//! the agent reported, a variable set through ReconfigVM is what the guest
+//! reads with vm-rpctool, power changes reach the VM every service sees, a
+//! property filter wakes when the guest gets a new address.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{bin, python, stderr, stdout, stop_child, workspace, Netns, Sim};
+use serde_json::Value;
+
+const USERS: &str = "[[user]]\nname = \"admin\"\npassword = \"s3cret\"\nrole = \"Administrator\"\n\
+                     [[user]]\nname = \"viewer\"\npassword = \"look\"\nrole = \"ReadOnly\"\n";
+
+/// A simulator with the vSphere API on a free port; the port.
+fn vsphere_sim(vms: &[&str]) -> (Sim, u16) {
+    let mut cfg = String::new();
+    for v in vms {
+        cfg.push_str(&format!("[[vm]]\nname = \"{v}\"\n"));
+    }
+    cfg.push_str(
+        "[vsphere]\nlisten = \"127.0.0.1:0\"\n[cim]\nenabled = false\n[redfish]\nenabled = false\n",
+    );
+    cfg.push_str(USERS);
+    let sim = Sim::with_config(&cfg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port = loop {
+        let log = sim.log();
+        if let Some(p) = log
+            .lines()
+            .find(|l| l.contains("vSphere API"))
+            .and_then(|l| l.split("127.0.0.1:").nth(1))
+            .and_then(|r| r.split('/').next())
+            .and_then(|p| p.parse().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no vSphere listener:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (sim, port)
+}
+
+fn pyvmomi(port: u16, user: &str, pw: &str, scenario: &str, args: &[&str]) -> Value {
+    let out = run_py(port, user, pw, scenario, args);
+    assert!(
+        out.status.success(),
+        "pyvmomi {scenario} failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).expect("json from the pyvmomi scenario")
+}
+
+fn run_py(port: u16, user: &str, pw: &str, scenario: &str, args: &[&str]) -> Output {
+    Command::new(python())
+        .arg(workspace().join("tests/py/vsphere_client.py"))
+        .args([scenario, "127.0.0.1", &port.to_string(), user, pw])
+        .args(args)
+        .output()
+        .expect("run python")
+}
+
+/// vm-agent for VM `vm0` inside `ns` with hostname `host`: the clock is
+/// never touched (timesync off, CAP_SYS_TIME dropped), power commands
+/// are stubs.
+struct Agent(Option<Child>);
+
+impl Agent {
+    fn start(sim: &Sim, ns: &Netns, host: &str) -> Agent {
+        let dir = sim.dir.path();
+        let os = dir.join("os-release");
+        std::fs::write(
+            &os,
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+        )
+        .unwrap();
+        let cfg = dir.join("agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[agent]\nreconnect_ms = 100\n[timesync]\nenabled = false\n\
+                 [powerops]\nhalt_command = \"echo halt >> {d}/power.log\"\n\
+                 reboot_command = \"echo reboot >> {d}/power.log\"\nscripts_dir = \"{d}/scripts\"\n\
+                 [guestinfo]\nos_release = \"{o}\"\nreport_disks = false\ndebounce_ms = 100\n",
+                d = dir.display(),
+                o = os.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("agent.log");
+        let child = Command::new("setpriv")
+            .args(["--bounding-set=-sys_time", "--inh-caps=-sys_time", "--"])
+            .args([
+                "ip", "netns", "exec", &ns.name, "unshare", "--uts", "--", "sh", "-c",
+            ])
+            .arg(format!("hostname {host} && exec \"$0\" \"$@\""))
+            .arg(bin("vm-agent"))
+            .args(["--backdoor", &sim.backdoor("vm0"), "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("agent.err")).unwrap())
+            .spawn()
+            .expect("start vm-agent");
+        Agent(Some(child))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            stop_child(c, Duration::from_secs(5));
+        }
+    }
+}
+
+fn guest_netns() -> Netns {
+    let ns = Netns::new("vsphere");
+    ns.ip(&[
+        "link",
+        "add",
+        "eth1",
+        "address",
+        "00:50:56:aa:10:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-peer",
+    ]);
+    ns.ip(&["addr", "add", "198.51.100.21/24", "dev", "eth1"]);
+    ns.ip(&["link", "set", "eth1", "up"]);
+    ns.ip(&["link", "set", "veth-peer", "up"]);
+    ns
+}
+
+fn wait_for(sim: &Sim, what: &str, cond: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = sim.show("vm0");
+        if cond(&v) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pyvmomi_reads_what_the_agent_reports_and_finds_the_vm() {
+    let (sim, port) = vsphere_sim(&["vm0", "db"]);
+    let ns = guest_netns();
+    let _agent = Agent::start(&sim, &ns, "web-01");
+    wait_for(&sim, "the agent reports its address", |v| {
+        v["guest"]["nics"].to_string().contains("198.51.100.21")
+    });
+    let inv = pyvmomi(port, "admin", "s3cret", "inventory", &[]);
+    assert_eq!(inv["about"]["name"], "VMware ESXi");
+    assert_eq!(inv["about"]["apiType"], "HostAgent");
+    assert_eq!(inv["datacenter"], "ha-datacenter");
+    let vms = inv["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 2, "{inv}");
+    let vm0 = vms.iter().find(|v| v["name"] == "vm0").unwrap();
+    let show = sim.show("vm0");
+    assert_eq!(vm0["uuid"], show["uuid"]);
+    assert_eq!(vm0["power"], "poweredOn");
+    assert_eq!(vm0["toolsRunningStatus"], "guestToolsRunning");
+    assert_eq!(vm0["toolsStatus"], "toolsOk");
+    assert_eq!(vm0["heartbeat"], "green");
+    assert_eq!(vm0["hostName"], "web-01");
+    assert_eq!(vm0["guestId"], "debian12_64Guest");
+    assert_eq!(vm0["guestFullName"], show["guest"]["os_full_name"]);
+    assert_eq!(vm0["ipAddress"], "198.51.100.21");
+    assert_eq!(vm0["summaryIp"], "198.51.100.21");
+    let nic = vm0["net"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["mac"] == "00:50:56:aa:10:01")
+        .unwrap_or_else(|| panic!("the guest's NIC in {vm0}"));
+    assert!(nic["ips"]
+        .as_array()
+        .unwrap()
+        .contains(&"198.51.100.21".into()));
+    assert!(nic["prefixes"].as_array().unwrap().contains(&24.into()));
+    // Found by every index a client uses.
+    let f = &inv["find"]["vm0"];
+    for k in ["uuid", "instanceUuid", "path", "ip", "dns"] {
+        assert_eq!(f[k], "vm0", "FindBy {k}: {inv}");
+    }
+    assert_eq!(inv["find"]["db"]["uuid"], "db");
+    assert_eq!(inv["missing"], Value::Null);
+    // The other VM has no tools.
+    let db = vms.iter().find(|v| v["name"] == "db").unwrap();
+    assert_eq!(db["toolsRunningStatus"], "guestToolsNotRunning");
+    assert_eq!(db["ipAddress"], Value::Null);
+}
+
+#[test]
+fn extra_config_is_the_guests_variables_both_ways() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let r = pyvmomi(
+        port,
+        "admin",
+        "s3cret",
+        "reconfig",
+        &["vm0", "guestinfo.role", "web server"],
+    );
+    assert_eq!(r["state"], "success");
+    assert_eq!(r["extraConfig"]["guestinfo.role"], "web server");
+    // The guest reads it.
+    let o = sim.rpctool("vm0", &["info-get guestinfo.role"]);
+    assert_eq!(stdout(&o), "web server\n", "{}", stderr(&o));
+    // A variable the guest sets shows in extraConfig.
+    let o = sim.rpctool("vm0", &["info-set guestinfo.from-guest hello"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = pyvmomi(port, "admin", "s3cret", "inventory", &[]);
+    assert_eq!(
+        inv["vms"][0]["extraConfig"]["guestinfo.from-guest"],
+        "hello"
+    );
+    // Other keys are kept as extraConfig, not as guest variables.
+    let r = pyvmomi(
+        port,
+        "admin",
+        "s3cret",
+        "reconfig",
+        &["vm0", "disk.EnableUUID", "TRUE"],
+    );
+    assert_eq!(r["extraConfig"]["disk.EnableUUID"], "TRUE");
+    assert_eq!(sim.show("vm0")["guestinfo"].get("disk.EnableUUID"), None);
+    // A read-only user may not.
+    let out = run_py(
+        port,
+        "viewer",
+        "look",
+        "reconfig",
+        &["vm0", "guestinfo.role", "x"],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("NoPermission"), "{}", stderr(&out));
+}
+
+#[test]
+fn power_through_the_api_is_the_vms_power() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let r = pyvmomi(port, "admin", "s3cret", "power", &["vm0", "off"]);
+    assert_eq!(r, serde_json::json!({"fault": null, "power": "poweredOff"}));
+    assert_eq!(sim.show("vm0")["power"], "off");
+    let r = pyvmomi(port, "admin", "s3cret", "power", &["vm0", "off"]);
+    assert_eq!(r["fault"], "InvalidPowerState");
+    // Powered on through the CLI: the API sees it.
+    let o = sim.hvsim(&["vm", "power", "vm0", "on"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = pyvmomi(port, "admin", "s3cret", "power", &["vm0", "reset"]);
+    assert_eq!(r["power"], "poweredOn");
+    // No agent: a guest shutdown is refused as vCenter refuses it.
+    let r = pyvmomi(port, "admin", "s3cret", "power", &["vm0", "shutdown"]);
+    assert_eq!(r["fault"], "ToolsUnavailable");
+    assert_eq!(r["power"], "poweredOn");
+}
+
+#[test]
+fn shutdown_guest_reaches_the_agent() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let ns = guest_netns();
+    let _agent = Agent::start(&sim, &ns, "web-02");
+    wait_for(&sim, "tools running", |v| v["tools"]["status"] == "running");
+    let r = pyvmomi(port, "admin", "s3cret", "power", &["vm0", "shutdown"]);
+    assert_eq!(r["fault"], Value::Null, "{r}");
+    wait_for(
+        &sim,
+        "the guest halts (its stub ran) and the VM goes off",
+        |v| v["power"] == "off",
+    );
+    let log = std::fs::read_to_string(sim.dir.path().join("power.log")).unwrap_or_default();
+    assert_eq!(log, "halt\n");
+}
+
+#[test]
+fn a_property_filter_wakes_on_a_new_guest_address() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let ns = guest_netns();
+    let _agent = Agent::start(&sim, &ns, "web-03");
+    wait_for(&sim, "first report", |v| {
+        v["guest"]["nics"].to_string().contains("198.51.100.21")
+    });
+    let mut child = Command::new(python())
+        .arg(workspace().join("tests/py/vsphere_client.py"))
+        .args(["wait-ip", "127.0.0.1", &port.to_string(), "admin", "s3cret"])
+        .args(["vm0", "203.0.113.9", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    // The first update (the addresses so far) is in: now add one.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("ready") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "the scenario ended early"
+        );
+    }
+    assert!(!line.contains("203.0.113.9"), "{line}");
+    ns.ip(&["addr", "add", "203.0.113.9/28", "dev", "eth1"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["found"], true, "{r}");
+    // The first update has the old address, a later one the new.
+    assert!(r["rounds"].as_u64().unwrap() >= 2, "{r}");
+}
+
+#[test]
+fn bad_requests_get_vsphere_faults_and_the_service_keeps_serving() {
+    let (_sim, port) = vsphere_sim(&["vm0"]);
+    let f = pyvmomi(port, "admin", "s3cret", "faults", &[]);
+    assert_eq!(
+        f,
+        serde_json::json!({"wrong_password": "InvalidLogin", "unauthenticated": "NotAuthenticated", "missing_vm": "ManagedObjectNotFound"})
+    );
+    // Raw HTTPS: malformed XML, a DOCTYPE, an unknown method.
+    for (body, want) in [
+        ("<soapenv:Envelope", "ClientFaultCode"),
+        ("<!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>", "DOCTYPE"),
+        (
+            "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><NoSuchMethod xmlns=\"urn:vim25\"><_this type=\"Folder\">ha-folder-root</_this></NoSuchMethod></soapenv:Body></soapenv:Envelope>",
+            "NotAuthenticated",
+        ),
+    ] {
+        let resp = https_post(port, body);
+        assert!(resp.starts_with("HTTP/1.1 500"), "{resp}");
+        assert!(resp.contains(want), "{want} in {resp}");
+    }
+    // Still serving.
+    let inv = pyvmomi(port, "admin", "s3cret", "inventory", &[]);
+    assert_eq!(inv["vms"][0]["name"], "vm0");
+}
+
+/// POST a body to /sdk over TLS (no certificate check) with curl; the
+/// status line, headers and body.
+fn https_post(port: u16, body: &str) -> String {
+    let mut child = Command::new("curl")
+        .args([
+            "-sk",
+            "-i",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/xml",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("https://127.0.0.1:{port}/sdk"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_version_document_and_a_dropped_wait_leave_others_unaffected() {
+    let (_sim, port) = vsphere_sim(&["vm0"]);
+    let o = Command::new("curl")
+        .args(["-sk"])
+        .arg(format!(
+            "https://127.0.0.1:{port}/sdk/vimServiceVersions.xml"
+        ))
+        .output()
+        .unwrap();
+    let text = stdout(&o);
+    assert!(
+        text.contains("<name>urn:vim25</name>") && text.contains("8.0.3.0"),
+        "{text}"
+    );
+    // A client that connects and vanishes mid-request.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"\x16\x03\x01\x00\x05hello").unwrap();
+    drop(s);
+    let inv = pyvmomi(port, "admin", "s3cret", "inventory", &[]);
+    assert_eq!(inv["vms"][0]["name"], "vm0");
+}
+
+/// The collections Ansible reads: community.vmware as `scripts/test-deps.sh`
+/// unpacks it from the `ansible` wheel.
+fn ansible_collections() -> PathBuf {
+    let p = workspace().join("target/ansible");
+    assert!(
+        p.join("ansible_collections/community/vmware").exists(),
+        "{} is missing: run scripts/test-deps.sh",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn ansible_community_vmware_waits_for_the_agent_and_powers_the_vm() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let ns = guest_netns();
+    let _agent = Agent::start(&sim, &ns, "web-04");
+    let py = python();
+    let playbook = sim.dir.path().join("play.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            r#"- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/community.vmware.vmware:
+      hostname: 127.0.0.1
+      port: {port}
+      username: admin
+      password: s3cret
+      validate_certs: false
+  tasks:
+    - community.vmware.vmware_guest_tools_wait:
+        name: vm0
+        timeout: 30
+      register: tools
+    - ansible.builtin.assert:
+        that:
+          - tools.instance.guest_tools_status == "guestToolsRunning"
+          - tools.instance.ipv4 == "198.51.100.21"
+    - community.vmware.vmware_guest_info:
+        datacenter: ha-datacenter
+        name: vm0
+      register: info
+    - ansible.builtin.assert:
+        that:
+          - info.instance.hw_name == "vm0"
+          - info.instance.hw_power_status == "poweredOn"
+          - info.instance.hw_guest_id == "debian12_64Guest"
+          - info.instance.hw_product_uuid == "{uuid}"
+          - info.instance.ipv4 == "198.51.100.21"
+          - info.instance.hw_esxi_host == "hvsim.localdomain"
+          - info.instance.hw_interfaces == ["eth0"]
+    - community.vmware.vmware_guest_powerstate:
+        name: vm0
+        state: powered-off
+      register: poweroff
+    - ansible.builtin.assert:
+        that: [poweroff.changed]
+"#,
+            uuid = sim.show("vm0")["uuid"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(py.parent().unwrap().join("ansible-playbook"))
+        .args(["-i", "localhost,", "-c", "local"])
+        .arg("-e")
+        .arg(format!("ansible_python_interpreter={}", py.display()))
+        .arg(&playbook)
+        .env("ANSIBLE_COLLECTIONS_PATH", ansible_collections())
+        .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
+        .env("ANSIBLE_LOCAL_TEMP", sim.dir.path().join("ansible-tmp"))
+        .env("ANSIBLE_HOME", sim.dir.path().join("ansible-home"))
+        .output()
+        .expect("run ansible-playbook");
+    assert!(
+        out.status.success(),
+        "ansible-playbook failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(sim.show("vm0")["power"], "off");
+}
