@@ -113,8 +113,13 @@ fn unescape(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -510,10 +515,7 @@ mod tests {
         assert_eq!(m[5].source, "/dev/loop0");
         let p = plan(&m, None, &[]).unwrap();
         // Reverse mount order, one per device, no remote or pseudo.
-        assert_eq!(
-            p,
-            ["/mnt/my img", "/home", "/"].map(PathBuf::from).to_vec()
-        );
+        assert_eq!(p, ["/mnt/my img", "/home", "/"].map(PathBuf::from).to_vec());
         let p = plan(&m, None, &["/home".into(), "/mnt/*".into()]).unwrap();
         assert_eq!(p, [PathBuf::from("/")]);
     }
@@ -522,7 +524,10 @@ mod tests {
     fn explicit_list_must_be_mount_points() {
         let m = parse_mountinfo(INFO);
         let only = [PathBuf::from("/home"), PathBuf::from("/mnt/my img")];
-        assert_eq!(plan(&m, Some(&only), &[]).unwrap(), [only[1].clone(), only[0].clone()]);
+        assert_eq!(
+            plan(&m, Some(&only), &[]).unwrap(),
+            [only[1].clone(), only[0].clone()]
+        );
         // A directory that is not a mount point would freeze the file
         // system holding it: refused.
         let e = plan(&m, Some(&[PathBuf::from("/mnt/none")]), &[]).unwrap_err();

@@ -247,7 +247,11 @@ impl VmBackup {
         let now = Instant::now();
         log::info!(
             "vmbackup: quiesce requested (file systems {}, scripts {}, timeout {timeout} s)",
-            if o.quiesce_fs && self.cfg.enable_sync_driver { "frozen" } else { "synced" },
+            if o.quiesce_fs && self.cfg.enable_sync_driver {
+                "frozen"
+            } else {
+                "synced"
+            },
             if o.exec_scripts { "on" } else { "off" },
         );
         self.op = Some(Op {
@@ -390,9 +394,7 @@ impl VmBackup {
                 let Phase::Freezing(h) = std::mem::replace(&mut op.phase, Phase::Frozen) else {
                     return;
                 };
-                let r = h
-                    .join()
-                    .unwrap_or_else(|_| Err(FreezeError::Nothing));
+                let r = h.join().unwrap_or_else(|_| Err(FreezeError::Nothing));
                 match r {
                     Ok(targets) => {
                         op.frozen = targets;
@@ -491,12 +493,14 @@ impl VmBackup {
             }
         };
         op.marker = true;
-        let limit = op
-            .abort_at
-            .map(|a| (a.saturating_duration_since(Instant::now()) + WATCHDOG_GRACE).as_millis() as u64);
+        let limit = op.abort_at.map(|a| {
+            (a.saturating_duration_since(Instant::now()) + WATCHDOG_GRACE).as_millis() as u64
+        });
         match Watchdog::spawn(&targets, limit) {
             Ok(w) => op.watchdog = Some(w),
-            Err(e) => log::warn!("vmbackup: no watchdog process ({e}); the timer and marker remain"),
+            Err(e) => {
+                log::warn!("vmbackup: no watchdog process ({e}); the timer and marker remain")
+            }
         }
         log::debug!("vmbackup: freezing {} file system(s)", targets.len());
         // From here until the thaw, log lines stay in memory.
@@ -607,7 +611,11 @@ impl VmBackup {
     }
 
     fn finish(&mut self, ctx: &mut dyn Context) {
-        let ran = self.op.as_ref().map(|o| o.ran.join(", ")).unwrap_or_default();
+        let ran = self
+            .op
+            .as_ref()
+            .map(|o| o.ran.join(", "))
+            .unwrap_or_default();
         self.release_freeze();
         let desc = if ran.is_empty() {
             String::new()
