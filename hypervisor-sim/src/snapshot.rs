@@ -264,19 +264,31 @@ enum Wait {
 }
 
 fn next_event(vm: &Vm, seen: &mut usize, deadline: Instant) -> Wait {
-    let r = vm.backup_wait(deadline, |b| {
-        if let Some(e) = b.events.get(*seen) {
-            return Some(Wait::Event(e.clone()));
+    loop {
+        // In steps of a second: a guest agent that went away (its TCLO
+        // channel closed) will not send anything more.
+        let step = deadline.min(Instant::now() + Duration::from_secs(1));
+        let r = vm.backup_wait(step, |b| {
+            if let Some(e) = b.events.get(*seen) {
+                return Some(Wait::Event(e.clone()));
+            }
+            if b.last_event.is_some_and(|t| t.elapsed() >= LIVENESS) {
+                return Some(Wait::Silent);
+            }
+            None
+        });
+        match r {
+            Some(w) => {
+                if let Wait::Event(_) = &w {
+                    *seen += 1;
+                }
+                return w;
+            }
+            None if Instant::now() >= deadline => return Wait::Timeout,
+            None if !vm.tools_running() => return Wait::Silent,
+            None => {}
         }
-        if b.last_event.is_some_and(|t| t.elapsed() >= LIVENESS) {
-            return Some(Wait::Silent);
-        }
-        None
-    });
-    if let Some(Wait::Event(_)) = &r {
-        *seen += 1;
     }
-    r.unwrap_or(Wait::Timeout)
 }
 
 /// Send a vmbackup TCLO command; the guest's refusal or the failure as text.
@@ -363,7 +375,11 @@ fn quiesce(vm: &Vm, req: &SnapshotRequest) -> Outcome {
                 return abort(vm, &mut seen, why);
             }
             Wait::Silent => {
-                return abort(vm, &mut seen, "the guest stopped responding".into());
+                return abort(
+                    vm,
+                    &mut seen,
+                    "the guest stopped responding (no event, no keep-alive)".into(),
+                );
             }
         }
     }
@@ -376,12 +392,18 @@ fn quiesce(vm: &Vm, req: &SnapshotRequest) -> Outcome {
         let limit =
             Instant::now() + timeout + Duration::from_secs(GUEST_MARGIN_SECS.into()) + ABORT_WAIT;
         let mut evs = Vec::new();
-        while let Some(e) = vm.backup_wait(limit, |b| b.events.get(seen).cloned()) {
-            seen += 1;
-            let done = e.name == event::DONE;
-            evs.push(e);
-            if done {
-                break;
+        loop {
+            match next_event(vm, &mut seen, limit) {
+                Wait::Event(e) => {
+                    let done = e.name == event::DONE;
+                    evs.push(e);
+                    if done {
+                        break;
+                    }
+                }
+                // Keep-alives stopping is what a hung guest looks like too.
+                Wait::Silent if vm.tools_running() => std::thread::sleep(Duration::from_secs(1)),
+                Wait::Silent | Wait::Timeout => break,
             }
         }
         let mut why = "the host went silent after the commit (fault injected)".to_string();

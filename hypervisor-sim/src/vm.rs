@@ -1109,6 +1109,11 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         },
         "guestinfo": vars,
         "snapshots": d.backup.snapshots,
+        "vmbackup": {
+            "active": d.backup.active,
+            "events": d.backup.events.iter().map(|e| format!("{} {}", e.name, e.code)).collect::<Vec<_>>(),
+            "keep_alives": d.backup.keep_alives,
+        },
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },
