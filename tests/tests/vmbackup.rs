@@ -366,8 +366,10 @@ impl Drop for Guest {
     }
 }
 
-/// A test script in the guest's script directory, logging `NAME ARGS` to
-/// scripts.log; `extra` runs after (e.g. a failure).
+/// A test script in the guest's script directory, logging `NAME $1 $2` to
+/// scripts.log; `extra` runs after (e.g. a failure). (With no script
+/// argument from the host, vmtoolsd 12.2 passes an empty second argument
+/// and vm-agent none: logged alike.)
 fn script(fs: &LoopFs, name: &str, extra: &str) {
     let dir = fs.dir.path();
     let p = dir.join("scripts").join(name);
@@ -375,7 +377,7 @@ fn script(fs: &LoopFs, name: &str, extra: &str) {
     std::fs::write(
         &p,
         format!(
-            "#!/bin/sh\necho \"{name} $*\" >> '{}/scripts.log'\n{extra}\n",
+            "#!/bin/sh\necho \"{name} $1 $2\" >> '{}/scripts.log'\n{extra}\n",
             dir.display()
         ),
     )
@@ -387,7 +389,7 @@ fn scripts_log(fs: &LoopFs) -> Vec<String> {
     std::fs::read_to_string(fs.dir.path().join("scripts.log"))
         .unwrap_or_default()
         .lines()
-        .map(str::to_string)
+        .map(|l| l.trim_end().to_string())
         .collect()
 }
 
@@ -434,7 +436,17 @@ fn success(kind: Kind) {
         p = probe.display(),
         v = verdict.display()
     );
-    let (ok, v, err) = snapshot(&sim, &["--timeout", "30", "--capture", &capture]);
+    let (ok, v, err) = snapshot(
+        &sim,
+        &[
+            "--timeout",
+            "30",
+            "--capture",
+            &capture,
+            "--script-arg",
+            "nightly",
+        ],
+    );
     assert!(ok, "{err}\n{v:#}\n{}", g.log_text(&fs));
     assert_eq!(v["result"], "ok");
     assert_eq!(v["quiesced"], true);
@@ -451,10 +463,10 @@ fn success(kind: Kind) {
     assert_eq!(
         scripts_log(&fs),
         [
-            "10-first freeze",
-            "20-second freeze",
-            "20-second thaw",
-            "10-first thaw"
+            "10-first freeze nightly",
+            "20-second freeze nightly",
+            "20-second thaw nightly",
+            "10-first thaw nightly"
         ]
     );
     fs.assert_thawed("success");
@@ -566,7 +578,9 @@ fn host_timeout(kind: Kind) {
 fn host_silent(kind: Kind) {
     let (sim, fs, g) = setup(kind);
     script(&fs, "10-only", "");
-    let (ok, v, _) = snapshot(&sim, &["--timeout", "1", "--fault", "silent"]);
+    // Long enough for vmtoolsd, whose state machine steps once a second,
+    // to reach the commit.
+    let (ok, v, _) = snapshot(&sim, &["--timeout", "5", "--fault", "silent"]);
     assert!(!ok);
     assert_eq!(v["result"], "failed", "{v:#}\n{}", g.log_text(&fs));
     assert!(
