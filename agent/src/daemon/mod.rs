@@ -481,7 +481,7 @@ impl Daemon {
         for cmd in cmds {
             log::debug!(
                 "tclo > {}",
-                String::from_utf8_lossy(&cmd[..cmd.len().min(200)])
+                String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).escape_debug()
             );
             let reply = self.dispatch(&cmd);
             let sent = match self.conn.as_mut().map(|c| &mut c.tclo) {
@@ -553,7 +553,7 @@ impl Daemon {
         } else {
             log::debug!(
                 "tclo > {}",
-                String::from_utf8_lossy(&cmd[..cmd.len().min(200)])
+                String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).escape_debug()
             );
             self.reply = self.dispatch(&cmd);
             self.delay = Duration::ZERO;

@@ -223,7 +223,9 @@ impl VmBackup {
 
     fn start(&mut self, ctx: &mut dyn Context, o: Options) -> Vec<u8> {
         let mut scripts = Vec::new();
-        let legacy = self.cfg.pre_freeze_script.is_file() || self.cfg.post_thaw_script.is_file();
+        // Without execScripts vmtoolsd runs no script at all, legacy ones included.
+        let legacy = o.exec_scripts
+            && (self.cfg.pre_freeze_script.is_file() || self.cfg.post_thaw_script.is_file());
         if legacy {
             scripts.push(self.cfg.pre_freeze_script.clone());
         }
@@ -286,7 +288,7 @@ impl VmBackup {
         let Some(op) = self.op.as_mut() else {
             return Ok(false);
         };
-        if !op.exec_scripts && !op.legacy {
+        if !op.exec_scripts {
             return Ok(false);
         }
         loop {
@@ -794,5 +796,144 @@ impl Drop for VmBackup {
             }
             self.thaw_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HostCallError;
+
+    #[derive(Debug, Default)]
+    struct Host(Vec<String>);
+
+    impl Context for Host {
+        fn rpci(&mut self, msg: &[u8]) -> Result<Vec<u8>, HostCallError> {
+            self.0.push(String::from_utf8_lossy(msg).into_owned());
+            Ok(Vec::new())
+        }
+        fn backdoor(&mut self, _: protocol::Regs) -> Result<protocol::Regs, HostCallError> {
+            Err(HostCallError::Channel("none".into()))
+        }
+    }
+
+    /// A plugin that never freezes (sync only) with scripts in `dir`.
+    fn plugin(dir: &Path) -> VmBackup {
+        VmBackup::new(VmBackupConfig {
+            enable_sync_driver: false,
+            scripts_dir: dir.join("scripts"),
+            pre_freeze_script: dir.join("pre"),
+            post_thaw_script: dir.join("post"),
+            state_file: dir.join("marker"),
+            ..VmBackupConfig::default()
+        })
+    }
+
+    fn run_until(p: &mut VmBackup, h: &mut Host, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !h.0.iter().any(|m| m.contains(what)) {
+            assert!(Instant::now() < deadline, "no {what}: {:?}", h.0);
+            std::thread::sleep(Duration::from_millis(5));
+            p.on_deadline(h, Instant::now());
+        }
+    }
+
+    #[test]
+    fn replies_and_events_as_vmtoolsd() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = plugin(d.path());
+        let mut h = Host::default();
+        assert_eq!(
+            p.on_tclo(&mut h, wire::SNAPSHOT_DONE, b""),
+            b"ERROR Error: no quiesce operation in progress"
+        );
+        assert_eq!(
+            p.on_tclo(&mut h, wire::ABORT, b""),
+            b"ERROR Error: no quiesce operation in progress"
+        );
+        let mut v2 = QuiesceParams::default().encode();
+        v2[3] = 2;
+        assert_eq!(
+            p.on_tclo(&mut h, wire::START_WITH_OPTS, &v2),
+            b"ERROR Incompatible quiesce parameter version"
+        );
+        assert_eq!(p.on_tclo(&mut h, wire::START, b"0"), b"OK ");
+        assert_eq!(
+            p.on_tclo(&mut h, wire::START, b"0"),
+            b"ERROR Quiesce operation already in progress."
+        );
+        assert_eq!(h.0, ["vmbackup.eventSet reset 0 "]);
+        // Not quiesced yet: snapshotDone is out of order until the commit.
+        run_until(&mut p, &mut h, "prov.snapshotCommit");
+        assert!(!io_frozen(), "the sync-only provider freezes nothing");
+        assert_eq!(p.on_tclo(&mut h, wire::SNAPSHOT_DONE, b""), b"OK ");
+        run_until(&mut p, &mut h, "req.done");
+        assert_eq!(
+            h.0,
+            [
+                "vmbackup.eventSet reset 0 ",
+                "vmbackup.eventSet prov.snapshotCommit 0 ",
+                "vmbackup.eventSet req.done 0 ",
+            ]
+        );
+        assert!(!p.busy());
+        assert_eq!(p.deadline(), None, "nothing scheduled when idle");
+    }
+
+    #[test]
+    fn legacy_scripts_first_and_last_and_only_with_exec_scripts() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log");
+        std::fs::create_dir(d.path().join("scripts")).unwrap();
+        for (name, path) in [
+            ("pre", d.path().join("pre")),
+            ("post", d.path().join("post")),
+            ("10-a", d.path().join("scripts/10-a")),
+        ] {
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho \"{name} $*\" >> {}\n", log.display()),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let mut p = plugin(d.path());
+        let mut h = Host::default();
+        let opts = |exec_scripts| {
+            QuiesceParams {
+                quiesce_fs: true,
+                exec_scripts,
+                script_arg: "x y".into(),
+                ..QuiesceParams::default()
+            }
+            .encode()
+        };
+        assert_eq!(
+            p.on_tclo(&mut h, wire::START_WITH_OPTS, &opts(true)),
+            b"OK "
+        );
+        run_until(&mut p, &mut h, "prov.snapshotCommit");
+        p.on_tclo(&mut h, wire::SNAPSHOT_DONE, b"");
+        run_until(&mut p, &mut h, "req.done");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "pre freeze x y\n10-a freeze x y\n10-a thaw x y\npost thaw x y\n"
+        );
+        assert!(h
+            .0
+            .last()
+            .unwrap()
+            .ends_with("req.done 0 scripts: pre freeze, 10-a freeze, 10-a thaw, post thaw"));
+        std::fs::remove_file(&log).unwrap();
+        h.0.clear();
+        p.on_tclo(&mut h, wire::START_WITH_OPTS, &opts(false));
+        run_until(&mut p, &mut h, "prov.snapshotCommit");
+        p.on_tclo(&mut h, wire::ABORT, b"");
+        run_until(&mut p, &mut h, "req.done");
+        assert!(!log.exists(), "no script runs without execScripts");
+        assert!(h
+            .0
+            .contains(&"vmbackup.eventSet req.aborted 4 Quiesce canceled.".to_string()));
     }
 }
