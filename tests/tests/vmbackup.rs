@@ -22,7 +22,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, stderr, stdout, Sim};
+use e2e_tests::{bin, stderr, stdout, Frontend, Sim};
 use serde_json::Value;
 
 fn run(cmd: &mut Command) -> Output {
@@ -229,6 +229,12 @@ struct Guest {
 
 impl Guest {
     fn start(sim: &Sim, fs: &LoopFs, kind: Kind, n: u32) -> Guest {
+        let out = fs.dir.path().join(format!("guest{n}.out"));
+        Guest::start_with_output(sim, fs, kind, n, &out)
+    }
+
+    /// Start with stdout and stderr (the agent's log) going to `out`.
+    fn start_with_output(sim: &Sim, fs: &LoopFs, kind: Kind, n: u32, out: &Path) -> Guest {
         let dir = fs.dir.path();
         let scripts = dir.join("scripts");
         std::fs::create_dir_all(&scripts).unwrap();
@@ -253,12 +259,21 @@ impl Guest {
                     ),
                 )
                 .unwrap();
-                cmd.arg(bin("vm-agent"))
-                    .arg("--config")
-                    .arg(&conf)
-                    .arg("--backdoor")
-                    .arg(sim.backdoor("vm0"))
-                    .env("RUST_LOG", "debug");
+                match e2e_tests::frontend() {
+                    Frontend::Socket => {
+                        cmd.arg(bin("vm-agent"))
+                            .arg("--backdoor")
+                            .arg(sim.backdoor("vm0"));
+                    }
+                    Frontend::Trap => {
+                        cmd.arg(bin("hvsim"))
+                            .args(["exec", "--vm", "vm0", "--"])
+                            .arg(bin("vm-agent"))
+                            .env("HVSIM_CONTROL", &sim.control)
+                            .env_remove("VM_BACKDOOR");
+                    }
+                }
+                cmd.arg("--config").arg(&conf).env("RUST_LOG", "debug");
             }
             Kind::Vmtoolsd => {
                 // vmtoolsd reads its scripts from /etc/vmware-tools/
@@ -317,7 +332,7 @@ impl Guest {
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join(format!("guest{n}.out")))
+            .open(out)
             .unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -423,7 +438,16 @@ fn setup(kind: Kind) -> (Sim, LoopFs, Guest) {
 
 /// Success: scripts in order, frozen while the host captures, thawed after.
 fn success(kind: Kind) {
-    let (sim, fs, g) = setup(kind);
+    let sim = Sim::start();
+    let fs = LoopFs::new();
+    // vm-agent logs onto the very file system it freezes (open-vm-tools
+    // #650: a log write while frozen hangs the tools and the guest): it
+    // must hold its lines until the thaw.
+    let agent_log = fs.outside("agent.log");
+    let g = match kind {
+        Kind::Agent => Guest::start_with_output(&sim, &fs, kind, 0, &agent_log),
+        Kind::Vmtoolsd => Guest::start(&sim, &fs, kind, 0),
+    };
     script(&fs, "10-first", "");
     script(&fs, "20-second", "");
     // The capture command runs on the host while the guest is quiesced:
@@ -478,6 +502,14 @@ fn success(kind: Kind) {
             "the blocked write never finished"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if kind == Kind::Agent {
+        let log = std::fs::read_to_string(&agent_log).unwrap();
+        let froze = log
+            .find("vmbackup: froze")
+            .expect("the held line was written");
+        let thawed = log.find("vmbackup: thawed").expect("thaw logged");
+        assert!(froze < thawed, "{log}");
     }
     let show = sim.show("vm0");
     let snaps = show["snapshots"].as_array().unwrap();
