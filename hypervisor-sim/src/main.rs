@@ -366,6 +366,19 @@ fn print_show(v: &Value) {
     } else if let Some(e) = v["guest"]["memory_error"].as_str() {
         println!("memory:        undecodable report: {e}");
     }
+    if let Some(last) = v["snapshots"].as_array().and_then(|l| l.last()) {
+        println!(
+            "snapshots:     {} (last {} {}{})",
+            v["snapshots"].as_array().map_or(0, Vec::len),
+            s(&last["time"]),
+            s(&last["result"]),
+            if last["quiesced"] == true {
+                ", quiesced"
+            } else {
+                ""
+            }
+        );
+    }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");

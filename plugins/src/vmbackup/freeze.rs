@@ -393,8 +393,8 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Fork the watchdog. Call with no other thread running (the agent is
-    /// single-threaded; the freeze thread starts after this).
+    /// Fork the watchdog. Safe with other threads running: the child makes
+    /// only raw system calls (no allocation, no locks) before it exits.
     pub fn spawn(targets: &[Target], limit_ms: Option<u64>) -> std::io::Result<Watchdog> {
         let mut p = [0 as libc::c_int; 2];
         // SAFETY: `p` has room for the two descriptors pipe2 writes.
