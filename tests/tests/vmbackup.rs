@@ -438,7 +438,7 @@ fn setup(kind: Kind) -> (Sim, LoopFs, Guest) {
 
 /// Success: scripts in order, frozen while the host captures, thawed after.
 fn success(kind: Kind) {
-    let sim = Sim::start();
+    let mut sim = Sim::start();
     let fs = LoopFs::new();
     // vm-agent logs onto the very file system it freezes (open-vm-tools
     // #650: a log write while frozen hangs the tools and the guest): it
@@ -527,7 +527,14 @@ fn success(kind: Kind) {
                 "10-first thaw"
             ])
         );
+        // The record is persisted with the VM's state.
+        sim.kill9_and_restart();
+        let snaps = sim.show("vm0")["snapshots"].clone();
+        assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps:#}");
+        assert_eq!(snaps[0]["result"], "ok");
+        assert_eq!(snaps[0]["quiesced"], true);
     }
+    drop(g);
 }
 
 /// A freeze script fails: the error reaches the host, the scripts that
@@ -839,4 +846,47 @@ fn vmtoolsd_killed_stays_frozen() {
     assert!(o.status.success(), "{}", stderr(&o));
     fs.assert_thawed("manual thaw");
     drop(h);
+}
+
+/// Without --quiesce a snapshot is just recorded (no guest needed); with
+/// it and no guest tools, a clear error.
+#[test]
+fn plain_snapshot_and_no_tools() {
+    let sim = Sim::start();
+    let o = sim.hvsim(&["vm", "snapshot", "vm0", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["result"], "ok");
+    assert_eq!(v["quiesced"], false);
+    let o = sim.hvsim(&["vm", "snapshot", "vm0", "--quiesce"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no guest agent is running in VM vm0"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sim.hvsim(&["vm", "snapshot", "vm0", "--capture", "exit 4"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("capture command failed"),
+        "{}",
+        stderr(&o)
+    );
+    let snaps = sim.show("vm0")["snapshots"].clone();
+    let results: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["ok", "failed"]);
+    // A guest event with no operation in progress is refused (a guest then
+    // knows the host forgot it and thaws).
+    let o = sim.rpctool("vm0", &["vmbackup.eventSet req.keepAlive 0 "]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("No quiesce operation in progress"),
+        "{}",
+        stderr(&o)
+    );
 }
