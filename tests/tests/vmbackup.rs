@@ -890,3 +890,20 @@ fn plain_snapshot_and_no_tools() {
         stderr(&o)
     );
 }
+
+/// The host goes away while the guest is frozen (hvsim killed and
+/// restarted): vm-agent loses its channel and thaws without waiting for
+/// its timer.
+#[test]
+fn agent_host_channel_gone_thaws() {
+    let (mut sim, fs, g) = setup(Kind::Agent);
+    let h = frozen_and_silent(&sim, &fs);
+    sim.kill9_and_restart();
+    fs.assert_thawed("host gone");
+    let o = h.join().unwrap();
+    assert!(!o.status.success());
+    // The log lines held while frozen come out after the thaw.
+    sim.eventually("the agent's abort in its log", || {
+        g.log_text(&fs).contains("vmbackup: operation aborted")
+    });
+}
