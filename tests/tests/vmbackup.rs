@@ -619,7 +619,7 @@ fn host_silent(kind: Kind) {
     script(&fs, "10-only", "");
     // Long enough for vmtoolsd, whose state machine steps once a second,
     // to reach the commit.
-    let (ok, v, _) = snapshot(&sim, &["--timeout", "5", "--fault", "silent"]);
+    let (ok, v, _) = snapshot(&sim, &["--timeout", "8", "--fault", "silent"]);
     assert!(!ok);
     assert_eq!(v["result"], "failed", "{v:#}\n{}", g.log_text(&fs));
     assert!(
