@@ -89,6 +89,9 @@ pub enum Request {
         script_arg: Option<String>,
         /// Fault injection: "silent" (the host stops after the commit).
         fault: Option<String>,
+        /// Start with `vmbackup.start` (the guest's own settings).
+        #[serde(default)]
+        legacy_start: bool,
     },
     /// Where a VM's backdoor socket is.
     Backdoor {
@@ -211,6 +214,7 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
             scripts,
             script_arg,
             fault,
+            legacy_start,
         } => {
             let req = crate::snapshot::SnapshotRequest {
                 quiesce,
@@ -219,6 +223,7 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
                 scripts: scripts.unwrap_or(true),
                 script_arg: script_arg.unwrap_or_default(),
                 fault,
+                legacy_start,
             };
             if req.script_arg.len() > protocol::vmbackup::SCRIPT_ARG_MAX {
                 return Err(format!(

@@ -145,6 +145,10 @@ enum VmCmd {
         /// talking after the guest froze (no snapshotDone, no abort).
         #[arg(long)]
         fault: Option<String>,
+        /// Start with `vmbackup.start 0` (older hosts): the guest uses its
+        /// own settings for scripts, script argument and timeout.
+        #[arg(long, conflicts_with_all = ["no_scripts", "script_arg"])]
+        legacy_start: bool,
         /// Print the record as JSON.
         #[arg(long)]
         json: bool,
@@ -273,12 +277,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     no_scripts,
                     script_arg,
                     fault,
+                    legacy_start,
                     json,
                 } => {
                     let v = call(json!({
                         "op": "snapshot", "vm": name, "quiesce": quiesce,
                         "timeout_s": timeout, "capture": capture,
                         "scripts": !no_scripts, "script_arg": script_arg, "fault": fault,
+                        "legacy_start": legacy_start,
                     }))?;
                     if json {
                         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -81,6 +81,9 @@ pub struct SnapshotRequest {
     pub script_arg: String,
     /// Fault injection: `silent` (the host stops after the commit).
     pub fault: Option<String>,
+    /// Start with `vmbackup.start 0` (the guest's own settings: scripts,
+    /// script argument, timeout) instead of `vmbackup.startWithOpts`.
+    pub legacy_start: bool,
 }
 
 /// RPCI `vmbackup.eventSet <event> <code> <desc>`.
@@ -339,8 +342,15 @@ fn quiesce(vm: &Vm, req: &SnapshotRequest) -> Outcome {
         timeout: (req.timeout_s.min(u32::MAX as u64 - 10) as u32) + GUEST_MARGIN_SECS,
         disk_uuids: String::new(),
     };
-    let mut cmd = format!("{} ", wire::START_WITH_OPTS).into_bytes();
-    cmd.extend_from_slice(&params.encode());
+    let cmd = if req.legacy_start {
+        // generateManifests 0: a manifest would be written to the guest's
+        // config directory.
+        format!("{} 0", wire::START).into_bytes()
+    } else {
+        let mut cmd = format!("{} ", wire::START_WITH_OPTS).into_bytes();
+        cmd.extend_from_slice(&params.encode());
+        cmd
+    };
     if let Err(e) = send(vm, &cmd) {
         return Outcome {
             result: "failed",

@@ -907,3 +907,29 @@ fn agent_host_channel_gone_thaws() {
         g.log_text(&fs).contains("vmbackup: operation aborted")
     });
 }
+
+/// `vmbackup.start 0` (older hosts): the guest's own settings; scripts run
+/// as with startWithOpts.
+fn legacy_start(kind: Kind) {
+    let (sim, fs, g) = setup(kind);
+    script(&fs, "10-only", "");
+    let (ok, v, err) = snapshot(&sim, &["--timeout", "30", "--legacy-start"]);
+    assert!(ok, "{err}\n{v:#}\n{}", g.log_text(&fs));
+    assert_eq!(
+        events(&v),
+        ["reset 0", "prov.snapshotCommit 0", "req.done 0"],
+        "{v:#}"
+    );
+    assert_eq!(scripts_log(&fs), ["10-only freeze", "10-only thaw"]);
+    fs.assert_thawed("legacy start");
+}
+
+#[test]
+fn agent_legacy_start() {
+    legacy_start(Kind::Agent);
+}
+
+#[test]
+fn vmtoolsd_legacy_start() {
+    legacy_start(Kind::Vmtoolsd);
+}
