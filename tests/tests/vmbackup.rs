@@ -235,6 +235,11 @@ impl Guest {
 
     /// Start with stdout and stderr (the agent's log) going to `out`.
     fn start_with_output(sim: &Sim, fs: &LoopFs, kind: Kind, n: u32, out: &Path) -> Guest {
+        Guest::start_full(sim, fs, kind, n, out, &fs.mnt)
+    }
+
+    /// Start; vm-agent's `[vmbackup] freeze` names `freeze`.
+    fn start_full(sim: &Sim, fs: &LoopFs, kind: Kind, n: u32, out: &Path, freeze: &Path) -> Guest {
         let dir = fs.dir.path();
         let scripts = dir.join("scripts");
         std::fs::create_dir_all(&scripts).unwrap();
@@ -254,7 +259,7 @@ impl Guest {
                          post_thaw_script = \"{d}/post-thaw-script\"\n\
                          state_file = \"{d}/run/vmbackup-frozen\"\n",
                         d = dir.display(),
-                        m = fs.mnt.display(),
+                        m = freeze.display(),
                         s = scripts.display(),
                     ),
                 )
@@ -932,4 +937,29 @@ fn agent_legacy_start() {
 #[test]
 fn vmtoolsd_legacy_start() {
     legacy_start(Kind::Vmtoolsd);
+}
+
+/// A `[vmbackup] freeze` entry that is not a mount point is refused (it
+/// would freeze the file system holding it): the snapshot fails with that
+/// reason and nothing is frozen.
+#[test]
+fn agent_refuses_a_freeze_path_that_is_not_a_mount_point() {
+    let sim = Sim::start();
+    let fs = LoopFs::new();
+    let plain = fs.dir.path().join("not-a-mount");
+    std::fs::create_dir(&plain).unwrap();
+    let out = fs.dir.path().join("guest0.out");
+    let g = Guest::start_full(&sim, &fs, Kind::Agent, 0, &out, &plain);
+    script(&fs, "10-only", "");
+    let (ok, v, err) = snapshot(&sim, &["--timeout", "30"]);
+    assert!(!ok, "{v:#}");
+    assert_eq!(v["result"], "failed", "{v:#}\n{}", g.log_text(&fs));
+    let want = format!(
+        "{} (in [vmbackup] freeze) is not a mount point; not freezing anything",
+        plain.display()
+    );
+    assert!(v["error"].as_str().unwrap().contains(&want), "{v:#}");
+    assert!(err.contains("sync error, code 3"), "{err}");
+    assert_eq!(scripts_log(&fs), ["10-only freeze", "10-only freezeFail"]);
+    fs.assert_thawed("refused");
 }
