@@ -901,6 +901,12 @@ fn plain_snapshot_and_no_tools() {
 /// its timer.
 #[test]
 fn agent_host_channel_gone_thaws() {
+    if e2e_tests::frontend() == Frontend::Trap {
+        // Under `hvsim exec` the guest is traced by hvsim itself: killing
+        // the host kills the guest, so there is no guest left to thaw.
+        eprintln!("skipped with the trap frontend: the guest dies with the host");
+        return;
+    }
     let (mut sim, fs, g) = setup(Kind::Agent);
     let h = frozen_and_silent(&sim, &fs);
     sim.kill9_and_restart();
