@@ -376,12 +376,7 @@ impl VmBackup {
                         Kind::Freeze => self.start_freeze(ctx),
                         Kind::Thaw => {
                             if self.op.as_ref().is_some_and(|o| o.thaw_failed) {
-                                self.send(
-                                    ctx,
-                                    event::ERROR,
-                                    Status::ScriptError,
-                                    "Custom quiesce script failed.",
-                                );
+                                self.report_script_error(ctx, "VmBackupOnThaw");
                             }
                             self.finish(ctx);
                         }
@@ -441,13 +436,21 @@ impl VmBackup {
 
     fn script_failed(&mut self, ctx: &mut dyn Context) {
         log::error!("vmbackup: a freeze script failed");
+        self.report_script_error(ctx, "VmBackupOnFreeze");
+        self.begin(Kind::Fail);
+    }
+
+    /// A script error as vmtoolsd reports it: the script error, then the
+    /// failed step (its operation names).
+    fn report_script_error(&mut self, ctx: &mut dyn Context, step: &str) {
         self.send(
             ctx,
             event::ERROR,
             Status::ScriptError,
             "Custom quiesce script failed.",
         );
-        self.begin(Kind::Fail);
+        let msg = format!("'{step}' operation failed.");
+        self.send(ctx, event::ERROR, Status::UnexpectedError, &msg);
     }
 
     /// Switch to running scripts of `kind` (from the current position).
