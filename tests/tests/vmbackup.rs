@@ -609,8 +609,11 @@ fn host_timeout(kind: Kind) {
     assert!(!ok);
     assert_eq!(v["result"], "aborted", "{v:#}\n{}", g.log_text(&fs));
     assert!(v["error"].as_str().unwrap().contains("timed out after 2 s"));
-    assert!(events(&v).contains(&"req.aborted 4".to_string()), "{v:#}");
-    assert_eq!(events(&v).last().unwrap(), "req.done 0", "{v:#}");
+    assert_eq!(
+        events(&v),
+        ["reset 0", "req.aborted 4", "req.done 0"],
+        "{v:#}"
+    );
     fs.assert_thawed("host timeout");
 }
 
@@ -630,6 +633,15 @@ fn host_silent(kind: Kind) {
             .unwrap()
             .contains("the guest gave up by itself: Quiesce canceled."),
         "{v:#}"
+    );
+    assert_eq!(
+        events(&v),
+        [
+            "reset 0",
+            "prov.snapshotCommit 0",
+            "req.aborted 4",
+            "req.done 0"
+        ]
     );
     assert_eq!(scripts_log(&fs), ["10-only freeze", "10-only freezeFail"]);
     // Silence longer than 2.5 s brings keep-alives.
