@@ -978,3 +978,60 @@ fn agent_refuses_a_freeze_path_that_is_not_a_mount_point() {
     assert_eq!(scripts_log(&fs), ["10-only freeze", "10-only freezeFail"]);
     fs.assert_thawed("refused");
 }
+
+/// vm-agent hung while frozen (SIGSTOP): its watchdog process thaws when
+/// the operation's timer (host timeout + 5 s) plus 5 s has passed; the
+/// agent, continued, ends the operation cleanly.
+#[test]
+fn agent_hung_watchdog_thaws_after_the_timer() {
+    let (sim, fs, g) = setup(Kind::Agent);
+    let ctl = sim.control.clone();
+    let h = std::thread::spawn(move || {
+        Command::new(bin("hvsim"))
+            .args([
+                "vm",
+                "snapshot",
+                "vm0",
+                "--quiesce",
+                "--timeout",
+                "2",
+                "--fault",
+                "silent",
+                "--json",
+            ])
+            .env("HVSIM_CONTROL", ctl)
+            .output()
+            .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sim.show("vm0")["vmbackup"]["events"]
+        .to_string()
+        .contains("prov.snapshotCommit")
+    {
+        assert!(Instant::now() < deadline, "no commit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = g.child.as_ref().unwrap().id() as i32;
+    // SAFETY: signalling the agent this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    assert!(
+        !fs.write_completes("while-hung", Duration::from_millis(500)),
+        "not frozen after the commit"
+    );
+    // The agent's timer is 7 s, the watchdog's 12 s: within 30 s it thaws.
+    assert!(
+        fs.write_completes("thawed-by-watchdog", Duration::from_secs(30)),
+        "the watchdog did not thaw"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let o = h.join().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The host gave up on a guest that stopped polling.
+    assert_eq!(v["result"], "failed", "{v:#}");
+    fs.assert_thawed("agent hung");
+    // Continued, the agent ends its operation (its thaw finds nothing frozen).
+    sim.eventually("the agent to end its operation", || {
+        g.log_text(&fs).contains("vmbackup: quiesce operation over")
+    });
+}
