@@ -11,6 +11,7 @@ use plugins::clipboard::ClipboardConfig;
 use plugins::guestinfo::GuestInfoConfig;
 use plugins::powerops::PowerOpsConfig;
 use plugins::timesync::TimeSyncConfig;
+use plugins::vmbackup::VmBackupConfig;
 use serde::Deserialize;
 
 use crate::transport::BackdoorSpec;
@@ -64,6 +65,8 @@ pub struct AgentConfig {
     pub timesync: TimeSyncConfig,
     /// `[clipboard]` (read by `vm-agent --session` only).
     pub clipboard: ClipboardConfig,
+    /// `[vmbackup]`.
+    pub vmbackup: VmBackupConfig,
 }
 
 /// Why the config could not be used.

@@ -98,10 +98,44 @@ impl Log for Logger {
         };
         // One write per line, so lines from a forked child never interleave.
         let line = format!("[{} {lvl} {}] {}\n", utc_now(), r.target(), r.args());
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        hold_or_write(line);
     }
 
     fn flush(&self) {}
+}
+
+/// Lines held while file systems are frozen, and how many did not fit.
+static HELD: std::sync::Mutex<(Vec<String>, usize)> = std::sync::Mutex::new((Vec::new(), 0));
+/// At most this many lines are held while frozen (the rest are counted).
+const MAX_HELD: usize = 512;
+
+/// While vmbackup holds file systems frozen, stderr may lead to a frozen
+/// disk (journald, a redirected file): writing could block the agent with
+/// the guest frozen (open-vm-tools #650). Lines wait in memory until the
+/// thaw and go out, in order, with the first line after it.
+fn hold_or_write(line: String) {
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if plugins::vmbackup::io_frozen() {
+        if held.0.len() < MAX_HELD {
+            held.0.push(line);
+        } else {
+            held.1 += 1;
+        }
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    for l in held.0.drain(..) {
+        let _ = err.write_all(l.as_bytes());
+    }
+    if held.1 > 0 {
+        let note = format!(
+            "[{} WARN  agent::logger] {} log line(s) dropped while file systems were frozen\n",
+            utc_now(),
+            std::mem::take(&mut held.1)
+        );
+        let _ = err.write_all(note.as_bytes());
+    }
+    let _ = err.write_all(line.as_bytes());
 }
 
 /// Install the logger with `config` directives, then `RUST_LOG`'s (which win).

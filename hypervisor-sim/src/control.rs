@@ -16,6 +16,8 @@ use crate::vm::{self, Vm};
 
 /// Largest request line (a `set-var` may carry a large value).
 pub const MAX_REQUEST: u64 = 16 << 20;
+/// Default wait of `hvsim vm snapshot` for each phase of the guest's quiesce.
+pub const DEFAULT_SNAPSHOT_TIMEOUT_S: u64 = 60;
 /// Default wait for a TCLO reply.
 pub const DEFAULT_TCLO_TIMEOUT_MS: u64 = 30_000;
 
@@ -68,6 +70,28 @@ pub enum Request {
         vm: String,
         /// New host selection.
         set: Option<String>,
+    },
+    /// Take a snapshot, quiesced through the guest's tools when asked.
+    /// Answered when it is over, with its record.
+    Snapshot {
+        /// VM name.
+        vm: String,
+        /// Quiesce through the guest's vmbackup.
+        #[serde(default)]
+        quiesce: bool,
+        /// Seconds the host waits for the guest in each phase (default 60).
+        timeout_s: Option<u64>,
+        /// Run by `/bin/sh -c` on the host while the guest is quiesced.
+        capture: Option<String>,
+        /// Ask the guest to run its freeze/thaw scripts (default true).
+        scripts: Option<bool>,
+        /// Argument for the guest's scripts.
+        script_arg: Option<String>,
+        /// Fault injection: "silent" (the host stops after the commit).
+        fault: Option<String>,
+        /// Start with `vmbackup.start` (the guest's own settings).
+        #[serde(default)]
+        legacy_start: bool,
     },
     /// Where a VM's backdoor socket is.
     Backdoor {
@@ -181,6 +205,33 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::Clipboard { vm, set } => {
             let text = find(inv, &vm)?.clipboard(set.as_deref())?;
             Ok(Value::String(String::from_utf8_lossy(&text).into_owned()))
+        }
+        Request::Snapshot {
+            vm,
+            quiesce,
+            timeout_s,
+            capture,
+            scripts,
+            script_arg,
+            fault,
+            legacy_start,
+        } => {
+            let req = crate::snapshot::SnapshotRequest {
+                quiesce,
+                timeout_s: timeout_s.unwrap_or(DEFAULT_SNAPSHOT_TIMEOUT_S),
+                capture,
+                scripts: scripts.unwrap_or(true),
+                script_arg: script_arg.unwrap_or_default(),
+                fault,
+                legacy_start,
+            };
+            if req.script_arg.len() > protocol::vmbackup::SCRIPT_ARG_MAX {
+                return Err(format!(
+                    "script argument longer than {} bytes",
+                    protocol::vmbackup::SCRIPT_ARG_MAX
+                ));
+            }
+            find(inv, &vm)?.take_snapshot(&req)
         }
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,

@@ -7,6 +7,7 @@
 //! * [`rpci`]: the RPCI commands the host answers.
 //! * [`socket`]: the socket frontend (register frames from guest programs).
 //! * [`control`]: the control socket behind `hvsim vm ...`.
+//! * [`snapshot`]: snapshots, quiesced through the guest's vmbackup.
 //! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux);
 //!   [`console`]: the serial console of `hvsim exec --console`.
 //! * [`vsock`]: TCLO over vsock, the push channel for programs under `hvsim exec`;
@@ -32,6 +33,7 @@ pub mod redfish;
 pub mod rpci;
 pub mod rpci_vsock;
 pub mod serve;
+pub mod snapshot;
 pub mod socket;
 pub mod store;
 pub mod users;

@@ -114,6 +114,45 @@ enum VmCmd {
         #[arg(long)]
         set: Option<String>,
     },
+    /// Take a snapshot. With --quiesce the guest's tools freeze its file
+    /// systems first (running its freeze/thaw scripts), as for a vSphere
+    /// quiesced snapshot: TCLO vmbackup.startWithOpts, wait for
+    /// prov.snapshotCommit, capture, vmbackup.snapshotDone, wait for
+    /// req.done; a timeout or failed capture sends vmbackup.abort. Prints
+    /// the record (also in `vm show --json` snapshots[]); exits 1 when the
+    /// snapshot failed, with the guest's reason.
+    Snapshot {
+        /// VM name.
+        name: String,
+        /// Quiesce the guest's file systems through its tools.
+        #[arg(long)]
+        quiesce: bool,
+        /// Seconds to wait for the guest to quiesce, and again to thaw.
+        #[arg(long, default_value_t = hvsim::control::DEFAULT_SNAPSHOT_TIMEOUT_S)]
+        timeout: u64,
+        /// Command run by /bin/sh -c on the host while the guest is
+        /// quiesced: what taking the snapshot means here (e.g. copying a
+        /// disk image). Its failure aborts the quiesce. $HVSIM_VM names the VM.
+        #[arg(long)]
+        capture: Option<String>,
+        /// Ask the guest not to run its freeze/thaw scripts.
+        #[arg(long)]
+        no_scripts: bool,
+        /// Argument passed to the guest's freeze/thaw scripts.
+        #[arg(long)]
+        script_arg: Option<String>,
+        /// Fault injection for testing guests: `silent` makes the host stop
+        /// talking after the guest froze (no snapshotDone, no abort).
+        #[arg(long)]
+        fault: Option<String>,
+        /// Start with `vmbackup.start 0` (older hosts): the guest uses its
+        /// own settings for scripts, script argument and timeout.
+        #[arg(long, conflicts_with_all = ["no_scripts", "script_arg"])]
+        legacy_start: bool,
+        /// Print the record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a TCLO command to the guest agent and print its reply.
     Tclo {
         /// VM name.
@@ -230,6 +269,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let v = call(json!({"op": "get-var", "vm": name, "key": key}))?;
                     println!("{}", s(&v));
                 }
+                VmCmd::Snapshot {
+                    name,
+                    quiesce,
+                    timeout,
+                    capture,
+                    no_scripts,
+                    script_arg,
+                    fault,
+                    legacy_start,
+                    json,
+                } => {
+                    let v = call(json!({
+                        "op": "snapshot", "vm": name, "quiesce": quiesce,
+                        "timeout_s": timeout, "capture": capture,
+                        "scripts": !no_scripts, "script_arg": script_arg, "fault": fault,
+                        "legacy_start": legacy_start,
+                    }))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        println!(
+                            "snapshot of {name}: {}{}",
+                            s(&v["result"]),
+                            if v["quiesced"] == true {
+                                " (quiesced)"
+                            } else {
+                                ""
+                            }
+                        );
+                        if let Some(list) = v["scripts"].as_array() {
+                            let l: Vec<String> = list.iter().map(s).collect();
+                            println!("guest scripts: {}", l.join(", "));
+                        }
+                    }
+                    if v["result"] != "ok" {
+                        eprintln!(
+                            "hvsim: snapshot of {name} {}: {}",
+                            s(&v["result"]),
+                            s(&v["error"])
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
                 VmCmd::Tclo {
                     name,
                     command,
@@ -289,6 +371,19 @@ fn print_show(v: &Value) {
         }
     } else if let Some(e) = v["guest"]["memory_error"].as_str() {
         println!("memory:        undecodable report: {e}");
+    }
+    if let Some(last) = v["snapshots"].as_array().and_then(|l| l.last()) {
+        println!(
+            "snapshots:     {} (last {} {}{})",
+            v["snapshots"].as_array().map_or(0, Vec::len),
+            s(&last["time"]),
+            s(&last["result"]),
+            if last["quiesced"] == true {
+                ", quiesced"
+            } else {
+                ""
+            }
+        );
     }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));

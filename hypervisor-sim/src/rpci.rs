@@ -84,6 +84,7 @@ fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
         b"tools.os.statechange.status" => state_change(s, args),
         b"SetGuestInfo" => set_guest_info(s, args),
         b"SetGuestDiskInfo" => set_disk_info(s, args),
+        b"vmbackup.eventSet" => crate::snapshot::event_set(s, args),
         n if n.starts_with(b"tools.capability.") => {
             let cap = String::from_utf8_lossy(&n["tools.capability.".len()..]).into_owned();
             let v = String::from_utf8_lossy(args)

@@ -277,6 +277,8 @@ pub struct VmData {
     /// A power change decided inside a guest call, applied after it.
     deferred: Option<(PowerAction, String)>,
     tclo: Tclo,
+    /// Quiesced snapshots: the operation in progress and the records.
+    pub backup: crate::snapshot::BackupState,
 }
 
 /// Channels and data of a VM.
@@ -297,6 +299,8 @@ pub struct Vm {
     pub limits: VmLimits,
     state: Mutex<VmState>,
     tclo_cv: Condvar,
+    /// Signalled on each vmbackup event from the guest.
+    backup_cv: Condvar,
     store: Arc<Store>,
     subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
     revision: std::sync::atomic::AtomicU64,
@@ -324,6 +328,7 @@ impl Vm {
             .into_iter()
             .map(|(k, v)| (k, Arc::from(v)))
             .collect();
+        let snapshots = store.snapshots(&info.name, 100)?;
         Ok(Vm {
             state: Mutex::new(VmState {
                 channels: ChannelTable::new(limits.channels, seed),
@@ -345,11 +350,16 @@ impl Vm {
                     pending_soft: None,
                     deferred: None,
                     tclo: Tclo::default(),
+                    backup: crate::snapshot::BackupState {
+                        snapshots,
+                        ..Default::default()
+                    },
                 },
             }),
             info,
             limits,
             tclo_cv: Condvar::new(),
+            backup_cv: Condvar::new(),
             store,
             subscribers: Mutex::new(Vec::new()),
             revision: std::sync::atomic::AtomicU64::new(1),
@@ -598,6 +608,75 @@ impl Vm {
         tools_running(&st.data)
     }
 
+    /// Take a snapshot (`hvsim vm snapshot`): the record, also kept in the
+    /// VM's state and the store.
+    pub fn take_snapshot(
+        &self,
+        req: &crate::snapshot::SnapshotRequest,
+    ) -> Result<serde_json::Value, String> {
+        crate::snapshot::take(self, &self.store, req)
+    }
+
+    /// Start taking guest vmbackup events; false when an operation runs.
+    pub fn backup_begin(&self) -> bool {
+        let mut st = self.lock();
+        let b = &mut st.data.backup;
+        if b.active {
+            return false;
+        }
+        b.active = true;
+        b.events.clear();
+        b.keep_alives = 0;
+        b.last_event = Some(Instant::now());
+        true
+    }
+
+    /// Stop taking guest vmbackup events: those of the operation and the
+    /// number of keep-alives.
+    pub fn backup_end(&self) -> (Vec<crate::snapshot::GuestEvent>, u64) {
+        let mut st = self.lock();
+        let b = &mut st.data.backup;
+        b.active = false;
+        (std::mem::take(&mut b.events), b.keep_alives)
+    }
+
+    /// Keep a snapshot record (at most `max`, the oldest dropped).
+    pub fn backup_record(&self, rec: serde_json::Value, max: usize) {
+        let mut st = self.lock();
+        let v = &mut st.data.backup.snapshots;
+        v.push(rec);
+        if v.len() > max {
+            let extra = v.len() - max;
+            v.drain(..extra);
+        }
+        self.touch();
+    }
+
+    /// Wait until `f` gives something or `deadline` passes.
+    pub fn backup_wait<R>(
+        &self,
+        deadline: Instant,
+        mut f: impl FnMut(&mut crate::snapshot::BackupState) -> Option<R>,
+    ) -> Option<R> {
+        let mut st = self.lock();
+        loop {
+            if let Some(r) = f(&mut st.data.backup) {
+                return Some(r);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            // Wake at least every second for liveness checks.
+            let wait = (deadline - now).min(Duration::from_secs(1));
+            st = self
+                .backup_cv
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// Queue a TCLO command and wait up to `timeout` for the guest's reply.
     pub fn tclo(&self, command: &[u8], timeout: Duration) -> TcloResult {
         let deadline = Instant::now() + timeout;
@@ -827,6 +906,17 @@ impl Sink<'_> {
         self.vm.touch();
     }
 
+    /// Hand a vmbackup event to the operation in progress (`f` says
+    /// whether it was taken); wakes the snapshot driver.
+    pub fn backup_event(
+        &mut self,
+        f: impl FnOnce(&mut crate::snapshot::BackupState) -> bool,
+    ) -> bool {
+        let taken = f(&mut self.data.backup);
+        self.vm.backup_cv.notify_all();
+        taken
+    }
+
     /// Tell event consumers that guest info changed.
     pub fn guest_info_changed(&mut self) {
         self.vm.emit(VmEvent::GuestInfoChanged);
@@ -1018,6 +1108,12 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "raw": raw,
         },
         "guestinfo": vars,
+        "snapshots": d.backup.snapshots,
+        "vmbackup": {
+            "active": d.backup.active,
+            "events": d.backup.events.iter().map(|e| format!("{} {}", e.name, e.code)).collect::<Vec<_>>(),
+            "keep_alives": d.backup.keep_alives,
+        },
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },

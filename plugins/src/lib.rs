@@ -9,6 +9,8 @@
 //! * [`memstats`]: memory statistics (`SetGuestInfo  8`), for guestinfo.
 //! * [`powerops`]: `OS_Halt`, `OS_Reboot`, ... with scripts and status reports.
 //! * [`timesync`]: the guest clock from the host's (`GETTIMEFULL_WITH_LAG`).
+//! * [`vmbackup`]: quiesced snapshots (freeze/thaw, scripts); [`vmbackup::io_frozen`]
+//!   tells other plugins when file systems are frozen.
 //! * [`clipboard`]: copy/paste of text with the host (desktop session only).
 //! * [`capabilities`]: what the guest can do and which tools it runs.
 //! * [`netlink`], [`osinfo`], [`glob`]: the pieces guestinfo is built from.
@@ -29,6 +31,7 @@ pub mod netlink;
 pub mod osinfo;
 pub mod powerops;
 pub mod timesync;
+pub mod vmbackup;
 
 /// Why a call from a plugin to the host failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

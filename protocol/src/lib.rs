@@ -12,6 +12,7 @@
 //! * [`gueststats`]: guest memory statistics (`SetGuestInfo  8`).
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
+//! * [`vmbackup`]: quiesced snapshots (start options XDR, progress events).
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod host;
 pub mod nicinfo;
 pub mod regs;
 pub mod rpc;
+pub mod vmbackup;
 pub mod xdr;
 
 pub use consts::*;
