@@ -179,7 +179,31 @@ def faults(si, args):
     return out
 
 
-SCENARIOS = {"inventory": inventory, "reconfig": reconfig, "power": power,
+def snapshot(si, args):
+    name, snap, quiesce = args[0], args[1], args[2] == "quiesce"
+    vm = vm_by_name(si, name)
+    fault = None
+    try:
+        WaitForTask(vm.CreateSnapshot_Task(name=snap, description="from pyvmomi", memory=False, quiesce=quiesce))
+    except vmodl.MethodFault as e:
+        fault = {"type": type(e).__name__.split(".")[-1], "msg": e.msg}
+    info = vm.snapshot
+    names, quiesced = [], []
+
+    def walk(trees):
+        for t in trees:
+            names.append(t.name)
+            quiesced.append(t.quiesced)
+            walk(t.childSnapshotList)
+    if info:
+        walk(info.rootSnapshotList)
+    current = None
+    if info and info.currentSnapshot:
+        current = [n for n, t in zip(names, names)][-1]
+    return {"fault": fault, "snapshots": names, "quiesced": quiesced, "current": current}
+
+
+SCENARIOS = {"snapshot": snapshot, "inventory": inventory, "reconfig": reconfig, "power": power,
              "wait-ip": wait_ip, "faults": faults}
 
 if __name__ == "__main__":

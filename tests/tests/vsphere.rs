@@ -87,6 +87,9 @@ impl Agent {
                 "[agent]\nreconnect_ms = 100\n[timesync]\nenabled = false\n\
                  [powerops]\nhalt_command = \"echo halt >> {d}/power.log\"\n\
                  reboot_command = \"echo reboot >> {d}/power.log\"\nscripts_dir = \"{d}/scripts\"\n\
+                 [vmbackup]\nenable_sync_driver = false\nscripts_dir = \"{d}/backup.d\"\n\
+                 pre_freeze_script = \"{d}/none\"\npost_thaw_script = \"{d}/none\"\n\
+                 state_file = \"{d}/vmbackup-frozen\"\n\
                  [guestinfo]\nos_release = \"{o}\"\nreport_disks = false\ndebounce_ms = 100\n",
                 d = dir.display(),
                 o = os.display()
@@ -480,4 +483,68 @@ fn ansible_community_vmware_waits_for_the_agent_and_powers_the_vm() {
         stderr(&out)
     );
     assert_eq!(sim.show("vm0")["power"], "off");
+}
+
+#[test]
+fn snapshots_through_the_api_and_quiesce_needs_tools() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let r = pyvmomi(
+        port,
+        "admin",
+        "s3cret",
+        "snapshot",
+        &["vm0", "before-upgrade", "plain"],
+    );
+    assert_eq!(r["fault"], Value::Null, "{r}");
+    assert_eq!(r["snapshots"], serde_json::json!(["before-upgrade"]));
+    assert_eq!(r["quiesced"], serde_json::json!([false]));
+    let r = pyvmomi(
+        port,
+        "admin",
+        "s3cret",
+        "snapshot",
+        &["vm0", "q", "quiesce"],
+    );
+    assert_eq!(r["fault"]["type"], "ToolsUnavailable", "{r}");
+    assert_eq!(r["snapshots"], serde_json::json!(["before-upgrade"]));
+    // hvsim's own record of it.
+    let snaps = sim.show("vm0")["snapshots"].clone();
+    assert_eq!(snaps[0]["result"], "ok", "{snaps}");
+}
+
+#[test]
+fn a_quiesced_snapshot_runs_the_guests_freeze_scripts() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let dir = sim.dir.path();
+    std::fs::create_dir_all(dir.join("backup.d")).unwrap();
+    let script = dir.join("backup.d/10-record");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" >> {}/scripts.log\n", dir.display()),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&script).unwrap().permissions(),
+        0o755,
+    );
+    Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let ns = guest_netns();
+    let _agent = Agent::start(&sim, &ns, "db-01");
+    wait_for(&sim, "tools running", |v| v["tools"]["status"] == "running");
+    let r = pyvmomi(
+        port,
+        "admin",
+        "s3cret",
+        "snapshot",
+        &["vm0", "consistent", "quiesce"],
+    );
+    assert_eq!(r["fault"], Value::Null, "{r}");
+    assert_eq!(r["quiesced"], serde_json::json!([true]));
+    let log = std::fs::read_to_string(dir.join("scripts.log")).unwrap_or_default();
+    assert_eq!(log, "freeze\nthaw\n");
+    assert_eq!(sim.show("vm0")["snapshots"][0]["quiesced"], true);
 }

@@ -223,6 +223,51 @@ impl Task {
     }
 }
 
+/// A snapshot taken through the API.
+#[derive(Debug, Clone)]
+struct Snap {
+    id: String,
+    name: String,
+    description: String,
+    created: SystemTime,
+    quiesced: bool,
+}
+
+impl Snap {
+    fn tree(&self, vm_id: &str) -> Val {
+        Val::Obj(
+            "VirtualMachineSnapshotTree",
+            vec![
+                ("snapshot", Val::mor("VirtualMachineSnapshot", &self.id)),
+                ("vm", Val::mor("VirtualMachine", vm_id)),
+                ("name", Val::s(self.name.clone())),
+                ("description", Val::s(self.description.clone())),
+                (
+                    "id",
+                    Val::Int(
+                        self.id
+                            .rsplit('-')
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(0),
+                    ),
+                ),
+                ("createTime", Val::Time(self.created)),
+                (
+                    "state",
+                    Val::Enum("VirtualMachinePowerState", "poweredOff".into()),
+                ),
+                ("quiesced", Val::Bool(self.quiesced)),
+                (
+                    "childSnapshotList",
+                    Val::List("VirtualMachineSnapshotTree", Vec::new()),
+                ),
+                ("replaySupported", Val::Bool(false)),
+            ],
+        )
+    }
+}
+
 /// One logged-in client.
 #[derive(Debug)]
 pub struct Session {
@@ -279,13 +324,15 @@ pub struct Service {
     inv: Inventory,
     users: Arc<UserStore>,
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
-    tasks: Mutex<VecDeque<Task>>,
+    tasks: Arc<Mutex<VecDeque<Task>>>,
+    /// Snapshots taken through the API, per VM id.
+    snapshots: Arc<Mutex<BTreeMap<String, Vec<Snap>>>>,
     next_task: Mutex<u64>,
     /// extraConfig keys that are not guest variables, per VM id.
     extra: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     /// Bumped on every change made through this API (tasks), so property
     /// filters see them.
-    revision: std::sync::atomic::AtomicU64,
+    revision: Arc<std::sync::atomic::AtomicU64>,
     session_timeout: Duration,
     /// Longest one WaitForUpdates call blocks.
     max_wait: Duration,
@@ -326,10 +373,11 @@ impl Service {
             inv: Inventory::new(inv),
             users,
             sessions: Mutex::new(HashMap::new()),
-            tasks: Mutex::new(VecDeque::new()),
+            tasks: Arc::new(Mutex::new(VecDeque::new())),
+            snapshots: Arc::new(Mutex::new(BTreeMap::new())),
             next_task: Mutex::new(0),
             extra: Mutex::new(BTreeMap::new()),
-            revision: std::sync::atomic::AtomicU64::new(0),
+            revision: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             session_timeout,
             max_wait: MAX_WAIT,
             open,
@@ -386,7 +434,75 @@ impl Service {
                     .get(&e.id)
                     .cloned()
                     .unwrap_or_default();
-                Some(model::vm_object(e, &extra, SystemTime::now()))
+                let mut obj = model::vm_object(e, &extra, SystemTime::now());
+                let snaps = self
+                    .snapshots
+                    .lock()
+                    .unwrap()
+                    .get(&e.id)
+                    .cloned()
+                    .unwrap_or_default();
+                if let (Val::Obj(_, fields), Some(last)) = (&mut obj, snaps.last()) {
+                    // Snapshots taken in a row form a chain: each the child of the one before.
+                    let mut tree: Option<Val> = None;
+                    for sn in snaps.iter().rev() {
+                        let mut t = sn.tree(&e.id);
+                        if let (Val::Obj(_, tf), Some(child)) = (&mut t, tree.take()) {
+                            if let Some(slot) =
+                                tf.iter_mut().find(|(k, _)| *k == "childSnapshotList")
+                            {
+                                slot.1 = Val::List("VirtualMachineSnapshotTree", vec![child]);
+                            }
+                        }
+                        tree = Some(t);
+                    }
+                    fields.push((
+                        "snapshot",
+                        Val::Obj(
+                            "VirtualMachineSnapshotInfo",
+                            vec![
+                                (
+                                    "currentSnapshot",
+                                    Val::mor("VirtualMachineSnapshot", &last.id),
+                                ),
+                                (
+                                    "rootSnapshotList",
+                                    Val::List(
+                                        "VirtualMachineSnapshotTree",
+                                        tree.into_iter().collect(),
+                                    ),
+                                ),
+                            ],
+                        ),
+                    ));
+                    fields.push((
+                        "rootSnapshot",
+                        Val::List(
+                            "ManagedObjectReference",
+                            vec![Val::mor("VirtualMachineSnapshot", &snaps[0].id)],
+                        ),
+                    ));
+                }
+                Some(obj)
+            }
+            "VirtualMachineSnapshot" => {
+                let all = self.snapshots.lock().unwrap();
+                let (vm_id, list) = all
+                    .iter()
+                    .find(|(_, l)| l.iter().any(|x| x.id == m.value))?;
+                let pos = list.iter().position(|x| x.id == m.value)?;
+                let child: Vec<Val> = list
+                    .get(pos + 1)
+                    .map(|c| Val::mor("VirtualMachineSnapshot", &c.id))
+                    .into_iter()
+                    .collect();
+                Some(Val::Obj(
+                    "",
+                    vec![
+                        ("vm", Val::mor("VirtualMachine", vm_id)),
+                        ("childSnapshot", Val::List("ManagedObjectReference", child)),
+                    ],
+                ))
             }
             "Task" => {
                 let tasks = self.tasks.lock().unwrap();
@@ -855,7 +971,7 @@ impl Service {
                         .map_err(power_fault)
                 });
                 self.bump();
-                Ok(Some(self.task(session, method, desc, &e, result)?))
+                Ok(Some(self.task(session, method, desc, &e, Some(result))?))
             }
             "ShutdownGuest" | "RebootGuest" => {
                 self.need(
@@ -892,8 +1008,145 @@ impl Service {
                     method,
                     "VirtualMachine.reconfigure",
                     &e,
-                    result,
+                    Some(result),
                 )?))
+            }
+            "CreateSnapshot_Task" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.State.CreateSnapshot",
+                )?;
+                let e = self.vm_of(this)?.clone();
+                let name = op.text_of("name").unwrap_or("").trim().to_string();
+                if name.is_empty() {
+                    return Err(Fault::invalid_argument("name"));
+                }
+                let description = op.text_of("description").unwrap_or("").to_string();
+                let quiesce = op.bool_of("quiesce", false);
+                if op.bool_of("memory", false) {
+                    return Err(Fault::new(
+                        "NotSupported",
+                        "memory snapshots are not supported by hvsim (the VM has no memory image)",
+                    ));
+                }
+                let task = self.task(session, method, "VirtualMachine.createSnapshot", &e, None)?;
+                let task_id = task.mors().remove(0).value;
+                let tasks = self.tasks.clone();
+                let snapshots = self.snapshots.clone();
+                let revision = self.revision.clone();
+                let n = {
+                    let mut n = self.next_task.lock().unwrap();
+                    *n += 1;
+                    *n
+                };
+                std::thread::Builder::new()
+                    .name("vsphere-snapshot".into())
+                    .spawn(move || {
+                        let req = crate::snapshot::SnapshotRequest {
+                            quiesce,
+                            timeout_s: crate::control::DEFAULT_SNAPSHOT_TIMEOUT_S,
+                            scripts: true,
+                            ..Default::default()
+                        };
+                        let result = match e.vm.take_snapshot(&req) {
+                            Ok(record) if record["result"] == "ok" => {
+                                let id = format!("{}-snapshot-{n}", e.id);
+                                snapshots
+                                    .lock()
+                                    .unwrap()
+                                    .entry(e.id.clone())
+                                    .or_default()
+                                    .push(Snap {
+                                        id: id.clone(),
+                                        name,
+                                        description,
+                                        created: SystemTime::now(),
+                                        quiesced: quiesce,
+                                    });
+                                Ok(Some(Val::mor("VirtualMachineSnapshot", &id)))
+                            }
+                            Ok(record) => Err(Fault::new(
+                                "ApplicationQuiesceFault",
+                                format!(
+                                    "An error occurred while quiescing the virtual machine: {}",
+                                    record["error"]
+                                        .as_str()
+                                        .unwrap_or("the guest did not quiesce")
+                                ),
+                            )),
+                            Err(msg) if msg.contains("no guest agent") => {
+                                Err(Fault::new("ToolsUnavailable", msg))
+                            }
+                            Err(msg) => Err(Fault::new("InvalidState", msg)),
+                        };
+                        if let Some(t) = tasks.lock().unwrap().iter_mut().find(|t| t.id == task_id)
+                        {
+                            t.result = Some(result);
+                            t.completed = Some(SystemTime::now());
+                        }
+                        revision.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    })
+                    .map_err(|e| Fault::new("SystemError", e.to_string()))?;
+                Ok(Some(task))
+            }
+            "RemoveSnapshot_Task" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.State.RemoveSnapshot",
+                )?;
+                let mut all = self.snapshots.lock().unwrap();
+                let Some((vm_id, list)) = all
+                    .iter_mut()
+                    .find(|(_, l)| l.iter().any(|x| x.id == this.value))
+                else {
+                    return Err(Fault::not_found(this));
+                };
+                let vm_id = vm_id.clone();
+                let remove_children = op.bool_of("removeChildren", false);
+                let pos = list.iter().position(|x| x.id == this.value).unwrap_or(0);
+                if remove_children {
+                    list.truncate(pos);
+                } else {
+                    list.remove(pos);
+                }
+                drop(all);
+                let e = self
+                    .inv
+                    .vm(&vm_id)
+                    .ok_or_else(|| Fault::not_found(this))?
+                    .clone();
+                self.bump();
+                self.task(
+                    session,
+                    method,
+                    "VirtualMachineSnapshot.remove",
+                    &e,
+                    Some(Ok(None)),
+                )
+                .map(Some)
+            }
+            "RemoveAllSnapshots_Task" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.State.RemoveSnapshot",
+                )?;
+                let e = self.vm_of(this)?.clone();
+                self.snapshots.lock().unwrap().remove(&e.id);
+                self.bump();
+                self.task(
+                    session,
+                    method,
+                    "VirtualMachine.removeAllSnapshots",
+                    &e,
+                    Some(Ok(None)),
+                )
+                .map(Some)
             }
             "CancelTask" => Err(Fault::new("InvalidState", "the task has already completed")),
             _ => {
@@ -998,7 +1251,7 @@ impl Service {
         method: &str,
         desc: &'static str,
         e: &VmEntry,
-        result: Result<Option<Val>, Fault>,
+        result: Option<Result<Option<Val>, Fault>>,
     ) -> Result<Val, Fault> {
         let user = session.lock().unwrap().user.clone();
         let n = {
@@ -1010,14 +1263,14 @@ impl Service {
         let now = SystemTime::now();
         let task = Task {
             id: id.clone(),
-            name: method.trim_end_matches("_Task").to_string(),
+            name: method.to_string(),
             description: desc,
             entity: Mor::new("VirtualMachine", &e.id),
             entity_name: e.vm.info.name.clone(),
             user,
             queued: now,
-            completed: Some(now),
-            result: Some(result),
+            completed: result.is_some().then_some(now),
+            result,
         };
         let mut tasks = self.tasks.lock().unwrap();
         if tasks.len() >= MAX_PER_SESSION {
