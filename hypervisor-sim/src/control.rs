@@ -39,6 +39,15 @@ pub enum Request {
         /// The value.
         value: String,
     },
+    /// Set a tools option (`synctime` ...) the guest reads.
+    SetOption {
+        /// VM name.
+        vm: String,
+        /// Option name.
+        key: String,
+        /// Value (`1`/`0` for switches).
+        value: String,
+    },
     /// Read a guestinfo variable.
     GetVar {
         /// VM name.
@@ -140,6 +149,10 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::Show { vm } => Ok(vm::show_json(find(inv, &vm)?)),
         Request::SetVar { vm, key, value } => {
             find(inv, &vm)?.set_var(&full_key(&key), value.as_bytes())?;
+            Ok(Value::Null)
+        }
+        Request::SetOption { vm, key, value } => {
+            find(inv, &vm)?.set_option(&key, &value)?;
             Ok(Value::Null)
         }
         Request::GetVar { vm, key } => {

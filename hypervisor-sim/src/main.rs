@@ -91,6 +91,17 @@ enum VmCmd {
         /// Value.
         value: String,
     },
+    /// Set a tools option the guest reads, e.g. `synctime 1` (periodic
+    /// time sync, GETGUIOPTIONS); persisted, and sent to a running guest
+    /// agent as `Set_Option KEY VALUE`.
+    SetOption {
+        /// VM name.
+        name: String,
+        /// Option name.
+        key: String,
+        /// Value.
+        value: String,
+    },
     /// Print a guestinfo.* variable.
     GetVar {
         /// VM name.
@@ -216,6 +227,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 VmCmd::SetVar { name, key, value } => {
                     call(json!({"op": "set-var", "vm": name, "key": key, "value": value}))?;
+                }
+                VmCmd::SetOption { name, key, value } => {
+                    call(json!({"op": "set-option", "vm": name, "key": key, "value": value}))?;
                 }
                 VmCmd::Power { name, action } => {
                     call(json!({"op": "power", "vm": name, "action": action}))?;
