@@ -242,7 +242,7 @@ mod tests {
         let out = k.to_text();
         assert_eq!(
             out,
-            "# top\n[logging]\nlog=true\nvmsvc.level=debug\n\n# next\n[guestinfo]\n\n[new]\na=\\stwo\\nlines\n"
+            "# top\n\n[logging]\nlog=true\nvmsvc.level=debug\n\n# next\n\n[guestinfo]\n\n[new]\na=\\stwo\\nlines\n"
         );
         let k2 = KeyFile::parse(&out).unwrap();
         assert_eq!(k2.get("new", "a").as_deref(), Some(" two\nlines"));
