@@ -247,7 +247,7 @@ impl HostState {
     /// `RD_Info`, None past the last device or the structure.
     pub fn device_word(&self, id: u16, offset: u16) -> Option<u32> {
         let d = self.devices.get(usize::from(id))?;
-        if offset >= RD_INFO_SIZE || offset % 4 != 0 {
+        if offset >= RD_INFO_SIZE || offset & 3 != 0 {
             return None;
         }
         let mut info = [0u8; RD_INFO_SIZE as usize];
