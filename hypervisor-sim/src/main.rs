@@ -304,6 +304,24 @@ fn print_show(v: &Value) {
     } else if let Some(e) = v["guest"]["memory_error"].as_str() {
         println!("memory:        undecodable report: {e}");
     }
+    if let Some(o) = v["options"].as_object().filter(|o| !o.is_empty()) {
+        let list: Vec<String> = o.iter().map(|(k, val)| format!("{k}={}", s(val))).collect();
+        println!("options:       {}", list.join(" "));
+    }
+    if let Some(d) = v["devices"].as_array() {
+        let list: Vec<String> = d
+            .iter()
+            .map(|d| {
+                let on = if d["connected"] == Value::Bool(true) {
+                    "connected"
+                } else {
+                    "disconnected"
+                };
+                format!("{} ({on})", s(&d["name"]))
+            })
+            .collect();
+        println!("devices:       {}", list.join(", "));
+    }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");

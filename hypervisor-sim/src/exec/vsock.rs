@@ -160,9 +160,17 @@ pub const PRIVILEGED: u32 = 0x8000_0000;
 /// Below this, binding a vsock source port needs CAP_NET_BIND_SERVICE.
 const PRIVILEGED_PORTS: u32 = 1024;
 
-/// Whether process `pid` holds CAP_NET_BIND_SERVICE (its CapEff).
+/// Whether process `pid` may bind a privileged vsock port: as the kernel's
+/// `capable(CAP_NET_BIND_SERVICE)`, the capability in its CapEff and the
+/// process in the initial user namespace (a user namespace's root is not
+/// the guest's root).
 fn may_bind_privileged(pid: u32) -> bool {
     const CAP_NET_BIND_SERVICE: u32 = 10;
+    let userns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    let init = userns("1").or_else(|| userns("self"));
+    if init.is_none() || userns(&pid.to_string()) != init {
+        return false;
+    }
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
