@@ -204,19 +204,24 @@ struct Tclo {
     /// changes (`Set_Option`) from the host (false).
     fire_and_forget: Vec<(u64, bool)>,
     /// Start-up commands still owed to a newly opened TCLO channel.
-    startup: BTreeMap<TcloChan, VecDeque<&'static [u8]>>,
+    startup: BTreeMap<TcloChan, VecDeque<Vec<u8>>>,
     /// Open TCLO-over-vsock connections by serial number.
     vsock: BTreeMap<u64, VsockConn>,
     next_vsock: u64,
 }
 
 impl Tclo {
-    fn open(&mut self, chan: TcloChan) {
+    /// A new TCLO channel; `options` are the VM's tools options, sent
+    /// after the handshake as a VMX sends them (`Set_Option KEY VALUE`).
+    fn open(&mut self, chan: TcloChan, options: &BTreeMap<String, String>) {
         self.open_channels += 1;
-        self.startup.insert(
-            chan,
-            VecDeque::from([&b"reset"[..], b"Capabilities_Register"]),
+        let mut cmds = VecDeque::from([b"reset".to_vec(), b"Capabilities_Register".to_vec()]);
+        cmds.extend(
+            options
+                .iter()
+                .map(|(k, v)| format!("Set_Option {k} {v}").into_bytes()),
         );
+        self.startup.insert(chan, cmds);
     }
 
     /// The next command for `chan`, marked in flight: its start-up
@@ -233,7 +238,7 @@ impl Tclo {
             let ticket = self.next_ticket;
             self.next_ticket += 1;
             self.fire_and_forget.push((ticket, false));
-            (ticket, cmd.to_vec())
+            (ticket, cmd)
         } else {
             self.queue.pop_front()?
         };
@@ -779,11 +784,11 @@ impl Vm {
             return None;
         }
         let running = tools_running(&st.data);
-        let t = &mut st.data.tclo;
+        let VmData { tclo: t, host, .. } = &mut st.data;
         let id = t.next_vsock;
         t.next_vsock += 1;
         t.vsock.insert(id, VsockConn::default());
-        t.open(TcloChan::Vsock(id));
+        t.open(TcloChan::Vsock(id), &host.options);
         // Connected is alive until heartbeats say otherwise.
         t.last_poll = Some(Instant::now());
         self.tools_changed(&st.data, running);
@@ -1131,7 +1136,8 @@ impl MessageSink for Sink<'_> {
 
     fn opened(&mut self, chan: ChannelRef) {
         if chan.proto == proto::TCLO {
-            self.data.tclo.open(TcloChan::Backdoor(chan.id));
+            let options = &self.data.host.options;
+            self.data.tclo.open(TcloChan::Backdoor(chan.id), options);
         }
     }
 

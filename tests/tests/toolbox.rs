@@ -529,3 +529,56 @@ fn namespace_db_answers_vmware_namespace_cmd_as_esxi() {
     assert_eq!(g.rc, 0, "{g:?}");
     assert_eq!(sim.show("vm0")["namespaces"][ns], serde_json::json!({}));
 }
+
+/// A tools channel gets the VM's options after the handshake, as a VMX
+/// sends them, and a change made with `hvsim vm set-option` while the
+/// tools run (a minimal TCLO poller plays them).
+#[test]
+fn options_reach_a_running_guest_agent_as_set_option() {
+    use agent::transport::unix::UnixBackdoor;
+    use protocol::guest::GuestChannel;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sim = Sim::with_config(
+        "[[vm]]\nname = \"vm0\"\noptions = { \"time.synchronize.tools.startup\" = \"0\" }\n",
+    );
+    let sock = sim.socket("vm0");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let guest = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let bd = UnixBackdoor::connect(&sock).unwrap();
+            let mut ch = GuestChannel::open(bd, protocol::proto::TCLO).unwrap();
+            let mut reply: Vec<u8> = Vec::new();
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let cmd = ch.call(&reply).unwrap().to_vec();
+                reply = if cmd.is_empty() {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    Vec::new()
+                } else {
+                    seen.push(String::from_utf8_lossy(&cmd).into_owned());
+                    b"OK ".to_vec()
+                };
+            }
+            seen
+        })
+    };
+    sim.eventually("tools running", || {
+        sim.show("vm0")["tools"]["status"] == "running"
+    });
+    let o = sim.hvsim(&["vm", "set-option", "vm0", "synctime", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sim.hvsim(&["vm", "tclo", "vm0", "ping", "--timeout", "10"]);
+    assert_eq!(stdout(&o), "OK \n", "{}", stderr(&o));
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        guest.join().unwrap(),
+        [
+            "reset",
+            "Capabilities_Register",
+            "Set_Option time.synchronize.tools.startup 0",
+            "Set_Option synctime 1",
+            "ping"
+        ]
+    );
+}
