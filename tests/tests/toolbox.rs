@@ -135,6 +135,8 @@ fn table() -> Vec<(Vec<&'static str>, Want)> {
         (v(&["stat", "raw"]), Check(0, "raw-list")),
         (v(&["stat", "raw", "text", "resources"]), Check(0, "raw-resources")),
         (v(&["stat", "raw", "json", "session"]), Check(0, "raw-session")),
+        (v(&["stat", "raw", "xml", "host"]), Check(0, "raw-xml")),
+        (v(&["stat", "raw", "yaml", "resources"]), Check(0, "raw-yaml")),
         (
             v(&["stat", "raw", "text", "nope"]),
             Err(75, "Failed to get stat: This value is not available on this host\n"),
@@ -335,6 +337,21 @@ fn check(sim: &Sim, tool: &Path, args: &[&str], want: Want, g: &Got) {
                     assert_eq!(format!("0x{n:x}"), sid, "{what}");
                     assert!(j["metrics"]["uuid.bios"]["value"].is_string(), "{what}");
                 }
+                "raw-xml" => {
+                    assert!(g.out.starts_with("<metrics session=\""), "{what}");
+                    assert!(
+                        g.out.contains(
+                            "<metric name=\"cpu.processorMHz\" type=\"static\" units=\"MHz\">"
+                        ),
+                        "{what}"
+                    );
+                }
+                "raw-yaml" => {
+                    assert!(
+                        g.out.contains("guest.mem.ballooned:\n    type: instant\n    units: KB\n    value: 131072\n"),
+                        "{what}"
+                    );
+                }
                 "shrink-refused" => {
                     assert_eq!(g.out, "", "{what}");
                     assert_eq!(
@@ -355,7 +372,10 @@ fn stable(args: &[&str], g: &Got) -> Got {
     let mut g = g.clone();
     let volatile = matches!(
         args,
-        ["stat", "hosttime"] | ["stat", "sessionid"] | ["stat", "raw", "json", "session"]
+        ["stat", "hosttime"]
+            | ["stat", "sessionid"]
+            | ["stat", "raw", "json", "session"]
+            | ["stat", "raw", "xml", "host"]
     );
     if volatile {
         g.out = String::new();
@@ -502,6 +522,17 @@ fn namespace_db_answers_vmware_namespace_cmd_as_esxi() {
         false,
     );
     assert_eq!(g.rc, 0, "{g:?}");
+    // A value from a file, as `-f` reads it.
+    let file = sim.dir.path().join("value.txt");
+    std::fs::write(&file, "line one\nline two\n").unwrap();
+    let g = nscmd(
+        &sim,
+        &["set-key", ns, "-k", "text", "-f", file.to_str().unwrap()],
+        false,
+    );
+    assert_eq!(g.rc, 0, "{g:?}");
+    let g = nscmd(&sim, &["get-value", ns, "-k", "text"], false);
+    assert_eq!((g.rc, g.out.as_str()), (0, "line one\nline two\n"), "{g:?}");
     let g = nscmd(
         &sim,
         &["get-value", "com.example.none", "-k", "ready"],
@@ -528,6 +559,8 @@ fn namespace_db_answers_vmware_namespace_cmd_as_esxi() {
     let g = nscmd(&sim, &["get-value", ns, "-k", "ready"], false);
     assert_eq!((g.rc, g.out.as_str()), (0, "FALSE"), "{g:?}");
     let g = nscmd(&sim, &["delete-key", ns, "-k", "ready"], false);
+    assert_eq!(g.rc, 0, "{g:?}");
+    let g = nscmd(&sim, &["delete-key", ns, "-k", "text"], false);
     assert_eq!(g.rc, 0, "{g:?}");
     assert_eq!(sim.show("vm0")["namespaces"][ns], serde_json::json!({}));
 }
