@@ -592,6 +592,39 @@ role = "Administrator"
     }
 
     #[test]
+    fn host_settings_parse_and_bad_ones_are_errors() {
+        let text = r#"
+[[vm]]
+name = "vm0"
+hw_version = 19
+options = { synctime = "0" }
+devices = [{ name = "ethernet0", connected = true }, { name = "sata0:0" }]
+device_connectable = false
+disk_shrink = false
+namespaces = ["com.vmware.vrops.sdmp"]
+[vm.resources]
+mem_reservation_mb = 0
+mem_limit_mb = 4096
+balloon_mb = 0
+"#;
+        let c = Config::parse(text, Path::new("hvsim.toml")).unwrap();
+        let vm = &c.vm[0];
+        assert_eq!(vm.hw_version, Some(19));
+        assert_eq!(vm.devices.as_ref().map(Vec::len), Some(2));
+        assert_eq!(vm.namespaces, ["com.vmware.vrops.sdmp"]);
+        assert_eq!(vm.resources.mem_limit_mb, Some(4096));
+        for bad in [
+            "devices = [{ name = \"a name with spaces\" }]",
+            "devices = [{ name = \"ethernet0\", mac = \"00:50:56\" }]",
+            "namespaces = [\"\"]",
+            "options = { \"bad key\" = \"1\" }",
+        ] {
+            let t = format!("[[vm]]\nname = \"a\"\n{bad}\n");
+            assert!(Config::parse(&t, Path::new("c.toml")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn derived_uuid_is_stable_and_distinct() {
         assert_eq!(uuid_from_name("vm0"), uuid_from_name("vm0"));
         assert_ne!(uuid_from_name("vm0"), uuid_from_name("vm1"));
