@@ -48,6 +48,18 @@ pub enum Request {
         /// Value (`1`/`0` for switches).
         value: String,
     },
+    /// Set or delete a key of a namespace of the namespace DB.
+    NamespaceSet {
+        /// VM name.
+        vm: String,
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// New value; absent or null deletes the key.
+        #[serde(default)]
+        value: Option<String>,
+    },
     /// Read a guestinfo variable.
     GetVar {
         /// VM name.
@@ -153,6 +165,15 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         }
         Request::SetOption { vm, key, value } => {
             find(inv, &vm)?.set_option(&key, &value)?;
+            Ok(Value::Null)
+        }
+        Request::NamespaceSet {
+            vm,
+            namespace,
+            key,
+            value,
+        } => {
+            find(inv, &vm)?.namespace_set(&namespace, &key, value.as_deref().map(str::as_bytes))?;
             Ok(Value::Null)
         }
         Request::GetVar { vm, key } => {

@@ -102,6 +102,18 @@ enum VmCmd {
         /// Value.
         value: String,
     },
+    /// Set a key of a namespace of the namespace DB (the host side of
+    /// `vmware-namespace-cmd`); without VALUE, delete it.
+    NamespaceSet {
+        /// VM name.
+        name: String,
+        /// Namespace (one of the VM's configured `namespaces`).
+        namespace: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<String>,
+    },
     /// Print a guestinfo.* variable.
     GetVar {
         /// VM name.
@@ -230,6 +242,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 VmCmd::SetOption { name, key, value } => {
                     call(json!({"op": "set-option", "vm": name, "key": key, "value": value}))?;
+                }
+                VmCmd::NamespaceSet {
+                    name,
+                    namespace,
+                    key,
+                    value,
+                } => {
+                    call(
+                        json!({"op": "namespace-set", "vm": name, "namespace": namespace, "key": key, "value": value}),
+                    )?;
                 }
                 VmCmd::Power { name, action } => {
                     call(json!({"op": "power", "vm": name, "action": action}))?;

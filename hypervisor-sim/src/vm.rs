@@ -518,6 +518,47 @@ impl Vm {
         Ok(())
     }
 
+    /// Set (`Some`) or delete (`None`) a key of namespace `ns` from the host
+    /// side, as the vSphere API's namespace manager does (persisted first).
+    pub fn namespace_set(&self, ns: &str, key: &str, value: Option<&[u8]>) -> Result<(), String> {
+        let mut st = self.lock();
+        let d = &mut st.data;
+        let Some(space) = d.host.namespaces.get_mut(ns) else {
+            let names: Vec<&str> = d.host.namespaces.keys().map(String::as_str).collect();
+            return Err(format!(
+                "VM {} has no namespace {ns:?} (namespaces: {})",
+                self.info.name,
+                names.join(", ")
+            ));
+        };
+        let op = crate::namespace::SetOp {
+            conditional: false,
+            key,
+            value: value.unwrap_or_default(),
+            old: b"",
+        };
+        if key.is_empty() || key.len() > crate::namespace::MAX_KEY || key.contains(char::is_control)
+        {
+            return Err(format!(
+                "namespace key {key:?} is empty, too long or has control characters"
+            ));
+        }
+        if value.is_some_and(|v| v.is_empty() || v.contains(&0)) {
+            return Err("a namespace value is not empty and has no NUL".into());
+        }
+        let req = crate::namespace::SetRequest {
+            namespace: ns,
+            ops: vec![op],
+        };
+        let changes = crate::namespace::plan(Some(space), &req).map_err(|e| e.to_string())?;
+        self.store
+            .namespace_apply(&self.info.name, ns, &changes)
+            .map_err(|e| e.to_string())?;
+        crate::namespace::apply(space, &changes);
+        self.touch();
+        Ok(())
+    }
+
     /// Count one backdoor instruction of this VM's guest (any frontend).
     pub fn count_call(&self) {
         self.calls

@@ -562,6 +562,22 @@ fn namespace_db_answers_vmware_namespace_cmd_as_esxi() {
     assert_eq!(g.rc, 0, "{g:?}");
     let g = nscmd(&sim, &["delete-key", ns, "-k", "text"], false);
     assert_eq!(g.rc, 0, "{g:?}");
+    // The host side writes too (serviceDiscovery's consumer writes `signal`).
+    let o = sim.hvsim(&[
+        "vm",
+        "namespace-set",
+        "vm0",
+        ns,
+        "signal",
+        "300000,1700000000000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = nscmd(&sim, &["get-value", ns, "-k", "signal"], false);
+    assert_eq!((g.rc, g.out.as_str()), (0, "300000,1700000000000"), "{g:?}");
+    let o = sim.hvsim(&["vm", "namespace-set", "vm0", ns, "signal"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sim.hvsim(&["vm", "namespace-set", "vm0", "com.example.none", "k", "v"]);
+    assert!(stderr(&o).contains("has no namespace"), "{}", stderr(&o));
     assert_eq!(sim.show("vm0")["namespaces"][ns], serde_json::json!({}));
 }
 
