@@ -34,6 +34,10 @@ const CONFIG: &str = r#"
 name = "vm0"
 memory_mb = 4096
 device_connectable = true
+devices = [
+  { name = "ethernet0", connected = true, mac = "00:50:56:aa:bb:cc" },
+  { name = "sata0:0" },
+]
 namespaces = ["com.example.toolbox"]
 clock_offset_secs = -315360000
 [vm.resources]
@@ -136,6 +140,13 @@ fn table() -> Vec<(Vec<&'static str>, Want)> {
         (v(&["stat", "raw", "text", "resources"]), Check(0, "raw-resources")),
         (v(&["stat", "raw", "json", "session"]), Check(0, "raw-session")),
         (v(&["stat", "raw", "xml", "host"]), Check(0, "raw-xml")),
+        (
+            v(&["stat", "raw", "text", "vnet", "00:50:56:aa:bb:cc"]),
+            Out(
+                0,
+                "num.tx = 0\nsize.tx = 0\nnum.rx = 0\nsize.rx = 0\nreservation = 0\nlimit = -1\n",
+            ),
+        ),
         (v(&["stat", "raw", "yaml", "resources"]), Check(0, "raw-yaml")),
         (
             v(&["stat", "raw", "text", "nope"]),
