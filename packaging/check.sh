@@ -126,6 +126,13 @@ step "chroot: install vm-agent"
 dpkg_i "$(deb $pkgs vm-agent)"
 [ -x "$R/usr/bin/vm-agent" ] || fail "no /usr/bin/vm-agent"
 [ "$(readlink "$R/usr/bin/vmware-rpctool")" = vm-rpctool ] || fail "vmware-rpctool is not a symlink to vm-rpctool"
+[ "$(readlink "$R/usr/bin/vmware-toolbox-cmd")" = vm-toolbox ] || fail "vmware-toolbox-cmd is not a symlink to vm-toolbox"
+set +e
+in_chroot vmware-toolbox-cmd stat speed 2> "$work/tb.err"
+rc=$?
+set -e
+[ "$rc" = 1 ] && grep -q 'must be run inside a virtual machine' "$work/tb.err" \
+    || fail "vmware-toolbox-cmd outside a VM: exit $rc, $(cat "$work/tb.err")"
 in_chroot vm-rpctool --help > "$work/help.out" || fail "vm-rpctool --help failed"
 grep -q '^Usage: vm-rpctool' "$work/help.out" || fail "vm-rpctool --help: no usage"
 in_chroot vm-agent --version || fail "vm-agent --version"

@@ -38,5 +38,6 @@ pub fn facts() -> DeviceFacts {
         tsc_hz: 2_000_000_000,
         build: 1,
         clock_offset_secs: 0,
+        hw_version: 19,
     }
 }

@@ -112,6 +112,75 @@ pub struct VmConfig {
     pub clipboard: bool,
     /// The VM's BMC.
     pub ipmi: Option<IpmiConfig>,
+    /// Virtual hardware version (GETHWVERSION), e.g. 19 for vmx-19.
+    pub hw_version: Option<u32>,
+    /// Disk shrinking allowed (`disk.wiper.enable` answers 1). ESXi
+    /// answers 0: shrinking is a Workstation/Fusion feature.
+    #[serde(default)]
+    pub disk_shrink: bool,
+    /// The guest may connect and disconnect the VM's removable devices
+    /// (TOGGLEDEVICE), like `isolation.device.connectable.disable = FALSE`.
+    /// Off by default, as ESXi's hardened default.
+    #[serde(default)]
+    pub device_connectable: bool,
+    /// Removable devices the guest sees (GETDEVICELISTELEMENT); default an
+    /// `ethernet0` NIC (connected) and a `sata0:0` CD-ROM (not connected).
+    pub devices: Option<Vec<DeviceConfig>>,
+    /// What the guest SDK (`guestlib.info.get`, `guestlib.stat.get`) reports.
+    #[serde(default)]
+    pub resources: ResourcesConfig,
+    /// Initial tools options (`synctime` ...), when not set in the state
+    /// database; `hvsim vm set-option` changes them at run time.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Namespaces of the namespace DB the guest may use (on ESXi they are
+    /// created through the vSphere API before a guest can write to them).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// One removable device of a VM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Name as the guest sees it (`ethernet0`, `sata0:0`, `floppy0`), at
+    /// most 31 bytes.
+    pub name: String,
+    /// Connected at power on.
+    #[serde(default)]
+    pub connected: bool,
+    /// MAC address of an `ethernetN` device (default derived from the
+    /// VM's UUID, in VMware's 00:50:56 range); the guest SDK lists it.
+    pub mac: Option<String>,
+}
+
+/// Resource settings the guest SDK reports (all optional; ESXi's defaults).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// Answer the guest SDK at all (default true).
+    pub guest_sdk: Option<bool>,
+    /// Include host counters (`tools.guestlib.enableHostInfo`, default false).
+    #[serde(default)]
+    pub host_info: bool,
+    /// CPU reservation in MHz (default 0).
+    pub cpu_reservation_mhz: Option<u32>,
+    /// CPU limit in MHz (default unlimited).
+    pub cpu_limit_mhz: Option<u32>,
+    /// CPU shares (default 1000, "normal" for one vCPU).
+    pub cpu_shares: Option<u32>,
+    /// Memory reservation in MB (default 0).
+    pub mem_reservation_mb: Option<u32>,
+    /// Memory limit in MB (default unlimited).
+    pub mem_limit_mb: Option<u32>,
+    /// Memory shares (default 10 per MB, "normal").
+    pub mem_shares: Option<u32>,
+    /// Memory the balloon driver holds, MB (default 0).
+    pub balloon_mb: Option<u32>,
+    /// Memory swapped by the host, MB (default 0).
+    pub swapped_mb: Option<u32>,
+    /// Resource pool path (default "/").
+    pub resource_pool: Option<String>,
 }
 
 /// A VM's IPMI BMC.
@@ -277,6 +346,13 @@ impl Config {
                 clock_offset_secs: 0,
                 clipboard: false,
                 ipmi: None,
+                hw_version: None,
+                disk_shrink: false,
+                device_connectable: false,
+                devices: None,
+                resources: ResourcesConfig::default(),
+                options: Default::default(),
+                namespaces: Vec::new(),
             });
         }
         c.validate()?;
@@ -332,6 +408,46 @@ impl Config {
                     )));
                 }
             }
+            for d in vm.devices.iter().flatten() {
+                if d.name.is_empty() || d.name.len() > 31 || d.name.contains(char::is_whitespace) {
+                    return Err(self.invalid(format!(
+                        "vm {}: device name {:?} must be 1-31 bytes without spaces",
+                        vm.name, d.name
+                    )));
+                }
+                if let Some(m) = &d.mac {
+                    if parse_mac(m).is_none() {
+                        return Err(self.invalid(format!(
+                            "vm {}: device {}: mac {:?} is not of the form 00:50:56:01:02:03",
+                            vm.name, d.name, m
+                        )));
+                    }
+                }
+            }
+            if vm.devices.as_ref().is_some_and(|d| d.len() > 50) {
+                return Err(self.invalid(format!(
+                    "vm {}: at most 50 devices (the guest lists 50)",
+                    vm.name
+                )));
+            }
+            for ns in &vm.namespaces {
+                if !crate::namespace::valid_name(ns) {
+                    return Err(self.invalid(format!(
+                        "vm {}: namespace {:?} must be 1-{} printable characters without spaces",
+                        vm.name,
+                        ns,
+                        crate::namespace::MAX_NAME
+                    )));
+                }
+            }
+            for k in vm.options.keys() {
+                if !crate::vmhost::valid_option_key(k) {
+                    return Err(self.invalid(format!(
+                        "vm {}: option {:?} must be 1-64 characters of A-Z a-z 0-9 . _ -",
+                        vm.name, k
+                    )));
+                }
+            }
             for k in vm.guestinfo.keys() {
                 if !k.starts_with("guestinfo.") {
                     return Err(self.invalid(format!(
@@ -381,6 +497,20 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok()?;
     }
     Some(out)
+}
+
+/// Parse a MAC address `aa:bb:cc:dd:ee:ff` (either case).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 /// Format 16 bytes as a textual UUID.
@@ -476,6 +606,39 @@ role = "Administrator"
         )
         .unwrap_err();
         assert!(e.to_string().contains("uuid"), "{e}");
+    }
+
+    #[test]
+    fn host_settings_parse_and_bad_ones_are_errors() {
+        let text = r#"
+[[vm]]
+name = "vm0"
+hw_version = 19
+options = { synctime = "0" }
+devices = [{ name = "ethernet0", connected = true }, { name = "sata0:0" }]
+device_connectable = false
+disk_shrink = false
+namespaces = ["com.vmware.vrops.sdmp"]
+[vm.resources]
+mem_reservation_mb = 0
+mem_limit_mb = 4096
+balloon_mb = 0
+"#;
+        let c = Config::parse(text, Path::new("hvsim.toml")).unwrap();
+        let vm = &c.vm[0];
+        assert_eq!(vm.hw_version, Some(19));
+        assert_eq!(vm.devices.as_ref().map(Vec::len), Some(2));
+        assert_eq!(vm.namespaces, ["com.vmware.vrops.sdmp"]);
+        assert_eq!(vm.resources.mem_limit_mb, Some(4096));
+        for bad in [
+            "devices = [{ name = \"a name with spaces\" }]",
+            "devices = [{ name = \"ethernet0\", mac = \"00:50:56\" }]",
+            "namespaces = [\"\"]",
+            "options = { \"bad key\" = \"1\" }",
+        ] {
+            let t = format!("[[vm]]\nname = \"a\"\n{bad}\n");
+            assert!(Config::parse(&t, Path::new("c.toml")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -41,6 +41,27 @@ pub enum Request {
         /// The value.
         value: String,
     },
+    /// Set a tools option (`synctime` ...) the guest reads.
+    SetOption {
+        /// VM name.
+        vm: String,
+        /// Option name.
+        key: String,
+        /// Value (`1`/`0` for switches).
+        value: String,
+    },
+    /// Set or delete a key of a namespace of the namespace DB.
+    NamespaceSet {
+        /// VM name.
+        vm: String,
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// New value; absent or null deletes the key.
+        #[serde(default)]
+        value: Option<String>,
+    },
     /// Read a guestinfo variable.
     GetVar {
         /// VM name.
@@ -164,6 +185,19 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::Show { vm } => Ok(vm::show_json(find(inv, &vm)?)),
         Request::SetVar { vm, key, value } => {
             find(inv, &vm)?.set_var(&full_key(&key), value.as_bytes())?;
+            Ok(Value::Null)
+        }
+        Request::SetOption { vm, key, value } => {
+            find(inv, &vm)?.set_option(&key, &value)?;
+            Ok(Value::Null)
+        }
+        Request::NamespaceSet {
+            vm,
+            namespace,
+            key,
+            value,
+        } => {
+            find(inv, &vm)?.namespace_set(&namespace, &key, value.as_deref().map(str::as_bytes))?;
             Ok(Value::Null)
         }
         Request::GetVar { vm, key } => {

@@ -40,6 +40,8 @@ pub struct DeviceFacts {
     pub build: u32,
     /// Seconds added to the clock's time in GETTIMEFULL(_WITH_LAG).
     pub clock_offset_secs: i64,
+    /// Virtual hardware version (GETHWVERSION).
+    pub hw_version: u32,
 }
 
 /// Largest lag the host admits to in GETTIMEFULL, µs (ESX reports a bound here).
@@ -99,6 +101,14 @@ pub fn lb_call(
                 out.edi = 0;
             }
         }
+        cmd::GETTIME => {
+            let (secs, us) = clock.now();
+            let secs = secs.saturating_add_signed(facts.clock_offset_secs);
+            out.eax = u32::try_from(secs).unwrap_or(u32::MAX);
+            out.ebx = us;
+            out.ecx = MAX_TIME_LAG_US;
+        }
+        cmd::GETHWVERSION => out.eax = facts.hw_version,
         cmd::GETBUILDNUM => out.eax = facts.build,
         cmd::MESSAGE => return channels.message(regs, owner, sink),
         _ => out.eax = BDOOR_UNKNOWN,
@@ -151,6 +161,7 @@ mod tests {
             tsc_hz: 2_400_000_000,
             build: 24_585_383,
             clock_offset_secs: 0,
+            hw_version: 19,
         }
     }
 
@@ -191,6 +202,13 @@ mod tests {
         assert_eq!(call(cmd::GETMEMSIZE).eax, 2048);
         let hz = call(cmd::GETHZ);
         assert_eq!((hz.ebx as u64) << 32 | hz.eax as u64, 2_400_000_000);
+    }
+
+    #[test]
+    fn gettime_and_hwversion() {
+        let r = call(cmd::GETTIME);
+        assert_eq!((r.eax, r.ebx), (u32::MAX, 42), "past 2106: all ones");
+        assert_eq!(call(cmd::GETHWVERSION).eax, 19);
     }
 
     #[test]

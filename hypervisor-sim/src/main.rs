@@ -91,6 +91,29 @@ enum VmCmd {
         /// Value.
         value: String,
     },
+    /// Set a tools option the guest reads, e.g. `synctime 1` (periodic
+    /// time sync, GETGUIOPTIONS); persisted, and sent to a running guest
+    /// agent as `Set_Option KEY VALUE`.
+    SetOption {
+        /// VM name.
+        name: String,
+        /// Option name.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Set a key of a namespace of the namespace DB (the host side of
+    /// `vmware-namespace-cmd`); without VALUE, delete it.
+    NamespaceSet {
+        /// VM name.
+        name: String,
+        /// Namespace (one of the VM's configured `namespaces`).
+        namespace: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<String>,
+    },
     /// Print a guestinfo.* variable.
     GetVar {
         /// VM name.
@@ -256,6 +279,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 VmCmd::SetVar { name, key, value } => {
                     call(json!({"op": "set-var", "vm": name, "key": key, "value": value}))?;
                 }
+                VmCmd::SetOption { name, key, value } => {
+                    call(json!({"op": "set-option", "vm": name, "key": key, "value": value}))?;
+                }
+                VmCmd::NamespaceSet {
+                    name,
+                    namespace,
+                    key,
+                    value,
+                } => {
+                    call(
+                        json!({"op": "namespace-set", "vm": name, "namespace": namespace, "key": key, "value": value}),
+                    )?;
+                }
                 VmCmd::Power { name, action } => {
                     call(json!({"op": "power", "vm": name, "action": action}))?;
                 }
@@ -384,6 +420,24 @@ fn print_show(v: &Value) {
                 ""
             }
         );
+    }
+    if let Some(o) = v["options"].as_object().filter(|o| !o.is_empty()) {
+        let list: Vec<String> = o.iter().map(|(k, val)| format!("{k}={}", s(val))).collect();
+        println!("options:       {}", list.join(" "));
+    }
+    if let Some(d) = v["devices"].as_array() {
+        let list: Vec<String> = d
+            .iter()
+            .map(|d| {
+                let on = if d["connected"] == Value::Bool(true) {
+                    "connected"
+                } else {
+                    "disconnected"
+                };
+                format!("{} ({on})", s(&d["name"]))
+            })
+            .collect();
+        println!("devices:       {}", list.join(", "));
     }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));

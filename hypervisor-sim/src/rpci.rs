@@ -26,7 +26,11 @@ fn text(b: &[u8]) -> Result<&str, HostMessage> {
 pub fn handle(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
     let reply = dispatch(s, msg);
     // Anything but a read may have changed what the host shows.
-    if !msg.starts_with(b"info-get") && !msg.starts_with(b"log ") {
+    if !msg.starts_with(b"info-get")
+        && !msg.starts_with(b"log ")
+        && !msg.starts_with(b"guestlib.")
+        && !msg.starts_with(b"disk.wiper")
+    {
         s.touch();
     }
     reply
@@ -37,7 +41,7 @@ fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
     // vmtoolsd sends most messages as C strings, terminator included; the
     // terminator is not part of a value. Binary guest info (NIC XDR, detailed
     // OS data) is sent with its exact length and keeps every byte.
-    let args = if name == b"SetGuestInfo" {
+    let args = if name == b"SetGuestInfo" || name.starts_with(b"namespace-priv-") {
         args
     } else {
         args.strip_suffix(b"\0").unwrap_or(args)
@@ -82,6 +86,26 @@ fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
             ok(b"")
         }
         b"tools.os.statechange.status" => state_change(s, args),
+        b"guestlib.info.get" => guestlib_info(s, args),
+        b"guestlib.stat.get" => guestlib_stat(s, args),
+        b"disk.wiper.enable" => {
+            if s.data().host.settings.disk_shrink {
+                ok(b"1")
+            } else {
+                ok(b"0")
+            }
+        }
+        b"disk.shrink" => {
+            if s.data().host.settings.disk_shrink {
+                log::info!("{}: guest asked to shrink its disks", s.name());
+                ok(b"")
+            } else {
+                err("Shrink disk is disabled for this virtual machine")
+            }
+        }
+        b"vmx.set_option" => set_option(s, args),
+        b"namespace-priv-get-values" => namespace_get(s, args),
+        b"namespace-priv-set-keys" => namespace_set(s, args),
         b"SetGuestInfo" => set_guest_info(s, args),
         b"SetGuestDiskInfo" => set_disk_info(s, args),
         b"vmbackup.eventSet" => crate::snapshot::event_set(s, args),
@@ -97,6 +121,99 @@ fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
             ok(b"")
         }
         _ => err("Unknown command"),
+    }
+}
+
+/// `guestlib.info.get VERSION`: the guest SDK's statistics.
+fn guestlib_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    use protocol::guestlib;
+    if !s.data().host.settings.resources.guest_sdk {
+        return err("Unknown command");
+    }
+    let memory_mb = s.info().memory_mb;
+    match guestlib::parse_info_request(args) {
+        Some(v @ (2 | 3)) => {
+            let d = s.data();
+            let info = d.host.guestlib_info(memory_mb, d.booted_at);
+            let body = if v == 3 {
+                guestlib::encode_v3(&info)
+            } else {
+                guestlib::encode_v2(&info)
+            };
+            ok(&body)
+        }
+        // The highest version this host speaks.
+        Some(_) => err(&guestlib::DATA_VERSION.to_string()),
+        None => err("Invalid arguments"),
+    }
+}
+
+/// `guestlib.stat.get ENCODING STAT PARAM`: the extended statistics.
+fn guestlib_stat(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    if !s.data().host.settings.resources.guest_sdk {
+        return err("Unknown command");
+    }
+    let Some(req) = protocol::guestlib::parse_stat_request(args) else {
+        return err("Invalid arguments");
+    };
+    let uuid = s.info().uuid;
+    let d = s.data();
+    match d.host.guestlib_stat(&req, &uuid, d.booted_at) {
+        Some(body) => ok(&body),
+        None => err("Unknown stat"),
+    }
+}
+
+/// `vmx.set_option NAME OLD NEW`: the guest changes a tools option
+/// (`vmware-toolbox-cmd timesync enable` sends `synctime 0 1`).
+fn set_option(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    let a = match text(args) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let mut it = a.split_whitespace();
+    let (Some(name), Some(_old), Some(new), None) = (it.next(), it.next(), it.next(), it.next())
+    else {
+        return err("Invalid arguments");
+    };
+    match s.set_option(name, new) {
+        Ok(()) => ok(b""),
+        Err(e) => err(&e),
+    }
+}
+
+/// `namespace-priv-get-values NS\0KEY\0...` (privileged channels only).
+fn namespace_get(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    use crate::namespace::{self, NamespaceError};
+    if !s.privileged() {
+        return err(&NamespaceError::PermissionDenied.to_string());
+    }
+    let r = namespace::parse_get(args)
+        .and_then(|req| namespace::get(s.data().host.namespaces.get(req.namespace), &req));
+    match r {
+        Ok(body) => ok(&body),
+        Err(e) => err(&e.to_string()),
+    }
+}
+
+/// `namespace-priv-set-keys NS\0N\0(OP\0KEY\0VALUE\0OLD\0)*` (privileged
+/// channels only; all operations apply or none).
+fn namespace_set(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    use crate::namespace::{self, NamespaceError};
+    if !s.privileged() {
+        return err(&NamespaceError::PermissionDenied.to_string());
+    }
+    let req = match namespace::parse_set(args) {
+        Ok(r) => r,
+        Err(e) => return err(&e.to_string()),
+    };
+    let changes = match namespace::plan(s.data().host.namespaces.get(req.namespace), &req) {
+        Ok(c) => c,
+        Err(e) => return err(&e.to_string()),
+    };
+    match s.namespace_apply(req.namespace, &changes) {
+        Ok(()) => ok(b""),
+        Err(e) => err(&e),
     }
 }
 

@@ -38,12 +38,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// thread, for as long as serve runs.
 pub fn spawn(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
     crate::vsock::spawn_endpoint(vm, listener, "RPCI", "rpcivs", MAX_CONNECTIONS, |vm, c| {
-        serve_conn(vm, c)
+        serve_conn(vm, c, false)
+    })
+}
+
+/// [`spawn`] for the connections from a privileged source port (below
+/// 1024, root in the guest): their requests may use privileged commands.
+pub fn spawn_privileged(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
+    crate::vsock::spawn_endpoint(vm, listener, "RPCI", "rpcivs", MAX_CONNECTIONS, |vm, c| {
+        serve_conn(vm, c, true)
     })
 }
 
 /// One connection: answer its requests in order until it closes.
-fn serve_conn(vm: &Vm, conn: UnixStream) {
+fn serve_conn(vm: &Vm, conn: UnixStream, privileged: bool) {
     let name = &vm.info.name;
     let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
     log::debug!("{name}: guest connected RPCI over vsock");
@@ -83,7 +91,7 @@ fn serve_conn(vm: &Vm, conn: UnixStream) {
             );
             break;
         }
-        let Some(reply) = vm.vsock_rpci(&msg) else {
+        let Some(reply) = vm.vsock_rpci_as(&msg, privileged) else {
             log::info!("{name}: RPCI vsock request while the VM is off; closing the connection");
             break;
         };

@@ -70,7 +70,8 @@ fn bind(path: &Path, what: &str) -> Result<UnixListener> {
 
 /// Start VM `vm`'s internal vsock endpoints in `STATE/vsock` (a directory
 /// only serve's user may enter): TCLO ([`crate::vsock`], `NAME.sock`) and
-/// RPCI ([`crate::rpci_vsock`], `NAME.rpci.sock`). Programs under
+/// RPCI ([`crate::rpci_vsock`], `NAME.rpci.sock`, and `NAME.rpci-priv.sock`
+/// for connections from a privileged source port). Programs under
 /// `hvsim exec` reach them through their emulated vsock; one that cannot
 /// start is left out (programs fall back to the backdoor), and serve runs
 /// on. Returns the vsock port and path of each one started.
@@ -83,13 +84,19 @@ fn vsock_endpoints(
     use std::os::unix::fs::PermissionsExt;
     type Spawn = fn(Arc<Vm>, UnixListener) -> std::io::Result<()>;
     let dir = state_dir.join("vsock");
-    let kinds: [(u32, &str, &str, Spawn); 2] = [
+    let kinds: [(u32, &str, &str, Spawn); 3] = [
         (TCLO_VSOCK_PORT, "sock", "TCLO", crate::vsock::spawn),
         (
             RPCI_VSOCK_PORT,
             "rpci.sock",
             "RPCI",
             crate::rpci_vsock::spawn,
+        ),
+        (
+            RPCI_VSOCK_PORT | crate::exec::vsock::PRIVILEGED,
+            "rpci-priv.sock",
+            "privileged RPCI",
+            crate::rpci_vsock::spawn_privileged,
         ),
     ];
     let mut started = Vec::new();
@@ -226,7 +233,21 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             tsc_hz: mhz as u64 * 1_000_000,
             build: BUILD_NUMBER,
             clock_offset_secs: vc.clock_offset_secs,
+            hw_version: vc.hw_version.unwrap_or(crate::vmhost::DEFAULT_HW_VERSION),
         };
+        let mut settings = crate::vmhost::HostSettings::defaults(vm.info.memory_mb);
+        settings.hw_version = facts.hw_version;
+        settings.disk_shrink = vc.disk_shrink;
+        settings.device_connectable = vc.device_connectable;
+        settings.resources =
+            crate::vmhost::Resources::from_config(&vc.resources, vm.info.memory_mb);
+        settings.host_mhz = mhz;
+        settings.namespaces = vc.namespaces.clone();
+        vm.configure_host(
+            settings,
+            crate::vmhost::devices(vc.devices.as_deref(), &uuid),
+            &vc.options,
+        )?;
         exec.add(vm.clone(), facts);
         for (port, path) in vsock_endpoints(&state_dir, &vm, &mut sockets) {
             exec.set_vsock_endpoint(&vm.info.name, port, path);

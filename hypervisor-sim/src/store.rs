@@ -44,6 +44,22 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS guestinfo (
      ) WITHOUT ROWID;
      PRAGMA user_version = 1;";
 
+/// Tables of the tools options and the namespace DB, created on open so
+/// that older state databases gain them in place.
+const HOST_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS options (
+         vm      TEXT NOT NULL,
+         key     TEXT NOT NULL,
+         value   TEXT NOT NULL,
+         PRIMARY KEY (vm, key)
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS namespace_keys (
+         vm      TEXT NOT NULL,
+         ns      TEXT NOT NULL,
+         key     TEXT NOT NULL,
+         value   BLOB NOT NULL,
+         PRIMARY KEY (vm, ns, key)
+     ) WITHOUT ROWID;";
+
 /// The state database.
 #[derive(Debug)]
 pub struct Store {
@@ -77,6 +93,7 @@ impl Store {
             });
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(HOST_SCHEMA).map_err(err)?;
         Ok(Store {
             path,
             conn: Mutex::new(conn),
@@ -95,6 +112,7 @@ impl Store {
             conn: Mutex::new(conn),
         };
         s.conn().execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        s.conn().execute_batch(HOST_SCHEMA).map_err(|e| s.err(e))?;
         Ok(s)
     }
 
@@ -136,6 +154,73 @@ impl Store {
             .and_then(|mut st| st.execute(params![vm, key, value, now]))
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+}
+
+impl Store {
+    /// The tools options of `vm` set at run time.
+    pub fn options(
+        &self,
+        vm: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT key, value FROM options WHERE vm = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![vm], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Set one tools option; durable when this returns.
+    pub fn set_option(&self, vm: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO options (vm, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (vm, key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut st| st.execute(params![vm, key, value]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The keys and values of namespace `ns` of `vm`.
+    pub fn namespace(&self, vm: &str, ns: &str) -> Result<crate::namespace::Namespace, StoreError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT key, value FROM namespace_keys WHERE vm = ?1 AND ns = ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![vm, ns], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Apply changes to namespace `ns` of `vm` in one transaction.
+    pub fn namespace_apply(
+        &self,
+        vm: &str,
+        ns: &str,
+        changes: &crate::namespace::Changes,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for (k, v) in changes {
+            match v {
+                Some(v) => tx.execute(
+                    "INSERT INTO namespace_keys (vm, ns, key, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (vm, ns, key) DO UPDATE SET value = excluded.value",
+                    params![vm, ns, k, v],
+                ),
+                None => tx.execute(
+                    "DELETE FROM namespace_keys WHERE vm = ?1 AND ns = ?2 AND key = ?3",
+                    params![vm, ns, k],
+                ),
+            }
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 }
 

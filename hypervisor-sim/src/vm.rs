@@ -200,22 +200,28 @@ struct Tclo {
     last_poll: Option<Instant>,
     open_channels: usize,
     /// Tickets whose replies nobody waits for: graceful power requests
-    /// (true) and the start-up commands a new TCLO channel gets (false).
+    /// (true), the start-up commands a new TCLO channel gets and option
+    /// changes (`Set_Option`) from the host (false).
     fire_and_forget: Vec<(u64, bool)>,
     /// Start-up commands still owed to a newly opened TCLO channel.
-    startup: BTreeMap<TcloChan, VecDeque<&'static [u8]>>,
+    startup: BTreeMap<TcloChan, VecDeque<Vec<u8>>>,
     /// Open TCLO-over-vsock connections by serial number.
     vsock: BTreeMap<u64, VsockConn>,
     next_vsock: u64,
 }
 
 impl Tclo {
-    fn open(&mut self, chan: TcloChan) {
+    /// A new TCLO channel; `options` are the VM's tools options, sent
+    /// after the handshake as a VMX sends them (`Set_Option KEY VALUE`).
+    fn open(&mut self, chan: TcloChan, options: &BTreeMap<String, String>) {
         self.open_channels += 1;
-        self.startup.insert(
-            chan,
-            VecDeque::from([&b"reset"[..], b"Capabilities_Register"]),
+        let mut cmds = VecDeque::from([b"reset".to_vec(), b"Capabilities_Register".to_vec()]);
+        cmds.extend(
+            options
+                .iter()
+                .map(|(k, v)| format!("Set_Option {k} {v}").into_bytes()),
         );
+        self.startup.insert(chan, cmds);
     }
 
     /// The next command for `chan`, marked in flight: its start-up
@@ -232,7 +238,7 @@ impl Tclo {
             let ticket = self.next_ticket;
             self.next_ticket += 1;
             self.fire_and_forget.push((ticket, false));
-            (ticket, cmd.to_vec())
+            (ticket, cmd)
         } else {
             self.queue.pop_front()?
         };
@@ -276,6 +282,8 @@ pub struct VmData {
     pub pending_soft: Option<PowerAction>,
     /// A power change decided inside a guest call, applied after it.
     deferred: Option<(PowerAction, String)>,
+    /// Tools options, devices, guest SDK values, the namespace DB.
+    pub host: crate::vmhost::HostState,
     tclo: Tclo,
     /// Quiesced snapshots: the operation in progress and the records.
     pub backup: crate::snapshot::BackupState,
@@ -349,6 +357,10 @@ impl Vm {
                     booted_at: Instant::now(),
                     pending_soft: None,
                     deferred: None,
+                    host: crate::vmhost::HostState::new(
+                        crate::vmhost::HostSettings::defaults(info.memory_mb),
+                        crate::vmhost::devices(None, &info.uuid),
+                    ),
                     tclo: Tclo::default(),
                     backup: crate::snapshot::BackupState {
                         snapshots,
@@ -379,10 +391,22 @@ impl Vm {
         &self,
         f: impl FnOnce(&mut ChannelTable, &mut dyn MessageSink) -> R,
     ) -> R {
+        self.with_sink(false, |t, s| f(t, s))
+    }
+
+    fn with_sink<R>(
+        &self,
+        privileged: bool,
+        f: impl FnOnce(&mut ChannelTable, &mut Sink<'_>) -> R,
+    ) -> R {
         let mut st = self.lock();
         let VmState { channels, data } = &mut *st;
         let running = tools_running(data);
-        let mut sink = Sink { vm: self, data };
+        let mut sink = Sink {
+            vm: self,
+            data,
+            privileged,
+        };
         let r = f(channels, &mut sink);
         // A graceful shutdown completes inside the guest's status call; the
         // power change waits until that call is answered.
@@ -412,8 +436,137 @@ impl Vm {
             if let Some(eax) = st.data.clipboard.call(lo(regs.ecx), regs.ebx) {
                 return protocol::Regs { eax, ..regs };
             }
+            if let Some(out) = self.host_call(&mut st.data, regs) {
+                return out;
+            }
         }
         self.with_channels(|t, sink| crate::device::lb_call(facts, clock, t, sink, owner, regs))
+    }
+
+    /// The backdoor commands answered from the VM's host state: tools
+    /// options and removable devices.
+    fn host_call(&self, d: &mut VmData, regs: protocol::Regs) -> Option<protocol::Regs> {
+        use protocol::cmd;
+        use protocol::regs::lo;
+        let mut out = regs;
+        match lo(regs.ecx) {
+            cmd::GETGUIOPTIONS => out.eax = d.host.gui_options(d.clipboard.enabled()),
+            cmd::SETGUIOPTIONS => {
+                // Of the GUI bits, a guest may change only time sync.
+                let on = regs.ebx & protocol::gui_option::SYNC_TIME != 0;
+                let v = if on { "1" } else { "0" };
+                if let Err(e) = set_option(self, d, crate::vmhost::OPTION_SYNCTIME, v) {
+                    log::warn!("{}: SETGUIOPTIONS: {e}", self.info.name);
+                }
+                out.eax = 1;
+            }
+            cmd::GETDEVICELISTELEMENT => {
+                let (id, offset) = ((regs.ebx >> 16) as u16, regs.ebx as u16);
+                match d.host.device_word(id, offset) {
+                    Some(w) => {
+                        out.eax = 1;
+                        out.ebx = w;
+                    }
+                    None => out.eax = 0,
+                }
+            }
+            cmd::TOGGLEDEVICE => {
+                let (id, connect) = (regs.ebx as u16, regs.ebx & 0x8000_0000 != 0);
+                let done = d.host.toggle_device(id, connect);
+                if done {
+                    log::info!(
+                        "{}: guest {} device {id}",
+                        self.info.name,
+                        if connect { "connected" } else { "disconnected" }
+                    );
+                    self.touch();
+                }
+                out.eax = u32::from(done);
+            }
+            _ => return None,
+        }
+        Some(out)
+    }
+
+    /// Apply the VM's host settings from its config: devices, guest SDK
+    /// values, namespaces; options from the store, else `initial`.
+    pub fn configure_host(
+        &self,
+        settings: crate::vmhost::HostSettings,
+        devices: Vec<crate::vmhost::Device>,
+        initial: &BTreeMap<String, String>,
+    ) -> Result<(), crate::store::StoreError> {
+        let stored = self.store.options(&self.info.name)?;
+        let mut namespaces = BTreeMap::new();
+        for ns in &settings.namespaces {
+            namespaces.insert(ns.clone(), self.store.namespace(&self.info.name, ns)?);
+        }
+        let mut st = self.lock();
+        let h = &mut st.data.host;
+        h.settings = settings;
+        h.devices = devices;
+        h.options = initial.clone();
+        h.options.extend(stored);
+        h.namespaces = namespaces;
+        Ok(())
+    }
+
+    /// Set a tools option from the host side (persisted first); a running
+    /// guest agent is told with TCLO `Set_Option KEY VALUE`.
+    pub fn set_option(&self, key: &str, value: &str) -> Result<(), String> {
+        let mut st = self.lock();
+        set_option(self, &mut st.data, key, value)?;
+        if tools_running(&st.data) {
+            let cmd = format!("Set_Option {key} {value}");
+            let t = &mut st.data.tclo;
+            let ticket = t.next_ticket;
+            t.next_ticket += 1;
+            t.fire_and_forget.push((ticket, false));
+            t.queue.push_back((ticket, cmd.into_bytes()));
+            self.tclo_cv.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Set (`Some`) or delete (`None`) a key of namespace `ns` from the host
+    /// side, as the vSphere API's namespace manager does (persisted first).
+    pub fn namespace_set(&self, ns: &str, key: &str, value: Option<&[u8]>) -> Result<(), String> {
+        let mut st = self.lock();
+        let d = &mut st.data;
+        let Some(space) = d.host.namespaces.get_mut(ns) else {
+            let names: Vec<&str> = d.host.namespaces.keys().map(String::as_str).collect();
+            return Err(format!(
+                "VM {} has no namespace {ns:?} (namespaces: {})",
+                self.info.name,
+                names.join(", ")
+            ));
+        };
+        let op = crate::namespace::SetOp {
+            conditional: false,
+            key,
+            value: value.unwrap_or_default(),
+            old: b"",
+        };
+        if key.is_empty() || key.len() > crate::namespace::MAX_KEY || key.contains(char::is_control)
+        {
+            return Err(format!(
+                "namespace key {key:?} is empty, too long or has control characters"
+            ));
+        }
+        if value.is_some_and(|v| v.is_empty() || v.contains(&0)) {
+            return Err("a namespace value is not empty and has no NUL".into());
+        }
+        let req = crate::namespace::SetRequest {
+            namespace: ns,
+            ops: vec![op],
+        };
+        let changes = crate::namespace::plan(Some(space), &req).map_err(|e| e.to_string())?;
+        self.store
+            .namespace_apply(&self.info.name, ns, &changes)
+            .map_err(|e| e.to_string())?;
+        crate::namespace::apply(space, &changes);
+        self.touch();
+        Ok(())
     }
 
     /// Count one backdoor instruction of this VM's guest (any frontend).
@@ -433,6 +586,12 @@ impl Vm {
     /// same side effects. Counted as `vsock.rpci_messages`, not as backdoor
     /// calls. `None` while the VM is off (no guest runs to ask).
     pub fn vsock_rpci(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        self.vsock_rpci_as(msg, false)
+    }
+
+    /// [`Vm::vsock_rpci`] for a connection from a privileged source port
+    /// (root in the guest): privileged commands (the namespace DB) work.
+    pub fn vsock_rpci_as(&self, msg: &[u8], privileged: bool) -> Option<Vec<u8>> {
         if self.power_state() == Power::Off {
             return None;
         }
@@ -443,7 +602,7 @@ impl Vm {
             proto: proto::RPCI,
             owner: 0,
         };
-        Some(self.with_channels(|_, sink| sink.message(chan, msg).to_vec()))
+        Some(self.with_sink(privileged, |_, sink| sink.message(chan, msg).to_vec()))
     }
 
     /// The clipboard text; with `set`, replace it first (host copy).
@@ -553,6 +712,7 @@ impl Vm {
                 channels.set_accepting(true);
                 data.power = Power::On;
                 data.booted_at = Instant::now();
+                data.host.session_id = crate::vmhost::new_session_id();
                 data.pending_soft = None;
                 consume_boot_override(data);
                 self.emit(VmEvent::PowerOn {
@@ -561,7 +721,11 @@ impl Vm {
             }
             PowerAction::Off | PowerAction::SoftOff if was_on => {
                 // The guest is gone, and its channels with it.
-                channels.reset(&mut Sink { vm: self, data });
+                channels.reset(&mut Sink {
+                    vm: self,
+                    data,
+                    privileged: false,
+                });
                 channels.set_accepting(false);
                 data.power = Power::Off;
                 data.pending_soft = None;
@@ -572,9 +736,14 @@ impl Vm {
                 });
             }
             PowerAction::Reset | PowerAction::Cycle | PowerAction::SoftReboot if was_on => {
-                channels.reset(&mut Sink { vm: self, data });
+                channels.reset(&mut Sink {
+                    vm: self,
+                    data,
+                    privileged: false,
+                });
                 self.close_vsock_conns(data);
                 data.booted_at = Instant::now();
+                data.host.session_id = crate::vmhost::new_session_id();
                 data.pending_soft = None;
                 consume_boot_override(data);
                 self.emit(VmEvent::Reset {
@@ -735,11 +904,11 @@ impl Vm {
             return None;
         }
         let running = tools_running(&st.data);
-        let t = &mut st.data.tclo;
+        let VmData { tclo: t, host, .. } = &mut st.data;
         let id = t.next_vsock;
         t.next_vsock += 1;
         t.vsock.insert(id, VsockConn::default());
-        t.open(TcloChan::Vsock(id));
+        t.open(TcloChan::Vsock(id), &host.options);
         // Connected is alive until heartbeats say otherwise.
         t.last_poll = Some(Instant::now());
         self.tools_changed(&st.data, running);
@@ -878,11 +1047,39 @@ fn set_var(vm: &Vm, d: &mut VmData, key: &str, value: &[u8]) -> Result<(), Strin
     Ok(())
 }
 
+/// Validate, persist, then apply a tools option.
+fn set_option(vm: &Vm, d: &mut VmData, key: &str, value: &str) -> Result<(), String> {
+    if !crate::vmhost::valid_option_key(key) {
+        return Err(format!(
+            "option {key:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"
+        ));
+    }
+    if value.len() > 1024 || value.contains(['\0', '\n']) {
+        return Err("an option value is one line of at most 1024 bytes".into());
+    }
+    if d.host.options.get(key).map(String::as_str) == Some(value) {
+        return Ok(());
+    }
+    if !d.host.options.contains_key(key) && d.host.options.len() >= 256 {
+        return Err("too many options (limit 256)".into());
+    }
+    vm.store
+        .set_option(&vm.info.name, key, value)
+        .map_err(|e| {
+            log::error!("{}: {e}", vm.info.name);
+            "the host could not store the option".to_string()
+        })?;
+    d.host.options.insert(key.to_string(), value.to_string());
+    vm.touch();
+    Ok(())
+}
+
 /// The VM as a [`MessageSink`]: RPCI goes to [`rpci::handle`], TCLO to the queue.
 #[derive(Debug)]
 pub struct Sink<'a> {
     vm: &'a Vm,
     data: &'a mut VmData,
+    privileged: bool,
 }
 
 impl Sink<'_> {
@@ -899,6 +1096,43 @@ impl Sink<'_> {
     /// Set a guest variable (persisted).
     pub fn set_var(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
         set_var(self.vm, self.data, key, value)
+    }
+
+    /// The message came over a privileged channel (RPCI over vsock from a
+    /// privileged port).
+    pub fn privileged(&self) -> bool {
+        self.privileged
+    }
+
+    /// The VM's fixed facts.
+    pub fn info(&self) -> &VmInfo {
+        &self.vm.info
+    }
+
+    /// Set a tools option (persisted).
+    pub fn set_option(&mut self, key: &str, value: &str) -> Result<(), String> {
+        set_option(self.vm, self.data, key, value)
+    }
+
+    /// Apply planned changes to namespace `ns` (persisted first).
+    pub fn namespace_apply(
+        &mut self,
+        ns: &str,
+        changes: &crate::namespace::Changes,
+    ) -> Result<(), String> {
+        let Some(space) = self.data.host.namespaces.get_mut(ns) else {
+            return Err("Namespace not found".into());
+        };
+        self.vm
+            .store
+            .namespace_apply(&self.vm.info.name, ns, changes)
+            .map_err(|e| {
+                log::error!("{}: {e}", self.vm.info.name);
+                "the host could not store the namespace".to_string()
+            })?;
+        crate::namespace::apply(space, changes);
+        self.vm.touch();
+        Ok(())
     }
 
     /// Mark the VM's data changed without an event (tools version, ...).
@@ -973,7 +1207,7 @@ fn record_reply(vm: &Vm, data: &mut VmData, chan: TcloChan, msg: &[u8]) {
                 let (_, power) = t.fire_and_forget.swap_remove(i);
                 if !msg.starts_with(b"OK") && !power {
                     log::warn!(
-                        "{}: the guest agent answered a start-up command with {:?}",
+                        "{}: the guest agent answered a start-up command or option change with {:?}",
                         vm.info.name,
                         String::from_utf8_lossy(msg)
                     );
@@ -1033,7 +1267,8 @@ impl MessageSink for Sink<'_> {
 
     fn opened(&mut self, chan: ChannelRef) {
         if chan.proto == proto::TCLO {
-            self.data.tclo.open(TcloChan::Backdoor(chan.id));
+            let options = &self.data.host.options;
+            self.data.tclo.open(TcloChan::Backdoor(chan.id), options);
         }
     }
 
@@ -1119,6 +1354,24 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "backdoor": { "calls": vm.calls() },
         "vsock": { "rpci_messages": vm.vsock_rpci.load(std::sync::atomic::Ordering::Relaxed) },
         "memory_mb": vm.info.memory_mb,
+        "hw_version": d.host.settings.hw_version,
+        "options": d.host.options,
+        "devices": d.host.devices.iter().map(|dev| serde_json::json!({
+            "name": dev.name,
+            "connected": dev.connected,
+            "mac": dev.mac.as_ref().map(crate::vmhost::format_mac),
+        })).collect::<Vec<_>>(),
+        "namespaces": d.host.namespaces.iter().map(|(ns, kv)| {
+            let m: serde_json::Map<String, serde_json::Value> = kv
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned().into()))
+                .collect();
+            (ns.clone(), serde_json::Value::Object(m))
+        }).collect::<serde_json::Map<_, _>>(),
+        "guest_sdk": {
+            "session_id": format!("0x{:x}", d.host.session_id),
+            "enabled": d.host.settings.resources.guest_sdk,
+        },
     })
 }
 

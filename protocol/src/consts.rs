@@ -26,6 +26,22 @@ pub mod cmd {
     pub const SETNEXTPIECE: u16 = 9;
     /// Backdoor version: eax = 6, ebx = magic, ecx = VMX type.
     pub const GETVERSION: u16 = 10;
+    /// One 32-bit word of a removable device's `RD_Info` (name[32], u32
+    /// uid, Bool enabled): ebx = id << 16 | byte offset; eax = 1 and the
+    /// word in ebx, or eax = 0 past the last device.
+    pub const GETDEVICELISTELEMENT: u16 = 11;
+    /// Connect (ebx bit 31 set) or disconnect device `ebx & 0xffff`;
+    /// eax = 1 when done.
+    pub const TOGGLEDEVICE: u16 = 12;
+    /// GUI and tools option bits ([`super::gui_option`]) in eax.
+    pub const GETGUIOPTIONS: u16 = 13;
+    /// Set the option bits the guest may change (ebx).
+    pub const SETGUIOPTIONS: u16 = 14;
+    /// Virtual hardware version in eax.
+    pub const GETHWVERSION: u16 = 17;
+    /// Host time (deprecated by GETTIMEFULL): seconds in eax (all ones on
+    /// overflow), microseconds in ebx, max lag in ecx.
+    pub const GETTIME: u16 = 23;
     /// BIOS UUID in eax, ebx, ecx, edx.
     pub const GETUUID: u16 = 19;
     /// Memory size in MiB (eax).
@@ -42,6 +58,14 @@ pub mod cmd {
     pub const GET_VCPU_INFO: u16 = 68;
     /// Host build number.
     pub const GETBUILDNUM: u16 = 100;
+}
+
+/// Option bits of GETGUIOPTIONS (open-vm-tools' tclodefs.h `VMWARE_GUI_*`).
+pub mod gui_option {
+    /// Copy and paste between host and guest.
+    pub const EXCHANGE_SELECTIONS: u32 = 0x010;
+    /// Periodic time synchronization with the host (`synctime`).
+    pub const SYNC_TIME: u32 = 0x400;
 }
 
 /// Backdoor version reported by GETVERSION in eax.

@@ -20,6 +20,7 @@ pub mod consts;
 pub mod datamap;
 pub mod frame;
 pub mod guest;
+pub mod guestlib;
 pub mod gueststats;
 pub mod host;
 pub mod nicinfo;

@@ -95,7 +95,8 @@ fn getfd(pidfd: &OwnedFd, fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Take the seccomp listener `fd` of process `pid` (the caller of the
 /// control request) and answer its notifications from a new thread.
-/// `endpoints`: the VM's vsock endpoints, hypervisor port → unix socket.
+/// `endpoints`: the VM's vsock endpoints, hypervisor port → unix socket
+/// (`port | PRIVILEGED` for connections from a privileged source port).
 pub fn start(vm: &str, pid: i32, fd: i32, endpoints: HashMap<u32, PathBuf>) -> Result<(), String> {
     let pfd = pidfd(pid).map_err(|e| format!("exec-vsock: process {pid}: {e}"))?;
     let listener = getfd(&pfd, fd)
@@ -114,6 +115,7 @@ pub fn start(vm: &str, pid: i32, fd: i32, endpoints: HashMap<u32, PathBuf>) -> R
         endpoints,
         emulated: HashSet::new(),
         order: VecDeque::new(),
+        bound: HashMap::new(),
     };
     std::thread::Builder::new()
         .name(format!("exec-vsock-{pid}"))
@@ -146,6 +148,36 @@ struct Notifier {
     /// (device, inode) of the sockets made here.
     emulated: HashSet<(u64, u64)>,
     order: VecDeque<(u64, u64)>,
+    /// Source ports the emulated sockets were bound to.
+    bound: HashMap<(u64, u64), u32>,
+}
+
+/// Endpoint key bit: the endpoint of `port | PRIVILEGED` takes connections
+/// from a privileged source port (below 1024: root in the guest), where a
+/// VMware host accepts privileged RPCI (the namespace DB).
+pub const PRIVILEGED: u32 = 0x8000_0000;
+
+/// Below this, binding a vsock source port needs CAP_NET_BIND_SERVICE.
+const PRIVILEGED_PORTS: u32 = 1024;
+
+/// Whether process `pid` may bind a privileged vsock port: as the kernel's
+/// `capable(CAP_NET_BIND_SERVICE)`, the capability in its CapEff and the
+/// process in the initial user namespace (a user namespace's root is not
+/// the guest's root).
+fn may_bind_privileged(pid: u32) -> bool {
+    const CAP_NET_BIND_SERVICE: u32 = 10;
+    let userns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    let init = userns("1").or_else(|| userns("self"));
+    if init.is_none() || userns(&pid.to_string()) != init {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("CapEff:"))?;
+            u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_NET_BIND_SERVICE) != 0)
 }
 
 /// Device and inode of an open file.
@@ -288,6 +320,7 @@ impl Notifier {
             if self.order.len() > MAX_EMULATED {
                 if let Some(old) = self.order.pop_front() {
                     self.emulated.remove(&old);
+                    self.bound.remove(&old);
                 }
             }
         }
@@ -408,21 +441,36 @@ impl Notifier {
             return Ok(Reply::Done);
         }
         let sock = getfd(&task, fd)?;
-        if !file_id(&sock).is_ok_and(|id| self.emulated.contains(&id)) {
+        let sock_id = match file_id(&sock) {
+            Ok(id) if self.emulated.contains(&id) => id,
             // Not a socket made here: the kernel says what it thinks.
-            return Ok(Reply::Continue);
-        }
+            _ => return Ok(Reply::Continue),
+        };
         if len < SOCKADDR_VM_LEN {
             return Ok(Reply::Errno(libc::EINVAL));
         }
+        let port = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
         if i64::from(n.data.nr) == libc::SYS_bind {
+            // As the kernel: a privileged port needs the capability
+            // (open-vm-tools then falls back to an unprivileged one).
+            if port < PRIVILEGED_PORTS && !may_bind_privileged(n.pid) {
+                return Ok(Reply::Errno(libc::EACCES));
+            }
+            self.bound.insert(sock_id, port);
             return Ok(Reply::Value(0));
         }
-        let port = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
+        let privileged = self
+            .bound
+            .get(&sock_id)
+            .is_some_and(|&p| p < PRIVILEGED_PORTS);
         let cid = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
         let stream = sock_type(&sock)? == libc::SOCK_STREAM;
         let served = stream && cid <= 2;
-        let Some(endpoint) = self.endpoints.get(&port).filter(|_| served) else {
+        let endpoint = match self.endpoints.get(&(port | PRIVILEGED)) {
+            Some(p) if privileged && port & PRIVILEGED == 0 => Some(p),
+            _ => self.endpoints.get(&port),
+        };
+        let Some(endpoint) = endpoint.filter(|_| served) else {
             log::debug!(
                 "{}: exec vsock: process {} connects to vsock {cid}:{port}: refused",
                 self.vm,
