@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 # sblim-wbemcli: a CIM client; libnbd-bin/nbdkit/qemu-utils: NBD clients and
 # peers; lintian/rpm/debootstrap: package checks; binutils (ar), file,
 # unzip: the ESXi VIB check; python3-venv: the venv; xvfb/xclip: an X server
-# and a desktop program for the clipboard tests.
+# and a desktop program for the clipboard tests; wsl (with uuid-runtime and
+# libxml2-utils): a WS-Management client; openssl: TLS handshake checks.
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
-      binutils file unzip xvfb xclip)
+      binutils file unzip xvfb xclip wsl uuid-runtime libxml2-utils openssl)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -34,10 +35,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # pywbem/pywbemtools (CIM), sushy and DMTF's Redfish-Service-Validator
-# (Redfish), sushy-tools (the Redfish benchmark's peer).
-if ! target/venv/bin/python -c 'import pywbem, sushy' 2>/dev/null \
+# (Redfish), sushy-tools (the Redfish benchmark's peer), pypsrp (a
+# WS-Management client).
+if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp' 2>/dev/null \
     || [ ! -x target/venv/bin/rf_service_validator ] \
     || [ ! -x target/venv/bin/sushy-emulator ]; then
     python3 -m venv target/venv
-    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools
+    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools pypsrp
 fi
