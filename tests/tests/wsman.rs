@@ -292,7 +292,7 @@ fn pypsrp_reads_the_inventory_and_invokes() {
     let v = pypsrp(&sim, "envelope_limit", "admin", "s3cret", &[]);
     assert_eq!(v["below_minimum"], "wsman:EncodingLimit");
     let n = v["first_batch"].as_u64().unwrap();
-    assert!(n >= 1 && n < 100, "{v}");
+    assert!((1..100).contains(&n), "{v}");
 
     let v = pypsrp(&sim, "wrong_password", "admin", "wrong", &[]);
     assert_eq!(v["auth"], "refused");
