@@ -758,4 +758,58 @@ mod tests {
         write_response(&mut w, &resp, true, true).unwrap();
         assert_eq!(&w.0[..], head);
     }
+
+    #[derive(Debug)]
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle(&self, req: &Request) -> Response {
+            Response::text(200, &req.target)
+        }
+    }
+
+    #[test]
+    fn keepalive_request_limit_and_stop() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let cfg = HttpConfig {
+            limits: HttpLimits {
+                max_requests: 2,
+                ..HttpLimits::default()
+            },
+            auth: None,
+            realm: "t".into(),
+            local_only: false,
+            name: "t".into(),
+        };
+        let listener = Listener::start(l, None, cfg, Arc::new(Echo)).unwrap();
+        let addr = listener.local_addr();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Three requests in one go: two answers, the second saying close.
+        c.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut all = String::new();
+        c.read_to_string(&mut all).unwrap();
+        assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all}");
+        assert!(all.contains("Connection: close"), "{all}");
+        assert!(!all.contains("/3"), "{all}");
+        // An idle keep-alive connection is shut down with the listener,
+        // and the port is free again.
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        idle.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 256];
+        assert!(idle.read(&mut buf).unwrap() > 0);
+        listener.stop();
+        // Closed by the server (EOF or reset), not left waiting.
+        let mut rest = Vec::new();
+        let r = idle.read_to_end(&mut rest);
+        assert!(
+            !matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "{r:?}"
+        );
+        assert!(TcpStream::connect(addr).is_err());
+        TcpListener::bind(addr).unwrap();
+    }
 }
