@@ -434,6 +434,32 @@ fn raw_faults_timeouts_and_bad_input() {
         &request(enumerate, &cs, "", "<wsen:Enumerate/>"),
     );
     assert_eq!(code, 200, "{body}");
+    // Live data through the rendering cache: what the guest reports next
+    // is in the next response.
+    let eps = format!("{DMTF}CIM_IPProtocolEndpoint");
+    let optimized = "<wsen:Enumerate><wsman:OptimizeEnumeration/><wsman:MaxElements>10</wsman:MaxElements></wsen:Enumerate>";
+    report_nics(&sim, "web", &[("192.0.2.10", 24)]);
+    let (_, body) = curl(
+        &sim,
+        "admin:s3cret",
+        &request(enumerate, &eps, "", optimized),
+    );
+    assert!(
+        body.contains("<p:IPv4Address>192.0.2.10</p:IPv4Address>"),
+        "{body}"
+    );
+    report_nics(&sim, "web", &[("192.0.2.11", 24)]);
+    let (_, body) = curl(
+        &sim,
+        "admin:s3cret",
+        &request(enumerate, &eps, "", optimized),
+    );
+    assert!(
+        body.contains("<p:IPv4Address>192.0.2.11</p:IPv4Address>"),
+        "{body}"
+    );
+    assert!(!body.contains("192.0.2.10"), "{body}");
+    assert!(body.contains("<wsman:EndOfSequence/>"), "{body}");
 }
 
 /// Whether `openssl s_client` completes a handshake with exactly `version`

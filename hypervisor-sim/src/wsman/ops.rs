@@ -553,46 +553,56 @@ impl Op<'_, '_> {
             .child(NS_WSMAN, "Filter")
             .or_else(|| e.child(NS_WSEN, "Filter"));
         let t = self.target(&env.resource_uri, &env.selectors, filter.is_some())?;
-        let (results, which) = match filter {
-            None => {
-                let c = t.class.ok_or_else(|| Fault::unreachable("no class"))?;
-                let snap = self.ctx.svc.snapshot();
-                let r = snap
-                    .instances(t.bit, c)
-                    .into_iter()
-                    .map(|i| (snap.path(&i, t.ns), i))
-                    .collect();
-                (r, Which::All)
-            }
-            Some(f) => self.filtered(&t, f)?,
-        };
-        let props = match &which {
-            Which::All => Props::All,
-            Which::Present => Props::Present,
-            Which::Only(l) => Props::Only(l),
-        };
         let schema = &self.ctx.svc.schema;
-        let mut items: VecDeque<String> = results
-            .iter()
-            .map(|(path, inst)| {
-                let mut s = String::new();
-                match mode {
-                    Mode::Object => {
-                        render::instance(&mut s, schema, inst, props, self.address, t.ns)
-                    }
-                    Mode::Epr => render::epr(&mut s, path, self.address, t.ns),
-                    Mode::ObjectAndEpr => {
-                        s.push_str("<wsman:Item>");
-                        render::instance(&mut s, schema, inst, props, self.address, t.ns);
-                        render::epr(&mut s, path, self.address, t.ns);
-                        s.push_str("</wsman:Item>");
-                    }
+        let (address, ns) = (self.address, t.ns);
+        let render_one =
+            |s: &mut String, path: &ObjectPath, inst: &Instance, props: Props| match mode {
+                Mode::Object => render::instance(s, schema, inst, props, address, ns),
+                Mode::Epr => render::epr(s, path, address, ns),
+                Mode::ObjectAndEpr => {
+                    s.push_str("<wsman:Item>");
+                    render::instance(s, schema, inst, props, address, ns);
+                    render::epr(s, path, address, ns);
+                    s.push_str("</wsman:Item>");
                 }
-                s
-            })
-            .collect();
+            };
+        // Every item rendered, each followed by a NUL.
+        let mut rendered = String::new();
+        match filter {
+            None => {
+                // Unfiltered: from the provider's per-VM rendering cache.
+                let c = t.class.ok_or_else(|| Fault::unreachable("no class"))?;
+                let format = format!("wsman {mode:?} {address} {ns}");
+                let each = |s: &mut String, inst: &Instance| {
+                    let path = crate::cim::provider::path_of(schema, inst, ns);
+                    render_one(s, &path, inst, Props::All);
+                };
+                crate::cim::render::enumerate_rendered(
+                    &self.ctx.svc,
+                    t.bit,
+                    c,
+                    &format,
+                    &each,
+                    &mut rendered,
+                );
+            }
+            Some(f) => {
+                let (results, which) = self.filtered(&t, f)?;
+                let props = match &which {
+                    Which::All => Props::All,
+                    Which::Present => Props::Present,
+                    Which::Only(l) => Props::Only(l),
+                };
+                for (path, inst) in &results {
+                    render_one(&mut rendered, path, inst, props);
+                    rendered.push('\0');
+                }
+            }
+        }
+        let parts: Vec<&str> = rendered.split_terminator('\0').collect();
         let mut body = String::from("<wsen:EnumerateResponse>");
         if !optimize {
+            let items = parts.iter().map(|s| s.to_string()).collect();
             let id = self
                 .ctx
                 .svc
@@ -609,14 +619,12 @@ impl Op<'_, '_> {
             });
         }
         let budget = self.max_envelope().saturating_sub(ENVELOPE_OVERHEAD);
-        let mut first = String::new();
-        let n = pack(&items, max_elements, budget);
-        if n == 0 && !items.is_empty() {
+        let n = pack(&parts, max_elements, budget);
+        if n == 0 && !parts.is_empty() {
             return Err(too_large());
         }
-        for s in items.drain(..n) {
-            first.push_str(&s);
-        }
+        let first: String = parts[..n].concat();
+        let items: VecDeque<String> = parts[n..].iter().map(|s| s.to_string()).collect();
         if items.is_empty() {
             // The schema requires a context; an empty one tells clients
             // (wsl among them) there is nothing to pull.
@@ -790,7 +798,7 @@ impl Op<'_, '_> {
             .svc
             .contexts
             .take(&id, KIND, |items| {
-                let n = pack(items, max, budget);
+                let n = pack(items.iter(), max, budget);
                 none_fit = n == 0 && !items.is_empty();
                 for s in items.drain(..n) {
                     taken.push_str(&s);
@@ -891,10 +899,11 @@ fn too_large() -> Fault {
 }
 
 /// How many of the first `items` fit in `max` items and `budget` bytes.
-fn pack(items: &VecDeque<String>, max: u64, budget: usize) -> usize {
+fn pack<S: AsRef<str>>(items: impl IntoIterator<Item = S>, max: u64, budget: usize) -> usize {
     let mut size = 0usize;
     let mut n = 0usize;
     for s in items {
+        let s = s.as_ref();
         if n as u64 >= max || size + s.len() > budget {
             break;
         }
