@@ -486,16 +486,27 @@ impl Wbem {
         report(&g.0, &g.1)
     }
 
-    /// Apply `c`: validate, reopen the listeners, keep the settings. On a
-    /// listener that cannot open, the previous settings are restored.
+    /// Apply `c`: validate, reopen the listeners (unless only the log
+    /// level changes), keep the settings. On a listener that cannot open,
+    /// the previous settings are restored.
     pub fn set(&self, c: &Changes) -> Result<Value, String> {
         let mut g = self.lock();
         let new = g.0.with(c)?;
-        // Close first: a listener may move to a port the old one holds,
-        // and the TLS settings of a kept port change too.
-        let old = std::mem::take(&mut g.1);
-        drop(old);
-        match self.open(&new) {
+        let same_listeners = Settings {
+            log_level: g.0.log_level.clone(),
+            ..new.clone()
+        } == g.0;
+        let opened = if same_listeners {
+            // Only the log level: the listeners stay as they are.
+            LEVEL.store(level_index(&new.log_level).unwrap_or(1), Ordering::Relaxed);
+            Ok(std::mem::take(&mut g.1))
+        } else {
+            // Close first: a listener may move to a port the old one
+            // holds, and the TLS settings of a kept port change too.
+            drop(std::mem::take(&mut g.1));
+            self.open(&new)
+        };
+        match opened {
             Ok(r) => {
                 g.1 = r;
                 g.0 = new;

@@ -383,6 +383,39 @@ fn raw_faults_timeouts_and_bad_input() {
     );
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("wsen:InvalidEnumerationContext"), "{body}");
+    // A context that idles past its wsen:Expires is gone.
+    let (code, body) = curl(
+        &sim,
+        "admin:s3cret",
+        &request(
+            enumerate,
+            &cs,
+            "",
+            "<wsen:Enumerate><wsen:Expires>PT0.2S</wsen:Expires></wsen:Enumerate>",
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    let id = body
+        .split("<wsen:EnumerationContext>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("context id")
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let (code, body) = curl(
+        &sim,
+        "admin:s3cret",
+        &request(
+            "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Pull",
+            &cs,
+            "",
+            &format!(
+                "<wsen:Pull><wsen:EnumerationContext>{id}</wsen:EnumerationContext></wsen:Pull>"
+            ),
+        ),
+    );
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("wsen:InvalidEnumerationContext"), "{body}");
     // An action the resource does not have.
     let (code, body) = curl(
         &sim,
@@ -542,20 +575,37 @@ fn wbem_set_changes_tls_and_listeners_live() {
     assert_eq!(v["Enabled"], false);
     assert_eq!(v["CIMObject Manager PID"], 0);
 
-    set(
-        &sim,
-        &[
-            "--enable",
-            "true",
-            "--wsman",
-            "true",
-            "--log-level",
-            "warning",
-        ],
-    );
+    set(&sim, &["--enable", "true", "--wsman", "true"]);
     let ws = port(&sim, "wsman").unwrap();
     assert!(handshake(ws, "-tls1_3"));
+
+    // The log level filters the WS-Management lines (RUST_LOG is debug).
+    let cs = format!("{DMTF}CIM_ComputerSystem");
+    set(&sim, &["--log-level", "debug"]);
+    curl(
+        &sim,
+        "admin:s3cret",
+        &request("urn:marker-one", &cs, "", ""),
+    );
+    sim.eventually("the debug line", || sim.log().contains("urn:marker-one"));
+    set(&sim, &["--log-level", "warning"]);
     assert_eq!(wbem(&sim)["Loglevel"], "warning");
+    curl(
+        &sim,
+        "admin:s3cret",
+        &request("urn:marker-two", &cs, "", ""),
+    );
+    curl(
+        &sim,
+        "admin:wrong",
+        &request("urn:marker-three", &cs, "", ""),
+    );
+    // The refused login is a warning: it is logged, the debug line is not.
+    sim.eventually("the warning", || {
+        sim.log()
+            .contains("authentication failed for user \"admin\"")
+    });
+    assert!(!sim.log().contains("urn:marker-two"));
 
     // Bad values are refused and change nothing.
     let o = sim.hvsim(&["wbem", "set", "--ssl-protocols", "tlsv1.1"]);
@@ -564,4 +614,20 @@ fn wbem_set_changes_tls_and_listeners_live() {
     let o = sim.hvsim(&["wbem", "set", "--auth-model", "certificate"]);
     assert!(!o.status.success());
     assert_eq!(port(&sim, "wsman"), Some(ws));
+}
+
+#[test]
+fn wbem_settings_survive_a_restart() {
+    let mut sim = wsman_sim(&["web"]);
+    set(
+        &sim,
+        &["--ssl-protocols", "tlsv1.2,tlsv1.3", "--wsman", "false"],
+    );
+    sim.kill9_and_restart();
+    let v = wbem(&sim);
+    assert_eq!(v["Enabled System SSL Protocols"], "tlsv1.2,tlsv1.3");
+    assert_eq!(v["WSManagement Service"], false);
+    assert_eq!(port(&sim, "wsman"), None);
+    let cim = port(&sim, "https").unwrap();
+    assert!(handshake(cim, "-tls1_2") && handshake(cim, "-tls1_3"));
 }
