@@ -276,14 +276,13 @@ pub fn answer(ctx: &Ctx, env: &Envelope, product_version: &str) -> R<Reply> {
                 "the request has no wsa:MessageID header",
             ));
         }
+        // EPRs carry the anonymous address, as openwsman's do: selectors
+        // identify the instance, and a client's wsa:To (any length) never
+        // multiplies into every item.
         let op = Op {
             ctx,
             env,
-            address: if env.to.is_empty() {
-                soap::ANONYMOUS
-            } else {
-                env.to.as_str()
-            },
+            address: soap::ANONYMOUS,
         };
         match env.action.as_str() {
             action::GET => op.get()?,
