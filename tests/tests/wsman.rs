@@ -554,7 +554,28 @@ fn wbem_set_changes_tls_and_listeners_live() {
     let kept = std::fs::read_to_string(sim.dir.path().join("state/wbem.json")).unwrap();
     assert!(kept.contains("tlsv1.3"), "{kept}");
 
+    // The CIM-XML ports move.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (p, hp) = (free(), free());
+    set(
+        &sim,
+        &["--port", &p.to_string(), "--http-port", &hp.to_string()],
+    );
+    let v = wbem(&sim);
+    assert_eq!(v["Port"], p, "{v}");
+    assert_eq!(v["HTTP Port"], hp, "{v}");
+    assert!(handshake(p, "-tls1_3"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", hp)).is_ok());
+
     // WS-Management off: its port closes, CIM-XML stays.
+    let ws = port(&sim, "wsman").unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", ws)).is_ok());
     set(&sim, &["--wsman", "false"]);
     assert!(std::net::TcpStream::connect(("127.0.0.1", ws)).is_err());
     assert_eq!(port(&sim, "wsman"), None);
