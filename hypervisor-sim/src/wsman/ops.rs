@@ -577,7 +577,7 @@ impl Op<'_, '_> {
                     render_one(s, &path, inst, Props::All);
                 };
                 crate::cim::render::enumerate_rendered(
-                    &self.ctx.svc,
+                    self.ctx.svc,
                     t.bit,
                     c,
                     &format,
