@@ -543,13 +543,25 @@ fn wbem_set_changes_tls_and_listeners_live() {
     assert!(handshake(ws, "-tls1_2") && handshake(cim, "-tls1_2"));
     assert!(!handshake(ws, "-tls1_3"));
 
-    set(&sim, &["--ssl-protocols", "tlsv1.3"]);
+    set(
+        &sim,
+        &[
+            "--ssl-protocols",
+            "tlsv1.3",
+            "--keepalive-timeout",
+            "30",
+            "--keepalive-max-requests",
+            "5",
+        ],
+    );
     let (ws, cim) = (port(&sim, "wsman").unwrap(), port(&sim, "https").unwrap());
     assert!(!handshake(ws, "-tls1_2") && !handshake(cim, "-tls1_2"));
     assert!(handshake(ws, "-tls1_3") && handshake(cim, "-tls1_3"));
     let v = wbem(&sim);
     assert_eq!(v["Enabled System SSL Protocols"], "tlsv1.3");
     assert_eq!(v["Enabled Running SSL Protocols"], "tlsv1.3");
+    assert_eq!(v["KeepAlive Timeout"], 30);
+    assert_eq!(v["KeepAlive Max Requests"], 5);
     // Kept in the state directory.
     let kept = std::fs::read_to_string(sim.dir.path().join("state/wbem.json")).unwrap();
     assert!(kept.contains("tlsv1.3"), "{kept}");
