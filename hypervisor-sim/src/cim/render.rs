@@ -480,6 +480,34 @@ mod tests {
     }
 
     #[test]
+    fn other_formats_follow_the_vms() {
+        let (svc, vms) = service();
+        let c = svc.schema.get("CIM_IPProtocolEndpoint").unwrap();
+        let f = |out: &mut String, i: &Instance| out.push_str(&i.get("Name").text());
+        let expect = |svc: &Service| -> String {
+            svc.snapshot()
+                .instances(CIMV2, c)
+                .iter()
+                .map(|i| format!("{}\0", i.get("Name").text()))
+                .collect()
+        };
+        for round in 0..2 {
+            let mut a = String::new();
+            enumerate_rendered(&svc, CIMV2, c, "test", &f, &mut a);
+            assert_eq!(a, expect(&svc), "round {round}");
+            assert_eq!(a.matches('\0').count(), 6);
+        }
+        // A VM reports more addresses: the next enumeration has them, and
+        // the CIM-XML rendering of the same VM is a separate entry.
+        set_nics(&vms[0], 1, 4);
+        let mut a = String::new();
+        enumerate_rendered(&svc, CIMV2, c, "test", &f, &mut a);
+        assert_eq!(a, expect(&svc));
+        assert_eq!(a.matches('\0').count(), 8);
+        assert!(compare_all(&svc) > 0);
+    }
+
+    #[test]
     fn variants_are_bounded() {
         let (svc, _) = service();
         let ep = svc.schema.get("CIM_IPProtocolEndpoint").unwrap();
