@@ -234,6 +234,45 @@ fn wsl_identifies_gets_enumerates_and_follows_associations() {
         "{text}"
     );
 
+    // wsl's default dialect is CQL; and its selector filter.
+    let o = wsl(
+        &sim,
+        &dir,
+        "admin",
+        "s3cret",
+        &[
+            "enum",
+            "CIM_IPProtocolEndpoint",
+            "-filter",
+            "SELECT * FROM CIM_IPProtocolEndpoint WHERE PrefixLength = 64",
+        ],
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains("2001:db8::7") && !text.contains("198.51.100.7"),
+        "{text}"
+    );
+    let o = wsl(
+        &sim,
+        &dir,
+        "admin",
+        "s3cret",
+        &[
+            "enum",
+            "CIM_ComputerSystem",
+            "-dialect",
+            "http://schemas.dmtf.org/wbem/wsman/1/wsman/SelectorFilter",
+            "-filter",
+            &name,
+        ],
+    );
+    let text = stdout(&o);
+    assert_eq!(text.matches("<p:CIM_ComputerSystem ").count(), 1, "{text}");
+    assert!(
+        text.contains("<p:ElementName>web</p:ElementName>"),
+        "{text}"
+    );
+
     // Faults: an unknown class, a missing key selector.
     let o = wsl(
         &sim,
