@@ -45,7 +45,7 @@ pub const DEFAULT_MAX_REQUEST: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CimStartError {
     /// A listener could not bind.
-    #[error("cannot listen for CIM-XML on {addr}: {source}")]
+    #[error("cannot listen for CIM-XML or WS-Management on {addr}: {source}")]
     Bind {
         /// The address.
         addr: String,
