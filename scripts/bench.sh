@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build release binaries and print the wire-path, trap-frontend and guest agent
+# Build release binaries and print the wire-path, trap-frontend, guest agent,
+# IPMI, CIM, Redfish and WS-Management
 # benchmark tables (Markdown).
 # Pass --quick for a short smoke run.
 set -euo pipefail
@@ -14,3 +15,4 @@ echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
 ./target/release/ipmi-bench "$@"
 ./target/release/cim-bench "$@"
 ./target/release/redfish-bench "$@"
+./target/release/wsman-bench "$@"

@@ -13,10 +13,13 @@ cd "$(dirname "$0")/.."
 # unzip: the ESXi VIB check; python3-venv: the venv; xvfb/xclip: an X server
 # and a desktop program for the clipboard tests; e2fsprogs/util-linux/mount:
 # the quiesced-snapshot tests' loop-mounted ext4 image in a private mount
-# namespace (mkfs.ext4, unshare, nsenter, mount -o loop, fsfreeze).
+# namespace (mkfs.ext4, unshare, nsenter, mount -o loop, fsfreeze); wsl (with
+# uuid-runtime and libxml2-utils): a WS-Management client; openssl: TLS
+# handshake checks.
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
-      binutils file unzip xvfb xclip e2fsprogs util-linux mount)
+      binutils file unzip xvfb xclip e2fsprogs util-linux mount
+      wsl uuid-runtime libxml2-utils openssl)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -36,12 +39,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # pywbem/pywbemtools (CIM), sushy and DMTF's Redfish-Service-Validator
-# (Redfish), sushy-tools (the Redfish benchmark's peer).
-if ! target/venv/bin/python -c 'import pywbem, sushy' 2>/dev/null \
+# (Redfish), sushy-tools (the Redfish benchmark's peer), pypsrp (a
+# WS-Management client).
+if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp' 2>/dev/null \
     || [ ! -x target/venv/bin/rf_service_validator ] \
     || [ ! -x target/venv/bin/sushy-emulator ]; then
     python3 -m venv target/venv
-    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools
+    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools pypsrp
 fi
 
 # pyvmomi (the vSphere API's client) and Ansible: ansible-core, with the

@@ -62,6 +62,9 @@ pub struct Config {
     /// CIM provider listeners.
     #[serde(default)]
     pub cim: CimConfig,
+    /// WS-Management listener.
+    #[serde(default)]
+    pub wsman: WsmanConfig,
     /// Redfish listener.
     #[serde(default)]
     pub redfish: RedfishConfig,
@@ -221,6 +224,27 @@ pub struct CimConfig {
     pub http_local_only: Option<bool>,
     /// Largest request body in bytes (default 1 MiB).
     pub max_request: Option<usize>,
+    /// Authentication model (`password`: Basic against `[[user]]`).
+    pub auth_model: Option<String>,
+    /// Seconds an idle keep-alive connection stays open (default 60).
+    pub keepalive_timeout: Option<u64>,
+    /// Requests per keep-alive connection (default 0: unlimited).
+    pub keepalive_max_requests: Option<u64>,
+    /// Log level of CIM and WS-Management: debug, info (default), warning, error.
+    pub log_level: Option<String>,
+    /// TLS protocols of the CIM and WS-Management HTTPS listeners
+    /// (default `tlsv1.2`; `tlsv1.2,tlsv1.3`).
+    pub ssl_protocols: Option<String>,
+}
+
+/// WS-Management listener (DSP0226 over the CIM provider).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WsmanConfig {
+    /// HTTPS listen address, served at `/wsman` ("" = off).
+    pub listen: Option<String>,
+    /// `false` starts no WS-Management listener.
+    pub enabled: Option<bool>,
 }
 
 /// Redfish listener.
@@ -459,6 +483,9 @@ impl Config {
         }
         if self.cim.certificate.is_some() != self.cim.key.is_some() {
             return Err(self.invalid("cim.certificate and cim.key go together".into()));
+        }
+        if let Err(e) = crate::wbem::Settings::from_config(self).validate() {
+            return Err(self.invalid(format!("[cim]/[wsman]: {e}")));
         }
         let b = &self.backdoor;
         if b.max_channels == 0 || b.max_channels > 0xFFFF {

@@ -134,6 +134,13 @@ pub enum Request {
         #[serde(default)]
         console: bool,
     },
+    /// `hvsim wbem get`: the WBEM service settings.
+    WbemGet,
+    /// `hvsim wbem set`: change WBEM service settings (applied live).
+    WbemSet {
+        /// What to change.
+        changes: crate::wbem::Changes,
+    },
     /// `hvsim exec`, after `exec-attach`: handle the vsock calls its seccomp
     /// filter reports on the listener `fd` (a descriptor of process `pid`,
     /// the connection's peer).
@@ -273,6 +280,9 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::ExecAttach { .. } | Request::ExecVsock { .. } => {
             Err("exec-attach and exec-vsock are served only on the control socket".to_string())
         }
+        Request::WbemGet | Request::WbemSet { .. } => {
+            Err("the WBEM service is not running in this server".to_string())
+        }
     }
 }
 
@@ -282,6 +292,7 @@ pub fn spawn(
     inv: Inventory,
     listener: UnixListener,
     exec: Arc<crate::exec::Service>,
+    wbem: Option<Arc<crate::wbem::Wbem>>,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name("control".into())
@@ -290,10 +301,11 @@ pub fn spawn(
                 let Ok(conn) = conn else { continue };
                 let inv = inv.clone();
                 let exec = exec.clone();
+                let wbem = wbem.clone();
                 let _ = std::thread::Builder::new()
                     .name("control-conn".into())
                     .spawn(move || {
-                        if let Err(e) = serve_conn(&inv, &exec, conn) {
+                        if let Err(e) = serve_conn(&inv, &exec, wbem.as_deref(), conn) {
                             log::debug!("control connection: {e}");
                         }
                     });
@@ -374,7 +386,12 @@ impl Read for FdReader {
     }
 }
 
-fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) -> io::Result<()> {
+fn serve_conn(
+    inv: &Inventory,
+    exec: &crate::exec::Service,
+    wbem: Option<&crate::wbem::Wbem>,
+    conn: UnixStream,
+) -> io::Result<()> {
     let peer = peer_pid(&conn);
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(FdReader {
@@ -412,6 +429,12 @@ fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) ->
                 }
                 Ok(Request::ExecVsock { vm, pid, fd }) => {
                     exec.vsock(&vm, pid, peer, fd).map(|()| Value::Null)
+                }
+                Ok(Request::WbemGet) if wbem.is_some() => {
+                    Ok(wbem.map(|w| w.get()).unwrap_or_default())
+                }
+                Ok(Request::WbemSet { changes }) if wbem.is_some() => {
+                    wbem.map_or(Ok(Value::Null), |w| w.set(&changes))
                 }
                 Ok(req) => handle(inv, req),
                 Err(e) => Err(format!("bad control request: {e}")),

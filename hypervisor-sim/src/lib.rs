@@ -13,7 +13,8 @@
 //! * [`vsock`]: TCLO over vsock, the push channel for programs under `hvsim exec`;
 //!   [`rpci_vsock`]: RPCI over vsock, their request channel.
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
-//! * [`cim`]: the embedded CIM-XML provider.
+//! * [`cim`]: the embedded CIM-XML provider; [`wsman`]: WS-Management over it;
+//!   [`wbem`]: the CIM service settings (`hvsim wbem get|set`).
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
 //! * [`serve`]: wiring it all together.
 
@@ -42,3 +43,5 @@ pub mod vm;
 pub mod vmhost;
 pub mod vsock;
 pub mod vsphere;
+pub mod wbem;
+pub mod wsman;

@@ -55,6 +55,15 @@ enum Cmd {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<std::ffi::OsString>,
     },
+    /// The WBEM service of a running `hvsim serve` (CIM-XML and
+    /// WS-Management), like `esxcli system wbem get|set`.
+    Wbem {
+        /// Control socket (default: $HVSIM_CONTROL, else /run/hvsim/control.sock).
+        #[arg(long, global = true)]
+        control: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: WbemCmd,
+    },
     /// The one-command tour: start a host, run guest programs, show what the host sees.
     Demo {
         /// Keep the host running until Ctrl-C (default: when run in a terminal).
@@ -63,6 +72,48 @@ enum Cmd {
         /// Exit after the tour.
         #[arg(long)]
         no_wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WbemCmd {
+    /// Show the settings and state, with the fields of `esxcli system wbem get`.
+    Get {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change settings; they are kept in the state directory and applied at
+    /// once (listeners are closed and opened again, hvsim keeps running).
+    Set {
+        /// Run the WBEM service (CIM-XML and WS-Management) at all.
+        #[arg(long, value_name = "BOOL")]
+        enable: Option<bool>,
+        /// Run WS-Management (at /wsman on its HTTPS listener).
+        #[arg(long, value_name = "BOOL")]
+        wsman: Option<bool>,
+        /// CIM-XML HTTPS port (5989).
+        #[arg(long)]
+        port: Option<u16>,
+        /// CIM-XML HTTP port (5988).
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// Authentication model: password (Basic, the [[user]] accounts).
+        #[arg(long, value_name = "MODEL")]
+        auth_model: Option<String>,
+        /// Seconds an idle keep-alive connection stays open.
+        #[arg(long, value_name = "SECS")]
+        keepalive_timeout: Option<u64>,
+        /// Requests per keep-alive connection (0: unlimited).
+        #[arg(long, value_name = "N")]
+        keepalive_max_requests: Option<u64>,
+        /// Log level of CIM and WS-Management: debug, info, warning, error.
+        #[arg(long, value_name = "LEVEL")]
+        log_level: Option<String>,
+        /// TLS protocols of the HTTPS listeners: tlsv1.2, tlsv1.3 or both
+        /// (comma-separated).
+        #[arg(long, value_name = "LIST")]
+        ssl_protocols: Option<String>,
     },
 }
 
@@ -195,7 +246,12 @@ fn main() -> ExitCode {
         Cmd::Serve { .. } => "info",
         _ => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).build();
+    let max = logger.filter();
+    // The WBEM log level (`hvsim wbem set --log-level`) filters the CIM and
+    // WS-Management lines on top of RUST_LOG.
+    let _ = hvsim::wbem::install_logger(logger, max);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -241,6 +297,61 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None
             };
             demo::run(w)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Wbem { control: sock, cmd } => {
+            let path = control::client_socket(sock.as_deref());
+            let v = match cmd {
+                WbemCmd::Get { json } => {
+                    let v = control::request(&path, &json!({"op": "wbem-get"}))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    v
+                }
+                WbemCmd::Set {
+                    enable,
+                    wsman,
+                    port,
+                    http_port,
+                    auth_model,
+                    keepalive_timeout,
+                    keepalive_max_requests,
+                    log_level,
+                    ssl_protocols,
+                } => {
+                    let changes = hvsim::wbem::Changes {
+                        enable,
+                        wsman,
+                        port,
+                        http_port,
+                        auth_model,
+                        keepalive_timeout,
+                        keepalive_max_requests,
+                        log_level,
+                        ssl_protocols,
+                    };
+                    if changes == hvsim::wbem::Changes::default() {
+                        anyhow::bail!("nothing to change: give at least one option (see hvsim wbem set --help)");
+                    }
+                    control::request(&path, &json!({"op": "wbem-set", "changes": changes}))?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            // esxcli's layout: three spaces, "Field: value", in field order.
+            if let Some(m) = v.as_object() {
+                for (k, val) in m {
+                    if val.is_object() {
+                        continue;
+                    }
+                    let text = match val {
+                        Value::Null => String::new(),
+                        other => s(other),
+                    };
+                    println!("   {k}: {text}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Vm { control: sock, cmd } => {

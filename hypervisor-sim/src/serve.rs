@@ -24,8 +24,8 @@ pub struct Server {
     pub control_socket: PathBuf,
     /// The state directory.
     pub state_dir: PathBuf,
-    /// The CIM-XML listeners, when started.
-    pub cim: Option<crate::cim::CimServer>,
+    /// The WBEM service (CIM-XML and WS-Management listeners).
+    pub wbem: Arc<crate::wbem::Wbem>,
     /// The Redfish service (and its NBD server), when started.
     pub redfish: Option<crate::redfish::RedfishServer>,
     /// The vSphere API, when started.
@@ -270,7 +270,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         socket::spawn(vm, facts, l)?;
     }
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
-    let cim = crate::cim::start(cfg, inv.clone(), &state_dir, users.clone())?;
+    let wbem = crate::wbem::Wbem::start(cfg, inv.clone(), &state_dir, users.clone())?;
     crate::ipmi::start(cfg, &inv, store.clone(), users.clone())?;
     let vsphere = crate::vsphere::start(cfg, inv.clone(), users.clone(), &state_dir)?;
     let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
@@ -278,13 +278,18 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     // sign that every listener of the host is bound.
     let control_listener = bind(&control_socket, "control socket")?;
     sockets.push(control_socket.clone());
-    control::spawn(inv.clone(), control_listener, Arc::new(exec))?;
+    control::spawn(
+        inv.clone(),
+        control_listener,
+        Arc::new(exec),
+        Some(wbem.clone()),
+    )?;
     log::info!("control socket {}", control_socket.display());
     Ok(Server {
         vms: inv,
         control_socket,
         state_dir,
-        cim,
+        wbem,
         redfish,
         vsphere,
         _lock: lock,

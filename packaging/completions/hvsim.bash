@@ -12,7 +12,9 @@ _hvsim() {
         exec) COMPREPLY=($(compgen -W '--vm --help --' -- "$cur")) ;;
         vm) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W 'list show set-var get-var set-option namespace-set power clipboard tclo snapshot help' -- "$cur")) \
                 || COMPREPLY=($(compgen -W '--json --quiesce --timeout --capture --no-scripts --script-arg --fault --help' -- "$cur")) ;;
-        *) [[ $COMP_CWORD -eq 1 ]] && COMPREPLY=($(compgen -W 'serve vm exec demo help --help --version' -- "$cur")) ;;
+        wbem) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W 'get set help' -- "$cur")) \
+                || COMPREPLY=($(compgen -W '--json --enable --wsman --port --http-port --auth-model --keepalive-timeout --keepalive-max-requests --log-level --ssl-protocols --control --help' -- "$cur")) ;;
+        *) [[ $COMP_CWORD -eq 1 ]] && COMPREPLY=($(compgen -W 'serve vm wbem exec demo help --help --version' -- "$cur")) ;;
     esac
 }
 complete -F _hvsim hvsim

@@ -27,15 +27,10 @@ pub mod value;
 pub mod wql;
 pub mod xml;
 
-use std::net::TcpListener;
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Config;
 use crate::control::Inventory;
-use crate::http::{
-    self, Authenticator, Handler, HttpConfig, HttpLimits, Principal, Request, Response,
-};
+use crate::http::{self, Authenticator, Handler, Principal, Request, Response};
 use crate::users::{Role, UserStore};
 use request::{Call, CimError, CimRequest};
 
@@ -50,7 +45,7 @@ pub const DEFAULT_MAX_REQUEST: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CimStartError {
     /// A listener could not bind.
-    #[error("cannot listen for CIM-XML on {addr}: {source}")]
+    #[error("cannot listen for CIM-XML or WS-Management on {addr}: {source}")]
     Bind {
         /// The address.
         addr: String,
@@ -63,6 +58,14 @@ pub enum CimStartError {
     /// A listener thread could not start.
     #[error("cannot start the CIM listener: {0}")]
     Thread(std::io::Error),
+    /// A setting is invalid.
+    #[error("invalid WBEM settings in {origin}: {msg}")]
+    Settings {
+        /// Where they came from.
+        origin: String,
+        /// What is wrong.
+        msg: String,
+    },
 }
 
 /// The provider state shared by all connections.
@@ -412,8 +415,9 @@ impl Authenticator for UserAuth {
 
 /// Responses are built in buffers of hundreds of KiB; glibc would map and
 /// unmap each one (a page fault per 4 KiB, every request). Keep such
-/// buffers on the heap instead.
-fn tune_allocator() {
+/// buffers on the heap instead. The listeners are started by
+/// [`crate::wbem`].
+pub fn tune_allocator() {
     // SAFETY: mallopt only adjusts glibc allocator thresholds; the values
     // are in range and no allocation is in an inconsistent state.
     unsafe {
@@ -422,129 +426,11 @@ fn tune_allocator() {
     }
 }
 
-fn host_name() -> String {
+/// The machine's host name (the simulated host's CIM_ComputerSystem Name).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
-}
-
-/// The running CIM listeners.
-#[derive(Debug)]
-pub struct CimServer {
-    /// The provider.
-    pub service: Arc<Service>,
-    /// HTTP address, when listening.
-    pub http: Option<std::net::SocketAddr>,
-    /// HTTPS address, when listening.
-    pub https: Option<std::net::SocketAddr>,
-}
-
-fn listen(addr: &str, explicit: bool) -> Result<Option<TcpListener>, CimStartError> {
-    match TcpListener::bind(addr) {
-        Ok(l) => Ok(Some(l)),
-        Err(source) if !explicit => {
-            // A default port in use (another hvsim, a real sfcb) must not
-            // stop the simulator; a configured one must.
-            log::warn!("cim: not listening on default {addr}: {source}");
-            Ok(None)
-        }
-        Err(source) => Err(CimStartError::Bind {
-            addr: addr.into(),
-            source,
-        }),
-    }
-}
-
-/// Start the CIM listeners of `cfg` over `inventory`, with logins checked
-/// against `users`.
-pub fn start(
-    cfg: &Config,
-    inventory: Inventory,
-    state_dir: &Path,
-    users: Arc<UserStore>,
-) -> Result<Option<CimServer>, CimStartError> {
-    let c = &cfg.cim;
-    if c.enabled == Some(false) {
-        log::info!("cim: disabled by configuration");
-        return Ok(None);
-    }
-    tune_allocator();
-    let host = host_name();
-    let service = Service::new(inventory, host);
-    let handler: Arc<dyn Handler> = Arc::new(CimHandler {
-        svc: service.clone(),
-    });
-    let any_user = !users.list().is_empty();
-    if !any_user {
-        log::warn!("cim: no [[user]] configured: CIM-XML requests are not authenticated");
-    }
-    let auth: Option<Arc<dyn Authenticator>> =
-        any_user.then(|| Arc::new(UserAuth::new(users)) as Arc<dyn Authenticator>);
-    let limits = HttpLimits {
-        max_body: c.max_request.unwrap_or(DEFAULT_MAX_REQUEST),
-        ..HttpLimits::default()
-    };
-    let base = HttpConfig {
-        limits,
-        auth,
-        realm: "hvsim CIM".into(),
-        local_only: false,
-        name: "cim-http".into(),
-    };
-    let mut server = CimServer {
-        service,
-        http: None,
-        https: None,
-    };
-    let http_addr = c.http.clone().unwrap_or_else(|| DEFAULT_HTTP.into());
-    if !http_addr.is_empty() {
-        if let Some(l) = listen(&http_addr, c.http.is_some())? {
-            server.http = l.local_addr().ok();
-            let hc = HttpConfig {
-                local_only: c.http_local_only.unwrap_or(true),
-                ..base.clone()
-            };
-            http::spawn(l, None, hc, handler.clone()).map_err(CimStartError::Thread)?;
-            log::info!(
-                "cim: CIM-XML over HTTP on {}",
-                server.http.map_or(http_addr.clone(), |a| a.to_string())
-            );
-        }
-    }
-    let https_addr = c.https.clone().unwrap_or_else(|| DEFAULT_HTTPS.into());
-    if !https_addr.is_empty() {
-        if let Some(l) = listen(&https_addr, c.https.is_some())? {
-            let paths = match (&c.certificate, &c.key) {
-                (Some(cert), Some(key)) => http::tls::CertPaths {
-                    cert: cfg.resolve(cert),
-                    key: cfg.resolve(key),
-                },
-                _ => http::tls::ensure_self_signed(
-                    &state_dir.join("cim"),
-                    "server",
-                    &[
-                        "localhost".into(),
-                        "127.0.0.1".into(),
-                        "::1".into(),
-                        host_name(),
-                    ],
-                )?,
-            };
-            let tls = http::tls::server_config(&paths)?;
-            server.https = l.local_addr().ok();
-            let hc = HttpConfig {
-                name: "cim-https".into(),
-                ..base
-            };
-            http::spawn(l, Some(tls), hc, handler).map_err(CimStartError::Thread)?;
-            log::info!(
-                "cim: CIM-XML over HTTPS on {} (certificate {})",
-                server.https.map_or(https_addr.clone(), |a| a.to_string()),
-                paths.cert.display()
-            );
-        }
-    }
-    Ok(Some(server))
 }

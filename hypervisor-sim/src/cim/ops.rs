@@ -31,7 +31,8 @@ pub fn ns_bit(ns: &str) -> R<u8> {
         .ok_or_else(|| err(code::INVALID_NAMESPACE, format!("no namespace {ns:?}")))
 }
 
-fn canonical_ns(ns: &str) -> &'static str {
+/// The served spelling of a namespace name (`root/cimv2` when unknown).
+pub fn canonical_ns(ns: &str) -> &'static str {
     NAMESPACES
         .iter()
         .find(|(n, _)| super::value::ns_eq(n, ns))
@@ -600,11 +601,18 @@ pub fn find(snap: &Snapshot, bit: u8, ns: &str, path: &ObjectPath) -> R<Instance
         .ok_or_else(|| err(code::NOT_FOUND, format!("no instance {path}")))
 }
 
-struct AssocFilter {
-    assoc_class: Option<String>,
-    result_class: Option<String>,
-    role: Option<String>,
-    result_role: Option<String>,
+/// The filters of an association traversal (DSP0200 Associators and
+/// References; DSP0227 association filter).
+#[derive(Debug, Clone, Default)]
+pub struct AssocFilter {
+    /// Only associations of this class (Associators).
+    pub assoc_class: Option<String>,
+    /// Only results of this class (for References: association class).
+    pub result_class: Option<String>,
+    /// The role of the source object in the association.
+    pub role: Option<String>,
+    /// The role of the result object (Associators).
+    pub result_role: Option<String>,
 }
 
 impl AssocFilter {
@@ -624,7 +632,7 @@ impl AssocFilter {
 
 /// Associated objects (or, for references, the association instances) of
 /// `obj`, with their full paths.
-fn associated(
+pub fn associated(
     snap: &Snapshot,
     bit: u8,
     ns: &str,
@@ -732,7 +740,13 @@ fn query(
             format!("{query_param} is required"),
         )
     })?;
-    let q = wql::parse(&text).map_err(|e| err(code::INVALID_QUERY, e.to_string()))?;
+    run_query(ctx, bit, ns, &text)
+}
+
+/// Run WQL query `text` in namespace `bit` (named `ns`): the matching
+/// instances (projected to the selected properties) and their paths.
+pub fn run_query(ctx: &Ctx, bit: u8, ns: &str, text: &str) -> R<(Vec<ObjectPath>, Vec<Instance>)> {
+    let q = wql::parse(text).map_err(|e| err(code::INVALID_QUERY, e.to_string()))?;
     let c = ctx.class(bit, &q.class, code::INVALID_QUERY)?;
     if let Some(sel) = &q.select {
         for s in sel {
@@ -852,14 +866,16 @@ impl OpenParams {
 }
 
 struct EnumContext {
-    ns: String,
-    paths_only: bool,
+    /// What opened it (protocol, namespace, kind of result): a pull must
+    /// match.
+    kind: String,
     items: VecDeque<String>,
     timeout: Duration,
     expires: Instant,
 }
 
-/// Open enumeration contexts of the pull operations.
+/// Open enumeration contexts of the pull operations (CIM-XML's and
+/// WS-Management's, which share the bound [`MAX_CONTEXTS`]).
 #[derive(Default)]
 pub struct Contexts {
     map: std::sync::Mutex<std::collections::HashMap<String, EnumContext>>,
@@ -870,6 +886,10 @@ impl std::fmt::Debug for Contexts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Contexts").finish_non_exhaustive()
     }
+}
+
+fn cim_xml_kind(ns: &str, paths_only: bool) -> String {
+    format!("cim-xml {ns} {paths_only}")
 }
 
 /// Most enumeration contexts open at once.
@@ -904,12 +924,23 @@ impl Contexts {
 
     fn open(&self, ns: &str, paths_only: bool, items: Vec<String>, p: &OpenParams) -> R<String> {
         let mut items: VecDeque<String> = items.into();
-        let mut map = self.lock();
-        let now = Instant::now();
-        map.retain(|_, c| c.expires > now);
         if items.len() as u64 <= p.max {
             return Ok(pull_response(&mut items, p.max, None));
         }
+        let id = self.open_items(&cim_xml_kind(ns, paths_only), VecDeque::new(), p.timeout)?;
+        let body = pull_response(&mut items, p.max, Some(&id));
+        self.take(&id, &cim_xml_kind(ns, paths_only), |left| *left = items)?;
+        Ok(body)
+    }
+
+    /// Open a context holding `items` (rendered results), to be pulled with
+    /// the same `kind` until empty or idle for `timeout`; returns its id.
+    /// Fails with CIM_ERR_SERVER_LIMITS_EXCEEDED when [`MAX_CONTEXTS`] are
+    /// open.
+    pub fn open_items(&self, kind: &str, items: VecDeque<String>, timeout: Duration) -> R<String> {
+        let mut map = self.lock();
+        let now = Instant::now();
+        map.retain(|_, c| c.expires > now);
         if map.len() >= MAX_CONTEXTS {
             return Err(err(
                 code::SERVER_LIMITS_EXCEEDED,
@@ -918,21 +949,23 @@ impl Contexts {
         }
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("{n:x}-{:08x}", super::random_u32());
-        let body = pull_response(&mut items, p.max, Some(&id));
         map.insert(
-            id,
+            id.clone(),
             EnumContext {
-                ns: ns.to_string(),
-                paths_only,
+                kind: kind.to_string(),
                 items,
-                timeout: p.timeout,
-                expires: now + p.timeout,
+                timeout,
+                expires: now + timeout,
             },
         );
-        Ok(body)
+        Ok(id)
     }
 
-    fn pull(&self, id: &str, ns: &str, paths_only: bool, max: u64) -> R<String> {
+    /// Let `f` take items from context `id` (opened with `kind`); the
+    /// context's idle timer restarts, and it is closed once empty. Returns
+    /// whether it is at its end. A context of another kind is closed and
+    /// refused (CIM_ERR_INVALID_ENUMERATION_CONTEXT), like an unknown one.
+    pub fn take(&self, id: &str, kind: &str, f: impl FnOnce(&mut VecDeque<String>)) -> R<bool> {
         let mut map = self.lock();
         let now = Instant::now();
         map.retain(|_, c| c.expires > now);
@@ -943,7 +976,7 @@ impl Contexts {
             )
         };
         let c = map.get_mut(id).ok_or_else(bad)?;
-        if c.paths_only != paths_only || !super::value::ns_eq(&c.ns, ns) {
+        if c.kind != kind {
             map.remove(id);
             return Err(err(
                 code::INVALID_ENUMERATION_CONTEXT,
@@ -951,14 +984,24 @@ impl Contexts {
             ));
         }
         c.expires = now + c.timeout;
-        let body = pull_response(&mut c.items, max, Some(id));
-        if c.items.is_empty() {
+        f(&mut c.items);
+        let end = c.items.is_empty();
+        if end {
             map.remove(id);
         }
+        Ok(end)
+    }
+
+    fn pull(&self, id: &str, ns: &str, paths_only: bool, max: u64) -> R<String> {
+        let mut body = String::new();
+        self.take(id, &cim_xml_kind(ns, paths_only), |items| {
+            body = pull_response(items, max, Some(id));
+        })?;
         Ok(body)
     }
 
-    fn close(&self, id: &str, _ns: &str) -> R<()> {
+    /// Close context `id`.
+    pub fn close(&self, id: &str, _ns: &str) -> R<()> {
         self.lock().remove(id).map(|_| ()).ok_or_else(|| {
             err(
                 code::INVALID_ENUMERATION_CONTEXT,
@@ -970,6 +1013,22 @@ impl Contexts {
 
 /// Run an extrinsic method; the result is the inside of METHODRESPONSE.
 pub fn method(ctx: &Ctx, name: &str, target: &ObjectPath, list: &[(String, Param)]) -> R<String> {
+    let v = method_return(ctx, name, target, list)?;
+    Ok(format!(
+        "<RETURNVALUE PARAMTYPE=\"uint32\"><VALUE>{v}</VALUE></RETURNVALUE>"
+    ))
+}
+
+/// Run an extrinsic method (RequestStateChange, the one the classes
+/// define): its uint32 return value (DSP1052: 0 done, 1 not supported,
+/// 4097 invalid state transition, 4098 timeout parameter not supported,
+/// 4099 busy). Shared by CIM-XML and WS-Management.
+pub fn method_return(
+    ctx: &Ctx,
+    name: &str,
+    target: &ObjectPath,
+    list: &[(String, Param)],
+) -> R<u32> {
     let ns = target.namespace.as_deref().unwrap_or("root/cimv2");
     let bit = ns_bit(ns)?;
     let c = ctx.class(bit, &target.class, code::INVALID_CLASS)?;
@@ -990,8 +1049,7 @@ pub fn method(ctx: &Ctx, name: &str, target: &ObjectPath, list: &[(String, Param
     ctx.may_write()?;
     let p = Params { list };
     p.check(&["RequestedState", "Job", "TimeoutPeriod"])?;
-    let ret =
-        |v: u32| format!("<RETURNVALUE PARAMTYPE=\"uint32\"><VALUE>{v}</VALUE></RETURNVALUE>");
+    let ret = |v: u32| v;
     let vm = snap
         .vms
         .iter()

@@ -62,17 +62,9 @@ struct Variant {
     include_qualifiers: bool,
     include_class_origin: bool,
     property_list: Option<Vec<String>>,
-}
-
-impl Variant {
-    fn matches(&self, provider: usize, opts: &Opts, restrict: Option<&ClassDef>) -> bool {
-        self.provider == provider
-            && self.restrict == restrict.map(|c| c.name)
-            && self.local_only == opts.local_only
-            && self.include_qualifiers == opts.include_qualifiers
-            && self.include_class_origin == opts.include_class_origin
-            && self.property_list == opts.property_list
-    }
+    /// Another encoding than CIM-XML's (WS-Management's), with what its
+    /// output depends on.
+    format: Option<String>,
 }
 
 /// One VM's view and renderings, valid for one key.
@@ -152,6 +144,62 @@ pub fn enumerate_instances(
     out: &mut String,
 ) {
     let schema: &Schema = &svc.schema;
+    let variant = |provider| Variant {
+        provider,
+        restrict: restrict.map(|c| c.name),
+        local_only: opts.local_only,
+        include_qualifiers: opts.include_qualifiers,
+        include_class_origin: opts.include_class_origin,
+        property_list: opts.property_list.clone(),
+        format: None,
+    };
+    let render = |out: &mut String, insts: &[Instance]| {
+        named_instances(out, schema, insts, ns, opts, restrict)
+    };
+    enumerate_with(svc, bit, class, &variant, &render, out);
+}
+
+/// Append the rendering of every instance of `class` (and subclasses) in
+/// namespace `bit`, each made by `render` and followed by a NUL (which no
+/// rendered XML contains: the escaping replaces control characters), using
+/// and refreshing the cache of `svc` under `format`: what besides the
+/// instance the rendering depends on. For other encodings of the provider
+/// (WS-Management).
+pub fn enumerate_rendered(
+    svc: &super::Service,
+    bit: u8,
+    class: &ClassDef,
+    format: &str,
+    render: &dyn Fn(&mut String, &Instance),
+    out: &mut String,
+) {
+    let variant = |provider| Variant {
+        provider,
+        restrict: None,
+        local_only: false,
+        include_qualifiers: false,
+        include_class_origin: false,
+        property_list: None,
+        format: Some(format.to_string()),
+    };
+    let each = |out: &mut String, insts: &[Instance]| {
+        for i in insts {
+            render(out, i);
+            out.push('\0');
+        }
+    };
+    enumerate_with(svc, bit, class, &variant, &each, out);
+}
+
+fn enumerate_with(
+    svc: &super::Service,
+    bit: u8,
+    class: &ClassDef,
+    variant: &dyn Fn(usize) -> Variant,
+    render: &dyn Fn(&mut String, &[Instance]),
+    out: &mut String,
+) {
+    let schema: &Schema = &svc.schema;
     // The VMs are read through the cache; `vms` stays empty (per-VM
     // generators do not read it), `dynamic` is filled only when needed.
     let mut snap = Snapshot {
@@ -176,16 +224,15 @@ pub fn enumerate_instances(
     for (index, p) in providers {
         insts.clear();
         snap.fixed_instances(p, &mut insts);
-        named_instances(out, schema, &insts, ns, opts, restrict);
+        render(out, &insts);
         let Gen::PerVm(_, gen) = p.gen else {
             continue;
         };
+        let want = variant(index);
         for e in &entries {
             let found = {
                 let f = e.fragments.lock().unwrap_or_else(|p| p.into_inner());
-                f.iter()
-                    .find(|(v, _)| v.matches(index, opts, restrict))
-                    .map(|(_, s)| s.clone())
+                f.iter().find(|(v, _)| *v == want).map(|(_, s)| s.clone())
             };
             let frag = match found {
                 Some(s) => s,
@@ -193,23 +240,13 @@ pub fn enumerate_instances(
                     insts.clear();
                     gen(&snap, &e.view, &mut insts);
                     let mut s = String::new();
-                    named_instances(&mut s, schema, &insts, ns, opts, restrict);
+                    render(&mut s, &insts);
                     let s: Arc<str> = s.into();
                     let mut f = e.fragments.lock().unwrap_or_else(|p| p.into_inner());
                     if f.len() >= MAX_VARIANTS {
                         f.remove(0);
                     }
-                    f.push((
-                        Variant {
-                            provider: index,
-                            restrict: restrict.map(|c| c.name),
-                            local_only: opts.local_only,
-                            include_qualifiers: opts.include_qualifiers,
-                            include_class_origin: opts.include_class_origin,
-                            property_list: opts.property_list.clone(),
-                        },
-                        s.clone(),
-                    ));
+                    f.push((want.clone(), s.clone()));
                     s
                 }
             };
@@ -440,6 +477,34 @@ mod tests {
             &mut want,
         );
         assert_eq!(after, want);
+    }
+
+    #[test]
+    fn other_formats_follow_the_vms() {
+        let (svc, vms) = service();
+        let c = svc.schema.get("CIM_IPProtocolEndpoint").unwrap();
+        let f = |out: &mut String, i: &Instance| out.push_str(&i.get("Name").text());
+        let expect = |svc: &Service| -> String {
+            svc.snapshot()
+                .instances(CIMV2, c)
+                .iter()
+                .map(|i| format!("{}\0", i.get("Name").text()))
+                .collect()
+        };
+        for round in 0..2 {
+            let mut a = String::new();
+            enumerate_rendered(&svc, CIMV2, c, "test", &f, &mut a);
+            assert_eq!(a, expect(&svc), "round {round}");
+            assert_eq!(a.matches('\0').count(), 6);
+        }
+        // A VM reports more addresses: the next enumeration has them, and
+        // the CIM-XML rendering of the same VM is a separate entry.
+        set_nics(&vms[0], 1, 4);
+        let mut a = String::new();
+        enumerate_rendered(&svc, CIMV2, c, "test", &f, &mut a);
+        assert_eq!(a, expect(&svc));
+        assert_eq!(a.matches('\0').count(), 8);
+        assert!(compare_all(&svc) > 0);
     }
 
     #[test]

@@ -155,6 +155,9 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// Most requests on one keep-alive connection before it is closed
+    /// (0: no limit), like sfcb's `keepaliveMaxRequest`.
+    pub max_requests: usize,
 }
 
 impl Default for HttpLimits {
@@ -165,6 +168,7 @@ impl Default for HttpLimits {
             max_headers: 64,
             idle_timeout: Duration::from_secs(60),
             max_connections: 256,
+            max_requests: 0,
         }
     }
 }
@@ -196,11 +200,114 @@ pub fn spawn(
     cfg: HttpConfig,
     handler: Arc<dyn Handler>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    accept_loop(listener, tls, cfg, handler, Arc::new(Control::default()))
+}
+
+/// What a [`Listener`] shares with its threads.
+#[derive(Debug, Default)]
+struct Control {
+    stopping: std::sync::atomic::AtomicBool,
+    /// The open connections (a second handle on each socket), to shut
+    /// them down on stop.
+    conns: std::sync::Mutex<std::collections::HashMap<u64, TcpStream>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Control {
+    fn conns(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, TcpStream>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A listener served on background threads until [`Listener::stop`] (or
+/// drop): then its socket is closed, so the port is free again, and its
+/// open connections are shut down. For services that are switched on and
+/// off, or reconfigured, while hvsim runs.
+#[derive(Debug)]
+pub struct Listener {
+    addr: SocketAddr,
+    name: String,
+    /// A second handle on the listening socket, to wake the accept loop.
+    socket: Option<TcpListener>,
+    control: Arc<Control>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Serve `listener` (see [`spawn`]) until stopped.
+    pub fn start(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        cfg: HttpConfig,
+        handler: Arc<dyn Handler>,
+    ) -> std::io::Result<Listener> {
+        let addr = listener.local_addr()?;
+        let socket = listener.try_clone()?;
+        let control = Arc::new(Control::default());
+        let name = cfg.name.clone();
+        let thread = accept_loop(listener, tls, cfg, handler, control.clone())?;
+        Ok(Listener {
+            addr,
+            name,
+            socket: Some(socket),
+            control,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Close the listening socket and every open connection; returns once
+    /// the port is released.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        use std::os::fd::AsRawFd as _;
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        self.control.stopping.store(true, Ordering::SeqCst);
+        // SAFETY: shutdown(2) on a listening socket we hold open; it wakes
+        // the thread blocked in accept(2) on the same socket (Linux
+        // answers EINVAL there), which then sees `stopping`.
+        unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        drop(socket);
+        for (_, c) in self.control.conns().drain() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        log::info!("{}: stopped listening on {}", self.name, self.addr);
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cfg: HttpConfig,
+    handler: Arc<dyn Handler>,
+    control: Arc<Control>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name(format!("{}-accept", cfg.name))
         .spawn(move || {
             for conn in listener.incoming() {
+                if control.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 let stream = match conn {
                     Ok(s) => s,
                     Err(e) => {
@@ -226,15 +333,26 @@ pub fn spawn(
                     continue;
                 }
                 active.fetch_add(1, Ordering::Relaxed);
-                let (c, handler, tls, act) =
-                    (cfg.clone(), handler.clone(), tls.clone(), active.clone());
+                let id = control.next.fetch_add(1, Ordering::Relaxed);
+                if let Ok(second) = stream.try_clone() {
+                    control.conns().insert(id, second);
+                }
+                let (c, handler, tls, act, ctl) = (
+                    cfg.clone(),
+                    handler.clone(),
+                    tls.clone(),
+                    active.clone(),
+                    control.clone(),
+                );
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-conn", cfg.name))
                     .spawn(move || {
                         connection(stream, peer, tls, &c, &*handler);
+                        ctl.conns().remove(&id);
                         act.fetch_sub(1, Ordering::Relaxed);
                     });
                 if let Err(e) = spawned {
+                    control.conns().remove(&id);
                     active.fetch_sub(1, Ordering::Relaxed);
                     log::warn!("{}: cannot start a connection thread: {e}", cfg.name);
                 }
@@ -276,8 +394,9 @@ fn serve_stream<S: Read + Write>(
     handler: &dyn Handler,
 ) {
     let mut r = BufReader::with_capacity(16 << 10, stream);
+    let mut served = 0usize;
     loop {
-        let (mut req, keep) = match read_request(&mut r, peer, tls, &cfg.limits) {
+        let (mut req, mut keep) = match read_request(&mut r, peer, tls, &cfg.limits) {
             Ok(Some(x)) => x,
             Ok(None) => return,
             Err(e) => {
@@ -298,6 +417,10 @@ fn serve_stream<S: Read + Write>(
             }
         };
         let head = req.method == "HEAD";
+        served += 1;
+        if cfg.limits.max_requests != 0 && served >= cfg.limits.max_requests {
+            keep = false;
+        }
         let resp = if cfg.local_only && !peer.ip().is_loopback() {
             Response::text(403, "this listener accepts local clients only\n")
         } else {
@@ -634,5 +757,59 @@ mod tests {
         let mut w = Trickle(Vec::new(), 0);
         write_response(&mut w, &resp, true, true).unwrap();
         assert_eq!(&w.0[..], head);
+    }
+
+    #[derive(Debug)]
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle(&self, req: &Request) -> Response {
+            Response::text(200, &req.target)
+        }
+    }
+
+    #[test]
+    fn keepalive_request_limit_and_stop() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let cfg = HttpConfig {
+            limits: HttpLimits {
+                max_requests: 2,
+                ..HttpLimits::default()
+            },
+            auth: None,
+            realm: "t".into(),
+            local_only: false,
+            name: "t".into(),
+        };
+        let listener = Listener::start(l, None, cfg, Arc::new(Echo)).unwrap();
+        let addr = listener.local_addr();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Three requests in one go: two answers, the second saying close.
+        c.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut all = String::new();
+        c.read_to_string(&mut all).unwrap();
+        assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all}");
+        assert!(all.contains("Connection: close"), "{all}");
+        assert!(!all.contains("/3"), "{all}");
+        // An idle keep-alive connection is shut down with the listener,
+        // and the port is free again.
+        let mut idle = TcpStream::connect(addr).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        idle.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 256];
+        assert!(idle.read(&mut buf).unwrap() > 0);
+        listener.stop();
+        // Closed by the server (EOF or reset), not left waiting.
+        let mut rest = Vec::new();
+        let r = idle.read_to_end(&mut rest);
+        assert!(
+            !matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "{r:?}"
+        );
+        assert!(TcpStream::connect(addr).is_err());
+        TcpListener::bind(addr).unwrap();
     }
 }

@@ -107,8 +107,68 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     std::fs::rename(&tmp, path).map_err(file_err(path))
 }
 
-/// A rustls server configuration from PEM files.
+/// A TLS protocol version a listener may offer, named as `esxcli system
+/// wbem set --ssl-protocols` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsProtocol {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsProtocol {
+    /// The esxcli name: `tlsv1.2`, `tlsv1.3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsProtocol::Tls12 => "tlsv1.2",
+            TlsProtocol::Tls13 => "tlsv1.3",
+        }
+    }
+}
+
+/// Parse a comma-separated protocol list (`tlsv1.2,tlsv1.3`; case and
+/// spaces ignored) into a sorted set without duplicates.
+pub fn parse_protocols(list: &str) -> Result<Vec<TlsProtocol>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let p = match item.to_ascii_lowercase().as_str() {
+            "tlsv1.2" | "tls1.2" => TlsProtocol::Tls12,
+            "tlsv1.3" | "tls1.3" => TlsProtocol::Tls13,
+            "sslv3" | "tlsv1" | "tlsv1.0" | "tlsv1.1" | "tls1" | "tls1.1" => {
+                return Err(format!(
+                    "{item} is not offered (insecure, and not supported by the TLS library); use tlsv1.2 and/or tlsv1.3"
+                ))
+            }
+            _ => return Err(format!("unknown SSL protocol {item:?}: use tlsv1.2 and/or tlsv1.3")),
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        return Err("no SSL protocol given: use tlsv1.2 and/or tlsv1.3".into());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A protocol set as text: `tlsv1.2,tlsv1.3`.
+pub fn protocols_text(p: &[TlsProtocol]) -> String {
+    p.iter().map(|p| p.name()).collect::<Vec<_>>().join(",")
+}
+
+/// A rustls server configuration from PEM files, offering TLS 1.2 and 1.3.
 pub fn server_config(paths: &CertPaths) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_with(paths, &[TlsProtocol::Tls12, TlsProtocol::Tls13])
+}
+
+/// A rustls server configuration from PEM files offering only `protocols`
+/// (a handshake asking for another version fails).
+pub fn server_config_with(
+    paths: &CertPaths,
+    protocols: &[TlsProtocol],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
         .map_err(|e| TlsError::Pem {
             path: paths.cert.clone(),
@@ -129,9 +189,16 @@ pub fn server_config(paths: &CertPaths) -> Result<Arc<rustls::ServerConfig>, Tls
         path: paths.key.clone(),
         what: e.to_string(),
     })?;
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = protocols
+        .iter()
+        .map(|p| match p {
+            TlsProtocol::Tls12 => &rustls::version::TLS12,
+            TlsProtocol::Tls13 => &rustls::version::TLS13,
+        })
+        .collect();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(&versions)?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(Arc::new(cfg))
@@ -152,6 +219,21 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&p.key).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn protocol_lists() {
+        use TlsProtocol::*;
+        assert_eq!(
+            parse_protocols("tlsv1.3, TLSv1.2,tlsv1.3").unwrap(),
+            [Tls12, Tls13]
+        );
+        assert!(parse_protocols("tlsv1.1")
+            .unwrap_err()
+            .contains("not offered"));
+        assert!(parse_protocols("").is_err());
+        assert!(parse_protocols("ssl2").is_err());
+        assert_eq!(protocols_text(&[Tls12, Tls13]), "tlsv1.2,tlsv1.3");
     }
 
     #[test]
