@@ -1721,10 +1721,13 @@ impl FileInfo {
     }
 }
 
-/// A LIST_FILES result: how many entries remain after this page, and the
-/// entries.
+/// A LIST_FILES result: `"0 "` or `"1 "` (truncated: the 64 KiB reply
+/// was full before `maxResults`), `<rem>N</rem>` (entries after this page),
+/// then the entries.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileList {
+    /// The page stopped because the reply was full.
+    pub truncated: bool,
     /// `<rem>`: entries left after this page (0 when absent).
     pub remaining: u32,
     /// The entries.
@@ -1732,18 +1735,27 @@ pub struct FileList {
 }
 
 impl FileList {
-    /// The result text: `<rem>N</rem>` then the entries.
+    /// The result text as vmtoolsd writes it: truncation flag, `<rem>`, the
+    /// entries.
     pub fn to_xml(&self) -> String {
-        let mut s = format!("<rem>{}</rem>", self.remaining);
+        let mut s = format!("{} <rem>{}</rem>", u8::from(self.truncated), self.remaining);
         for f in &self.files {
             s.push_str(&f.to_xml());
         }
         s
     }
 
-    /// Parse a result (also a single `<fxi>` from transfer-from-guest).
+    /// Parse a result (also a single `<fxi>` from transfer-from-guest,
+    /// which has neither flag nor `<rem>`).
     pub fn parse(text: &str) -> Result<Self, VixError> {
         let mut rest = text;
+        let mut truncated = false;
+        if let Some(r) = rest.strip_prefix("0 ") {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("1 ") {
+            rest = r;
+            truncated = true;
+        }
         let mut remaining = 0;
         if let Some((r, after)) = take_tag(rest, "rem") {
             remaining = num(Some(r), "bad <rem>")?;
@@ -1756,7 +1768,11 @@ impl FileList {
             files.push(FileInfo::from_inner(inner)?);
             rest = after;
         }
-        Ok(FileList { remaining, files })
+        Ok(FileList {
+            truncated,
+            remaining,
+            files,
+        })
     }
 }
 
@@ -2267,6 +2283,7 @@ mod tests {
     #[test]
     fn file_list_roundtrip() {
         let l = FileList {
+            truncated: true,
             remaining: 5,
             files: vec![
                 FileInfo {
@@ -2289,7 +2306,12 @@ mod tests {
             ],
         };
         let x = l.to_xml();
-        assert!(x.starts_with("<rem>5</rem><fxi><Name>a%3Cb</Name><ft>0</ft><fs>10</fs>"));
+        assert!(x.starts_with("1 <rem>5</rem><fxi><Name>a%3Cb</Name><ft>0</ft><fs>10</fs>"));
+        let one = FileList::parse(&l.files[1].to_xml()).unwrap();
+        assert_eq!(
+            (one.truncated, one.remaining, one.files.len()),
+            (false, 0, 1)
+        );
         assert_eq!(FileList::parse(&x).unwrap(), l);
         assert!(FileList::parse("<fxi><Name>x</Name>").is_err());
         assert!(FileList::parse("<fxi><Name>x</Name><ft>q</ft><fs>1</fs></fxi>").is_err());
