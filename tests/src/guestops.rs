@@ -182,6 +182,15 @@ pub fn ovt(path: &str) -> PathBuf {
 /// namespace sees it, and wait until it answers guest operations. Its log
 /// is `vmtoolsd.log` in the users' scratch directory.
 pub fn launch_vmtoolsd(sim: &Sim, users: &GuestUsers) -> Daemon {
+    let daemon = start_vmtoolsd(sim, users, &["libvix.so", "libhgfsServer.so"]);
+    let log = users.dir.path().join("vmtoolsd/vmtoolsd.log");
+    wait_for_guest_ops(sim, || std::fs::read_to_string(&log).unwrap_or_default());
+    daemon
+}
+
+/// Start vmtoolsd as [`launch_vmtoolsd`] does, with only these of its
+/// common plugins, without waiting.
+pub fn start_vmtoolsd(sim: &Sim, users: &GuestUsers, common_plugins: &[&str]) -> Daemon {
     let vmtoolsd = ovt("/usr/bin/vmtoolsd");
     let lib = "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/common";
     let dir = users.dir.path().join("vmtoolsd");
@@ -190,7 +199,7 @@ pub fn launch_vmtoolsd(sim: &Sim, users: &GuestUsers) -> Daemon {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    for p in ["libvix.so", "libhgfsServer.so"] {
+    for p in common_plugins {
         std::os::unix::fs::symlink(ovt(&format!("{lib}/{p}")), common.join(p)).unwrap();
     }
     let log = dir.join("vmtoolsd.log");
@@ -223,9 +232,7 @@ pub fn launch_vmtoolsd(sim: &Sim, users: &GuestUsers) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .expect("start vmtoolsd under unshare and hvsim exec");
-    let daemon = Daemon(Some(child));
-    wait_for_guest_ops(sim, || std::fs::read_to_string(&log).unwrap_or_default());
-    daemon
+    Daemon(Some(child))
 }
 
 /// Wait until vm0's guest answers GET_TOOLS_STATE.

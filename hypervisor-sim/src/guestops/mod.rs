@@ -33,7 +33,15 @@ pub trait TcloChannel {
 }
 
 impl TcloChannel for Vm {
+    /// Fails at once when no guest agent polls TCLO (rather than after the
+    /// timeout).
     fn send(&self, command: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+        if !self.tools_running() {
+            return Err(format!(
+                "the guest tools are not running in {} (no guest agent polls TCLO); start vmtoolsd (with its vix plugin) or vm-agent in the guest",
+                self.info.name
+            ));
+        }
         self.tclo_raw(command, timeout)
     }
 }
