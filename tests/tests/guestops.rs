@@ -497,6 +497,7 @@ fn permissions(c: &Ctx) {
         &["download", p(&closed.join("secret")), p(&got)],
         denied,
     );
+    assert!(!got.exists(), "a failed download leaves no file");
     // Root may do all of it.
     c.ok(&["ls", p(&closed)]);
 }
