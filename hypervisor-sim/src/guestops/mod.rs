@@ -13,6 +13,8 @@
 //! [`service`] answers the control socket's `guest` requests.
 
 pub mod service;
+#[cfg(test)]
+mod tests;
 mod transfer;
 
 use std::io::{self, Read, Write};
@@ -775,7 +777,7 @@ fn split_chunk(data: &[u8]) -> Result<Chunk<'_>, vix::VixError> {
 }
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     use super::*;
 
     #[test]
