@@ -4,10 +4,15 @@
 //! hgfsServer plugins under `hvsim exec`.
 //!
 //! The users: copies of this machine's /etc/passwd, /etc/group and
-//! /etc/shadow, with root's password set and three users added, are
-//! bind-mounted over the originals by a script that runs under
-//! `unshare -m` and then execs the guest agent. Nothing on the machine
-//! itself changes.
+//! /etc/shadow, with root's password set and three users added, and of
+//! /etc/pam.d with a `vm-agent` service added, are bind-mounted over the
+//! originals by a script that runs under `unshare -m` and then execs the
+//! guest agent. Nothing on the machine itself changes.
+//!
+//! Another guest agent gets its row in `tests/guestops.rs` and in the
+//! benchmark with a launcher like [`launch_vmtoolsd`]: start it through
+//! [`GuestUsers::command`] under `hvsim exec --vm vm0`, then
+//! [`wait_for_guest_ops`].
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -119,12 +124,29 @@ impl GuestUsers {
         std::fs::write(etc.join("shadow"), shadow).unwrap();
         std::fs::set_permissions(etc.join("shadow"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
+        // A copy of /etc/pam.d with a `vm-agent` service like Debian's
+        // `vmtoolsd` one (common-auth, pam_shells, common-account), for an
+        // agent whose package ships it.
+        let pam = etc.join("pam.d");
+        std::fs::create_dir_all(&pam).unwrap();
+        for e in std::fs::read_dir("/etc/pam.d").unwrap().flatten() {
+            if let Ok(text) = std::fs::read(e.path()) {
+                std::fs::write(pam.join(e.file_name()), text).unwrap();
+            }
+        }
+        if !pam.join("vm-agent").exists() {
+            std::fs::write(
+                pam.join("vm-agent"),
+                "@include common-auth\naccount required pam_shells.so\n@include common-account\n",
+            )
+            .unwrap();
+        }
         let enter = d.join("enter.sh");
         std::fs::write(
             &enter,
             format!(
                 "#!/bin/sh\n# Runs under unshare -m: the test users exist only here.\nset -e\n\
-                 for f in passwd group shadow; do mount --bind {etc}/$f /etc/$f; done\n\
+                 for f in passwd group shadow pam.d; do mount --bind {etc}/$f /etc/$f; done\n\
                  while [ \"$1\" = --bind ]; do mount --bind \"$2\" \"$3\"; shift 3; done\n\
                  exec \"$@\"\n",
                 etc = etc.display()
