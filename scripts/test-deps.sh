@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 # the quiesced-snapshot tests' loop-mounted ext4 image in a private mount
 # namespace (mkfs.ext4, unshare, nsenter, mount -o loop, fsfreeze); wsl (with
 # uuid-runtime and libxml2-utils): a WS-Management client; openssl: TLS
-# handshake checks.
+# handshake checks and the guest-operation
+# tests' password hashes.
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
       binutils file unzip xvfb xclip e2fsprogs util-linux mount

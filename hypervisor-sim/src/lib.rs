@@ -16,6 +16,8 @@
 //! * [`cim`]: the embedded CIM-XML provider; [`wsman`]: WS-Management over it;
 //!   [`wbem`]: the CIM service settings (`hvsim wbem get|set`).
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
+//! * [`guestops`]: guest operations (run programs, move files) through the
+//!   guest tools' VIX handler and HGFS server.
 //! * [`serve`]: wiring it all together.
 
 pub mod cim;
@@ -26,6 +28,7 @@ pub mod control;
 pub mod demo;
 pub mod device;
 pub mod exec;
+pub mod guestops;
 pub mod http;
 pub mod ipmi;
 pub mod media;

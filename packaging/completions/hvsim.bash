@@ -10,7 +10,7 @@ _hvsim() {
     case "${COMP_WORDS[1]}" in
         serve) COMPREPLY=($(compgen -W '--config --state-dir --help' -- "$cur")) ;;
         exec) COMPREPLY=($(compgen -W '--vm --help --' -- "$cur")) ;;
-        vm) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W 'list show set-var get-var set-option namespace-set power clipboard tclo snapshot help' -- "$cur")) \
+        vm) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W 'list show set-var get-var set-option namespace-set power clipboard tclo snapshot guest help' -- "$cur")) \
                 || COMPREPLY=($(compgen -W '--json --quiesce --timeout --capture --no-scripts --script-arg --fault --help' -- "$cur")) ;;
         wbem) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W 'get set help' -- "$cur")) \
                 || COMPREPLY=($(compgen -W '--json --enable --wsman --port --http-port --auth-model --keepalive-timeout --keepalive-max-requests --log-level --ssl-protocols --control --help' -- "$cur")) ;;

@@ -13,6 +13,8 @@
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
 //! * [`vmbackup`]: quiesced snapshots (start options XDR, progress events).
+//! * [`vix`]: VIX guest-operation messages (`Vix_1_Relayed_Command`).
+//! * [`hgfs`]: HGFS packets that move file data for guest operations.
 
 #![forbid(unsafe_code)]
 
@@ -22,11 +24,13 @@ pub mod frame;
 pub mod guest;
 pub mod guestlib;
 pub mod gueststats;
+pub mod hgfs;
 pub mod host;
 pub mod nicinfo;
 pub mod regs;
 pub mod rpc;
 pub mod vmbackup;
+pub mod vix;
 pub mod xdr;
 
 pub use consts::*;
