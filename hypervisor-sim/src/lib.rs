@@ -14,8 +14,12 @@
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
 //! * [`cim`]: the embedded CIM-XML provider.
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
+//! * [`budget`]: the descriptor budget (connection caps, accept back-off);
+//!   [`ratelimit`]: bounds on guest-controlled log output; [`logfile`]: the
+//!   size-rotated log file.
 //! * [`serve`]: wiring it all together.
 
+pub mod budget;
 pub mod cim;
 pub mod clipboard;
 pub mod config;
@@ -26,8 +30,10 @@ pub mod device;
 pub mod exec;
 pub mod http;
 pub mod ipmi;
+pub mod logfile;
 pub mod media;
 pub mod nbd;
+pub mod ratelimit;
 pub mod redfish;
 pub mod rpci;
 pub mod rpci_vsock;

@@ -133,7 +133,31 @@ fn main() -> ExitCode {
         Cmd::Serve { .. } => "info",
         _ => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    if let Cmd::Serve { config, .. } = &cli.cmd {
+        // The log goes where the config says; a config that does not load
+        // is reported by `run` below, on stderr.
+        if let Ok(cfg) = Config::load(config.as_deref()) {
+            if let Some(file) = &cfg.log.file {
+                let path = cfg.resolve(file);
+                match hvsim::logfile::RotatingFile::open(
+                    &path,
+                    cfg.log.max_size.unwrap_or(hvsim::logfile::DEFAULT_MAX_SIZE),
+                    cfg.log.keep.unwrap_or(hvsim::logfile::DEFAULT_KEEP),
+                ) {
+                    Ok(f) => {
+                        logger.target(env_logger::Target::Pipe(Box::new(f)));
+                    }
+                    Err(e) => {
+                        eprintln!("hvsim: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+    }
+    logger.init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -37,9 +37,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accept RPCI-over-vsock connections for `vm` on `listener` from a new
 /// thread, for as long as serve runs.
 pub fn spawn(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
-    crate::vsock::spawn_endpoint(vm, listener, "RPCI", "rpcivs", MAX_CONNECTIONS, |vm, c| {
-        serve_conn(vm, c)
-    })
+    crate::vsock::spawn_endpoint(
+        vm,
+        listener,
+        "RPCI",
+        "rpcivs",
+        MAX_CONNECTIONS,
+        1,
+        |vm, c| serve_conn(vm, c),
+    )
 }
 
 /// One connection: answer its requests in order until it closes.
@@ -57,7 +63,10 @@ fn serve_conn(vm: &Vm, conn: UnixStream) {
                 break;
             }
             Err(e) => {
-                log::warn!("{name}: RPCI vsock connection: {e}; closing it");
+                vm.guest_warn(
+                    log::Level::Warn,
+                    format_args!("RPCI vsock connection: {e}; closing it"),
+                );
                 break;
             }
         };
@@ -71,20 +80,29 @@ fn serve_conn(vm: &Vm, conn: UnixStream) {
                 ..
             }) => continue,
             Err(e) => {
-                log::warn!("{name}: RPCI vsock connection: {e}; closing it");
+                vm.guest_warn(
+                    log::Level::Warn,
+                    format_args!("RPCI vsock connection: {e}; closing it"),
+                );
                 break;
             }
         };
         let limit = vm.limits.channels.max_in_size;
         if msg.len() > limit {
-            log::warn!(
-                "{name}: RPCI vsock request of {} bytes is over the {limit}-byte message limit; closing the connection",
-                msg.len()
+            vm.guest_warn(
+                log::Level::Warn,
+                format_args!(
+                    "RPCI vsock request of {} bytes is over the {limit}-byte message limit; closing the connection",
+                    msg.len()
+                ),
             );
             break;
         }
         let Some(reply) = vm.vsock_rpci(&msg) else {
-            log::info!("{name}: RPCI vsock request while the VM is off; closing the connection");
+            vm.guest_warn(
+                log::Level::Info,
+                format_args!("RPCI vsock request while the VM is off; closing the connection"),
+            );
             break;
         };
         if let Err(e) = w.write_all(&Packet::data(&reply).encode()) {

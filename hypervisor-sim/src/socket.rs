@@ -8,16 +8,17 @@
 //! | garbage or unknown header          | refused with a reason, connection closed           |
 //! | HB out longer than a message       | refused before reading the bytes (64 KiB default)  |
 //! | HB in longer than the pending reply| status 0, nothing sent                             |
-//! | many connections                   | [`MAX_CONNECTIONS_PER_VM`], extra ones refused     |
+//! | many connections                   | the VM's cap in the descriptor budget ([`crate::budget`]), extra ones refused with the reason |
 //! | many channels                      | the VM's channel limit (128 like real hosts)       |
 //! | vanishes mid-message               | its channels close; other guests never notice      |
+//! | malformed frames, over and over    | each closes its connection; warnings rate-limited per VM |
 //!
 //! The VM lock is never held while writing to a guest, so a guest that stops
 //! reading stalls only itself.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use protocol::frame::{Op, Reply, Request, HEADER_LEN};
@@ -26,8 +27,9 @@ use protocol::Regs;
 use crate::device::{self, Clock, DeviceFacts, SystemClock};
 use crate::vm::Vm;
 
-/// Concurrent guest connections per VM.
-pub const MAX_CONNECTIONS_PER_VM: usize = 1024;
+/// Concurrent guest connections per VM, at most (the descriptor budget,
+/// [`crate::budget`], sets the cap in force, usually lower).
+pub const MAX_CONNECTIONS_PER_VM: usize = crate::budget::MAX_PER_VM;
 
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
@@ -38,31 +40,37 @@ pub fn new_owner() -> u64 {
 
 /// Serve `listener` for `vm` until the process ends.
 pub fn spawn(vm: Arc<Vm>, facts: DeviceFacts, listener: UnixListener) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name(format!("bd-{}", vm.info.name))
         .spawn(move || {
-            for conn in listener.incoming() {
-                let conn = match conn {
-                    Ok(c) => c,
+            let mut backoff =
+                crate::budget::AcceptBackoff::new(&format!("{}: backdoor socket", vm.info.name));
+            loop {
+                let conn = match listener.accept() {
+                    Ok((c, _)) => c,
                     Err(e) => {
-                        log::warn!("{}: accept on backdoor socket: {e}", vm.info.name);
-                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        backoff.failed(&e);
                         continue;
                     }
                 };
-                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS_PER_VM {
-                    active.fetch_sub(1, Ordering::AcqRel);
-                    let mut c = conn;
-                    let _ = refuse(&mut c, "too many guest connections to this VM");
-                    continue;
-                }
-                let vm = vm.clone();
-                let active = active.clone();
+                backoff.accepted();
+                let permit =
+                    match crate::budget::global().acquire(&vm.gate, 1, &vm.info.name, "backdoor") {
+                        Ok(p) => p,
+                        Err(why) => {
+                            let mut c = conn;
+                            let _ = c.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+                            let _ = refuse(&mut c, &format!("connection refused: {why}"));
+                            continue;
+                        }
+                    };
+                let vm2 = vm.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("bd-{}-conn", vm.info.name))
                     .stack_size(256 * 1024)
                     .spawn(move || {
+                        let vm = vm2;
+                        let _permit = permit;
                         let owner = new_owner();
                         if let Err(e) = serve_conn(&vm, &facts, &SystemClock, conn, owner) {
                             log::debug!("{}: guest connection ended: {e}", vm.info.name);
@@ -74,10 +82,12 @@ pub fn spawn(vm: Arc<Vm>, facts: DeviceFacts, listener: UnixListener) -> io::Res
                                 vm.info.name
                             );
                         }
-                        active.fetch_sub(1, Ordering::AcqRel);
                     });
                 if let Err(e) = spawned {
-                    log::error!("cannot start a guest connection thread: {e}");
+                    vm.guest_warn(
+                        log::Level::Error,
+                        format_args!("cannot start a guest connection thread: {e}"),
+                    );
                 }
             }
         })?;
@@ -131,17 +141,17 @@ fn serve_conn(
                     "HB out of {} bytes exceeds the {max_in}-byte message limit",
                     r.len
                 );
-                log::warn!(
-                    "{}: guest frame refused: {why}; closing its connection",
-                    vm.info.name
+                vm.guest_warn(
+                    log::Level::Warn,
+                    format_args!("guest frame refused: {why}; closing its connection"),
                 );
                 return refuse(&mut conn, &why);
             }
             Ok(r) => r,
             Err(e) => {
-                log::warn!(
-                    "{}: malformed guest frame: {e}; closing its connection",
-                    vm.info.name
+                vm.guest_warn(
+                    log::Level::Warn,
+                    format_args!("malformed guest frame: {e}; closing its connection"),
                 );
                 return refuse(&mut conn, &e.to_string());
             }

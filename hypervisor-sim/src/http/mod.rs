@@ -23,7 +23,6 @@ pub mod tls;
 
 use std::io::{BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,46 +195,45 @@ pub fn spawn(
     cfg: HttpConfig,
     handler: Arc<dyn Handler>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let active = Arc::new(AtomicUsize::new(0));
+    // One descriptor a connection, from the budget's network share.
+    let cap = crate::budget::global().listener_cap(cfg.limits.max_connections, 1);
+    let slots = crate::budget::Slots::new(&cfg.name, cap, crate::budget::Slots::per_peer_for(cap));
     std::thread::Builder::new()
         .name(format!("{}-accept", cfg.name))
         .spawn(move || {
-            for conn in listener.incoming() {
-                let stream = match conn {
+            let mut backoff = crate::budget::AcceptBackoff::new(&cfg.name);
+            loop {
+                let (stream, peer) = match listener.accept() {
                     Ok(s) => s,
                     Err(e) => {
-                        log::warn!("{}: accept: {e}", cfg.name);
-                        std::thread::sleep(Duration::from_millis(10));
+                        backoff.failed(&e);
                         continue;
                     }
                 };
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue,
+                backoff.accepted();
+                let slot = match slots.take(Some(peer.ip())) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        let mut s = stream;
+                        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                        let _ = write_response(
+                            &mut s,
+                            &Response::text(503, &format!("too many connections: {why}\n"))
+                                .with_header("Retry-After", "1"),
+                            false,
+                            false,
+                        );
+                        continue;
+                    }
                 };
-                if active.load(Ordering::Relaxed) >= cfg.limits.max_connections {
-                    log::warn!("{}: connection limit reached, refusing {peer}", cfg.name);
-                    let mut s = stream;
-                    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                    let _ = write_response(
-                        &mut s,
-                        &Response::text(503, "too many connections\n"),
-                        false,
-                        false,
-                    );
-                    continue;
-                }
-                active.fetch_add(1, Ordering::Relaxed);
-                let (c, handler, tls, act) =
-                    (cfg.clone(), handler.clone(), tls.clone(), active.clone());
+                let (c, handler, tls) = (cfg.clone(), handler.clone(), tls.clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-conn", cfg.name))
                     .spawn(move || {
+                        let _slot = slot;
                         connection(stream, peer, tls, &c, &*handler);
-                        act.fetch_sub(1, Ordering::Relaxed);
                     });
                 if let Err(e) = spawned {
-                    active.fetch_sub(1, Ordering::Relaxed);
                     log::warn!("{}: cannot start a connection thread: {e}", cfg.name);
                 }
             }
