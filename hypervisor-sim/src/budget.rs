@@ -102,7 +102,8 @@ pub fn nofile() -> io::Result<Nofile> {
 }
 
 /// Raise the soft open-file limit to the hard limit (capped at what the
-/// kernel allows a process, `fs.nr_open`).
+/// kernel allows a process, `fs.nr_open`); when that is not allowed, keep
+/// the soft limit (logged).
 pub fn raise_nofile() -> io::Result<Nofile> {
     let mut n = nofile()?;
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
@@ -116,10 +117,18 @@ pub fn raise_nofile() -> io::Result<Nofile> {
             rlim_max: n.hard,
         };
         // SAFETY: setrlimit reads one rlimit we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
-            return Err(io::Error::last_os_error());
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } == 0 {
+            n.soft = target;
+        } else {
+            // A sandbox may forbid it (systemd's ~@resources filter): the
+            // budget works with what there is.
+            log::warn!(
+                "cannot raise the open-file limit from {} to {}: {}",
+                n.soft,
+                target,
+                io::Error::last_os_error()
+            );
         }
-        n.soft = target;
     }
     Ok(n)
 }
@@ -298,11 +307,13 @@ pub struct Permit {
     budget: &'static Budget,
     gate: Arc<Gate>,
     n: usize,
+    /// How many of the `n` came from the shared part.
+    shared: usize,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.budget.release(&self.gate, self.n);
+        self.budget.release(&self.gate, self.n, self.shared);
     }
 }
 
@@ -404,14 +415,15 @@ impl Budget {
             } else {
                 s.shared_used += extra;
                 gate.used.store(used + n, Ordering::Relaxed);
-                Ok(())
+                Ok(extra)
             }
         };
         match r {
-            Ok(()) => Ok(Permit {
+            Ok(shared) => Ok(Permit {
                 budget: self,
                 gate: gate.clone(),
                 n,
+                shared,
             }),
             Err(why) => {
                 gate.refused.fetch_add(1, Ordering::Relaxed);
@@ -426,12 +438,10 @@ impl Budget {
         }
     }
 
-    fn release(&self, gate: &Gate, n: usize) {
+    fn release(&self, gate: &Gate, n: usize, shared: usize) {
         let mut s = self.lock();
+        s.shared_used = s.shared_used.saturating_sub(shared);
         let used = gate.used.load(Ordering::Relaxed);
-        let g = s.plan.guaranteed;
-        let back = used.saturating_sub(g) - used.saturating_sub(n).saturating_sub(g);
-        s.shared_used = s.shared_used.saturating_sub(back);
         gate.used.store(used.saturating_sub(n), Ordering::Relaxed);
     }
 }

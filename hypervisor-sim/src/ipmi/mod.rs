@@ -468,12 +468,15 @@ fn v15_reply(s: &Session, seq: u32, msg: &[u8]) -> Vec<u8> {
 /// Start the BMC of every VM in `cfg` on its own thread. A VM without
 /// `ipmi.listen` gets 127.0.0.1:6230 + its index; when that default port is
 /// taken, that VM runs without a BMC (logged), while a configured address
-/// that cannot be bound is an error.
+/// that cannot be bound is an error. With `default_bmcs` false (the
+/// descriptor budget has no room for them) only VMs with `ipmi.listen` get
+/// one.
 pub fn start(
     cfg: &Config,
     vms: &BTreeMap<String, Arc<Vm>>,
     store: Arc<Store>,
     users: Arc<UserStore>,
+    default_bmcs: bool,
 ) -> Result<(), BmcError> {
     if users.list().is_empty() {
         log::warn!("no [[user]] configured: every IPMI login will be refused");
@@ -488,6 +491,7 @@ pub fn start(
                 vm: vc.name.clone(),
                 addr: a.clone(),
             })?,
+            None if !default_bmcs => continue,
             None => {
                 let Some(port) = u16::try_from(index)
                     .ok()
