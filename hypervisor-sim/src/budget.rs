@@ -638,7 +638,7 @@ mod tests {
         assert!(fit > 100 && fit < 500, "{fit}");
         // With the hard limit raised they fit, BMCs included.
         assert_eq!(
-            check_start(lim(4096, 4096), 10, 1000, 0, 1000, 4).unwrap(),
+            check_start(lim(8192, 8192), 10, 1000, 0, 1000, 4).unwrap(),
             StartCheck { default_bmcs: true }
         );
         // Without room for default BMCs, the VMs start without them.

@@ -240,14 +240,14 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         vms.insert(vc.name.clone(), vm);
     }
     let inv: control::Inventory = Arc::new(vms);
-    for (vm, facts, l) in listeners {
+    for (vm, _, _) in &listeners {
         log::info!(
             "{}: backdoor socket {}",
             vm.info.name,
             vm.info.backdoor_socket.display()
         );
-        socket::spawn(vm, facts, l)?;
     }
+    socket::spawn_all(listeners)?;
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
     let cim = crate::cim::start(cfg, inv.clone(), &state_dir, users.clone())?;
     crate::ipmi::start(cfg, &inv, store.clone(), users.clone(), check.default_bmcs)?;

@@ -40,58 +40,115 @@ pub fn new_owner() -> u64 {
 
 /// Serve `listener` for `vm` until the process ends.
 pub fn spawn(vm: Arc<Vm>, facts: DeviceFacts, listener: UnixListener) -> io::Result<()> {
+    spawn_all(vec![(vm, facts, listener)])
+}
+
+/// Serve the backdoor sockets of many VMs until the process ends: one
+/// thread waits on all of them (epoll) and accepts, each connection gets a
+/// thread of its own. A VM costs its listening socket, no thread.
+pub fn spawn_all(vms: Vec<(Arc<Vm>, DeviceFacts, UnixListener)>) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: epoll_create1 returns a new descriptor we own (or -1).
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `ep` is a fresh descriptor nothing else owns.
+    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    for (i, (_, _, l)) in vms.iter().enumerate() {
+        l.set_nonblocking(true)?;
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64,
+        };
+        // SAFETY: both descriptors are open; `ev` lives across the call.
+        if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, l.as_raw_fd(), &mut ev) }
+            != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
     std::thread::Builder::new()
-        .name(format!("bd-{}", vm.info.name))
+        .name("backdoor-accept".into())
         .spawn(move || {
-            let mut backoff =
-                crate::budget::AcceptBackoff::new(&format!("{}: backdoor socket", vm.info.name));
+            let mut backoff = crate::budget::AcceptBackoff::new("backdoor sockets");
+            let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
             loop {
-                let conn = match listener.accept() {
-                    Ok((c, _)) => c,
-                    Err(e) => {
-                        backoff.failed(&e);
-                        continue;
-                    }
+                // SAFETY: `events` has room for its length of entries.
+                let n = unsafe {
+                    libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, -1)
                 };
-                backoff.accepted();
-                let permit =
-                    match crate::budget::global().acquire(&vm.gate, 1, &vm.info.name, "backdoor") {
-                        Ok(p) => p,
-                        Err(why) => {
-                            let mut c = conn;
-                            let _ = c.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-                            let _ = refuse(&mut c, &format!("connection refused: {why}"));
-                            continue;
-                        }
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        backoff.failed(&e);
+                    }
+                    continue;
+                }
+                for ev in &events[..n as usize] {
+                    let Some((vm, facts, listener)) = vms.get(ev.u64 as usize) else {
+                        continue;
                     };
-                let vm2 = vm.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("bd-{}-conn", vm.info.name))
-                    .stack_size(256 * 1024)
-                    .spawn(move || {
-                        let vm = vm2;
-                        let _permit = permit;
-                        let owner = new_owner();
-                        if let Err(e) = serve_conn(&vm, &facts, &SystemClock, conn, owner) {
-                            log::debug!("{}: guest connection ended: {e}", vm.info.name);
+                    // Take what is queued; a pause on EMFILE/ENFILE (the
+                    // listener stays ready, so epoll comes back to it).
+                    loop {
+                        match listener.accept() {
+                            Ok((conn, _)) => {
+                                backoff.accepted();
+                                admit(vm, *facts, conn);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                backoff.failed(&e);
+                                break;
+                            }
                         }
-                        let n = vm.with_channels(|t, sink| t.close_owned_by(owner, sink));
-                        if n > 0 {
-                            log::debug!(
-                                "{}: closed {n} channel(s) of a departed guest",
-                                vm.info.name
-                            );
-                        }
-                    });
-                if let Err(e) = spawned {
-                    vm.guest_warn(
-                        log::Level::Error,
-                        format_args!("cannot start a guest connection thread: {e}"),
-                    );
+                    }
                 }
             }
         })?;
     Ok(())
+}
+
+/// Serve a connection to `vm`'s backdoor socket if the VM's budget allows,
+/// else tell the guest why not and close it.
+fn admit(vm: &Arc<Vm>, facts: DeviceFacts, conn: UnixStream) {
+    let permit = match crate::budget::global().acquire(&vm.gate, 1, &vm.info.name, "backdoor") {
+        Ok(p) => p,
+        Err(why) => {
+            let mut c = conn;
+            // Never stall the accept thread on a guest that does not read.
+            let _ = c.set_nonblocking(true);
+            let _ = refuse(&mut c, &format!("connection refused: {why}"));
+            return;
+        }
+    };
+    let vm2 = vm.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("bd-{}-conn", vm.info.name))
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let vm = vm2;
+            let _permit = permit;
+            let owner = new_owner();
+            if let Err(e) = serve_conn(&vm, &facts, &SystemClock, conn, owner) {
+                log::debug!("{}: guest connection ended: {e}", vm.info.name);
+            }
+            let n = vm.with_channels(|t, sink| t.close_owned_by(owner, sink));
+            if n > 0 {
+                log::debug!(
+                    "{}: closed {n} channel(s) of a departed guest",
+                    vm.info.name
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        vm.guest_warn(
+            log::Level::Error,
+            format_args!("cannot start a guest connection thread: {e}"),
+        );
+    }
 }
 
 fn refuse(conn: &mut UnixStream, why: &str) -> io::Result<()> {

@@ -298,7 +298,7 @@ pub struct Vm {
     state: Mutex<VmState>,
     tclo_cv: Condvar,
     store: Arc<Store>,
-    subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     revision: std::sync::atomic::AtomicU64,
     calls: std::sync::atomic::AtomicU64,
     /// RPCI messages answered over vsock.
@@ -311,6 +311,13 @@ pub struct Vm {
     guest_log: crate::ratelimit::RateLimiter,
     /// Bound on the warnings its guest's malformed traffic adds.
     warnings: crate::ratelimit::RateLimiter,
+}
+
+/// Where a VM's events go.
+#[derive(Debug)]
+enum Subscriber {
+    Own(std::sync::mpsc::Sender<VmEvent>),
+    Tagged(usize, std::sync::mpsc::Sender<(usize, VmEvent)>),
 }
 
 /// Bytes a second a VM's guest `log` messages may add to hvsim's log (the
@@ -535,8 +542,17 @@ impl Vm {
         self.subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+            .push(Subscriber::Own(tx));
         rx
+    }
+
+    /// Send this VM's events to `tx` tagged with `tag`, so one thread can
+    /// follow many VMs (no thread per VM).
+    pub fn subscribe_tagged(&self, tag: usize, tx: std::sync::mpsc::Sender<(usize, VmEvent)>) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Subscriber::Tagged(tag, tx));
     }
 
     /// A number that grows whenever anything `show_json` reports changes
@@ -555,7 +571,10 @@ impl Vm {
     fn emit(&self, ev: VmEvent) {
         self.touch();
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        subs.retain(|tx| tx.send(ev.clone()).is_ok());
+        subs.retain(|s| match s {
+            Subscriber::Own(tx) => tx.send(ev.clone()).is_ok(),
+            Subscriber::Tagged(tag, tx) => tx.send((*tag, ev.clone())).is_ok(),
+        });
     }
 
     /// Power state.
