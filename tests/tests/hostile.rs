@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use agent::transport::unix::UnixBackdoor;
 use e2e_tests::{stderr, stdout, Sim, SimOptions};
+use hvsim::ipmi::client::{Client, ClientError};
 use protocol::guest::{Backdoor, GuestChannel};
 use protocol::{cmd, proto, Regs};
 
@@ -212,19 +213,6 @@ fn curl_status(url: &str) -> u16 {
     stdout(&out).trim().parse().unwrap_or(0)
 }
 
-/// An RMCP+ Open Session Request (IPMI 2.0 §13.17) for cipher suite 3.
-fn open_session_request(tag: u8) -> Vec<u8> {
-    let mut p = vec![tag, 0x04, 0, 0];
-    p.extend_from_slice(&(0x1000_0000u32 + u32::from(tag)).to_le_bytes());
-    p.extend_from_slice(&[0, 0, 0, 8, 1, 0, 0, 0]); // RAKP-HMAC-SHA1
-    p.extend_from_slice(&[1, 0, 0, 8, 1, 0, 0, 0]); // HMAC-SHA1-96
-    p.extend_from_slice(&[2, 0, 0, 8, 1, 0, 0, 0]); // AES-CBC-128
-    let mut m = vec![0x06, 0x00, 0xff, 0x07, 0x06, 0x10, 0, 0, 0, 0, 0, 0, 0, 0];
-    m.extend_from_slice(&(p.len() as u16).to_le_bytes());
-    m.extend_from_slice(&p);
-    m
-}
-
 #[test]
 fn one_client_flooding_each_network_listener_locks_out_no_one() {
     let (rf, nbd, ipmi) = (free_tcp(), free_tcp(), free_udp());
@@ -278,25 +266,21 @@ fn one_client_flooding_each_network_listener_locks_out_no_one() {
     c.read_exact(&mut hello).unwrap();
     assert_eq!(&hello[..8], b"NBDMAGIC");
 
-    // IPMI: a peer opening sessions as fast as it can holds at most half
-    // the table; ipmitool from another address logs in.
-    let u = UdpSocket::bind("127.0.0.2:0").unwrap();
-    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut opened = 0;
-    for tag in 0..64u8 {
-        u.send_to(&open_session_request(tag), ("127.0.0.1", ipmi))
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let (n, _) = u.recv_from(&mut buf).expect("open session reply");
-        // Payload after the 16-byte header: tag, status.
-        if n > 17 && buf[17] == 0 {
-            opened += 1;
+    // IPMI: a client with valid credentials opening sessions as fast as
+    // it can holds at most half the table (8 of 16); ipmitool from another
+    // address logs in.
+    let bmc = SocketAddr::from(([127, 0, 0, 1], ipmi));
+    let flooder: std::net::IpAddr = [127, 0, 0, 2].into();
+    let mut sessions = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        match Client::connect_from(flooder, bmc, "admin", b"s3cret", 3, 4) {
+            Ok(c) => sessions.push(c),
+            Err(ClientError::Refused(0x01)) => refused += 1,
+            Err(e) => panic!("session from the flooder: {e:?}"),
         }
     }
-    assert_eq!(
-        opened, 64,
-        "setups over the per-client share replace its own"
-    );
+    assert_eq!((sessions.len(), refused), (8, 12));
     let out = Command::new("ipmitool")
         .args(["-I", "lanplus", "-H", "127.0.0.1", "-p"])
         .arg(ipmi.to_string())
@@ -308,6 +292,13 @@ fn one_client_flooding_each_network_listener_locks_out_no_one() {
         .expect("ipmitool");
     assert!(out.status.success(), "ipmitool: {}", stderr(&out));
     assert!(stdout(&out).contains("IPMI Version"), "{}", stdout(&out));
+    for c in sessions.iter_mut() {
+        assert_eq!(
+            c.request(0x06, 0x01, &[]).unwrap().0,
+            0,
+            "held sessions work"
+        );
+    }
 
     // The control socket answers throughout.
     let out = sim.hvsim(&["vm", "list"]);
