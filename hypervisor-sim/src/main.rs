@@ -21,6 +21,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the simulated host with all its services.
+    ///
+    /// At start the soft open-file limit is raised to the hard one, and
+    /// hvsim checks that the VMs fit (a backdoor socket each, a BMC socket
+    /// each by default, room for guest connections); when they do not, it
+    /// says which LimitNOFILE to set. Guest connections, control and
+    /// network clients then share that budget with per-VM and per-client
+    /// caps (docs/hvsim-limits.md). `[log] file` in the config sends the
+    /// log to a file rotated by size instead of stderr.
     Serve {
         /// TOML config (default: the embedded one, with one VM "vm0").
         #[arg(long)]
@@ -74,7 +82,9 @@ enum VmCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show one VM: power, tools, guest info, guest variables.
+    /// Show one VM: power, tools, guest info, guest variables, and (with
+    /// --json) its guest connections, cap and refusals, and the guest log
+    /// lines and warnings dropped by the rate limits.
     Show {
         /// VM name.
         name: String,
