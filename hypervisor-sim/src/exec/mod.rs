@@ -327,6 +327,9 @@ impl Service {
                 caller.map_or("unknown".to_string(), |c| c.to_string())
             ));
         }
+        // Its vsock endpoints are made now, before the program runs, so
+        // they are there when it connects (and for the life of serve).
+        self.vsock_endpoints(vm);
         if console.is_some() && vm.console.is_attached() {
             return Err(format!(
                 "VM {:?} already has a console attached (one program per VM may use --console)",
