@@ -52,7 +52,7 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum BudgetError {
     /// Too few descriptors for the VMs and services configured.
-    #[error("{vms} VMs need at least {need} open files ({vms} backdoor sockets, {bmcs} BMC sockets, {vms} for one guest connection each, {host} for the host: state, control socket and connections, network listeners and their connections), but the open-file limit is {soft} (hard limit {hard}, which hvsim cannot raise). Set LimitNOFILE={suggest} or more in hvsim.service (`systemctl edit hvsim`), or run `ulimit -n {suggest}` (or `prlimit --nofile={suggest}`) before `hvsim serve`; at this limit at most {fit} VMs fit")]
+    #[error("{vms} VMs need at least {need} open files ({vms} backdoor sockets, {vms} for one guest connection each, {bmcs} for the BMCs configured with ipmi.listen, {host} for the host: state, control socket and connections, network listeners and their connections), but the open-file limit is {soft} (hard limit {hard}, which hvsim cannot raise). Set LimitNOFILE={suggest} or more in hvsim.service (`systemctl edit hvsim`), or run `ulimit -n {suggest}` (or `prlimit --nofile={suggest}`) before `hvsim serve`; at this limit at most {fit} VMs fit")]
     TooFew {
         /// VMs configured.
         vms: usize,
