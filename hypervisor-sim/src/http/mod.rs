@@ -16,8 +16,12 @@
 //! are bounded by [`HttpLimits::max_header`], body bytes by
 //! [`HttpLimits::max_body`] (checked against the declared length first, and
 //! while reading chunks), time by the read timeout, concurrency by
-//! [`HttpLimits::max_connections`]. A handler panic answers 500 and closes
-//! that connection only.
+//! [`HttpLimits::max_connections`] (lowered to a 32nd of the open-file
+//! limit when that is smaller, [`crate::budget`]) and, per client address,
+//! a quarter of it, so one client cannot hold every connection (the others
+//! get 503 with the reason). Accept errors such as EMFILE pause the accept
+//! loop instead of spinning. A handler panic answers 500 and closes that
+//! connection only.
 
 pub mod tls;
 
@@ -152,7 +156,7 @@ pub struct HttpLimits {
     pub max_headers: usize,
     /// Idle time before a keep-alive connection is closed.
     pub idle_timeout: Duration,
-    /// Most concurrent connections.
+    /// Most concurrent connections (the descriptor budget may lower it).
     pub max_connections: usize,
 }
 

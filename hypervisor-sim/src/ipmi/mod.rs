@@ -445,8 +445,11 @@ fn v15_reply(s: &Session, seq: u32, msg: &[u8]) -> Vec<u8> {
 pub struct Recorder {
     tx: std::sync::mpsc::Sender<(usize, VmEvent)>,
     rx: std::sync::mpsc::Receiver<(usize, VmEvent)>,
-    bmcs: Vec<(String, Arc<Mutex<Sel>>, Arc<Mutex<EventState>>)>,
+    bmcs: Vec<Recorded>,
 }
+
+/// A BMC whose VM's events a [`Recorder`] logs: VM name, SEL, restart state.
+type Recorded = (String, Arc<Mutex<Sel>>, Arc<Mutex<EventState>>);
 
 impl Default for Recorder {
     fn default() -> Self {
