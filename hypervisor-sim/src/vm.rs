@@ -394,6 +394,12 @@ impl Vm {
         let kept = &msg[..msg.len().min(max)];
         let text = String::from_utf8_lossy(kept);
         let text = text.trim_end_matches(['\0', '\n']);
+        // One guest message is one log line: it cannot forge others.
+        let text = if text.contains(['\n', '\r']) {
+            std::borrow::Cow::Owned(text.replace('\n', "\\n").replace('\r', "\\r"))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
         let cost = text.len() + self.info.name.len() + 48;
         match self.guest_log.check(cost) {
             crate::ratelimit::Verdict::Drop => {}

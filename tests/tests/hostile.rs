@@ -417,6 +417,17 @@ fn a_guest_logging_60_kib_lines_flat_out_grows_the_log_by_at_most_1_mib_a_second
     guest_logs(&sim, 1, 100);
     let text = std::fs::read_to_string(dir.join("own.log")).unwrap();
     assert!(text.contains("guest log: suppressed"), "no summary line");
+    // A guest message is one log line: it cannot forge others.
+    assert_eq!(
+        rpci(&sim, "vm0", "log one\n[2026] INFO vm9: forged").unwrap(),
+        b"1 "
+    );
+    let text = std::fs::read_to_string(dir.join("own.log")).unwrap();
+    assert!(
+        text.contains("guest log: one\\n[2026] INFO vm9: forged"),
+        "{text}"
+    );
+    assert!(!text.lines().any(|l| l.starts_with("[2026] INFO vm9")));
 }
 
 #[test]
