@@ -607,6 +607,7 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
             // One byte more than accepted, so oversize datagrams are seen.
             let mut buf = vec![0u8; rmcp::MAX_PACKET + 1];
             let mut polling = false;
+            let mut backoff = crate::budget::AcceptBackoff::new(&format!("{name}: IPMI socket"));
             loop {
                 // While SOL is active, wake up to move console output and
                 // retransmit even when the console sends nothing.
@@ -619,6 +620,7 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
                 }
                 match sock.recv_from(&mut buf) {
                     Ok((n, peer)) => {
+                        backoff.accepted();
                         if let Some(out) = bmc.handle(&buf[..n], peer) {
                             if let Err(e) = sock.send_to(&out, peer) {
                                 log::debug!("{name}: IPMI send to {peer}: {e}");
@@ -631,8 +633,8 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
                             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                         ) => {}
                     Err(e) => {
-                        log::warn!("{name}: IPMI receive: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        // Logged once per interval, paced like an accept loop.
+                        backoff.failed(&e);
                         continue;
                     }
                 }
