@@ -697,6 +697,25 @@ mod tests {
     }
 
     #[test]
+    fn accept_backoff_grows_while_out_of_descriptors_and_resets_on_success() {
+        let mut b = AcceptBackoff::new("test");
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let ms = Duration::from_millis;
+        for want in [10, 20, 40] {
+            b.failed(&emfile);
+            assert_eq!(b.delay, ms(want));
+        }
+        b.accepted();
+        assert_eq!(b.delay, Duration::ZERO);
+        // Other errors: a short pause, no growth.
+        let aborted = io::Error::from_raw_os_error(libc::ECONNABORTED);
+        b.failed(&aborted);
+        b.failed(&aborted);
+        assert_eq!(b.delay, ms(10));
+        assert!(accept_errors() >= 5);
+    }
+
+    #[test]
     fn slots_cap_each_peer() {
         let s = Slots::new("t", 4, 2);
         let p1: IpAddr = "127.0.0.2".parse().unwrap();
