@@ -454,6 +454,7 @@ pub struct Slots {
     cap: usize,
     per_peer: usize,
     state: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    freed: std::sync::Condvar,
     refused: AtomicU64,
     report: Every,
 }
@@ -477,6 +478,8 @@ impl Drop for Slot {
                 }
             }
         }
+        drop(s);
+        self.slots.freed.notify_one();
     }
 }
 
@@ -489,6 +492,7 @@ impl Slots {
             cap,
             per_peer: per_peer.clamp(1, cap.max(1)),
             state: Mutex::new((0, HashMap::new())),
+            freed: std::sync::Condvar::new(),
             refused: AtomicU64::new(0),
             report: Every::new(REPORT_INTERVAL),
         })
@@ -539,6 +543,32 @@ impl Slots {
             );
         }
         Err(why)
+    }
+
+    /// Like [`Slots::take`] without a per-peer cap, but when every place
+    /// is taken, wait up to `wait` for one to free (the connection waits
+    /// in the listen backlog meanwhile) before refusing: for the control
+    /// socket, whose clients are local and whose bursts are short.
+    pub fn take_waiting(self: &Arc<Self>, wait: Duration) -> Result<Slot, String> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut s = self.lock();
+        while s.0 >= self.cap {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                drop(s);
+                return self.take(None);
+            }
+            s = self
+                .freed
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        s.0 += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            peer: None,
+        })
     }
 
     /// Connections refused so far.
@@ -729,5 +759,11 @@ mod tests {
         drop(a);
         let _e = s.take(Some(p1)).unwrap();
         assert_eq!(s.refused(), 2);
+        // Waiting for a place: refused after the wait, served once one frees.
+        assert!(s.take_waiting(Duration::from_millis(10)).is_err());
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.take_waiting(Duration::from_secs(60)).is_ok());
+        drop(_e);
+        assert!(t.join().unwrap());
     }
 }

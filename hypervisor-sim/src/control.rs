@@ -218,7 +218,9 @@ pub fn spawn(
                     }
                 };
                 backoff.accepted();
-                let slot = match slots.take(None) {
+                // A burst waits for a place (in the backlog); only a
+                // control socket held full for 10 s refuses.
+                let slot = match slots.take_waiting(Duration::from_secs(10)) {
                     Ok(s) => s,
                     Err(why) => {
                         let mut c = conn;
