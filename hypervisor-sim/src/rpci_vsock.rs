@@ -2,7 +2,8 @@
 //! a guest on vsock CID 0, port 976 ([`protocol::datamap::RPCI_VSOCK_PORT`]).
 //!
 //! Each VM has an internal unix socket for it (`STATE/vsock/NAME.rpci.sock`,
-//! beside the TCLO one, in a directory only serve's user may enter);
+//! beside the TCLO one, in a directory only serve's user may enter, made
+//! with it when the first program attaches);
 //! programs under `hvsim exec` reach it when they connect a vsock stream to
 //! the hypervisor's port 976 (see [`crate::exec::vsock`]). open-vm-tools
 //! tries this before the backdoor for every RPCI channel it opens.

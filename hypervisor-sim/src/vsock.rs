@@ -1,10 +1,12 @@
 //! TCLO over vsock, the host side: the push channel a VMware host offers a
 //! guest on vsock CID 0, port 975 ([`protocol::datamap::TCLO_VSOCK_PORT`]).
 //!
-//! Each VM has an internal unix socket for it (`vms/NAME/tclo-vsock.sock`
-//! in the state directory, in a directory only serve's user may enter);
-//! programs under `hvsim exec` reach it when they connect a vsock stream to
-//! the hypervisor (see [`crate::exec::vsock`]). A connection is a new TCLO
+//! Each VM has an internal unix socket for it (`STATE/vsock/NAME.sock`, in
+//! a directory only serve's user may enter), made when the first program
+//! under `hvsim exec` attaches to the VM (VMs that never run one hold no
+//! descriptor for it); programs reach it when they connect a vsock stream
+//! to the hypervisor (see [`crate::exec::vsock`]). Each connection takes
+//! two descriptors from the VM's share of the budget ([`crate::budget`]). A connection is a new TCLO
 //! channel of the VM: it gets `reset` and `Capabilities_Register` first,
 //! then every queued command, each pushed as a DATA packet the moment it is
 //! queued (the writer sleeps on the VM's TCLO condition variable: no
