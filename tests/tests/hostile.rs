@@ -68,7 +68,7 @@ fn a_guest_holding_connections_to_its_cap_starves_no_other_vm() {
             "{}[cim]\nenabled = false\n[redfish]\nenabled = false\n",
             vms(&["hog", "a", "b"])
         ),
-        limited((1024, 1024), true),
+        limited((1024, 1024), false),
     );
     let cap = sim.show("hog")["connections"]["cap"].as_u64().expect("cap") as usize;
     assert!(
@@ -386,7 +386,7 @@ fn a_guest_logging_60_kib_lines_flat_out_grows_the_log_by_at_most_1_mib_a_second
     let sim = Sim::with_options(
         "[[vm]]\nname = \"vm0\"\n[cim]\nenabled = false\n[redfish]\nenabled = false\n\
          [log]\nfile = \"own.log\"\n",
-        limited((1024, 1024), true),
+        limited((1024, 1024), false),
     );
     let dir = sim.dir.path().to_path_buf();
     let before = log_file_bytes(&dir);
@@ -435,7 +435,7 @@ fn hvsims_own_log_file_rotates_by_size() {
     let sim = Sim::with_options(
         "[[vm]]\nname = \"vm0\"\n[cim]\nenabled = false\n[redfish]\nenabled = false\n\
          [log]\nfile = \"own.log\"\nmax_size = 65536\nkeep = 2\n",
-        limited((1024, 1024), true),
+        limited((1024, 1024), false),
     );
     let dir = sim.dir.path().to_path_buf();
     // 120 lines of 3 KiB: within the guest's burst, 360 KiB of log.
