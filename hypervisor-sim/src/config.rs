@@ -80,6 +80,9 @@ pub struct Config {
     /// The vSphere API (vim25 SOAP).
     #[serde(default)]
     pub vsphere: VsphereConfig,
+    /// hvsim's own log.
+    #[serde(default)]
+    pub log: LogConfig,
     /// The directory the config file is in (relative paths resolve here).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -303,6 +306,20 @@ pub struct UserConfig {
     pub password: String,
     /// Administrator, Operator or ReadOnly.
     pub role: Option<String>,
+}
+
+/// hvsim's own log: stderr (the journal under systemd) unless `file` is
+/// set; a file rotates by size.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log file (relative to the config's directory); default stderr.
+    pub file: Option<PathBuf>,
+    /// Rotate the file when it would grow past this many bytes (default
+    /// 16 MiB, at least 4096).
+    pub max_size: Option<u64>,
+    /// Rotated files kept: FILE.1 ... FILE.KEEP (default 4).
+    pub keep: Option<u32>,
 }
 
 /// Backdoor endpoint limits (defaults are a real host's).

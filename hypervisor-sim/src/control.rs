@@ -316,14 +316,42 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+            // Its descriptors are kept out of every other share of the
+            // budget (crate::budget), so this always answers.
+            let slots = crate::budget::Slots::new(
+                "control socket",
+                crate::budget::CONTROL_CONNECTIONS,
+                crate::budget::CONTROL_CONNECTIONS,
+            );
+            let mut backoff = crate::budget::AcceptBackoff::new("control socket");
+            loop {
+                let conn = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(e) => {
+                        backoff.failed(&e);
+                        continue;
+                    }
+                };
+                backoff.accepted();
+                // A burst waits for a place (in the backlog); only a
+                // control socket held full for 10 s refuses.
+                let slot = match slots.take_waiting(Duration::from_secs(10)) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        let mut c = conn;
+                        let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+                        let answer = json!({"ok": false, "error": format!("hvsim is busy: {why} on the control socket; try again")});
+                        let _ = c.write_all(format!("{answer}\n").as_bytes());
+                        continue;
+                    }
+                };
                 let inv = inv.clone();
                 let exec = exec.clone();
                 let wbem = wbem.clone();
                 let _ = std::thread::Builder::new()
                     .name("control-conn".into())
                     .spawn(move || {
+                        let _slot = slot;
                         if let Err(e) = serve_conn(&inv, &exec, wbem.as_deref(), conn) {
                             log::debug!("control connection: {e}");
                         }

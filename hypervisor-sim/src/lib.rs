@@ -18,8 +18,12 @@
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
 //! * [`guestops`]: guest operations (run programs, move files) through the
 //!   guest tools' VIX handler and HGFS server.
+//! * [`budget`]: the descriptor budget (connection caps, accept back-off);
+//!   [`ratelimit`]: bounds on guest-controlled log output; [`logfile`]: the
+//!   size-rotated log file.
 //! * [`serve`]: wiring it all together.
 
+pub mod budget;
 pub mod cim;
 pub mod clipboard;
 pub mod config;
@@ -31,9 +35,11 @@ pub mod exec;
 pub mod guestops;
 pub mod http;
 pub mod ipmi;
+pub mod logfile;
 pub mod media;
 pub mod namespace;
 pub mod nbd;
+pub mod ratelimit;
 pub mod redfish;
 pub mod rpci;
 pub mod rpci_vsock;

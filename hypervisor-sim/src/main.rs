@@ -23,6 +23,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the simulated host with all its services.
+    ///
+    /// At start the soft open-file limit is raised to the hard one, and
+    /// hvsim checks that the VMs fit (a backdoor socket each, a BMC socket
+    /// each by default, room for guest connections); when they do not, it
+    /// says which LimitNOFILE to set. Guest connections, control and
+    /// network clients then share that budget with per-VM and per-client
+    /// caps (docs/hvsim-limits.md). `[log] file` in the config sends the
+    /// log to a file rotated by size instead of stderr.
     Serve {
         /// TOML config (default: the embedded one, with one VM "vm0").
         #[arg(long)]
@@ -127,7 +135,9 @@ enum VmCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show one VM: power, tools, guest info, guest variables.
+    /// Show one VM: power, tools, guest info, guest variables, and (with
+    /// --json) its guest connections, cap and refusals, and the guest log
+    /// lines and warnings dropped by the rate limits.
     Show {
         /// VM name.
         name: String,
@@ -253,8 +263,31 @@ fn main() -> ExitCode {
         Cmd::Serve { .. } => "info",
         _ => "warn",
     };
-    let logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).build();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    if let Cmd::Serve { config, .. } = &cli.cmd {
+        // The log goes where the config says; a config that does not load
+        // is reported by `run` below, on stderr.
+        if let Ok(cfg) = Config::load(config.as_deref()) {
+            if let Some(file) = &cfg.log.file {
+                let path = cfg.resolve(file);
+                match hvsim::logfile::RotatingFile::open(
+                    &path,
+                    cfg.log.max_size.unwrap_or(hvsim::logfile::DEFAULT_MAX_SIZE),
+                    cfg.log.keep.unwrap_or(hvsim::logfile::DEFAULT_KEEP),
+                ) {
+                    Ok(f) => {
+                        logger.target(env_logger::Target::Pipe(Box::new(f)));
+                    }
+                    Err(e) => {
+                        eprintln!("hvsim: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+    }
+    let logger = logger.build();
     let max = logger.filter();
     // The WBEM log level (`hvsim wbem set --log-level`) filters the CIM and
     // WS-Management lines on top of RUST_LOG.

@@ -50,11 +50,7 @@ fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
         b"info-get" => info_get(s, args),
         b"info-set" => info_set(s, args),
         b"log" => {
-            log::info!(
-                "{}: guest log: {}",
-                s.name(),
-                String::from_utf8_lossy(args).trim_end_matches(['\0', '\n'])
-            );
+            s.guest_log(args);
             ok(b"")
         }
         b"tools.set.version" => {
@@ -275,10 +271,9 @@ fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
                 ok(b"")
             }
             Err(e) => {
-                log::warn!(
-                    "{}: guest sent NIC info that does not decode: {e}",
-                    s.name()
-                );
+                s.guest_warn(format_args!(
+                    "guest sent NIC info that does not decode: {e}"
+                ));
                 s.data().nic_error = Some(e.to_string());
                 err("Invalid NIC info")
             }
@@ -303,10 +298,9 @@ fn set_guest_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
                 ok(b"")
             }
             Err(e) => {
-                log::warn!(
-                    "{}: guest sent memory statistics that do not decode: {e}",
-                    s.name()
-                );
+                s.guest_warn(format_args!(
+                    "guest sent memory statistics that do not decode: {e}"
+                ));
                 s.data().memory_error = Some(e.to_string());
                 err("Invalid memory statistics")
             }
@@ -350,11 +344,10 @@ fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
     let Ok(state) = state.parse::<u32>() else {
         return err("Invalid arguments");
     };
-    log::info!(
-        "{}: guest reports state change {state} {}",
-        s.name(),
+    s.guest_info(format_args!(
+        "guest reports state change {state} {}",
         if okay { "done" } else { "failed" }
-    );
+    ));
     s.guest_state_change(okay, state);
     ok(b"")
 }
@@ -387,7 +380,7 @@ fn set_disk_info(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
             ok(b"")
         }
         Err(e) => {
-            log::warn!("{}: guest sent disk info that is not JSON: {e}", s.name());
+            s.guest_warn(format_args!("guest sent disk info that is not JSON: {e}"));
             err("Invalid disk info")
         }
     }

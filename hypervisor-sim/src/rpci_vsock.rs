@@ -2,7 +2,8 @@
 //! a guest on vsock CID 0, port 976 ([`protocol::datamap::RPCI_VSOCK_PORT`]).
 //!
 //! Each VM has an internal unix socket for it (`STATE/vsock/NAME.rpci.sock`,
-//! beside the TCLO one, in a directory only serve's user may enter);
+//! beside the TCLO one, in a directory only serve's user may enter, made
+//! with it when the first program attaches);
 //! programs under `hvsim exec` reach it when they connect a vsock stream to
 //! the hypervisor's port 976 (see [`crate::exec::vsock`]). open-vm-tools
 //! tries this before the backdoor for every RPCI channel it opens.
@@ -37,17 +38,29 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accept RPCI-over-vsock connections for `vm` on `listener` from a new
 /// thread, for as long as serve runs.
 pub fn spawn(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
-    crate::vsock::spawn_endpoint(vm, listener, "RPCI", "rpcivs", MAX_CONNECTIONS, |vm, c| {
-        serve_conn(vm, c, false)
-    })
+    crate::vsock::spawn_endpoint(
+        vm,
+        listener,
+        "RPCI",
+        "rpcivs",
+        MAX_CONNECTIONS,
+        1,
+        |vm, c| serve_conn(vm, c, false),
+    )
 }
 
 /// [`spawn`] for the connections from a privileged source port (below
 /// 1024, root in the guest): their requests may use privileged commands.
 pub fn spawn_privileged(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
-    crate::vsock::spawn_endpoint(vm, listener, "RPCI", "rpcivs", MAX_CONNECTIONS, |vm, c| {
-        serve_conn(vm, c, true)
-    })
+    crate::vsock::spawn_endpoint(
+        vm,
+        listener,
+        "RPCI",
+        "rpcivs",
+        MAX_CONNECTIONS,
+        1,
+        |vm, c| serve_conn(vm, c, true),
+    )
 }
 
 /// One connection: answer its requests in order until it closes.
@@ -65,7 +78,10 @@ fn serve_conn(vm: &Vm, conn: UnixStream, privileged: bool) {
                 break;
             }
             Err(e) => {
-                log::warn!("{name}: RPCI vsock connection: {e}; closing it");
+                vm.guest_warn(
+                    log::Level::Warn,
+                    format_args!("RPCI vsock connection: {e}; closing it"),
+                );
                 break;
             }
         };
@@ -79,20 +95,29 @@ fn serve_conn(vm: &Vm, conn: UnixStream, privileged: bool) {
                 ..
             }) => continue,
             Err(e) => {
-                log::warn!("{name}: RPCI vsock connection: {e}; closing it");
+                vm.guest_warn(
+                    log::Level::Warn,
+                    format_args!("RPCI vsock connection: {e}; closing it"),
+                );
                 break;
             }
         };
         let limit = vm.limits.channels.max_in_size;
         if msg.len() > limit {
-            log::warn!(
-                "{name}: RPCI vsock request of {} bytes is over the {limit}-byte message limit; closing the connection",
-                msg.len()
+            vm.guest_warn(
+                log::Level::Warn,
+                format_args!(
+                    "RPCI vsock request of {} bytes is over the {limit}-byte message limit; closing the connection",
+                    msg.len()
+                ),
             );
             break;
         }
         let Some(reply) = vm.vsock_rpci_as(&msg, privileged) else {
-            log::info!("{name}: RPCI vsock request while the VM is off; closing the connection");
+            vm.guest_warn(
+                log::Level::Info,
+                format_args!("RPCI vsock request while the VM is off; closing the connection"),
+            );
             break;
         };
         if let Err(e) = w.write_all(&Packet::data(&reply).encode()) {

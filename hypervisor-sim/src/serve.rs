@@ -13,7 +13,7 @@ use crate::config::{self, Config};
 use crate::device::DeviceFacts;
 use crate::store::{DirLock, Store};
 use crate::vm::{Vm, VmInfo, VmLimits};
-use crate::{control, socket};
+use crate::{budget, control, socket};
 
 /// Where things are, after the config and the flags are combined.
 #[derive(Debug)]
@@ -39,13 +39,23 @@ impl Drop for Server {
         for s in &self.sockets {
             let _ = std::fs::remove_file(s);
         }
+        // The vsock endpoints made on demand (crate::exec).
+        if let Ok(d) = std::fs::read_dir(self.state_dir.join("vsock")) {
+            for e in d.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_socket()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 }
 
 /// Unix socket paths are limited to 107 bytes on Linux.
 const SUN_PATH_MAX: usize = 107;
 
-fn bind(path: &Path, what: &str) -> Result<UnixListener> {
+/// Bind a unix socket at `path` (`what` names it in errors), replacing a
+/// socket a dead server left.
+pub(crate) fn bind(path: &Path, what: &str) -> Result<UnixListener> {
     if path.as_os_str().len() > SUN_PATH_MAX {
         bail!(
             "{what} path {} is {} bytes; unix sockets allow {SUN_PATH_MAX}: choose a shorter --state-dir or socket path",
@@ -66,59 +76,6 @@ fn bind(path: &Path, what: &str) -> Result<UnixListener> {
         }
     }
     UnixListener::bind(path).with_context(|| format!("cannot listen on {what} {}", path.display()))
-}
-
-/// Start VM `vm`'s internal vsock endpoints in `STATE/vsock` (a directory
-/// only serve's user may enter): TCLO ([`crate::vsock`], `NAME.sock`) and
-/// RPCI ([`crate::rpci_vsock`], `NAME.rpci.sock`, and `NAME.rpci-priv.sock`
-/// for connections from a privileged source port). Programs under
-/// `hvsim exec` reach them through their emulated vsock; one that cannot
-/// start is left out (programs fall back to the backdoor), and serve runs
-/// on. Returns the vsock port and path of each one started.
-fn vsock_endpoints(
-    state_dir: &Path,
-    vm: &Arc<Vm>,
-    sockets: &mut Vec<PathBuf>,
-) -> Vec<(u32, PathBuf)> {
-    use protocol::datamap::{RPCI_VSOCK_PORT, TCLO_VSOCK_PORT};
-    use std::os::unix::fs::PermissionsExt;
-    type Spawn = fn(Arc<Vm>, UnixListener) -> std::io::Result<()>;
-    let dir = state_dir.join("vsock");
-    let kinds: [(u32, &str, &str, Spawn); 3] = [
-        (TCLO_VSOCK_PORT, "sock", "TCLO", crate::vsock::spawn),
-        (
-            RPCI_VSOCK_PORT,
-            "rpci.sock",
-            "RPCI",
-            crate::rpci_vsock::spawn,
-        ),
-        (
-            RPCI_VSOCK_PORT | crate::exec::vsock::PRIVILEGED,
-            "rpci-priv.sock",
-            "privileged RPCI",
-            crate::rpci_vsock::spawn_privileged,
-        ),
-    ];
-    let mut started = Vec::new();
-    for (port, ext, what, spawn) in kinds {
-        let path = dir.join(format!("{}.{ext}", vm.info.name));
-        let r = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-            .map_err(anyhow::Error::from)
-            .and_then(|()| bind(&path, &format!("{what} vsock endpoint")))
-            .and_then(|l| Ok(spawn(vm.clone(), l)?));
-        match r {
-            Ok(()) => {
-                sockets.push(path.clone());
-                started.push((port, path));
-            }
-            Err(e) => log::warn!(
-                "{}: no {what} over vsock for programs under hvsim exec (they use the backdoor): {e:#}",
-                vm.info.name
-            ),
-        }
-    }
-    started
 }
 
 /// Processor speed from /proc/cpuinfo, for GETMHZ.
@@ -162,6 +119,48 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         )
     })?;
     let state_dir = std::fs::canonicalize(&state_dir)?;
+    // The descriptor budget (crate::budget): raise the soft limit, then
+    // check that the VMs fit before binding anything.
+    let nofile = budget::raise_nofile().context("cannot read or raise the open-file limit")?;
+    if nofile.soft > nofile.was {
+        log::info!(
+            "open-file limit raised from {} to {} (the hard limit)",
+            nofile.was,
+            nofile.soft
+        );
+    }
+    let limit = usize::try_from(nofile.soft).unwrap_or(usize::MAX);
+    budget::global().set_limit(limit);
+    let explicit_bmcs = cfg
+        .vm
+        .iter()
+        .filter(|v| v.ipmi.as_ref().is_some_and(|i| i.listen.is_some()))
+        .count();
+    let listeners = [
+        cfg.cim.enabled != Some(false),
+        cfg.cim.enabled != Some(false),
+        cfg.redfish.enabled != Some(false),
+        cfg.redfish.enabled != Some(false),
+        cfg.wsman.enabled != Some(false) && cfg.wsman.listen.as_deref() != Some(""),
+        cfg.vsphere.listen.as_deref() != Some(""),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    let check = budget::check_start(
+        nofile,
+        budget::open_fds(),
+        cfg.vm.len(),
+        explicit_bmcs,
+        cfg.vm.len() - explicit_bmcs,
+        listeners,
+    )?;
+    if !check.default_bmcs {
+        log::warn!(
+            "the open-file limit ({}) leaves no room for a default BMC per VM: only VMs with ipmi.listen get one (raise LimitNOFILE, see docs/hvsim-limits.md)",
+            nofile.soft
+        );
+    }
     let lock = DirLock::acquire(&state_dir).map_err(anyhow::Error::msg)?;
     let store = Arc::new(Store::open(&state_dir)?);
 
@@ -189,6 +188,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();
     let mut exec = crate::exec::Service::new();
+    exec.set_vsock_dir(state_dir.join("vsock"));
     for vc in &cfg.vm {
         let uuid = match &vc.uuid {
             Some(u) => config::parse_uuid(u).context("uuid was validated")?,
@@ -249,9 +249,6 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             &vc.options,
         )?;
         exec.add(vm.clone(), facts);
-        for (port, path) in vsock_endpoints(&state_dir, &vm, &mut sockets) {
-            exec.set_vsock_endpoint(&vm.info.name, port, path);
-        }
         listeners.push((
             vm.clone(),
             facts,
@@ -261,23 +258,41 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
         vms.insert(vc.name.clone(), vm);
     }
     let inv: control::Inventory = Arc::new(vms);
-    for (vm, facts, l) in listeners {
+    for (vm, _, _) in &listeners {
         log::info!(
             "{}: backdoor socket {}",
             vm.info.name,
             vm.info.backdoor_socket.display()
         );
-        socket::spawn(vm, facts, l)?;
     }
+    socket::spawn_all(listeners)?;
     let users = Arc::new(crate::users::UserStore::load(&cfg.user, store.clone())?);
     let wbem = crate::wbem::Wbem::start(cfg, inv.clone(), &state_dir, users.clone())?;
-    crate::ipmi::start(cfg, &inv, store.clone(), users.clone())?;
+    crate::ipmi::start(cfg, &inv, store.clone(), users.clone(), check.default_bmcs)?;
     let vsphere = crate::vsphere::start(cfg, inv.clone(), users.clone(), &state_dir)?;
     let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
     // The control socket comes last: clients (and tests) take it as the
     // sign that every listener of the host is bound.
     let control_listener = bind(&control_socket, "control socket")?;
     sockets.push(control_socket.clone());
+    let plan = budget::plan(
+        limit,
+        budget::open_fds(),
+        budget::global().network_reserve(),
+        inv.len(),
+    );
+    budget::global().set_plan(plan);
+    log::info!(
+        "descriptor budget: limit {}, {} open, {} kept for control, {} for network clients, {} for the rest; guests: {} ({} per VM guaranteed, at most {} per VM)",
+        plan.limit,
+        plan.fixed,
+        plan.control,
+        plan.network,
+        plan.misc,
+        plan.guests,
+        plan.guaranteed,
+        plan.per_vm_cap
+    );
     control::spawn(
         inv.clone(),
         control_listener,

@@ -310,14 +310,37 @@ pub struct Vm {
     /// Signalled on each vmbackup event from the guest.
     backup_cv: Condvar,
     store: Arc<Store>,
-    subscribers: Mutex<Vec<std::sync::mpsc::Sender<VmEvent>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     revision: std::sync::atomic::AtomicU64,
     calls: std::sync::atomic::AtomicU64,
     /// RPCI messages answered over vsock.
     vsock_rpci: std::sync::atomic::AtomicU64,
     /// The serial console, when a program runs under `hvsim exec --console`.
     pub console: Arc<crate::console::Slot>,
+    /// Its guest connections in the descriptor budget ([`crate::budget`]).
+    pub gate: Arc<crate::budget::Gate>,
+    /// Bound on the bytes its guest's `log` messages add to hvsim's log.
+    guest_log: crate::ratelimit::RateLimiter,
+    /// Bound on the warnings its guest's malformed traffic adds.
+    warnings: crate::ratelimit::RateLimiter,
 }
+
+/// Where a VM's events go.
+#[derive(Debug)]
+enum Subscriber {
+    Own(std::sync::mpsc::Sender<VmEvent>),
+    Tagged(usize, std::sync::mpsc::Sender<(usize, VmEvent)>),
+}
+
+/// Bytes a second a VM's guest `log` messages may add to hvsim's log (the
+/// limit a whole-host bound of about 1 MiB/s per guest comes from).
+pub const GUEST_LOG_RATE: u64 = 256 << 10;
+/// Bytes of guest `log` messages passed at once before the rate applies.
+pub const GUEST_LOG_BURST: u64 = 512 << 10;
+/// Bytes a second of warnings about one VM's guest traffic.
+pub const WARN_RATE: u64 = 16 << 10;
+/// Bytes of such warnings passed at once.
+pub const WARN_BURST: u64 = 64 << 10;
 
 /// A guest whose TCLO poll is older than this counts as not running
 /// (vmtoolsd polls at least every second, backing off to 100 ms when busy).
@@ -378,7 +401,81 @@ impl Vm {
             calls: std::sync::atomic::AtomicU64::new(0),
             vsock_rpci: std::sync::atomic::AtomicU64::new(0),
             console: Arc::default(),
+            gate: Arc::default(),
+            guest_log: crate::ratelimit::RateLimiter::new(GUEST_LOG_RATE, GUEST_LOG_BURST),
+            warnings: crate::ratelimit::RateLimiter::new(WARN_RATE, WARN_BURST),
         })
+    }
+
+    /// Log a guest `log` message: at most
+    /// [`crate::ratelimit::GUEST_LINE_MAX`] bytes of it, and while the
+    /// guest stays under [`GUEST_LOG_RATE`]; dropped lines are counted
+    /// and summed up in the next line that passes.
+    pub fn guest_log(&self, msg: &[u8]) {
+        let max = crate::ratelimit::GUEST_LINE_MAX;
+        let kept = &msg[..msg.len().min(max)];
+        let text = String::from_utf8_lossy(kept);
+        let text = text.trim_end_matches(['\0', '\n']);
+        // One guest message is one log line: it cannot forge others.
+        let text = if text.contains(['\n', '\r']) {
+            std::borrow::Cow::Owned(text.replace('\n', "\\n").replace('\r', "\\r"))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
+        let cost = text.len() + self.info.name.len() + 48;
+        match self.guest_log.check(cost) {
+            crate::ratelimit::Verdict::Drop => {}
+            crate::ratelimit::Verdict::Pass { suppressed } => {
+                if suppressed > 0 {
+                    log::warn!(
+                        "{}: guest log: suppressed {suppressed} lines (over {} KiB/s)",
+                        self.info.name,
+                        GUEST_LOG_RATE >> 10
+                    );
+                }
+                if msg.len() > max {
+                    log::info!(
+                        "{}: guest log: {text}... [{} bytes cut]",
+                        self.info.name,
+                        msg.len() - max
+                    );
+                } else {
+                    log::info!("{}: guest log: {text}", self.info.name);
+                }
+            }
+        }
+    }
+
+    /// Log a warning about this VM's guest traffic (malformed frames,
+    /// refused requests) at `level`, while under [`WARN_RATE`]; dropped
+    /// ones are counted and summed up in the next that passes.
+    pub fn guest_warn(&self, level: log::Level, args: std::fmt::Arguments<'_>) {
+        if !log::log_enabled!(level) {
+            return;
+        }
+        let line = args.to_string();
+        let line = crate::ratelimit::cut(&line, crate::ratelimit::GUEST_LINE_MAX);
+        match self.warnings.check(line.len() + self.info.name.len() + 48) {
+            crate::ratelimit::Verdict::Drop => {}
+            crate::ratelimit::Verdict::Pass { suppressed } => {
+                if suppressed > 0 {
+                    log::warn!(
+                        "{}: suppressed {suppressed} messages about the guest's traffic (over {} KiB/s)",
+                        self.info.name,
+                        WARN_RATE >> 10
+                    );
+                }
+                log::log!(level, "{}: {line}", self.info.name);
+            }
+        }
+    }
+
+    /// Guest log lines and traffic warnings dropped so far.
+    pub fn suppressed(&self) -> (u64, u64) {
+        (
+            self.guest_log.total_suppressed(),
+            self.warnings.total_suppressed(),
+        )
     }
 
     /// Lock the VM's state. A panic elsewhere never makes the VM unusable.
@@ -620,8 +717,17 @@ impl Vm {
         self.subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+            .push(Subscriber::Own(tx));
         rx
+    }
+
+    /// Send this VM's events to `tx` tagged with `tag`, so one thread can
+    /// follow many VMs (no thread per VM).
+    pub fn subscribe_tagged(&self, tag: usize, tx: std::sync::mpsc::Sender<(usize, VmEvent)>) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Subscriber::Tagged(tag, tx));
     }
 
     /// A number that grows whenever anything `show_json` reports changes
@@ -640,7 +746,10 @@ impl Vm {
     fn emit(&self, ev: VmEvent) {
         self.touch();
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        subs.retain(|tx| tx.send(ev.clone()).is_ok());
+        subs.retain(|s| match s {
+            Subscriber::Own(tx) => tx.send(ev.clone()).is_ok(),
+            Subscriber::Tagged(tag, tx) => tx.send((*tag, ev.clone())).is_ok(),
+        });
     }
 
     /// Power state.
@@ -1148,6 +1257,22 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// Log a guest `log` message ([`Vm::guest_log`]).
+    pub fn guest_log(&mut self, msg: &[u8]) {
+        self.vm.guest_log(msg);
+    }
+
+    /// Log a warning about the guest's traffic ([`Vm::guest_warn`]).
+    pub fn guest_warn(&mut self, args: std::fmt::Arguments<'_>) {
+        self.vm.guest_warn(log::Level::Warn, args);
+    }
+
+    /// Log something the guest did at info level, under the same bound
+    /// as [`Sink::guest_warn`].
+    pub fn guest_info(&mut self, args: std::fmt::Arguments<'_>) {
+        self.vm.guest_warn(log::Level::Info, args);
+    }
+
     /// Mark the VM's data changed without an event (tools version, ...).
     pub fn touch(&mut self) {
         self.vm.touch();
@@ -1386,6 +1511,16 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "guest_sdk": {
             "session_id": format!("0x{:x}", d.host.session_id),
             "enabled": d.host.settings.resources.guest_sdk,
+        },
+        "connections": {
+            "descriptors": vm.gate.used(),
+            "cap": crate::budget::global().plan().per_vm_cap,
+            "guaranteed": crate::budget::global().plan().guaranteed,
+            "refused": vm.gate.refused(),
+        },
+        "log": {
+            "suppressed_guest_lines": vm.suppressed().0,
+            "suppressed_warnings": vm.suppressed().1,
         },
     })
 }

@@ -1,10 +1,12 @@
 //! TCLO over vsock, the host side: the push channel a VMware host offers a
 //! guest on vsock CID 0, port 975 ([`protocol::datamap::TCLO_VSOCK_PORT`]).
 //!
-//! Each VM has an internal unix socket for it (`vms/NAME/tclo-vsock.sock`
-//! in the state directory, in a directory only serve's user may enter);
-//! programs under `hvsim exec` reach it when they connect a vsock stream to
-//! the hypervisor (see [`crate::exec::vsock`]). A connection is a new TCLO
+//! Each VM has an internal unix socket for it (`STATE/vsock/NAME.sock`, in
+//! a directory only serve's user may enter), made when the first program
+//! under `hvsim exec` attaches to the VM (VMs that never run one hold no
+//! descriptor for it); programs reach it when they connect a vsock stream
+//! to the hypervisor (see [`crate::exec::vsock`]). Each connection takes
+//! two descriptors from the VM's share of the budget ([`crate::budget`]). A connection is a new TCLO
 //! channel of the VM: it gets `reset` and `Capabilities_Register` first,
 //! then every queued command, each pushed as a DATA packet the moment it is
 //! queued (the writer sleeps on the VM's TCLO condition variable: no
@@ -35,53 +37,82 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accept TCLO-over-vsock connections for `vm` on `listener` from a new
 /// thread, for as long as serve runs.
 pub fn spawn(vm: Arc<Vm>, listener: UnixListener) -> io::Result<()> {
-    spawn_endpoint(vm, listener, "TCLO", "vsock", MAX_CONNECTIONS, serve_conn)
+    // Two descriptors a connection: the reader's and the writer's clone.
+    spawn_endpoint(
+        vm,
+        listener,
+        "TCLO",
+        "vsock",
+        MAX_CONNECTIONS,
+        2,
+        serve_conn,
+    )
 }
 
 /// The accept loop of a per-VM vsock endpoint (TCLO here, RPCI in
 /// [`crate::rpci_vsock`]): a thread named `{thread}-VM` accepts, each
 /// connection gets a thread running `serve`, at most `max` at once (more are
-/// closed at once, logged as `what`).
+/// closed at once, logged as `what`). Each connection takes `fds`
+/// descriptors from the VM's share of the budget ([`crate::budget`]).
 pub(crate) fn spawn_endpoint(
     vm: Arc<Vm>,
     listener: UnixListener,
     what: &'static str,
     thread: &'static str,
     max: usize,
+    fds: usize,
     serve: fn(&Arc<Vm>, UnixStream),
 ) -> io::Result<()> {
     let live = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name(format!("{thread}-{}", vm.info.name))
         .spawn(move || {
-            for conn in listener.incoming() {
-                let conn = match conn {
-                    Ok(c) => c,
+            let mut backoff = crate::budget::AcceptBackoff::new(&format!(
+                "{}: {what} vsock endpoint",
+                vm.info.name
+            ));
+            loop {
+                let conn = match listener.accept() {
+                    Ok((c, _)) => c,
                     Err(e) => {
-                        log::warn!("{}: {what} vsock accept: {e}", vm.info.name);
-                        std::thread::sleep(Duration::from_millis(100));
+                        backoff.failed(&e);
                         continue;
                     }
                 };
+                backoff.accepted();
                 if live.fetch_add(1, Ordering::AcqRel) >= max {
                     live.fetch_sub(1, Ordering::AcqRel);
-                    log::warn!(
-                        "{}: more than {max} {what} vsock connections; closing the new one",
-                        vm.info.name
+                    vm.guest_warn(
+                        log::Level::Warn,
+                        format_args!(
+                            "more than {max} {what} vsock connections; closing the new one"
+                        ),
                     );
                     continue;
                 }
-                let vm = vm.clone();
+                let permit =
+                    match crate::budget::global().acquire(&vm.gate, fds, &vm.info.name, what) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            live.fetch_sub(1, Ordering::AcqRel);
+                            continue;
+                        }
+                    };
+                let vm2 = vm.clone();
                 let live2 = live.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("{thread}-{}-c", vm.info.name))
                     .spawn(move || {
-                        serve(&vm, conn);
+                        let _permit = permit;
+                        serve(&vm2, conn);
                         live2.fetch_sub(1, Ordering::AcqRel);
                     });
                 if let Err(e) = spawned {
                     live.fetch_sub(1, Ordering::AcqRel);
-                    log::error!("{what} vsock: cannot start a connection thread: {e}");
+                    vm.guest_warn(
+                        log::Level::Error,
+                        format_args!("{what} vsock: cannot start a connection thread: {e}"),
+                    );
                 }
             }
         })?;
@@ -101,10 +132,16 @@ fn serve_conn(vm: &Arc<Vm>, conn: UnixStream) {
     };
     let _ = writer.set_write_timeout(Some(WRITE_TIMEOUT));
     let Some(id) = vm.vsock_tclo_open() else {
-        log::info!("{name}: TCLO vsock connection refused: the VM is off");
+        vm.guest_warn(
+            log::Level::Info,
+            format_args!("TCLO vsock connection refused: the VM is off"),
+        );
         return;
     };
-    log::info!("{name}: guest connected TCLO over vsock (connection {id})");
+    vm.guest_warn(
+        log::Level::Info,
+        format_args!("guest connected TCLO over vsock (connection {id})"),
+    );
     let vm2 = vm.clone();
     let pusher = std::thread::Builder::new()
         .name(format!("vsock-{name}-w"))
@@ -126,11 +163,17 @@ fn serve_conn(vm: &Arc<Vm>, conn: UnixStream) {
                 ..
             })) => vm.vsock_tclo_ping(id),
             Ok(None) => {
-                log::info!("{name}: guest closed its TCLO vsock connection {id}");
+                vm.guest_warn(
+                    log::Level::Info,
+                    format_args!("guest closed its TCLO vsock connection {id}"),
+                );
                 break;
             }
             Err(e) => {
-                log::warn!("{name}: TCLO vsock connection {id}: {e}; closing it");
+                vm.guest_warn(
+                    log::Level::Warn,
+                    format_args!("TCLO vsock connection {id}: {e}; closing it"),
+                );
                 break;
             }
         }

@@ -82,6 +82,19 @@ pub struct Sim {
     pub control: PathBuf,
     config: PathBuf,
     child: Option<Child>,
+    opts: SimOptions,
+}
+
+/// How [`Sim::with_options`] starts `hvsim serve`.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// Run it under `prlimit --nofile=SOFT:HARD`.
+    pub nofile: Option<(u64, u64)>,
+    /// `RUST_LOG` (default `debug`).
+    pub log_level: Option<String>,
+    /// Run it in a network namespace of its own (`unshare -rn`, loopback
+    /// up): its default TCP and UDP ports collide with no other test.
+    pub netns: bool,
 }
 
 impl Sim {
@@ -92,16 +105,35 @@ impl Sim {
 
     /// A simulator with this config text (the control socket is added).
     pub fn with_config(toml: &str) -> Sim {
-        let dir = tempfile::Builder::new()
-            .prefix("hvsim-t")
-            .tempdir()
-            .expect("tempdir");
-        Sim::with_config_in(dir, toml)
+        Sim::with_config_in(Sim::tempdir(), toml)
     }
 
     /// Like [`Sim::with_config`], in a directory prepared by the caller (for
     /// files the config names).
     pub fn with_config_in(dir: tempfile::TempDir, toml: &str) -> Sim {
+        Sim::try_with_options(dir, toml, SimOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A simulator with this config text, started as `opts` say.
+    pub fn with_options(toml: &str, opts: SimOptions) -> Sim {
+        Sim::try_with_options(Sim::tempdir(), toml, opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A fresh scratch directory for [`Sim::try_with_options`].
+    pub fn tempdir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("hvsim-t")
+            .tempdir()
+            .expect("tempdir")
+    }
+
+    /// Like [`Sim::with_options`] in `dir`; when `hvsim serve` exits at
+    /// start, the error says how, with what it logged.
+    pub fn try_with_options(
+        dir: tempfile::TempDir,
+        toml: &str,
+        opts: SimOptions,
+    ) -> Result<Sim, String> {
         let control = dir.path().join("control.sock");
         let config = dir.path().join("hvsim.toml");
         std::fs::write(
@@ -114,47 +146,75 @@ impl Sim {
             control,
             config,
             child: None,
+            opts,
         };
-        sim.spawn();
-        sim
+        sim.try_spawn()?;
+        Ok(sim)
     }
 
     fn spawn(&mut self) {
+        self.try_spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("hvsim.log"))
             .expect("log file");
-        let child = Command::new(bin("hvsim"))
+        // unshare and prlimit exec what follows: the child is hvsim itself.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if self.opts.netns {
+            argv.extend(
+                [
+                    "unshare",
+                    "-rn",
+                    "sh",
+                    "-c",
+                    "ip link set lo up && exec \"$0\" \"$@\"",
+                ]
+                .map(Into::into),
+            );
+        }
+        if let Some((soft, hard)) = self.opts.nofile {
+            argv.push("prlimit".into());
+            argv.push(format!("--nofile={soft}:{hard}").into());
+            argv.push("--".into());
+        }
+        argv.push(bin("hvsim").into());
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
-            .env("RUST_LOG", "debug")
+            .env(
+                "RUST_LOG",
+                self.opts.log_level.as_deref().unwrap_or("debug"),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("start hvsim serve");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if UnixStream::connect(&self.control).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("hvsim serve exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("hvsim serve exited with {status}:\n{}", self.log()));
             }
-            assert!(
-                Instant::now() < deadline,
-                "hvsim serve did not start:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("hvsim serve did not start:\n{}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

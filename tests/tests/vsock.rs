@@ -8,6 +8,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -215,7 +216,17 @@ fn other_vsock_ports_are_refused_and_other_sockets_work() {
     assert_eq!(transport(&sim), serde_json::Value::Null);
 }
 
+/// A VM's vsock endpoints exist once a program ran under `hvsim exec`
+/// against it (no descriptors for VMs that never do).
+fn endpoints_made(sim: &Sim) {
+    if !sim.dir.path().join("state/vsock/vm0.sock").exists() {
+        let out = sim.exec("vm0", Path::new("/bin/true")).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
 fn endpoint(sim: &Sim) -> UnixStream {
+    endpoints_made(sim);
     let s = UnixStream::connect(sim.dir.path().join("state/vsock/vm0.sock")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
@@ -426,6 +437,7 @@ fn rpci_over_vsock_answers_as_the_backdoor_does() {
 }
 
 fn rpci_endpoint(sim: &Sim) -> UnixStream {
+    endpoints_made(sim);
     let s = UnixStream::connect(sim.dir.path().join("state/vsock/vm0.rpci.sock")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s

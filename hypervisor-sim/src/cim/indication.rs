@@ -329,21 +329,32 @@ impl Indications {
         }
     }
 
-    /// Watch a VM's events and publish indications for them.
-    pub fn watch(self: &Arc<Self>, schema: Arc<Schema>, host: String, vm: Arc<Vm>) {
-        let rx = vm.subscribe();
+    /// Watch the events of `vms` and publish indications for them, on one
+    /// thread for all of them.
+    pub fn watch(self: &Arc<Self>, schema: Arc<Schema>, host: String, vms: Vec<Arc<Vm>>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, vm) in vms.iter().enumerate() {
+            vm.subscribe_tagged(i, tx.clone());
+        }
+        drop(tx);
         let me = self.clone();
         let _ = std::thread::Builder::new()
-            .name(format!("cim-watch-{}", vm.info.name))
+            .name("cim-watch".into())
             .spawn(move || {
-                let mut last: HashMap<&'static str, Instance> = HashMap::new();
-                let view = VmView::of(&vm);
-                for (k, i) in tracked(&view) {
-                    last.insert(k, i);
-                }
-                let mut last_ips = endpoints(&schema, &view);
-                for ev in rx {
-                    let view = VmView::of(&vm);
+                type Seen = (HashMap<&'static str, Instance>, BTreeMap<String, Instance>);
+                let seen = |vm: &Vm| -> Seen {
+                    let view = VmView::of(vm);
+                    (
+                        tracked(&view).into_iter().collect(),
+                        endpoints(&schema, &view),
+                    )
+                };
+                let mut last: Vec<Seen> = vms.iter().map(|vm| seen(vm)).collect();
+                for (i, ev) in rx {
+                    let (Some(vm), Some((last, last_ips))) = (vms.get(i), last.get_mut(i)) else {
+                        continue;
+                    };
+                    let view = VmView::of(vm);
                     let force = !matches!(ev, VmEvent::GuestInfoChanged);
                     let kinds: &[&str] = match ev {
                         VmEvent::GuestInfoChanged => &["os", "dns"],
@@ -363,10 +374,10 @@ impl Indications {
                     // IP endpoints are compared after every event (an
                     // address list can change with guest info or power).
                     let ips = endpoints(&schema, &view);
-                    for (class, now, prev) in endpoint_changes(&last_ips, &ips) {
+                    for (class, now, prev) in endpoint_changes(last_ips, &ips) {
                         me.publish(&schema, &host, class, now, prev);
                     }
-                    last_ips = ips;
+                    *last_ips = ips;
                 }
             });
     }

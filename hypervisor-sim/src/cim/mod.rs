@@ -100,9 +100,11 @@ impl Service {
     pub fn new(inventory: Inventory, host: String) -> Arc<Service> {
         let schema = Arc::new(schema::schema());
         let indications = indication::Indications::new();
-        for vm in inventory.values() {
-            indications.watch(schema.clone(), host.clone(), vm.clone());
-        }
+        indications.watch(
+            schema.clone(),
+            host.clone(),
+            inventory.values().cloned().collect(),
+        );
         Arc::new(Service {
             cache: render::Cache::new(&inventory),
             schema,

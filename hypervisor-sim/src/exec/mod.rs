@@ -157,13 +157,88 @@ pub fn run(
     Err(ExecError::Unsupported)
 }
 
+/// A VM's vsock endpoints, bound for as long as serve runs.
+#[derive(Debug, Default)]
+struct VsockEndpoints {
+    ports: HashMap<u32, PathBuf>,
+    _permit: Option<crate::budget::Permit>,
+}
+
+impl VsockEndpoints {
+    /// Bind `vm`'s TCLO, RPCI and privileged RPCI endpoints in `dir`; one that cannot
+    /// start is left out (logged), and programs use the backdoor for it.
+    fn start(dir: &Path, vm: &Arc<Vm>) -> VsockEndpoints {
+        use protocol::datamap::{RPCI_VSOCK_PORT, TCLO_VSOCK_PORT};
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::net::UnixListener;
+        type Spawn = fn(Arc<Vm>, UnixListener) -> std::io::Result<()>;
+        let name = &vm.info.name;
+        // Three listeners, from the VM's share of the descriptor budget.
+        let permit = match crate::budget::global().acquire(&vm.gate, 3, name, "vsock endpoint") {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("{name}: no vsock endpoints for programs under hvsim exec (they use the backdoor): {e}");
+                return VsockEndpoints::default();
+            }
+        };
+        let kinds: [(u32, &str, &str, Spawn); 3] = [
+            (TCLO_VSOCK_PORT, "sock", "TCLO", crate::vsock::spawn),
+            (
+                RPCI_VSOCK_PORT,
+                "rpci.sock",
+                "RPCI",
+                crate::rpci_vsock::spawn,
+            ),
+            // Connections from a privileged source port (root in the
+            // guest) may use the privileged commands (namespace DB).
+            (
+                RPCI_VSOCK_PORT | vsock::PRIVILEGED,
+                "rpci-priv.sock",
+                "privileged RPCI",
+                crate::rpci_vsock::spawn_privileged,
+            ),
+        ];
+        let mut ports = HashMap::new();
+        for (port, ext, what, spawn) in kinds {
+            let path = dir.join(format!("{name}.{ext}"));
+            let r = std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    crate::serve::bind(&path, &format!("{what} vsock endpoint"))
+                        .map_err(|e| format!("{e:#}"))
+                })
+                .and_then(|l| spawn(vm.clone(), l).map_err(|e| e.to_string()));
+            match r {
+                Ok(()) => {
+                    log::info!("{name}: {what} over vsock for programs under hvsim exec: {}", path.display());
+                    ports.insert(port, path);
+                }
+                Err(e) => log::warn!(
+                    "{name}: no {what} over vsock for programs under hvsim exec (they use the backdoor): {e}"
+                ),
+            }
+        }
+        VsockEndpoints {
+            ports,
+            _permit: Some(permit),
+        }
+    }
+}
+
 /// The serve side: the VMs a traced program may run against, and the CPUID
 /// sites of every file seen so far.
 #[derive(Debug, Default)]
 pub struct Service {
     vms: HashMap<String, (Arc<Vm>, DeviceFacts)>,
-    /// The vsock endpoints of each VM: hypervisor port → unix socket.
-    vsock: HashMap<String, HashMap<u32, PathBuf>>,
+    /// The vsock endpoints of each VM that has had a program under
+    /// `hvsim exec`: hypervisor port → unix socket, and the descriptors
+    /// its listeners hold in the VM's budget.
+    vsock: std::sync::Mutex<HashMap<String, VsockEndpoints>>,
+    /// Where endpoints are made, on first use ([`Service::set_vsock_dir`]).
+    vsock_dir: Option<PathBuf>,
     cache: Arc<cache::SiteCache>,
     tsc_khz: u32,
 }
@@ -182,14 +257,29 @@ impl Service {
         self.vms.insert(vm.info.name.clone(), (vm, facts));
     }
 
-    /// Programs under `hvsim exec` against `vm` that connect a vsock
-    /// stream to the hypervisor's `port` reach the endpoint at `path`
-    /// ([`crate::vsock`] for TCLO, [`crate::rpci_vsock`] for RPCI).
-    pub fn set_vsock_endpoint(&mut self, vm: &str, port: u32, path: PathBuf) {
-        self.vsock
-            .entry(vm.to_string())
-            .or_default()
-            .insert(port, path);
+    /// Programs under `hvsim exec` against a VM that connect a vsock
+    /// stream to the hypervisor reach endpoints made in `dir` (a directory
+    /// only serve's user may enter) when the first such program asks: TCLO
+    /// ([`crate::vsock`]) and RPCI ([`crate::rpci_vsock`]). VMs without
+    /// such programs hold no descriptors for them.
+    pub fn set_vsock_dir(&mut self, dir: PathBuf) {
+        self.vsock_dir = Some(dir);
+    }
+
+    /// The vsock endpoints of `vm`, made now if they are not yet; empty
+    /// when they cannot be (programs fall back to the backdoor).
+    fn vsock_endpoints(&self, vm: &Arc<Vm>) -> HashMap<u32, PathBuf> {
+        let mut all = self.vsock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = all.get(&vm.info.name) {
+            return e.ports.clone();
+        }
+        let Some(dir) = &self.vsock_dir else {
+            return HashMap::new();
+        };
+        let e = VsockEndpoints::start(dir, vm);
+        let ports = e.ports.clone();
+        all.insert(vm.info.name.clone(), e);
+        ports
     }
 
     /// Answer the vsock calls of process `pid` (which asked through a control
@@ -209,7 +299,11 @@ impl Service {
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     fn vsock_checked(&self, vm: &str, pid: i32, fd: i32) -> Result<(), String> {
-        vsock::start(vm, pid, fd, self.vsock.get(vm).cloned().unwrap_or_default())
+        let endpoints = match self.vms.get(vm) {
+            Some((v, _)) => self.vsock_endpoints(v),
+            None => HashMap::new(),
+        };
+        vsock::start(vm, pid, fd, endpoints)
     }
 
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
@@ -241,6 +335,9 @@ impl Service {
                 caller.map_or("unknown".to_string(), |c| c.to_string())
             ));
         }
+        // Its vsock endpoints are made now, before the program runs, so
+        // they are there when it connects (and for the life of serve).
+        self.vsock_endpoints(vm);
         if console.is_some() && vm.console.is_attached() {
             return Err(format!(
                 "VM {:?} already has a console attached (one program per VM may use --console)",

@@ -16,14 +16,18 @@
 //! are bounded by [`HttpLimits::max_header`], body bytes by
 //! [`HttpLimits::max_body`] (checked against the declared length first, and
 //! while reading chunks), time by the read timeout, concurrency by
-//! [`HttpLimits::max_connections`]. A handler panic answers 500 and closes
-//! that connection only.
+//! [`HttpLimits::max_connections`] (lowered to a 32nd of the open-file
+//! limit when that is smaller, [`crate::budget`]) and, per client address,
+//! a quarter of it, so one client cannot hold every connection (the others
+//! get 503 with the reason). Accept errors such as EMFILE pause the accept
+//! loop instead of spinning. A handler panic answers 500 and closes that
+//! connection only.
 
 pub mod tls;
 
 use std::io::{BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,7 +157,7 @@ pub struct HttpLimits {
     pub max_headers: usize,
     /// Idle time before a keep-alive connection is closed.
     pub idle_timeout: Duration,
-    /// Most concurrent connections.
+    /// Most concurrent connections (the descriptor budget may lower it).
     pub max_connections: usize,
     /// Most requests on one keep-alive connection before it is closed
     /// (0: no limit), like sfcb's `keepaliveMaxRequest`.
@@ -300,60 +304,62 @@ fn accept_loop(
     handler: Arc<dyn Handler>,
     control: Arc<Control>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let active = Arc::new(AtomicUsize::new(0));
+    // One descriptor a connection, from the budget's network share.
+    let cap = crate::budget::global().listener_cap(cfg.limits.max_connections, 1);
+    let slots = crate::budget::Slots::new(&cfg.name, cap, crate::budget::Slots::per_peer_for(cap));
     std::thread::Builder::new()
         .name(format!("{}-accept", cfg.name))
         .spawn(move || {
-            for conn in listener.incoming() {
+            let mut backoff = crate::budget::AcceptBackoff::new(&cfg.name);
+            loop {
+                let accepted = listener.accept();
+                // Listener::stop shuts the socket down: accept fails, and
+                // the loop ends here rather than backing off.
                 if control.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let stream = match conn {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
-                        log::warn!("{}: accept: {e}", cfg.name);
-                        std::thread::sleep(Duration::from_millis(10));
+                        backoff.failed(&e);
                         continue;
                     }
                 };
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue,
+                backoff.accepted();
+                let slot = match slots.take(Some(peer.ip())) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        let mut s = stream;
+                        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                        let _ = write_response(
+                            &mut s,
+                            &Response::text(503, &format!("too many connections: {why}\n"))
+                                .with_header("Retry-After", "1"),
+                            false,
+                            false,
+                        );
+                        continue;
+                    }
                 };
-                if active.load(Ordering::Relaxed) >= cfg.limits.max_connections {
-                    log::warn!("{}: connection limit reached, refusing {peer}", cfg.name);
-                    let mut s = stream;
-                    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                    let _ = write_response(
-                        &mut s,
-                        &Response::text(503, "too many connections\n"),
-                        false,
-                        false,
-                    );
-                    continue;
-                }
-                active.fetch_add(1, Ordering::Relaxed);
                 let id = control.next.fetch_add(1, Ordering::Relaxed);
                 if let Ok(second) = stream.try_clone() {
                     control.conns().insert(id, second);
                 }
-                let (c, handler, tls, act, ctl) = (
+                let (c, handler, tls, ctl) = (
                     cfg.clone(),
                     handler.clone(),
                     tls.clone(),
-                    active.clone(),
                     control.clone(),
                 );
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-conn", cfg.name))
                     .spawn(move || {
+                        let _slot = slot;
                         connection(stream, peer, tls, &c, &*handler);
                         ctl.conns().remove(&id);
-                        act.fetch_sub(1, Ordering::Relaxed);
                     });
                 if let Err(e) = spawned {
                     control.conns().remove(&id);
-                    active.fetch_sub(1, Ordering::Relaxed);
                     log::warn!("{}: cannot start a connection thread: {e}", cfg.name);
                 }
             }

@@ -63,6 +63,20 @@ impl Client {
         suite: u8,
         privilege: u8,
     ) -> Result<Client, ClientError> {
+        let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+        Client::connect_from(lo, bmc, user, password, suite, privilege)
+    }
+
+    /// [`Client::connect`] from the local address `local` (another
+    /// loopback address is another client to the BMC).
+    pub fn connect_from(
+        local: std::net::IpAddr,
+        bmc: SocketAddr,
+        user: &str,
+        password: &[u8],
+        suite: u8,
+        privilege: u8,
+    ) -> Result<Client, ClientError> {
         let (hash, auth, integ, mac_len) = match suite {
             3 => (
                 Hash::Sha1,
@@ -77,7 +91,7 @@ impl Client {
                 16,
             ),
         };
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let sock = UdpSocket::bind((local, 0))?;
         sock.connect(bmc)?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         let console_id = crypto::random_u32();

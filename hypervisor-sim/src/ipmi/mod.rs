@@ -116,6 +116,9 @@ pub enum BmcError {
     /// The state database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A thread could not start.
+    #[error("cannot start the IPMI event thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// What the event thread tracks for Chassis commands.
@@ -222,38 +225,9 @@ impl Bmc {
     /// Log the VM's events in the SEL and track the restart cause, on a
     /// thread of its own, until the VM goes away.
     pub fn record_events(&self) -> std::io::Result<()> {
-        let rx = self.vm.subscribe();
-        let sel = self.sel.clone();
-        let events = self.events.clone();
-        let name = self.vm.info.name.clone();
-        std::thread::Builder::new()
-            .name(format!("sel-{name}"))
-            .spawn(move || {
-                for ev in rx {
-                    {
-                        let mut e = events.lock().unwrap_or_else(|p| p.into_inner());
-                        // Restart causes (spec table 28-11): 0x01 chassis
-                        // control command, 0x0A soft reset from the OS.
-                        match &ev {
-                            VmEvent::PowerOn { source } => {
-                                e.restart_cause = 0x01;
-                                e.last_on_by_ipmi = source == "ipmi";
-                            }
-                            VmEvent::Reset { source } => {
-                                e.restart_cause = if source == "guest" { 0x0A } else { 0x01 };
-                            }
-                            _ => {}
-                        }
-                    }
-                    if let Some(r) = Sel::record_for(&ev) {
-                        let mut s = sel.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Err(e) = s.add(r) {
-                            log::error!("{name}: cannot log {ev:?} in the SEL: {e}");
-                        }
-                    }
-                }
-            })?;
-        Ok(())
+        let mut r = Recorder::new();
+        r.add(self);
+        r.spawn()
     }
 
     /// Answer one datagram from `peer`; `None` drops it.
@@ -465,19 +439,103 @@ fn v15_reply(s: &Session, seq: u32, msg: &[u8]) -> Vec<u8> {
     rmcp::emit_v15(s.auth_type, seq, s.id, code, msg)
 }
 
+/// Logs the events of many BMCs' VMs in their SELs and tracks their
+/// restart causes, on one thread for all of them.
+#[derive(Debug)]
+pub struct Recorder {
+    tx: std::sync::mpsc::Sender<(usize, VmEvent)>,
+    rx: std::sync::mpsc::Receiver<(usize, VmEvent)>,
+    bmcs: Vec<Recorded>,
+}
+
+/// A BMC whose VM's events a [`Recorder`] logs: VM name, SEL, restart state.
+type Recorded = (String, Arc<Mutex<Sel>>, Arc<Mutex<EventState>>);
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// No BMCs yet.
+    pub fn new() -> Recorder {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Recorder {
+            tx,
+            rx,
+            bmcs: Vec::new(),
+        }
+    }
+
+    /// Record `bmc`'s VM's events from now on.
+    pub fn add(&mut self, bmc: &Bmc) {
+        bmc.vm.subscribe_tagged(self.bmcs.len(), self.tx.clone());
+        self.bmcs.push((
+            bmc.vm.info.name.clone(),
+            bmc.sel.clone(),
+            bmc.events.clone(),
+        ));
+    }
+
+    /// Start the thread (it ends when every VM is gone).
+    pub fn spawn(self) -> std::io::Result<()> {
+        let Recorder { tx, rx, bmcs } = self;
+        drop(tx);
+        if bmcs.is_empty() {
+            return Ok(());
+        }
+        std::thread::Builder::new()
+            .name("ipmi-sel".into())
+            .spawn(move || {
+                for (i, ev) in rx {
+                    let Some((name, sel, events)) = bmcs.get(i) else {
+                        continue;
+                    };
+                    {
+                        let mut e = events.lock().unwrap_or_else(|p| p.into_inner());
+                        // Restart causes (spec table 28-11): 0x01 chassis
+                        // control command, 0x0A soft reset from the OS.
+                        match &ev {
+                            VmEvent::PowerOn { source } => {
+                                e.restart_cause = 0x01;
+                                e.last_on_by_ipmi = source == "ipmi";
+                            }
+                            VmEvent::Reset { source } => {
+                                e.restart_cause = if source == "guest" { 0x0A } else { 0x01 };
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(r) = Sel::record_for(&ev) {
+                        let mut s = sel.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(e) = s.add(r) {
+                            log::error!("{name}: cannot log {ev:?} in the SEL: {e}");
+                        }
+                    }
+                }
+            })?;
+        Ok(())
+    }
+}
+
 /// Start the BMC of every VM in `cfg` on its own thread. A VM without
 /// `ipmi.listen` gets 127.0.0.1:6230 + its index; when that default port is
 /// taken, that VM runs without a BMC (logged), while a configured address
-/// that cannot be bound is an error.
+/// that cannot be bound is an error. With `default_bmcs` false (the
+/// descriptor budget has no room for them) only VMs with `ipmi.listen` get
+/// one.
 pub fn start(
     cfg: &Config,
     vms: &BTreeMap<String, Arc<Vm>>,
     store: Arc<Store>,
     users: Arc<UserStore>,
+    default_bmcs: bool,
 ) -> Result<(), BmcError> {
     if users.list().is_empty() {
         log::warn!("no [[user]] configured: every IPMI login will be refused");
     }
+    let mut recorder = Recorder::new();
     for (index, vc) in cfg.vm.iter().enumerate() {
         let Some(vm) = vms.get(&vc.name) else {
             continue;
@@ -488,6 +546,7 @@ pub fn start(
                 vm: vc.name.clone(),
                 addr: a.clone(),
             })?,
+            None if !default_bmcs => continue,
             None => {
                 let Some(port) = u16::try_from(index)
                     .ok()
@@ -524,11 +583,7 @@ pub fn start(
             local,
             policy_for(vc.ipmi.as_ref()),
         )?;
-        bmc.record_events().map_err(|source| BmcError::Bind {
-            vm: vc.name.clone(),
-            addr,
-            source,
-        })?;
+        recorder.add(&bmc);
         log::info!("{}: IPMI BMC on udp {local}", vc.name);
         serve(bmc, sock).map_err(|source| BmcError::Bind {
             vm: vc.name.clone(),
@@ -536,6 +591,7 @@ pub fn start(
             source,
         })?;
     }
+    recorder.spawn().map_err(BmcError::Thread)?;
     Ok(())
 }
 
@@ -551,6 +607,7 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
             // One byte more than accepted, so oversize datagrams are seen.
             let mut buf = vec![0u8; rmcp::MAX_PACKET + 1];
             let mut polling = false;
+            let mut backoff = crate::budget::AcceptBackoff::new(&format!("{name}: IPMI socket"));
             loop {
                 // While SOL is active, wake up to move console output and
                 // retransmit even when the console sends nothing.
@@ -563,6 +620,7 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
                 }
                 match sock.recv_from(&mut buf) {
                     Ok((n, peer)) => {
+                        backoff.accepted();
                         if let Some(out) = bmc.handle(&buf[..n], peer) {
                             if let Err(e) = sock.send_to(&out, peer) {
                                 log::debug!("{name}: IPMI send to {peer}: {e}");
@@ -575,8 +633,8 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
                             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                         ) => {}
                     Err(e) => {
-                        log::warn!("{name}: IPMI receive: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        // Logged once per interval, paced like an accept loop.
+                        backoff.failed(&e);
                         continue;
                     }
                 }

@@ -298,6 +298,27 @@ pub struct Sessions {
     pub suite_limit: [u8; 16],
     list: Vec<Session>,
     next_handle: u8,
+    /// Bound on what unauthenticated peers make this BMC log.
+    notes: std::sync::Arc<crate::ratelimit::RateLimiter>,
+}
+
+/// Bytes a second of log lines a BMC's peers may cause.
+const NOTE_RATE: u64 = 8 << 10;
+
+fn note(limit: &crate::ratelimit::RateLimiter, level: log::Level, args: std::fmt::Arguments<'_>) {
+    if !log::log_enabled!(level) {
+        return;
+    }
+    let line = args.to_string();
+    if let crate::ratelimit::Verdict::Pass { suppressed } = limit.check(line.len() + 40) {
+        if suppressed > 0 {
+            log::warn!(
+                "ipmi: suppressed {suppressed} messages caused by peers (over {} KiB/s)",
+                NOTE_RATE >> 10
+            );
+        }
+        log::log!(level, "{line}");
+    }
 }
 
 /// A reply to a session-setup message: payload type and payload, sent with
@@ -312,12 +333,23 @@ impl Sessions {
             suite_limit: [privilege::ADMIN; 16],
             list: Vec::new(),
             next_handle: 1,
+            notes: std::sync::Arc::new(crate::ratelimit::RateLimiter::new(
+                NOTE_RATE,
+                4 * NOTE_RATE,
+            )),
         }
+    }
+
+    /// Log a line a peer caused, while the BMC's peers stay under
+    /// [`NOTE_RATE`]; dropped lines are summed up in the next.
+    fn note(&self, level: log::Level, args: std::fmt::Arguments<'_>) {
+        note(&self.notes, level, args);
     }
 
     /// Drop sessions idle too long and setups that stalled.
     pub fn expire(&mut self, now: Instant) {
         let p = self.policy;
+        let notes = self.notes.clone();
         self.list.retain(|s| {
             let limit = if matches!(s.stage, Stage::Active) {
                 p.idle_timeout
@@ -326,7 +358,11 @@ impl Sessions {
             };
             let keep = now.duration_since(s.last) < limit;
             if !keep {
-                log::info!("ipmi: session {:#010x} timed out", s.id);
+                note(
+                    &notes,
+                    log::Level::Info,
+                    format_args!("ipmi: session {:#010x} timed out", s.id),
+                );
             }
             keep
         });
@@ -361,18 +397,39 @@ impl Sessions {
         self.list.retain(|s| s.id == keep);
     }
 
-    /// Room for one more session: evict the oldest unfinished setup if the
-    /// table is full (so a flood of unauthenticated setups never locks out
-    /// real users for longer than it keeps flooding), or refuse.
-    fn make_room(&mut self) -> bool {
+    /// Room for one more session from `peer`: a peer may hold at most
+    /// half the table ([`Sessions::per_peer`]), so one client cannot lock
+    /// out the others. When the peer is at its share, its own oldest
+    /// unfinished setup makes way; when the table is full, the oldest
+    /// unfinished setup of anyone (so a flood of unauthenticated setups
+    /// never locks out real users for longer than it keeps flooding);
+    /// otherwise refuse.
+    fn make_room(&mut self, peer: SocketAddr) -> bool {
+        let mine = self
+            .list
+            .iter()
+            .filter(|s| s.peer.ip() == peer.ip())
+            .count();
+        if mine >= self.per_peer() {
+            return self.evict_setup(|s| s.peer.ip() == peer.ip());
+        }
         if self.list.len() < self.policy.max_sessions {
             return true;
         }
+        self.evict_setup(|_| true)
+    }
+
+    /// Most sessions (set up or active) one peer address may hold.
+    pub fn per_peer(&self) -> usize {
+        (self.policy.max_sessions / 2).max(1)
+    }
+
+    fn evict_setup(&mut self, of: impl Fn(&Session) -> bool) -> bool {
         let oldest = self
             .list
             .iter()
             .enumerate()
-            .filter(|(_, s)| !matches!(s.stage, Stage::Active))
+            .filter(|(_, s)| !matches!(s.stage, Stage::Active) && of(s))
             .min_by_key(|(_, s)| s.last)
             .map(|(i, _)| i);
         match oldest {
@@ -454,13 +511,16 @@ impl Sessions {
             return (0x82, vec![]); // null user names are not enabled
         }
         let Some(user) = users.by_name(name).filter(usable) else {
-            log::warn!(
-                "ipmi: challenge for unknown user {:?} from {peer}",
-                String::from_utf8_lossy(name)
+            self.note(
+                log::Level::Warn,
+                format_args!(
+                    "ipmi: challenge for unknown user {:?} from {peer}",
+                    String::from_utf8_lossy(name)
+                ),
             );
             return (0x81, vec![]);
         };
-        if !self.make_room() {
+        if !self.make_room(peer) {
             return (0x81, vec![]); // Activate Session would refuse anyway
         }
         let mut challenge = [0u8; 16];
@@ -615,32 +675,41 @@ impl Sessions {
             .find(|s| s.auth == a && s.integrity == i && s.confidentiality == c)
             .copied()
         else {
-            log::warn!(
-                "ipmi: {peer} proposed algorithms {a}/{i}/{c}, which no enabled cipher suite has"
-            );
+            self.note(
+                log::Level::Warn,
+                format_args!("ipmi: {peer} proposed algorithms {a}/{i}/{c}, which no enabled cipher suite has"
+            ));
             return fail(status::NO_CIPHER_MATCH);
         };
         let entry = self.policy.suites().position(|s| s.id == suite.id);
         let limit = entry.map_or(0, |i| self.suite_limit.get(i).copied().unwrap_or(0));
         if limit == 0 {
-            log::warn!(
-                "ipmi: {peer} asked for cipher suite {}, which is marked unused",
-                suite.id
+            self.note(
+                log::Level::Warn,
+                format_args!(
+                    "ipmi: {peer} asked for cipher suite {}, which is marked unused",
+                    suite.id
+                ),
             );
             return fail(status::NO_CIPHER_MATCH);
         }
         if role > limit {
-            log::warn!(
-                "ipmi: {peer} asked for privilege {role} over cipher suite {}, which allows {limit}",
+            self.note(
+                log::Level::Warn,
+                format_args!("ipmi: {peer} asked for privilege {role} over cipher suite {}, which allows {limit}",
                 suite.id
-            );
+            ));
             return fail(status::UNAUTHORIZED_ROLE);
         }
         self.expire(Instant::now());
-        if !self.make_room() {
-            log::warn!(
-                "ipmi: session limit ({}) reached; refusing {peer}",
-                self.policy.max_sessions
+        if !self.make_room(peer) {
+            self.note(
+                log::Level::Warn,
+                format_args!(
+                    "ipmi: session limit ({} in all, {} per client) reached; refusing {peer}",
+                    self.policy.max_sessions,
+                    self.per_peer()
+                ),
             );
             return fail(status::NO_RESOURCES);
         }

@@ -21,7 +21,10 @@
 //! answers EINVAL), requests outside the image answer EINVAL (reads) or
 //! ENOSPC (writes), writes to write-protected media EPERM. A bad request
 //! magic closes the connection. Idle connections close after
-//! [`IDLE_TIMEOUT`]; connections are bounded by [`MAX_CONNECTIONS`]. An
+//! [`IDLE_TIMEOUT`], and during the handshake after [`HANDSHAKE_TIMEOUT`];
+//! connections are bounded by [`MAX_CONNECTIONS`] (lower when the
+//! descriptor budget is small, [`crate::budget`]) and a quarter of them per
+//! client address, so one client cannot hold them all. An
 //! ejected medium answers ESHUTDOWN and closes.
 
 pub mod wire;
@@ -29,7 +32,7 @@ pub mod wire;
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -42,6 +45,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:10809";
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most concurrent connections.
 pub const MAX_CONNECTIONS: usize = 128;
+/// A client that sends nothing for this long during the handshake (before
+/// it has picked an export) is gone.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The exported media by name (`vm0/Cd`), shared with Redfish.
 #[derive(Debug, Default)]
@@ -118,33 +124,39 @@ pub enum NbdStartError {
 
 /// Serve `listener` on a background thread.
 pub fn spawn(listener: TcpListener, exports: Arc<Exports>) -> Result<(), NbdStartError> {
-    let active = Arc::new(AtomicUsize::new(0));
+    // Two descriptors a connection (reader and writer), from the budget's
+    // network share; a quarter of them per client address.
+    let cap = crate::budget::global().listener_cap(MAX_CONNECTIONS, 2);
+    let slots = crate::budget::Slots::new("nbd", cap, crate::budget::Slots::per_peer_for(cap));
     std::thread::Builder::new()
         .name("nbd-accept".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(stream) = conn else {
-                    std::thread::sleep(Duration::from_millis(10));
+            let mut backoff = crate::budget::AcceptBackoff::new("nbd");
+            loop {
+                let (stream, peer) = match listener.accept() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        backoff.failed(&e);
+                        continue;
+                    }
+                };
+                backoff.accepted();
+                // Refused: closed before the greeting, as nbd-server does.
+                let Ok(slot) = slots.take(Some(peer.ip())) else {
                     continue;
                 };
-                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    log::warn!("nbd: connection limit reached");
-                    continue;
-                }
-                active.fetch_add(1, Ordering::Relaxed);
-                let (ex, act) = (exports.clone(), active.clone());
+                let ex = exports.clone();
                 let spawned =
                     std::thread::Builder::new()
                         .name("nbd-conn".into())
                         .spawn(move || {
-                            let peer = stream.peer_addr().ok();
+                            let _slot = slot;
                             if let Err(e) = serve(stream, &ex) {
-                                log::debug!("nbd: {peer:?}: {e}");
+                                log::debug!("nbd: {peer}: {e}");
                             }
-                            act.fetch_sub(1, Ordering::Relaxed);
                         });
-                if spawned.is_err() {
-                    active.fetch_sub(1, Ordering::Relaxed);
+                if let Err(e) = spawned {
+                    log::warn!("nbd: cannot start a connection thread: {e}");
                 }
             }
         })
@@ -180,7 +192,8 @@ impl Conn {
 /// One connection: handshake, then transmission.
 fn serve(stream: TcpStream, exports: &Exports) -> Result<(), NbdConnError> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    // A client gets HANDSHAKE_TIMEOUT per read until it picks an export.
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(Duration::from_secs(60)))?;
     let mut c = Conn {
         r: BufReader::with_capacity(256 << 10, stream.try_clone()?),
@@ -292,6 +305,7 @@ fn serve(stream: TcpStream, exports: &Exports) -> Result<(), NbdConnError> {
     };
     medium.counters.connections.fetch_add(1, Ordering::Relaxed);
     log::debug!("nbd: export {name} opened");
+    c.r.get_ref().set_read_timeout(Some(IDLE_TIMEOUT))?;
     transmission(&mut c, &medium, structured)
 }
 
