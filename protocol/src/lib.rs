@@ -29,8 +29,8 @@ pub mod host;
 pub mod nicinfo;
 pub mod regs;
 pub mod rpc;
-pub mod vmbackup;
 pub mod vix;
+pub mod vmbackup;
 pub mod xdr;
 
 pub use consts::*;

@@ -203,7 +203,75 @@ def snapshot(si, args):
     return {"fault": fault, "snapshots": names, "quiesced": quiesced, "current": current}
 
 
-SCENARIOS = {"snapshot": snapshot, "inventory": inventory, "reconfig": reconfig, "power": power,
+def guestops(si, args):
+    """Guest operations as Invoke-VMScript and govc guest.run do them."""
+    import urllib.request
+    name, user, pwd, workdir = args
+    vm = vm_by_name(si, name)
+    gom = si.content.guestOperationsManager
+    pm, fm, am = gom.processManager, gom.fileManager, gom.authManager
+    creds = vim.vm.guest.NamePasswordAuthentication(username=user, password=pwd)
+    out = {}
+    try:
+        am.ValidateCredentialsInGuest(vm, vim.vm.guest.NamePasswordAuthentication(username=user, password="wrong"))
+        out["wrong_password"] = None
+    except vim.fault.InvalidGuestLogin:
+        out["wrong_password"] = "InvalidGuestLogin"
+    am.ValidateCredentialsInGuest(vm, creds)
+    ctx = ssl._create_unverified_context()
+    host = "127.0.0.1:%s" % si._stub.host.split(":")[-1]
+
+    def put(path, data):
+        url = fm.InitiateFileTransferToGuest(vm, creds, path, vim.vm.guest.FileManager.PosixFileAttributes(permissions=0o640), len(data), True)
+        req = urllib.request.Request(url.replace("*", host), data=data, method="PUT")
+        return urllib.request.urlopen(req, context=ctx).status
+
+    def get(path):
+        info = fm.InitiateFileTransferFromGuest(vm, creds, path)
+        with urllib.request.urlopen(info.url.replace("*", host), context=ctx) as r:
+            return r.read(), info.size, info.attributes.permissions
+
+    sub = workdir + "/vsphere"
+    fm.MakeDirectoryInGuest(vm, creds, sub + "/a/b", True)
+    src = fm.CreateTemporaryFileInGuest(vm, creds, "in-", ".txt", sub)
+    out["put_status"] = put(src, b"hello from pyvmomi\n" * 1000)
+    dst = sub + "/out.txt"
+    spec = vim.vm.guest.ProcessManager.ProgramSpec(
+        programPath="/bin/sh",
+        arguments="-c 'tr a-z A-Z < %s > %s; echo $GREETING >> %s; exit 3'" % (src, dst, dst),
+        workingDirectory=sub, envVariables=["GREETING=hi-there"])
+    pid = pm.StartProgramInGuest(vm, creds, spec)
+    for _ in range(200):
+        procs = pm.ListProcessesInGuest(vm, creds, [pid])
+        if procs and procs[0].endTime:
+            break
+        time.sleep(0.1)
+    out["exit_code"] = procs[0].exitCode
+    out["owner"] = procs[0].owner
+    data, size, perm = get(dst)
+    out["output"] = data.decode()[:40]
+    out["output_len"] = len(data)
+    out["size"] = size
+    out["src_mode"] = oct(get(src)[2] & 0o777)
+    listing = fm.ListFilesInGuest(vm, creds, sub, 0, 100, None)
+    out["files"] = sorted((f.path, f.type) for f in listing.files if f.path not in (".", ".."))
+    out["env_home"] = pm.ReadEnvironmentVariableInGuest(vm, creds, ["HOME"])
+    try:
+        fm.DeleteFileInGuest(vm, creds, sub + "/no-such-file")
+        out["missing"] = None
+    except vim.fault.FileNotFound:
+        out["missing"] = "FileNotFound"
+    fm.DeleteFileInGuest(vm, creds, dst)
+    fm.DeleteDirectoryInGuest(vm, creds, sub, True)
+    try:
+        pm.TerminateProcessInGuest(vm, creds, 999999)
+        out["kill_missing"] = None
+    except vim.fault.GuestProcessNotFound:
+        out["kill_missing"] = "GuestProcessNotFound"
+    return out
+
+
+SCENARIOS = {"guestops": guestops, "snapshot": snapshot, "inventory": inventory, "reconfig": reconfig, "power": power,
              "wait-ip": wait_ip, "faults": faults}
 
 if __name__ == "__main__":

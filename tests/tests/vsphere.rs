@@ -548,3 +548,39 @@ fn a_quiesced_snapshot_runs_the_guests_freeze_scripts() {
     assert_eq!(log, "freeze\nthaw\n");
     assert_eq!(sim.show("vm0")["snapshots"][0]["quiesced"], true);
 }
+
+#[test]
+fn guest_operations_through_the_api_reach_vmtoolsd() {
+    use e2e_tests::guestops::{launch_vmtoolsd, GuestUsers};
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let users = GuestUsers::create();
+    let _guest = launch_vmtoolsd(&sim, &users);
+    let dir = users.dir.path().display().to_string();
+    let r = pyvmomi(
+        port,
+        "admin",
+        "s3cret",
+        "guestops",
+        &["vm0", users.root.name, users.root.password, &dir],
+    );
+    assert_eq!(r["wrong_password"], "InvalidGuestLogin", "{r}");
+    assert_eq!(r["put_status"], 200);
+    assert_eq!(r["exit_code"], 3, "{r}");
+    assert_eq!(r["owner"], "root");
+    assert_eq!(r["output"], "HELLO FROM PYVMOMI\nHELLO FROM PYVMOMI\nHE");
+    assert_eq!(r["output_len"], 19 * 1000 + "hi-there\n".len());
+    assert_eq!(r["size"], r["output_len"]);
+    assert_eq!(r["src_mode"], "0o640");
+    let files = r["files"].as_array().unwrap();
+    assert!(
+        files.contains(&serde_json::json!(["a", "directory"])),
+        "{r}"
+    );
+    assert!(
+        files.contains(&serde_json::json!(["out.txt", "file"])),
+        "{r}"
+    );
+    assert_eq!(r["env_home"], serde_json::json!(["HOME=/root"]));
+    assert_eq!(r["missing"], "FileNotFound");
+    assert_eq!(r["kill_missing"], "GuestProcessNotFound");
+}

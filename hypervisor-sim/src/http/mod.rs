@@ -345,12 +345,8 @@ fn accept_loop(
                 if let Ok(second) = stream.try_clone() {
                     control.conns().insert(id, second);
                 }
-                let (c, handler, tls, ctl) = (
-                    cfg.clone(),
-                    handler.clone(),
-                    tls.clone(),
-                    control.clone(),
-                );
+                let (c, handler, tls, ctl) =
+                    (cfg.clone(), handler.clone(), tls.clone(), control.clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-conn", cfg.name))
                     .spawn(move || {

@@ -32,6 +32,7 @@
 //! power and guest operations need Operator; ReconfigVM needs Administrator.
 
 pub mod collector;
+pub mod guest;
 pub mod model;
 pub mod soap;
 pub mod val;
@@ -336,6 +337,8 @@ pub struct Service {
     session_timeout: Duration,
     /// Longest one WaitForUpdates call blocks.
     max_wait: Duration,
+    /// Guest file transfer URLs handed out.
+    transfers: guest::Transfers,
     open: bool,
 }
 
@@ -380,6 +383,7 @@ impl Service {
             revision: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             session_timeout,
             max_wait: MAX_WAIT,
+            transfers: guest::Transfers::default(),
             open,
         })
     }
@@ -613,6 +617,7 @@ impl Service {
                 format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<definitions targetNamespace=\"urn:vim25Service\" xmlns=\"http://schemas.xmlsoap.org/wsdl/\"><!-- hvsim serves vim25 {} --></definitions>\n", model::API_VERSION),
             ),
             ("POST", "/sdk") | ("POST", "/sdk/") => self.soap(req),
+            ("GET", "/guestFile") | ("PUT", "/guestFile") => self.guest_file(req),
             (_, "/sdk") | (_, "/sdk/") => Response::text(405, "use POST for SOAP requests\n").with_header("Allow", "POST"),
             _ => Response::text(404, "not found: the vSphere API is at /sdk\n"),
         }
@@ -656,7 +661,7 @@ impl Service {
                 s.last_used = Instant::now();
                 s.calls += 1;
             }
-            self.dispatch(&session, &this, op)
+            self.dispatch(req, &session, &this, op)
         };
         match outcome {
             Ok(v) => {
@@ -752,7 +757,13 @@ impl Service {
             .ok_or_else(|| Fault::not_found(this))
     }
 
-    fn dispatch(&self, session: &Arc<Mutex<Session>>, this: &Mor, op: &Node) -> Outcome {
+    fn dispatch(
+        &self,
+        req: &Request,
+        session: &Arc<Mutex<Session>>,
+        this: &Mor,
+        op: &Node,
+    ) -> Outcome {
         let method = op.name.as_str();
         match method {
             "Logout" => Ok(None),
@@ -1148,6 +1159,17 @@ impl Service {
                 )
                 .map(Some)
             }
+            m if guest::is_guest_method(m) => {
+                let vm = guest::vm_arg(op).ok_or_else(|| Fault::invalid_argument("vm"))?;
+                self.need(
+                    session,
+                    &vm,
+                    Role::Operator,
+                    "VirtualMachine.GuestOperations.Execute",
+                )?;
+                let e = self.vm_of(&vm)?.clone();
+                self.guest_op(req, &e, op)
+            }
             "CancelTask" => Err(Fault::new("InvalidState", "the task has already completed")),
             _ => {
                 if self.object(Some(&session.lock().unwrap()), this).is_none()
@@ -1402,7 +1424,7 @@ pub fn start(
     let local = listener.local_addr().map_err(VsphereStartError::Thread)?;
     let hc = HttpConfig {
         limits: HttpLimits {
-            max_body: 4 << 20,
+            max_body: guest::MAX_TRANSFER_BYTES + (1 << 20),
             idle_timeout: MAX_WAIT + Duration::from_secs(30),
             ..HttpLimits::default()
         },
