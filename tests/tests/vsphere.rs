@@ -584,3 +584,86 @@ fn guest_operations_through_the_api_reach_vmtoolsd() {
     assert_eq!(r["missing"], "FileNotFound");
     assert_eq!(r["kill_missing"], "GuestProcessNotFound");
 }
+
+#[test]
+fn ansible_guest_shell_and_file_operations_reach_vmtoolsd() {
+    use e2e_tests::guestops::{launch_vmtoolsd, GuestUsers};
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let users = GuestUsers::create();
+    let _guest = launch_vmtoolsd(&sim, &users);
+    let gdir = users.dir.path().join("ansible");
+    let local = sim.dir.path().join("local.txt");
+    std::fs::write(&local, "copied by ansible\n").unwrap();
+    let fetched = sim.dir.path().join("fetched.txt");
+    let py = python();
+    let playbook = sim.dir.path().join("guest.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            r#"- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/community.vmware.vmware:
+      hostname: 127.0.0.1
+      port: {port}
+      username: admin
+      password: s3cret
+      validate_certs: false
+  tasks:
+    - community.vmware.vmware_guest_file_operation:
+        vm_id: vm0
+        vm_username: {user}
+        vm_password: {pw}
+        directory: {{operation: create, path: "{g}", recurse: true}}
+    - community.vmware.vmware_guest_file_operation:
+        vm_id: vm0
+        vm_username: {user}
+        vm_password: {pw}
+        copy: {{src: "{local}", dest: "{g}/in.txt", overwrite: true}}
+    - community.vmware.vmware_vm_shell:
+        vm_id: vm0
+        vm_username: {user}
+        vm_password: {pw}
+        vm_shell: /bin/sh
+        vm_shell_args: "-c 'tr a-z A-Z < {g}/in.txt > {g}/out.txt'"
+        wait_for_process: true
+        timeout: 60
+      register: shell
+    - ansible.builtin.assert:
+        that: [shell.exit_code == 0]
+    - community.vmware.vmware_guest_file_operation:
+        vm_id: vm0
+        vm_username: {user}
+        vm_password: {pw}
+        fetch: {{src: "{g}/out.txt", dest: "{fetched}"}}
+"#,
+            user = users.root.name,
+            pw = users.root.password,
+            g = gdir.display(),
+            local = local.display(),
+            fetched = fetched.display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(py.parent().unwrap().join("ansible-playbook"))
+        .args(["-i", "localhost,", "-c", "local"])
+        .arg("-e")
+        .arg(format!("ansible_python_interpreter={}", py.display()))
+        .arg(&playbook)
+        .env("ANSIBLE_COLLECTIONS_PATH", ansible_collections())
+        .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
+        .env("ANSIBLE_LOCAL_TEMP", sim.dir.path().join("ansible-tmp"))
+        .env("ANSIBLE_HOME", sim.dir.path().join("ansible-home"))
+        .output()
+        .expect("run ansible-playbook");
+    assert!(
+        out.status.success(),
+        "ansible-playbook failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&fetched).unwrap(),
+        "COPIED BY ANSIBLE\n"
+    );
+}
