@@ -90,6 +90,10 @@ pub struct VmConfig {
     pub name: String,
     /// BIOS UUID; default derived from the name.
     pub uuid: Option<String>,
+    /// SMBIOS product name (DMI `product_name` of programs under `hvsim
+    /// exec`); default "VMware Virtual Platform" (ESXi 8 EFI VMs say e.g.
+    /// "VMware20,1").
+    pub model: Option<String>,
     /// OVF environment file served as `guestinfo.ovfEnv`.
     pub ovf_env: Option<PathBuf>,
     /// The VM's backdoor socket; default `<state_dir>/vms/<name>/backdoor.sock`.
@@ -253,6 +257,7 @@ impl Config {
             c.vm.push(VmConfig {
                 name: "vm0".into(),
                 uuid: None,
+                model: None,
                 ovf_env: None,
                 backdoor_socket: None,
                 guestinfo: Default::default(),
@@ -312,6 +317,17 @@ impl Config {
                     return Err(self.invalid(format!(
                         "vm {}: uuid {:?} is not of the form 01234567-89ab-cdef-0123-456789abcdef",
                         vm.name, u
+                    )));
+                }
+            }
+            if let Some(m) = &vm.model {
+                if m.is_empty()
+                    || m.len() > 64
+                    || !m.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+                {
+                    return Err(self.invalid(format!(
+                        "vm {}: model {:?} must be 1-64 printable ASCII characters",
+                        vm.name, m
                     )));
                 }
             }

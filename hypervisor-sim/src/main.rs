@@ -51,6 +51,12 @@ enum Cmd {
         /// stderr are that pty, not this terminal.
         #[arg(long)]
         console: bool,
+        /// Let the program see this machine's DMI (/sys/class/dmi/id)
+        /// instead of the VM's (VMware, Inc., the VM's UUID and model),
+        /// which it sees by default in a private mount namespace (needs
+        /// root; HVSIM_EXEC_DMI=0 does the same).
+        #[arg(long)]
+        no_dmi: bool,
         /// The program and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<std::ffi::OsString>,
@@ -163,11 +169,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             vm,
             control: sock,
             console,
+            no_dmi,
             command,
         } => {
             let path = control::client_socket(sock.as_deref());
             // On success this process has become the program.
-            match hvsim::exec::run(&path, &vm, &command[0], &command[1..], console)? {}
+            match hvsim::exec::run(&path, &vm, &command[0], &command[1..], console, !no_dmi)? {}
         }
         Cmd::Demo { wait, no_wait } => {
             serve::block_signals();

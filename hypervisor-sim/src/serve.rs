@@ -196,6 +196,10 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             memory_mb: vc.memory_mb.unwrap_or(2048),
             backdoor_socket: backdoor_socket.clone(),
             clipboard: vc.clipboard,
+            model: vc
+                .model
+                .clone()
+                .unwrap_or_else(|| crate::exec::dmi::DEFAULT_MODEL.to_string()),
         };
         let vm = Arc::new(Vm::new(info, limits, store.clone(), seed())?);
         if let Some(ovf) = &vc.ovf_env {

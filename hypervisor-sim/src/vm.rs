@@ -26,6 +26,8 @@ pub struct VmInfo {
     pub backdoor_socket: PathBuf,
     /// Copy/paste allowed.
     pub clipboard: bool,
+    /// SMBIOS product name (DMI `product_name` under `hvsim exec`).
+    pub model: String,
 }
 
 /// Guest-facing limits of a VM.
@@ -984,6 +986,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
     serde_json::json!({
         "name": vm.info.name,
         "uuid": crate::config::format_uuid(&vm.info.uuid),
+        "model": vm.info.model,
         "power": match d.power { Power::On => "on", Power::Off => "off" },
         "boot": {
             "target": format!("{:?}", d.boot.target).to_lowercase(),
