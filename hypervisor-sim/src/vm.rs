@@ -1021,12 +1021,34 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "raw": raw,
         },
         "guestinfo": vars,
+        "appinfo": appinfo_json(d.vars.get(protocol::appinfo::KEY).map(|v| &v[..])),
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },
         "vsock": { "rpci_messages": vm.vsock_rpci.load(std::sync::atomic::Ordering::Relaxed) },
         "memory_mb": vm.info.memory_mb,
     })
+}
+
+/// The guest's applications for `hvsim vm show` (`guestinfo.appInfo`,
+/// parsed): null before any report, `{"enabled": false}` when the guest
+/// cleared it, else the report (or why it could not be read).
+fn appinfo_json(v: Option<&[u8]>) -> serde_json::Value {
+    use protocol::appinfo;
+    let Some(v) = v else {
+        return serde_json::Value::Null;
+    };
+    match appinfo::parse(v) {
+        Ok(None) => serde_json::json!({"enabled": false}),
+        Ok(Some(a)) => serde_json::json!({
+            "enabled": true,
+            "update_counter": a.update_counter,
+            "publish_time": a.publish_time,
+            "count": a.applications.len(),
+            "applications": a.applications.iter().map(|x| serde_json::json!({"name": x.name, "version": x.version})).collect::<Vec<_>>(),
+        }),
+        Err(e) => serde_json::json!({"enabled": true, "error": e.to_string()}),
+    }
 }
 
 /// Memory statistics for `hvsim vm show`: the legacy header, each stat by

@@ -12,9 +12,11 @@
 //! * [`gueststats`]: guest memory statistics (`SetGuestInfo  8`).
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
+//! * [`appinfo`]: the guest's applications (`guestinfo.appInfo`, JSON v1).
 
 #![forbid(unsafe_code)]
 
+pub mod appinfo;
 pub mod consts;
 pub mod datamap;
 pub mod frame;
