@@ -2,7 +2,8 @@
 //!
 //! * [`config`]: the TOML configuration.
 //! * [`store`]: persistent state (SQLite).
-//! * [`vm`]: the VM model every service reads and changes.
+//! * [`vm`]: the VM model every service reads and changes; [`vmlog`]: its
+//!   `vmware.log`.
 //! * [`device`]: the backdoor device, a pure state machine.
 //! * [`rpci`]: the RPCI commands the host answers.
 //! * [`socket`]: the socket frontend (register frames from guest programs).
@@ -36,4 +37,5 @@ pub mod socket;
 pub mod store;
 pub mod users;
 pub mod vm;
+pub mod vmlog;
 pub mod vsock;

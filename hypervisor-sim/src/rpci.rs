@@ -46,11 +46,13 @@ fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
         b"info-get" => info_get(s, args),
         b"info-set" => info_set(s, args),
         b"log" => {
-            log::info!(
+            log::debug!(
                 "{}: guest log: {}",
                 s.name(),
-                String::from_utf8_lossy(args).trim_end_matches(['\0', '\n'])
+                String::from_utf8_lossy(&args[..args.len().min(200)])
+                    .trim_end_matches(['\0', '\n'])
             );
+            s.vmware_log().guest(args);
             ok(b"")
         }
         b"tools.set.version" => {

@@ -307,6 +307,8 @@ pub struct Vm {
     vsock_rpci: std::sync::atomic::AtomicU64,
     /// The serial console, when a program runs under `hvsim exec --console`.
     pub console: Arc<crate::console::Slot>,
+    /// The VM's `vmware.log` (guest `log` messages and the like).
+    pub vmware_log: crate::vmlog::VmLog,
 }
 
 /// A guest whose TCLO poll is older than this counts as not running
@@ -358,6 +360,7 @@ impl Vm {
             calls: std::sync::atomic::AtomicU64::new(0),
             vsock_rpci: std::sync::atomic::AtomicU64::new(0),
             console: Arc::default(),
+            vmware_log: crate::vmlog::VmLog::default(),
         })
     }
 
@@ -814,6 +817,11 @@ impl Sink<'_> {
         &self.vm.info.name
     }
 
+    /// The VM's `vmware.log`.
+    pub fn vmware_log(&self) -> &crate::vmlog::VmLog {
+        &self.vm.vmware_log
+    }
+
     /// Mutable VM data.
     pub fn data(&mut self) -> &mut VmData {
         self.data
@@ -1027,6 +1035,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
         "backdoor": { "calls": vm.calls() },
         "vsock": { "rpci_messages": vm.vsock_rpci.load(std::sync::atomic::Ordering::Relaxed) },
         "memory_mb": vm.info.memory_mb,
+        "vmware_log": vm.vmware_log.path(),
     })
 }
 
