@@ -189,6 +189,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Vm { control: sock, cmd } => {
+            // Output into a closed pipe (`| head`) ends the process quietly,
+            // as for any Unix tool, instead of a panic in println!.
+            // SAFETY: setting a signal disposition to its default.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
             let path = control::client_socket(sock.as_deref());
             let call = |req: Value| control::request(&path, &req);
             match cmd {
