@@ -301,7 +301,19 @@ fn print_show(v: &Value) {
     } else if let Some(e) = v["guest"]["memory_error"].as_str() {
         println!("memory:        undecodable report: {e}");
     }
+    match &v["appinfo"] {
+        Value::Null => {}
+        a if a["enabled"] == false => println!("appinfo:       off (cleared by the guest)"),
+        a if a["error"].is_string() => println!("appinfo:       undecodable: {}", s(&a["error"])),
+        a => println!(
+            "appinfo:       {} applications (report {}, {})",
+            s(&a["count"]),
+            s(&a["update_counter"]),
+            s(&a["publish_time"])
+        ),
+    }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
+    println!("vmware.log:    {}", s(&v["vmware_log"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");
     if let Some(m) = v["guestinfo"].as_object() {
