@@ -16,11 +16,12 @@ cd "$(dirname "$0")/.."
 # namespace (mkfs.ext4, unshare, nsenter, mount -o loop, fsfreeze); wsl (with
 # uuid-runtime and libxml2-utils): a WS-Management client; openssl: TLS
 # handshake checks and the guest-operation
-# tests' password hashes.
+# tests' password hashes; systemd: systemd-detect-virt under `hvsim exec`
+# (the DMI test).
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
       binutils file unzip xvfb xclip e2fsprogs util-linux mount
-      wsl uuid-runtime libxml2-utils openssl)
+      wsl uuid-runtime libxml2-utils openssl systemd)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

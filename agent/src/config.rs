@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plugins::appinfo::AppInfoConfig;
 use plugins::capabilities::TOOLS_VERSION_UNMANAGED;
 use plugins::clipboard::ClipboardConfig;
 use plugins::guestinfo::GuestInfoConfig;
@@ -63,6 +64,8 @@ pub struct AgentConfig {
     pub powerops: PowerOpsConfig,
     /// `[timesync]`.
     pub timesync: TimeSyncConfig,
+    /// `[appinfo]`.
+    pub appinfo: AppInfoConfig,
     /// `[clipboard]` (read by `vm-agent --session` only).
     pub clipboard: ClipboardConfig,
     /// `[vmbackup]`.

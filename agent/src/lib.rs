@@ -26,3 +26,20 @@ pub mod vsock;
 
 #[cfg(test)]
 mod test_host;
+
+/// An error and every cause under it, `: `-separated (a cause already in
+/// its parent's text is not repeated): what vm-rpctool prints and the
+/// agent logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}

@@ -16,6 +16,7 @@ pub fn vm() -> &'static Arc<Vm> {
             memory_mb: 1024,
             backdoor_socket: "/nonexistent".into(),
             clipboard: true,
+            model: "VMware Virtual Platform".into(),
         };
         let mut limits = VmLimits {
             channels: Default::default(),

@@ -99,6 +99,10 @@ pub struct VmConfig {
     pub name: String,
     /// BIOS UUID; default derived from the name.
     pub uuid: Option<String>,
+    /// SMBIOS product name (DMI `product_name` of programs under `hvsim
+    /// exec`); default "VMware Virtual Platform" (ESXi 8 EFI VMs say e.g.
+    /// "VMware20,1").
+    pub model: Option<String>,
     /// OVF environment file served as `guestinfo.ovfEnv`.
     pub ovf_env: Option<PathBuf>,
     /// The VM's backdoor socket; default `<state_dir>/vms/<name>/backdoor.sock`.
@@ -380,6 +384,7 @@ impl Config {
             c.vm.push(VmConfig {
                 name: "vm0".into(),
                 uuid: None,
+                model: None,
                 ovf_env: None,
                 backdoor_socket: None,
                 guestinfo: Default::default(),
@@ -486,6 +491,17 @@ impl Config {
                     return Err(self.invalid(format!(
                         "vm {}: option {:?} must be 1-64 characters of A-Z a-z 0-9 . _ -",
                         vm.name, k
+                    )));
+                }
+            }
+            if let Some(m) = &vm.model {
+                if m.is_empty()
+                    || m.len() > 64
+                    || !m.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+                {
+                    return Err(self.invalid(format!(
+                        "vm {}: model {:?} must be 1-64 printable ASCII characters",
+                        vm.name, m
                     )));
                 }
             }

@@ -466,7 +466,7 @@ fn serve_conn(
                     console,
                 }) => {
                     let fd = r.get_mut().fds.pop();
-                    let offer = json!({"vsock": crate::exec::VSOCK_SUPPORTED});
+                    let offer = exec.offer(&vm);
                     match (console, fd) {
                         (true, None) => {
                             Err("exec-attach: console requested but no pty was passed".to_string())

@@ -2,7 +2,8 @@
 //!
 //! * [`config`]: the TOML configuration.
 //! * [`store`]: persistent state (SQLite).
-//! * [`vm`]: the VM model every service reads and changes.
+//! * [`vm`]: the VM model every service reads and changes; [`vmlog`]: its
+//!   `vmware.log`.
 //! * [`device`]: the backdoor device, a pure state machine.
 //! * [`rpci`]: the RPCI commands the host answers.
 //! * [`socket`]: the socket frontend (register frames from guest programs).
@@ -50,6 +51,7 @@ pub mod store;
 pub mod users;
 pub mod vm;
 pub mod vmhost;
+pub mod vmlog;
 pub mod vsock;
 pub mod vsphere;
 pub mod wbem;

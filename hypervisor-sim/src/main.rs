@@ -61,6 +61,12 @@ enum Cmd {
         /// stderr are that pty, not this terminal.
         #[arg(long)]
         console: bool,
+        /// Let the program see this machine's DMI (/sys/class/dmi/id)
+        /// instead of the VM's (VMware, Inc., the VM's UUID and model),
+        /// which it sees by default in a private mount namespace (needs
+        /// root; HVSIM_EXEC_DMI=0 does the same).
+        #[arg(long)]
+        no_dmi: bool,
         /// The program and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<std::ffi::OsString>,
@@ -321,11 +327,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             vm,
             control: sock,
             console,
+            no_dmi,
             command,
         } => {
             let path = control::client_socket(sock.as_deref());
             // On success this process has become the program.
-            match hvsim::exec::run(&path, &vm, &command[0], &command[1..], console)? {}
+            match hvsim::exec::run(&path, &vm, &command[0], &command[1..], console, !no_dmi)? {}
         }
         Cmd::Demo { wait, no_wait } => {
             serve::block_signals();
@@ -395,6 +402,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Vm { control: sock, cmd } => {
+            // Output into a closed pipe (`| head`) ends the process quietly,
+            // as for any Unix tool, instead of a panic in println!.
+            // SAFETY: setting a signal disposition to its default.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
             let path = control::client_socket(sock.as_deref());
             let call = |req: Value| control::request(&path, &req);
             match cmd {
@@ -591,7 +602,19 @@ fn print_show(v: &Value) {
             .collect();
         println!("devices:       {}", list.join(", "));
     }
+    match &v["appinfo"] {
+        Value::Null => {}
+        a if a["enabled"] == false => println!("appinfo:       off (cleared by the guest)"),
+        a if a["error"].is_string() => println!("appinfo:       undecodable: {}", s(&a["error"])),
+        a => println!(
+            "appinfo:       {} applications (report {}, {})",
+            s(&a["count"]),
+            s(&a["update_counter"]),
+            s(&a["publish_time"])
+        ),
+    }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
+    println!("vmware.log:    {}", s(&v["vmware_log"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");
     if let Some(m) = v["guestinfo"].as_object() {

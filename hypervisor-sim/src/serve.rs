@@ -205,8 +205,23 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
             memory_mb: vc.memory_mb.unwrap_or(2048),
             backdoor_socket: backdoor_socket.clone(),
             clipboard: vc.clipboard,
+            model: vc
+                .model
+                .clone()
+                .unwrap_or_else(|| crate::exec::dmi::DEFAULT_MODEL.to_string()),
         };
         let vm = Arc::new(Vm::new(info, limits, store.clone(), seed())?);
+        let log_path = state_dir.join("vms").join(&vc.name).join("vmware.log");
+        vm.vmware_log
+            .open(
+                &log_path,
+                &format!(
+                    "Log for VMware ESX pid={} version={} build=build-{BUILD_NUMBER} option=Release (hvsim)",
+                    std::process::id(),
+                    env!("CARGO_PKG_VERSION")
+                ),
+            )
+            .with_context(|| format!("vm {}: cannot open {}", vc.name, log_path.display()))?;
         if let Some(ovf) = &vc.ovf_env {
             let path = cfg.resolve(ovf);
             let text = std::fs::read(&path).with_context(|| {

@@ -26,6 +26,8 @@ pub struct VmInfo {
     pub backdoor_socket: PathBuf,
     /// Copy/paste allowed.
     pub clipboard: bool,
+    /// SMBIOS product name (DMI `product_name` under `hvsim exec`).
+    pub model: String,
 }
 
 /// Guest-facing limits of a VM.
@@ -323,6 +325,8 @@ pub struct Vm {
     guest_log: crate::ratelimit::RateLimiter,
     /// Bound on the warnings its guest's malformed traffic adds.
     warnings: crate::ratelimit::RateLimiter,
+    /// The VM's `vmware.log` (guest `log` messages and the like).
+    pub vmware_log: crate::vmlog::VmLog,
 }
 
 /// Where a VM's events go.
@@ -404,6 +408,7 @@ impl Vm {
             gate: Arc::default(),
             guest_log: crate::ratelimit::RateLimiter::new(GUEST_LOG_RATE, GUEST_LOG_BURST),
             warnings: crate::ratelimit::RateLimiter::new(WARN_RATE, WARN_BURST),
+            vmware_log: crate::vmlog::VmLog::default(),
         })
     }
 
@@ -411,7 +416,8 @@ impl Vm {
     /// [`crate::ratelimit::GUEST_LINE_MAX`] bytes of it, and while the
     /// guest stays under [`GUEST_LOG_RATE`]; dropped lines are counted
     /// and summed up in the next line that passes.
-    pub fn guest_log(&self, msg: &[u8]) {
+    /// Returns whether the line passed (was logged).
+    pub fn guest_log(&self, msg: &[u8]) -> bool {
         let max = crate::ratelimit::GUEST_LINE_MAX;
         let kept = &msg[..msg.len().min(max)];
         let text = String::from_utf8_lossy(kept);
@@ -424,7 +430,7 @@ impl Vm {
         };
         let cost = text.len() + self.info.name.len() + 48;
         match self.guest_log.check(cost) {
-            crate::ratelimit::Verdict::Drop => {}
+            crate::ratelimit::Verdict::Drop => false,
             crate::ratelimit::Verdict::Pass { suppressed } => {
                 if suppressed > 0 {
                     log::warn!(
@@ -442,6 +448,7 @@ impl Vm {
                 } else {
                     log::info!("{}: guest log: {text}", self.info.name);
                 }
+                true
             }
         }
     }
@@ -1210,6 +1217,11 @@ impl Sink<'_> {
         &self.vm.info.name
     }
 
+    /// The VM's `vmware.log`.
+    pub fn vmware_log(&self) -> &crate::vmlog::VmLog {
+        &self.vm.vmware_log
+    }
+
     /// Mutable VM data.
     pub fn data(&mut self) -> &mut VmData {
         self.data
@@ -1258,8 +1270,8 @@ impl Sink<'_> {
     }
 
     /// Log a guest `log` message ([`Vm::guest_log`]).
-    pub fn guest_log(&mut self, msg: &[u8]) {
-        self.vm.guest_log(msg);
+    pub fn guest_log(&mut self, msg: &[u8]) -> bool {
+        self.vm.guest_log(msg)
     }
 
     /// Log a warning about the guest's traffic ([`Vm::guest_warn`]).
@@ -1449,6 +1461,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
     serde_json::json!({
         "name": vm.info.name,
         "uuid": crate::config::format_uuid(&vm.info.uuid),
+        "model": vm.info.model,
         "power": match d.power { Power::On => "on", Power::Off => "off" },
         "boot": {
             "target": format!("{:?}", d.boot.target).to_lowercase(),
@@ -1489,6 +1502,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "events": d.backup.events.iter().map(|e| format!("{} {}", e.name, e.code)).collect::<Vec<_>>(),
             "keep_alives": d.backup.keep_alives,
         },
+        "appinfo": appinfo_json(d.vars.get(protocol::appinfo::KEY).map(|v| &v[..])),
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },
@@ -1522,7 +1536,29 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "suppressed_guest_lines": vm.suppressed().0,
             "suppressed_warnings": vm.suppressed().1,
         },
+        "vmware_log": vm.vmware_log.path(),
     })
+}
+
+/// The guest's applications for `hvsim vm show` (`guestinfo.appInfo`,
+/// parsed): null before any report, `{"enabled": false}` when the guest
+/// cleared it, else the report (or why it could not be read).
+fn appinfo_json(v: Option<&[u8]>) -> serde_json::Value {
+    use protocol::appinfo;
+    let Some(v) = v else {
+        return serde_json::Value::Null;
+    };
+    match appinfo::parse(v) {
+        Ok(None) => serde_json::json!({"enabled": false}),
+        Ok(Some(a)) => serde_json::json!({
+            "enabled": true,
+            "update_counter": a.update_counter,
+            "publish_time": a.publish_time,
+            "count": a.applications.len(),
+            "applications": a.applications.iter().map(|x| serde_json::json!({"name": x.name, "version": x.version})).collect::<Vec<_>>(),
+        }),
+        Err(e) => serde_json::json!({"enabled": true, "error": e.to_string()}),
+    }
 }
 
 /// Memory statistics for `hvsim vm show`: the legacy header, each stat by

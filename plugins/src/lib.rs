@@ -13,6 +13,7 @@
 //!   tells other plugins when file systems are frozen.
 //! * [`clipboard`]: copy/paste of text with the host (desktop session only).
 //! * [`capabilities`]: what the guest can do and which tools it runs.
+//! * [`appinfo`]: the running applications (`guestinfo.appInfo`).
 //! * [`netlink`], [`osinfo`], [`glob`]: the pieces guestinfo is built from.
 
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ use std::time::Instant;
 
 use protocol::Regs;
 
+pub mod appinfo;
 pub mod capabilities;
 pub mod clipboard;
 pub mod glob;
@@ -87,6 +89,8 @@ pub trait Plugin {
     /// The channel to the host is (re)established, or the host reset it:
     /// forget what was sent and publish everything again.
     fn on_reset(&mut self, _ctx: &mut dyn Context) {}
+    /// The agent is stopping (SIGTERM): withdraw what should not outlive it.
+    fn on_shutdown(&mut self, _ctx: &mut dyn Context) {}
     /// Something happened that every plugin may care about.
     fn on_event(&mut self, _ctx: &mut dyn Context, _event: HostEvent) {}
     /// When [`Plugin::on_deadline`] should run next, if at all.

@@ -15,9 +15,11 @@
 //! * [`vmbackup`]: quiesced snapshots (start options XDR, progress events).
 //! * [`vix`]: VIX guest-operation messages (`Vix_1_Relayed_Command`).
 //! * [`hgfs`]: HGFS packets that move file data for guest operations.
+//! * [`appinfo`]: the guest's applications (`guestinfo.appInfo`, JSON v1).
 
 #![forbid(unsafe_code)]
 
+pub mod appinfo;
 pub mod consts;
 pub mod datamap;
 pub mod frame;

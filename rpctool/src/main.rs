@@ -5,14 +5,13 @@
 //! stderr and the exit status is 1. Arguments are parsed by hand so the tool
 //! starts fast: scripts and cloud-init call it many times in a row.
 
-use std::error::Error;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use agent::rpci::Rpci;
-use agent::transport::{self, BackdoorSpec, TraceBackdoor, TRACE_ENV};
+use agent::transport::{self, BackdoorSpec, TraceBackdoor};
 
 const USAGE: &str = "\
 Usage: vm-rpctool [OPTIONS] [--] MESSAGE
@@ -142,22 +141,6 @@ fn parse_backdoor(value: &std::ffi::OsStr) -> Result<BackdoorSpec, UsageError> {
     BackdoorSpec::parse(value).map_err(|e| UsageError::Invalid(format!("--backdoor: {e}")))
 }
 
-/// An error and its causes on one line, each cause once: some messages
-/// already quote their source.
-fn error_chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 /// Report a failure of the tool itself (not of a message) on stderr.
 fn complain(what: &str) {
     // Nothing useful is left to do if stderr is gone.
@@ -182,14 +165,13 @@ fn print_line_now(mut out: impl Write, body: &[u8]) -> io::Result<()> {
 }
 
 fn open_channel(opts: &Options) -> Result<Rpci, String> {
-    let backdoor = transport::connect(&opts.backdoor).map_err(|e| error_chain(&e))?;
-    let trace = std::env::var_os(TRACE_ENV).is_some_and(|v| !v.is_empty() && v != "0");
-    let backdoor = if trace {
+    let backdoor = transport::connect(&opts.backdoor).map_err(|e| agent::error_chain(&e))?;
+    let backdoor = if transport::trace_enabled() {
         Box::new(TraceBackdoor::new(backdoor))
     } else {
         backdoor
     };
-    let mut rpci = Rpci::open(backdoor).map_err(|e| error_chain(&e))?;
+    let mut rpci = Rpci::open(backdoor).map_err(|e| agent::error_chain(&e))?;
     rpci.set_high_bandwidth(opts.high_bandwidth);
     Ok(rpci)
 }
@@ -199,7 +181,7 @@ fn run_one(mut rpci: Rpci, msg: &[u8]) -> ExitCode {
     let reply = match rpci.send_borrowed(msg) {
         Ok(reply) => reply,
         Err(e) => {
-            complain(&error_chain(&e));
+            complain(&agent::error_chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -251,7 +233,7 @@ fn run_batch(mut rpci: Rpci) -> ExitCode {
                         flushed.and_then(|()| print_line_now(io::stderr().lock(), reply.body))
                     }
                     Err(e) => {
-                        complain(&error_chain(&e));
+                        complain(&agent::error_chain(&e));
                         // A transport failure loses the channel: later
                         // lines would fail the same way.
                         if e.is_transport() {
@@ -403,14 +385,14 @@ mod tests {
             protocol::guest::TransportError::Io(io),
         ));
         assert_eq!(
-            error_chain(&err),
+            agent::error_chain(&err),
             "unable to send the RPCI command: backdoor transport i/o: broken pipe"
         );
         let err = transport::SelectError::Connect {
             path: "/x".into(),
             source: io::Error::from(io::ErrorKind::NotFound),
         };
-        let text = error_chain(&err);
+        let text = agent::error_chain(&err);
         assert!(
             text.starts_with("cannot connect to the backdoor socket /x"),
             "{text}"

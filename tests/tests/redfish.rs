@@ -692,24 +692,36 @@ fn dmtf_service_validator_passes() {
         Some(r#"{"UserName":"op","Password":"pw","RoleId":"Operator"}"#),
     );
     assert_eq!(s, 201, "{b}");
-    // DMTF's schemas, offline, copied: the validator adds the service's own
-    // (OEM) schema documents to its schema directory.
-    let shared = workspace().join("../shared/redfish-schemas/csdl");
-    assert!(
-        shared.exists(),
-        "offline schemas missing at {}",
-        shared.display()
-    );
+    // DMTF's schemas, offline, from the repository (tests/redfish-schemas,
+    // with DMTF's licence): the validator adds the service's own (OEM)
+    // schema documents to its schema directory.
+    let vendored = workspace().join("tests/redfish-schemas/csdl");
     let schemas = rf.sim.dir.path().join("schemas");
     std::fs::create_dir(&schemas).expect("schema dir");
-    for e in std::fs::read_dir(&shared).expect("schemas") {
+    for e in std::fs::read_dir(&vendored)
+        .unwrap_or_else(|e| panic!("vendored schemas at {}: {e}", vendored.display()))
+    {
         let e = e.expect("entry");
         std::fs::copy(e.path(), schemas.join(e.file_name())).expect("copy schema");
+    }
+    let (_, _, md) = curl(&[&format!("{}/redfish/v1/$metadata", rf.base)]);
+    // Every DMTF document $metadata references is vendored.
+    for uri in md
+        .split("Uri=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+    {
+        if let Some(file) = uri.strip_prefix("http://redfish.dmtf.org/schemas/v1/") {
+            assert!(
+                vendored.join(file).exists(),
+                "$metadata references {file}: add it to tests/redfish-schemas/csdl \
+                 from DMTF's DSP8010 bundle"
+            );
+        }
     }
     // The documents $metadata references on the service itself, fetched the
     // way the validator's schema download does (it runs with --skipschema
     // here, so nothing reaches dmtf.org); readable without credentials.
-    let (_, _, md) = curl(&[&format!("{}/redfish/v1/$metadata", rf.base)]);
     let local: Vec<&str> = md
         .split("Uri=\"")
         .skip(1)

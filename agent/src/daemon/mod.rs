@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plugins::appinfo::AppInfoPlugin;
 use plugins::capabilities::{Capabilities, TOOLS_TYPE_OPEN_VM_TOOLS};
 use plugins::guestinfo::GuestInfo;
 use plugins::powerops::PowerOps;
@@ -85,6 +86,11 @@ impl std::fmt::Debug for Conn {
 
 /// How long to wait for the hypervisor's vsock TCLO port to answer.
 const VSOCK_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a new connection waits for the host's `reset` before the
+/// plugins publish anyway (a VMX, and hvsim, send one at once; publishing
+/// at connect as well would send everything twice).
+const RESET_GRACE: Duration = Duration::from_secs(2);
 
 /// The plugins' view of the RPCI channel.
 struct Ctx<'a> {
@@ -182,6 +188,7 @@ pub struct Daemon {
     powerops: PowerOps,
     timesync: TimeSync,
     vmbackup: VmBackup,
+    appinfo: AppInfoPlugin,
     conn: Option<Conn>,
     reply: Vec<u8>,
     after: Vec<After>,
@@ -191,6 +198,8 @@ pub struct Daemon {
     connect_failures: u32,
     notifier: Notifier,
     next_watchdog: Option<Instant>,
+    /// A new connection publishes then, unless the host's `reset` comes first.
+    announce_at: Option<Instant>,
     ready_sent: bool,
     /// Plugins did work (a publish burst) since the last trim of the heap.
     trim: bool,
@@ -214,6 +223,7 @@ impl Daemon {
             powerops: PowerOps::new(cfg.powerops.clone()),
             timesync: TimeSync::new(cfg.timesync.clone()),
             vmbackup: VmBackup::new(cfg.vmbackup.clone()),
+            appinfo: AppInfoPlugin::new(cfg.appinfo.clone()),
             cfg,
             config_path,
             cli_backdoor,
@@ -227,6 +237,7 @@ impl Daemon {
             connect_failures: 0,
             notifier: Notifier::from_env(),
             next_watchdog: None,
+            announce_at: None,
             ready_sent: false,
             trim: false,
         }
@@ -255,6 +266,10 @@ impl Daemon {
                 self.poll_tclo();
             }
             self.heartbeat();
+            if self.announce_at.is_some_and(|t| Instant::now() >= t) {
+                log::debug!("no reset from the host; publishing anyway");
+                self.announce();
+            }
             self.run_deadlines();
             if let (Some(at), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval())
             {
@@ -270,6 +285,9 @@ impl Daemon {
         }
         log::info!("stopping");
         self.notifier.notify("STOPPING=1");
+        if self.conn.is_some() {
+            self.each_plugin(|p, ctx| p.on_shutdown(ctx));
+        }
         if let Some(conn) = self.conn.take() {
             let _ = conn.rpci.close();
             if let TcloLink::Backdoor(tclo) = conn.tclo {
@@ -288,12 +306,13 @@ impl Daemon {
                 rpci: self.conn.as_mut().map(|c| &mut c.rpci),
                 broken: &mut broken,
             };
-            let all: [&mut dyn Plugin; 5] = [
+            let all: [&mut dyn Plugin; 6] = [
                 &mut self.caps,
                 &mut self.guestinfo,
                 &mut self.powerops,
                 &mut self.timesync,
                 &mut self.vmbackup,
+                &mut self.appinfo,
             ];
             for p in all {
                 f(p, &mut ctx);
@@ -356,7 +375,7 @@ impl Daemon {
         let attempt = || -> Result<Conn, String> {
             // RPCI first: it proves the backdoor works before vsock is tried.
             let rpci = Rpci::open(self.open_backdoor()?)
-                .map_err(|e| format!("cannot open the RPCI channel: {e}"))?;
+                .map_err(|e| format!("cannot open the RPCI channel: {}", crate::error_chain(&e)))?;
             let vsock = if try_vsock {
                 match VsockTclo::connect(VSOCK_CONNECT_TIMEOUT) {
                     Ok(v) => Some(v),
@@ -379,8 +398,9 @@ impl Daemon {
             let tclo = match vsock {
                 Some(v) => TcloLink::Vsock(v),
                 None => TcloLink::Backdoor(
-                    GuestChannel::open(self.open_backdoor()?, proto::TCLO)
-                        .map_err(|e| format!("cannot open the TCLO channel: {e}"))?,
+                    GuestChannel::open(self.open_backdoor()?, proto::TCLO).map_err(|e| {
+                        format!("cannot open the TCLO channel: {}", crate::error_chain(&e))
+                    })?,
                 ),
             };
             Ok(Conn { tclo, rpci })
@@ -406,7 +426,10 @@ impl Daemon {
                 self.reply.clear();
                 self.delay = Duration::ZERO;
                 self.next_poll = Instant::now();
-                self.announce();
+                // The host greets a new channel with `reset`, which makes
+                // the plugins publish (announce); without one, they publish
+                // after RESET_GRACE.
+                self.announce_at = Some(Instant::now() + RESET_GRACE);
                 if !self.ready_sent {
                     self.ready_sent = true;
                     self.notifier
@@ -442,11 +465,13 @@ impl Daemon {
         self.next_connect = Instant::now();
         self.connect_failures = self.connect_failures.max(1);
         self.after.clear();
+        self.announce_at = None;
     }
 
     /// What vmtoolsd does on `reset`: tell the host this is the unified
     /// loop, log the version, and have every plugin republish.
     fn announce(&mut self) {
+        self.announce_at = None;
         let mut broken = false;
         if let Some(conn) = self.conn.as_mut() {
             for msg in [
@@ -573,12 +598,13 @@ impl Daemon {
             }
             TcloCommand::Ping => tclo_reply(true, b""),
             TcloCommand::CapabilitiesRegister => {
-                let all: [&dyn Plugin; 5] = [
+                let all: [&dyn Plugin; 6] = [
                     &self.caps,
                     &self.guestinfo,
                     &self.powerops,
                     &self.timesync,
                     &self.vmbackup,
+                    &self.appinfo,
                 ];
                 let msgs: Vec<Vec<u8>> = all.iter().flat_map(|p| p.capabilities()).collect();
                 self.with_ctx(|ctx| {
@@ -679,12 +705,13 @@ impl Daemon {
             });
             owners.push(VSOCK_OWNER);
         }
-        let all: [&dyn Plugin; 5] = [
+        let all: [&dyn Plugin; 6] = [
             &self.caps,
             &self.guestinfo,
             &self.powerops,
             &self.timesync,
             &self.vmbackup,
+            &self.appinfo,
         ];
         for (i, p) in all.iter().enumerate() {
             if let Some(d) = p.deadline() {
@@ -701,6 +728,9 @@ impl Daemon {
         }
         if let Some(w) = self.next_watchdog {
             until = until.min(w);
+        }
+        if let Some(a) = self.announce_at {
+            until = until.min(a);
         }
         let timeout = until.saturating_duration_since(Instant::now());
         // Round up so a wake-up is never early (poll takes milliseconds).
@@ -757,6 +787,7 @@ impl Daemon {
         self.powerops.set_config(cfg.powerops.clone());
         self.timesync.set_config(cfg.timesync.clone());
         self.vmbackup.set_config(cfg.vmbackup.clone());
+        self.appinfo.set_config(cfg.appinfo.clone());
         self.caps = Capabilities::new(cfg.agent.tools_version, TOOLS_TYPE_OPEN_VM_TOOLS);
         let spec = self
             .cli_backdoor
@@ -793,14 +824,8 @@ pub(crate) fn connect_failed(
 /// Set up the transport `spec` names (traced when `VM_BACKDOOR_TRACE=1`);
 /// the error says why, with its cause.
 pub(crate) fn open_backdoor(spec: &BackdoorSpec) -> Result<BoxedBackdoor, String> {
-    let bd = transport::connect(spec).map_err(|e| {
-        let mut s = e.to_string();
-        if let Some(src) = std::error::Error::source(&e) {
-            s.push_str(&format!(": {src}"));
-        }
-        s
-    })?;
-    if std::env::var_os(transport::TRACE_ENV).is_some_and(|v| v == "1") {
+    let bd = transport::connect(spec).map_err(|e| crate::error_chain(&e))?;
+    if transport::trace_enabled() {
         Ok(Box::new(TraceBackdoor::new(bd)))
     } else {
         Ok(bd)

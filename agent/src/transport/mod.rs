@@ -34,6 +34,11 @@ pub const BACKDOOR_ENV: &str = "VM_BACKDOOR";
 /// Environment variable that, set to `1`, makes programs trace backdoor calls.
 pub const TRACE_ENV: &str = "VM_BACKDOOR_TRACE";
 
+/// Whether [`TRACE_ENV`] asks for tracing: set, not empty and not `0`.
+pub fn trace_enabled() -> bool {
+    std::env::var_os(TRACE_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// Which transport to use, as written on the command line or in `VM_BACKDOOR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackdoorSpec {
@@ -110,11 +115,7 @@ pub enum SelectError {
     #[error("port I/O is only available on x86_64 Linux")]
     PortUnavailable,
     /// Port I/O was forced, and the probe showed no backdoor answers.
-    #[error(
-        "{outcome}: no VMware backdoor here ({}); \
-         use unix:PATH to reach a simulator's backdoor socket",
-        describe_cpuid(.signature.as_deref())
-    )]
+    #[error("{}", no_backdoor(.outcome, .signature.as_deref()))]
     NoBackdoor {
         /// What the probe saw.
         outcome: ProbeOutcome,
@@ -162,6 +163,32 @@ impl fmt::Display for ProbeOutcome {
             ProbeOutcome::Exit(code) => write!(f, "the port I/O probe exited with status {code}"),
         }
     }
+}
+
+/// Why a forced port I/O found no backdoor, and what to do. A fault means
+/// the `in` needed I/O privilege this process lacks and no VMware
+/// hypervisor took it first (VMware answers its backdoor port at any
+/// privilege level).
+fn no_backdoor(outcome: &ProbeOutcome, signature: Option<&str>) -> String {
+    let cpuid = describe_cpuid(signature);
+    if *outcome != ProbeOutcome::Faulted {
+        return format!(
+            "{outcome}: no VMware backdoor here ({cpuid}); \
+             use unix:PATH to reach a simulator's backdoor socket"
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    let who = match unsafe { libc::geteuid() } {
+        0 => "root, but without iopl/ioperm".to_owned(),
+        uid => format!("uid {uid}, not root"),
+    };
+    format!(
+        "{outcome}: this process has no I/O privilege for port 0x5658 ({who}) \
+         and no VMware hypervisor trapped the access ({cpuid}). On VMware the \
+         backdoor needs no privilege, so this is not a VMware VM, or its \
+         backdoor is restricted to privileged code: run the program under \
+         `hvsim exec`, or use unix:PATH to reach a simulator's backdoor socket"
+    )
 }
 
 fn describe_cpuid(signature: Option<&str>) -> String {
@@ -238,7 +265,28 @@ pub fn connect(spec: &BackdoorSpec) -> Result<Box<dyn Backdoor + Send>, SelectEr
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn connect_port(signature: Option<String>) -> Result<Box<dyn Backdoor + Send>, SelectError> {
     if signature.as_deref() != Some(cpuid::VMWARE_SIGNATURE) {
-        probe::run().map_err(|e| match e {
+        let start = Instant::now();
+        let (before, result) = probe::run();
+        if trace_enabled() {
+            // The probe's GETVERSION is a backdoor call too, made in a child
+            // (it may fault): traced like the others, from here.
+            let took = start.elapsed();
+            let _ = match &result {
+                Ok(after) => writeln!(
+                    io::stderr(),
+                    "backdoor in 0B {before:?} -> {after:?} ({took:?}, probe in a child process)"
+                ),
+                Err(probe::Failure::Outcome(o)) => writeln!(
+                    io::stderr(),
+                    "backdoor in 0B {before:?} -> error: {o} ({took:?}, probe in a child process)"
+                ),
+                Err(probe::Failure::Spawn(e)) => writeln!(
+                    io::stderr(),
+                    "backdoor in 0B {before:?} -> error: no probe process: {e} ({took:?})"
+                ),
+            };
+        }
+        result.map_err(|e| match e {
             probe::Failure::Spawn(e) => SelectError::Probe(e),
             probe::Failure::Outcome(outcome) => SelectError::NoBackdoor { outcome, signature },
         })?;
@@ -255,7 +303,8 @@ fn connect_port(_signature: Option<String>) -> Result<Box<dyn Backdoor + Send>, 
 /// so a forced `port` on anything else first tries it in a throwaway child.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod probe {
-    use std::io;
+    use std::io::{self, Read};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     use protocol::guest::Backdoor;
     use protocol::{cmd, Regs, BDOOR_MAGIC};
@@ -274,8 +323,25 @@ mod probe {
         Outcome(ProbeOutcome),
     }
 
-    /// Run GETVERSION in a forked child; `Ok` when the backdoor magic came back.
-    pub(super) fn run() -> Result<(), Failure> {
+    /// The probe's call.
+    fn request() -> Regs {
+        Regs::command(cmd::GETVERSION, 0)
+    }
+
+    /// Run GETVERSION in a forked child: the registers it sent, and the
+    /// registers that came back when the backdoor magic did.
+    pub(super) fn run() -> (Regs, Result<Regs, Failure>) {
+        (request(), run_child())
+    }
+
+    fn run_child() -> Result<Regs, Failure> {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 writes two descriptors into `fds`.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(Failure::Spawn(io::Error::last_os_error()));
+        }
+        // SAFETY: both are fresh descriptors owned by nothing else.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: fork() itself is sound to call at any time; the child below
         // runs only async-signal-safe code (raw syscalls and the asm of
         // `PortIo::call`, no allocation, no locks), as required after forking
@@ -285,8 +351,9 @@ mod probe {
             return Err(Failure::Spawn(io::Error::last_os_error()));
         }
         if pid == 0 {
-            child();
+            child(wr.as_raw_fd());
         }
+        drop(wr);
         let mut status = 0;
         loop {
             // SAFETY: `pid` is our own child and `status` a valid out pointer.
@@ -301,7 +368,19 @@ mod probe {
         }
         let outcome = if libc::WIFEXITED(status) {
             match libc::WEXITSTATUS(status) {
-                EXIT_ANSWERED => return Ok(()),
+                EXIT_ANSWERED => {
+                    let mut b = [0u8; 28];
+                    let got = std::fs::File::from(rd).read(&mut b).unwrap_or(0);
+                    let mut a = [0u32; 7];
+                    for (i, v) in a.iter_mut().enumerate() {
+                        *v = u32::from_ne_bytes(b[i * 4..i * 4 + 4].try_into().unwrap_or_default());
+                    }
+                    return Ok(if got == b.len() {
+                        Regs::from_array(a)
+                    } else {
+                        request()
+                    });
+                }
                 EXIT_WRONG_ANSWER => ProbeOutcome::WrongAnswer,
                 code => ProbeOutcome::Exit(code),
             }
@@ -317,7 +396,7 @@ mod probe {
         Err(Failure::Outcome(outcome))
     }
 
-    fn child() -> ! {
+    fn child(answer_fd: i32) -> ! {
         // SAFETY: each call is a plain syscall wrapper, async-signal-safe, with
         // valid arguments: no core dump for the expected fault (dumpable 0
         // also stops pipe core handlers), default fault handling (the parent's
@@ -334,9 +413,14 @@ mod probe {
             libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
             libc::alarm(TIMEOUT_SECS);
         }
-        let answer = PortIo::new().call(Regs::command(cmd::GETVERSION, 0));
+        let answer = PortIo::new().call(request());
         let code = match answer {
-            Ok(r) if r.ebx == BDOOR_MAGIC => EXIT_ANSWERED,
+            Ok(r) if r.ebx == BDOOR_MAGIC => {
+                let a = [r.eax, r.ebx, r.ecx, r.edx, r.esi, r.edi, r.ebp];
+                // SAFETY: write from a stack array of 28 bytes to our pipe.
+                unsafe { libc::write(answer_fd, a.as_ptr().cast(), 28) };
+                EXIT_ANSWERED
+            }
             _ => EXIT_WRONG_ANSWER,
         };
         // SAFETY: _exit ends the child at once, without running the parent's
@@ -551,8 +635,15 @@ mod tests {
                 ),
                 "{text}"
             );
+            // What is missing and what to do.
             assert!(
-                text.starts_with("port I/O faulted (SIGSEGV): no VMware backdoor"),
+                text.starts_with(
+                    "port I/O faulted (SIGSEGV): this process has no I/O privilege for port 0x5658 ("
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("hvsim exec") && text.contains("unix:PATH"),
                 "{text}"
             );
         } else {

@@ -290,6 +290,7 @@ mod tests {
             memory_mb: 1024,
             backdoor_socket: "/nonexistent".into(),
             clipboard: false,
+            model: "VMware Virtual Platform".into(),
         };
         let limits = VmLimits {
             channels: Default::default(),

@@ -246,16 +246,41 @@ impl SavedStdio {
     }
 }
 
+/// The VM's DMI for the program, from the `exec-attach` answer's `dmi`
+/// (`uuid`, `model`); a serve that sends none gets the machine's. Without
+/// the privilege for a mount namespace the program runs on with the
+/// machine's DMI, and a note says so.
+fn present_dmi(v: &serde_json::Value) -> Result<(), ExecError> {
+    use super::dmi;
+    let (Some(uuid), Some(model)) = (
+        v["uuid"].as_str().and_then(crate::config::parse_uuid),
+        v["model"].as_str(),
+    ) else {
+        return Ok(());
+    };
+    match dmi::present(&dmi::files(&uuid, model)) {
+        Ok(()) => Ok(()),
+        Err(e @ dmi::DmiError::Namespace(_)) => {
+            eprintln!("hvsim exec: note: the program sees this machine's DMI, not the VM's: {e}");
+            Ok(())
+        }
+        Err(e) => Err(ExecError::Dmi(e)),
+    }
+}
+
 /// Ask the `hvsim serve` behind `control` to trace this process for VM
 /// `vm`, then exec `program` with `args`. With `console`, the program's
 /// stdin, stdout and stderr are the slave of a new pty whose master serve
-/// attaches as the VM's serial console. Returns only on failure.
+/// attaches as the VM's serial console. With `dmi`, the program runs in a
+/// private mount namespace where `/sys/class/dmi/id` is the VM's
+/// ([`super::dmi`]). Returns only on failure.
 pub fn run(
     control: &Path,
     vm: &str,
     program: &OsString,
     args: &[OsString],
     console: bool,
+    dmi: bool,
 ) -> Result<Infallible, ExecError> {
     let path = resolve(program)?;
     let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| ExecError::BadArgument)?;
@@ -308,6 +333,9 @@ pub fn run(
     })?;
     let master = pty.as_ref().map(|(m, _)| m.as_fd());
     let attached = control::request_with_fd(again, control, &req, master).map_err(control_err)?;
+    if dmi && std::env::var_os("HVSIM_EXEC_DMI").is_none_or(|v| v != "0") {
+        present_dmi(&attached["dmi"])?;
+    }
     // Only the program's side stays open here: when it and its children
     // are gone, serve sees the console close.
     let saved = match pty {

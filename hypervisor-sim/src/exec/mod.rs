@@ -21,6 +21,8 @@
 //! * [`patch`]: finding CPUID instructions by disassembly (pure).
 //! * [`elf`]: executable sections of a program file (pure).
 //! * [`cache`]: CPUID sites per file, shared by all sessions of one serve.
+//! * [`dmi`]: VMware's DMI files (`/sys/class/dmi/id`) for the program, in
+//!   a private mount namespace `hvsim exec` enters before the exec.
 //! * [`vmdev`]: the VM's device as the emulator calls it.
 //! * [`launch`]: the `hvsim exec` side: attach, seccomp, exec.
 //! * [`tracer`]: the ptrace loop, one thread per session in serve.
@@ -65,6 +67,7 @@ use crate::vm::Vm;
 
 pub mod cache;
 pub mod cpuid;
+pub mod dmi;
 pub mod elf;
 pub mod emulate;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -125,6 +128,9 @@ pub enum ExecError {
     /// The console pty could not be set up.
     #[error("cannot set up the console pty: {0}")]
     Pty(io::Error),
+    /// The VM's DMI could not be put in place.
+    #[error("cannot present the VM's DMI: {0}")]
+    Dmi(dmi::DmiError),
     /// Not x86_64 Linux.
     #[error("hvsim exec needs x86_64 Linux (ptrace and port I/O); use the socket frontend (VM_BACKDOOR=unix:PATH) here")]
     Unsupported,
@@ -133,7 +139,8 @@ pub enum ExecError {
 /// Run `program` with `args` against VM `vm` of the `hvsim serve` behind the
 /// control socket `control`: this process is traced by serve and becomes the
 /// program. `console`: the program runs on a pty that serve attaches as the
-/// VM's serial console (see [`crate::console`]). Returns only when that failed.
+/// VM's serial console (see [`crate::console`]). `dmi`: the program sees
+/// the VM's DMI ([`dmi`]). Returns only when that failed.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub fn run(
     control: &Path,
@@ -141,8 +148,9 @@ pub fn run(
     program: &OsString,
     args: &[OsString],
     console: bool,
+    dmi: bool,
 ) -> Result<Infallible, ExecError> {
-    launch::run(control, vm, program, args, console)
+    launch::run(control, vm, program, args, console, dmi)
 }
 
 /// Run `program` with `args` against VM `vm` (x86_64 Linux only).
@@ -153,6 +161,7 @@ pub fn run(
     _program: &OsString,
     _args: &[OsString],
     _console: bool,
+    _dmi: bool,
 ) -> Result<Infallible, ExecError> {
     Err(ExecError::Unsupported)
 }
@@ -309,6 +318,19 @@ impl Service {
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
     fn vsock_checked(&self, _vm: &str, _pid: i32, _fd: i32) -> Result<(), String> {
         Err(ExecError::Unsupported.to_string())
+    }
+
+    /// What the `exec-attach` answer tells `hvsim exec` about VM `vm`:
+    /// whether vsock is emulated, and the VM's UUID and model for its DMI.
+    pub fn offer(&self, vm: &str) -> serde_json::Value {
+        let mut v = serde_json::json!({"vsock": VSOCK_SUPPORTED});
+        if let Some((vm, _)) = self.vms.get(vm) {
+            v["dmi"] = serde_json::json!({
+                "uuid": crate::config::format_uuid(&vm.info.uuid),
+                "model": vm.info.model,
+            });
+        }
+        v
     }
 
     /// Trace process `pid` (which asked through a control connection from
