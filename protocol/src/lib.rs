@@ -12,11 +12,15 @@
 //! * [`gueststats`]: guest memory statistics (`SetGuestInfo  8`).
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
+//! * [`deploypkg`]: guest customization packages and their state reports;
+//!   [`custcfg`]: the customization specification inside them.
 
 #![forbid(unsafe_code)]
 
 pub mod consts;
+pub mod custcfg;
 pub mod datamap;
+pub mod deploypkg;
 pub mod frame;
 pub mod guest;
 pub mod gueststats;
