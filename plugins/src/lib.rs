@@ -11,6 +11,7 @@
 //! * [`timesync`]: the guest clock from the host's (`GETTIMEFULL_WITH_LAG`).
 //! * [`clipboard`]: copy/paste of text with the host (desktop session only).
 //! * [`capabilities`]: what the guest can do and which tools it runs.
+//! * [`deploypkg`]: guest customization (deployPkg: vCenter's packages, cust.cfg).
 //! * [`netlink`], [`osinfo`], [`glob`]: the pieces guestinfo is built from.
 
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ use protocol::Regs;
 
 pub mod capabilities;
 pub mod clipboard;
+pub mod deploypkg;
 pub mod glob;
 pub mod guestinfo;
 pub mod memstats;
