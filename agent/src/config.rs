@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use plugins::capabilities::TOOLS_VERSION_UNMANAGED;
 use plugins::clipboard::ClipboardConfig;
+use plugins::deploypkg::DeployPkgConfig;
 use plugins::guestinfo::GuestInfoConfig;
 use plugins::powerops::PowerOpsConfig;
 use plugins::timesync::TimeSyncConfig;
@@ -64,6 +65,8 @@ pub struct AgentConfig {
     pub timesync: TimeSyncConfig,
     /// `[clipboard]` (read by `vm-agent --session` only).
     pub clipboard: ClipboardConfig,
+    /// `[customization]`: guest customization (deployPkg).
+    pub customization: DeployPkgConfig,
 }
 
 /// Why the config could not be used.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plugins::capabilities::{Capabilities, TOOLS_TYPE_OPEN_VM_TOOLS};
+use plugins::deploypkg::DeployPkg;
 use plugins::guestinfo::GuestInfo;
 use plugins::powerops::PowerOps;
 use plugins::timesync::TimeSync;
@@ -180,6 +181,7 @@ pub struct Daemon {
     guestinfo: GuestInfo,
     powerops: PowerOps,
     timesync: TimeSync,
+    customization: DeployPkg,
     conn: Option<Conn>,
     reply: Vec<u8>,
     after: Vec<After>,
@@ -211,6 +213,7 @@ impl Daemon {
             guestinfo: GuestInfo::new(cfg.guestinfo.clone()),
             powerops: PowerOps::new(cfg.powerops.clone()),
             timesync: TimeSync::new(cfg.timesync.clone()),
+            customization: DeployPkg::new(cfg.customization.clone()),
             cfg,
             config_path,
             cli_backdoor,
@@ -285,11 +288,12 @@ impl Daemon {
                 rpci: self.conn.as_mut().map(|c| &mut c.rpci),
                 broken: &mut broken,
             };
-            let all: [&mut dyn Plugin; 4] = [
+            let all: [&mut dyn Plugin; 5] = [
                 &mut self.caps,
                 &mut self.guestinfo,
                 &mut self.powerops,
                 &mut self.timesync,
+                &mut self.customization,
             ];
             for p in all {
                 f(p, &mut ctx);
@@ -569,8 +573,13 @@ impl Daemon {
             }
             TcloCommand::Ping => tclo_reply(true, b""),
             TcloCommand::CapabilitiesRegister => {
-                let all: [&dyn Plugin; 4] =
-                    [&self.caps, &self.guestinfo, &self.powerops, &self.timesync];
+                let all: [&dyn Plugin; 5] = [
+                    &self.caps,
+                    &self.guestinfo,
+                    &self.powerops,
+                    &self.timesync,
+                    &self.customization,
+                ];
                 let msgs: Vec<Vec<u8>> = all.iter().flat_map(|p| p.capabilities()).collect();
                 self.with_ctx(|ctx| {
                     for m in &msgs {
@@ -670,7 +679,13 @@ impl Daemon {
             });
             owners.push(VSOCK_OWNER);
         }
-        let all: [&dyn Plugin; 4] = [&self.caps, &self.guestinfo, &self.powerops, &self.timesync];
+        let all: [&dyn Plugin; 5] = [
+            &self.caps,
+            &self.guestinfo,
+            &self.powerops,
+            &self.timesync,
+            &self.customization,
+        ];
         for (i, p) in all.iter().enumerate() {
             if let Some(d) = p.deadline() {
                 until = until.min(d);
@@ -741,6 +756,7 @@ impl Daemon {
         self.guestinfo.set_config(cfg.guestinfo.clone());
         self.powerops.set_config(cfg.powerops.clone());
         self.timesync.set_config(cfg.timesync.clone());
+        self.customization.set_config(cfg.customization.clone());
         self.caps = Capabilities::new(cfg.agent.tools_version, TOOLS_TYPE_OPEN_VM_TOOLS);
         let spec = self
             .cli_backdoor

@@ -77,6 +77,9 @@ impl Default for DeployPkgConfig {
     }
 }
 
+/// How often a running worker is looked at without a wake-up.
+const CHECK: Duration = Duration::from_millis(500);
+
 /// A report the worker wants sent, and where the reply goes.
 type Call = (Vec<u8>, SyncSender<Result<Vec<u8>, HostCallError>>);
 
@@ -108,6 +111,7 @@ struct Worker {
     calls: Receiver<Call>,
     wake: UnixStream,
     thread: std::thread::JoinHandle<deploy::Outcome>,
+    next_check: Instant,
 }
 
 /// The plugin.
@@ -205,12 +209,14 @@ impl DeployPkg {
             calls,
             wake: wake_r,
             thread,
+            next_check: Instant::now() + CHECK,
         })
     }
 
     /// Send what the worker queued; reap it once it ended.
     fn service(&mut self, ctx: &mut dyn Context) {
         let Some(w) = &mut self.worker else { return };
+        w.next_check = Instant::now() + CHECK;
         let mut buf = [0u8; 64];
         let mut closed = false;
         loop {
