@@ -69,6 +69,14 @@ pub enum Request {
         /// New host selection.
         set: Option<String>,
     },
+    /// Start a guest customization: deployPkg.begin, copy the package over
+    /// HGFS, deployPkg.deploy. The guest's reports follow in `show`.
+    Customize {
+        /// VM name.
+        vm: String,
+        /// The package, base64.
+        package: String,
+    },
     /// Where a VM's backdoor socket is.
     Backdoor {
         /// VM name.
@@ -181,6 +189,12 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::Clipboard { vm, set } => {
             let text = find(inv, &vm)?.clipboard(set.as_deref())?;
             Ok(Value::String(String::from_utf8_lossy(&text).into_owned()))
+        }
+        Request::Customize { vm, package } => {
+            let vm = find(inv, &vm)?;
+            let pkg = protocol::custcfg::base64_decode(&package)
+                .ok_or_else(|| "package is not base64".to_string())?;
+            crate::customize::start(vm, &pkg)
         }
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,

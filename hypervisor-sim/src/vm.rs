@@ -276,6 +276,8 @@ pub struct VmData {
     pub pending_soft: Option<PowerAction>,
     /// A power change decided inside a guest call, applied after it.
     deferred: Option<(PowerAction, String)>,
+    /// The latest guest customization (deployPkg).
+    pub customization: Option<crate::customize::Customization>,
     tclo: Tclo,
 }
 
@@ -344,6 +346,7 @@ impl Vm {
                     booted_at: Instant::now(),
                     pending_soft: None,
                     deferred: None,
+                    customization: None,
                     tclo: Tclo::default(),
                 },
             }),
@@ -1018,6 +1021,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "raw": raw,
         },
         "guestinfo": vars,
+        "customization": d.customization.as_ref().map(crate::customize::Customization::json),
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },
