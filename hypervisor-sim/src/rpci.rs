@@ -252,10 +252,18 @@ fn deploy_state(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
         return err("Invalid arguments");
     };
     log::info!("{}: customization report {}", s.name(), r.args());
-    let c = s
-        .data()
-        .customization
-        .get_or_insert_with(crate::customize::Customization::default);
+    let slot = &mut s.data().customization;
+    // `3` alone opens a deployment: a new record unless one is running
+    // (`hvsim vm customize` opened it when it began).
+    let fresh = r.state == protocol::deploypkg::state::DEPLOYING
+        && r.code.is_none()
+        && slot
+            .as_ref()
+            .is_some_and(|c| c.status != crate::customize::Status::Running);
+    if fresh {
+        *slot = None;
+    }
+    let c = slot.get_or_insert_with(crate::customize::Customization::default);
     ok(c.report(&r).as_bytes())
 }
 
