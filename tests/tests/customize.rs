@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use e2e_tests::{bin, stderr, stdout, Sim};
 use hvsim::customize::{build_package, native_files, PackageSpec, SpecToml};
 use protocol::deploypkg::{flags, PayloadType};
-use serde_json::Value;
 
 /// A running vm-agent; stopped on drop.
 struct Agent {
@@ -255,6 +254,7 @@ fn deliver(
     vm: &str,
     pkg: Option<&[u8]>,
     map: PathMap,
+    private: bool,
 ) -> (Vec<(u64, Option<u64>)>, Vec<String>, String) {
     let o = sim.hvsim(&["vm", "tclo", vm, "deployPkg.begin"]);
     let reply = stdout(&o);
@@ -267,7 +267,10 @@ fn deliver(
     let local_dir = map(&dir);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&local_dir).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o700, "the package directory is private");
+    // vm-agent's is private; vmtoolsd's is 0755 (umask).
+    if private {
+        assert_eq!(mode & 0o777, 0o700, "the package directory is private");
+    }
     let guest_path = format!("{dir}hvsim-customization.pkg");
     let local = map(&guest_path);
     if let Some(p) = pkg {
@@ -327,7 +330,7 @@ fn customize_for(stack: &str) -> Guest {
     let sim = Sim::start();
     let _agent = g.agent(&sim, "vm0", "");
     let pkg = native_package(&g, "", PayloadType::Cabinet, 0);
-    let (codes, msgs, reply) = deliver(&sim, "vm0", Some(&pkg), &identity);
+    let (codes, msgs, reply) = deliver(&sim, "vm0", Some(&pkg), &identity, true);
     assert_eq!(reply, "OK");
     let c = sim.show("vm0")["customization"].clone();
     assert_eq!(c["status"], "succeeded", "{c:#}\n{}", _agent.log());
@@ -379,7 +382,7 @@ fn customize_for(stack: &str) -> Guest {
 
     // The same marker again: reported done, nothing written, no reboot.
     let before = g.snapshot();
-    let (codes, msgs, _) = deliver(&sim, "vm0", Some(&pkg), &identity);
+    let (codes, msgs, _) = deliver(&sim, "vm0", Some(&pkg), &identity, true);
     assert_eq!(codes, [(3, None), (4, Some(0)), (5, Some(0))], "{msgs:?}");
     assert!(msgs[2].contains("already customized"), "{msgs:?}");
     assert_eq!(
@@ -544,7 +547,7 @@ fn refusals_and_bad_packages_change_nothing() {
     let agent = g.agent(&sim, "vm0", "");
     let before = g.snapshot();
     let fail = |pkg: Option<&[u8]>| {
-        let (codes, msgs, reply) = deliver(&sim, "vm0", pkg, &identity);
+        let (codes, msgs, reply) = deliver(&sim, "vm0", pkg, &identity, true);
         let c = sim.show("vm0")["customization"].clone();
         (codes, msgs, reply, c)
     };
@@ -632,8 +635,292 @@ fn refusals_and_bad_packages_change_nothing() {
     // Customization disabled in agent.toml: code 7 with vmtoolsd's words.
     let _agent = g.agent(&sim, "vm1", "enabled = false\n");
     let pkg = native_package(&g, "", PayloadType::Cabinet, 0);
-    let (codes, msgs, _) = deliver(&sim, "vm1", Some(&pkg), &identity);
+    let (codes, msgs, _) = deliver(&sim, "vm1", Some(&pkg), &identity, true);
     assert_eq!(codes, [(3, None), (3, Some(7))]);
     assert_eq!(msgs[1], "Customization is disabled by guest admin");
     assert_eq!(g.snapshot(), before);
+}
+
+/// An open-vm-tools program, or a panic that says how to install it.
+fn ovt(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/sbin"] {
+        let p = PathBuf::from(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is missing: install Debian's open-vm-tools (scripts/test-deps.sh does)");
+}
+
+const OVT_PLUGINS: &str = "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins";
+
+/// Debian's vmtoolsd with only its deployPkg (and hgfsServer) plugins,
+/// under `hvsim exec`, in a private mount namespace: /run is a fresh tmpfs
+/// whose `vmware-imc` (where deployPkg puts packages) is `imc`, /var/log is
+/// `logs`, /etc is read-only, and systemctl/telinit are a stub that only
+/// records being called.
+struct Vmtoolsd {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Vmtoolsd {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.take() {
+            e2e_tests::stop_child(c, Duration::from_secs(10));
+        }
+    }
+}
+
+impl Vmtoolsd {
+    fn start(sim: &Sim, vm: &str, dir: &Path) -> Vmtoolsd {
+        let vmtoolsd = ovt("vmtoolsd");
+        let (plugins, common) = (dir.join("plugins"), dir.join("common"));
+        let (imc, logs) = (dir.join("imc"), dir.join("logs"));
+        for d in [&plugins, &common, &imc, &logs] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::os::unix::fs::symlink(
+            format!("{OVT_PLUGINS}/vmsvc/libdeployPkgPlugin.so"),
+            plugins.join("libdeployPkgPlugin.so"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            format!("{OVT_PLUGINS}/common/libhgfsServer.so"),
+            common.join("libhgfsServer.so"),
+        )
+        .unwrap();
+        let stub = dir.join("reboot-stub");
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/sh\necho \"$0 $*\" >> {}/reboot-attempts\nexit 1\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let conf = dir.join("tools.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[logging]\nlog = true\nvmsvc.level = debug\nvmsvc.handler = file\nvmsvc.data = {}\n",
+                dir.join("vmsvc.log").display()
+            ),
+        )
+        .unwrap();
+        let setup = format!(
+            "set -e; mount -t tmpfs tmpfs /run; mkdir /run/vmware-imc; mount --bind {imc} /run/vmware-imc; \
+             mount --bind {logs} /var/log; mount --bind -o ro /etc /etc; \
+             for p in /usr/bin/systemctl /bin/systemctl /sbin/telinit /usr/sbin/telinit; do \
+               if [ -e $p ]; then mount --bind {stub} $p; fi; done; \
+             exec \"$0\" \"$@\"",
+            imc = imc.display(),
+            logs = logs.display(),
+            stub = stub.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "--", "sh", "-c", &setup])
+            .arg(bin("hvsim"))
+            .args(["exec", "--vm", vm, "--"])
+            .arg(&vmtoolsd)
+            .args(["-n", "vmsvc", "-c"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(&plugins)
+            .arg("--common-path")
+            .arg(&common)
+            .env("HVSIM_CONTROL", &sim.control)
+            .env_remove("VM_BACKDOOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vmtoolsd under hvsim exec");
+        let v = Vmtoolsd {
+            child: Some(child),
+            dir: dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = sim.hvsim(&["vm", "tclo", vm, "ping", "--timeout", "1"]);
+            if stdout(&o).starts_with("OK") && v.log().contains("deployPkg") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vmtoolsd did not come up:\n{}",
+                v.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        v
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("vmsvc.log")).unwrap_or_default()
+    }
+
+    /// A guest path under /var/run/vmware-imc as this machine sees it.
+    fn map(&self, guest: &str) -> PathBuf {
+        let rel = guest
+            .strip_prefix("/var/run/vmware-imc/")
+            .or_else(|| guest.strip_prefix("/run/vmware-imc/"))
+            .unwrap_or_else(|| panic!("vmtoolsd put the package at {guest}"));
+        self.dir.join("imc").join(rel)
+    }
+}
+
+/// The package's command: records its arguments (with the extraction
+/// directory as DIR), the files beside it and that directory's mode one
+/// level up (the base directory outlives the extraction), then exits with
+/// its first argument after sleeping its second.
+const RECORD_SH: &str = r#"#!/bin/sh
+d=$(dirname "$0")
+sleep "$2"
+{
+  echo "args: $*" | sed "s|$d|DIR|g"
+  echo "files: $(ls "$d" | tr '\n' ' ')"
+  echo "mode: $(stat -c %a "$d")"
+  echo "path: ${PATH:+set}"
+} > "$d/../recorded.tmp"
+mv "$d/../recorded.tmp" "$d/../recorded.txt"
+exit "$1"
+"#;
+
+fn record_package(exit: u32, sleep: u32, timeout: u16, nics: bool) -> Vec<u8> {
+    let mut files = vec![
+        ("record.sh".to_string(), RECORD_SH.as_bytes().to_vec()),
+        (
+            "cust.cfg".to_string(),
+            b"[NETWORK]\nHOSTNAME = never-applied\n".to_vec(),
+        ),
+    ];
+    if nics {
+        files.push(("nics.txt".to_string(), b"1".to_vec()));
+    }
+    build_package(&PackageSpec {
+        format: PayloadType::Cabinet,
+        command: format!(
+            "/bin/sh @@IMC_TMP_PATH_VAR@@/record.sh {exit} {sleep} @@IMC_TMP_PATH_VAR@@/cust.cfg"
+        ),
+        // Never a reboot, whatever happens.
+        flags: flags::SKIP_REBOOT | flags::IGNORE_CLOUD_INIT,
+        process_timeout: timeout,
+        files,
+    })
+    .unwrap()
+}
+
+#[test]
+fn vmtoolsd_and_vm_agent_reach_the_same_states_and_codes() {
+    let sim = Sim::with_config("[[vm]]\nname = \"vm0\"\n[[vm]]\nname = \"vm1\"\n");
+    let vdir = sim.dir.path().join("vmtoolsd");
+    let theirs = Vmtoolsd::start(&sim, "vm0", &vdir);
+    let g = Guest::new("networkd");
+    let ours = g.agent(&sim, "vm1", "");
+    let their_record = vdir.join("imc/recorded.txt");
+    let our_record = g.root().join("var/run/vmware-imc/recorded.txt");
+
+    // (name, package, the reports both send)
+    let cases: Vec<(&str, Option<Vec<u8>>, Vec<(u64, Option<u64>)>)> = vec![
+        (
+            "success",
+            Some(record_package(0, 0, 0, false)),
+            vec![(3, None), (4, Some(0)), (5, Some(0))],
+        ),
+        (
+            "command fails",
+            Some(record_package(3, 0, 0, false)),
+            vec![(3, None), (4, Some(0)), (4, Some(100))],
+        ),
+        (
+            "network error",
+            Some(record_package(254, 0, 0, false)),
+            vec![(3, None), (4, Some(0)), (4, Some(101))],
+        ),
+        (
+            "scripts disabled",
+            Some(record_package(6, 0, 0, false)),
+            vec![(3, None), (4, Some(0)), (4, Some(6))],
+        ),
+        (
+            "timeout",
+            Some(record_package(0, 5, 1, false)),
+            vec![(3, None), (4, Some(0)), (4, Some(100))],
+        ),
+        ("no package", None, vec![(3, None), (3, Some(5))]),
+        (
+            "NIC reconnect",
+            Some(record_package(0, 0, 0, true)),
+            vec![
+                (3, None),
+                (4, Some(0)),
+                (4, Some(103)),
+                (4, Some(104)),
+                (5, Some(0)),
+            ],
+        ),
+    ];
+    for (name, pkg, want) in &cases {
+        let _ = std::fs::remove_file(&their_record);
+        let _ = std::fs::remove_file(&our_record);
+        let (tc, tm, tr) = deliver(&sim, "vm0", pkg.as_deref(), &|p| theirs.map(p), false);
+        let (oc, om, or) = deliver(&sim, "vm1", pkg.as_deref(), &identity, true);
+        assert_eq!(&tc, want, "{name}: vmtoolsd sent {tm:?}\n{}", theirs.log());
+        assert_eq!(&oc, want, "{name}: vm-agent sent {om:?}\n{}", ours.log());
+        assert_eq!(or, tr, "{name}: the deploy replies differ");
+        // The package paths differ (each guest named its own directory).
+        let unpath = |m: &String| match (m.find("Package file "), m.rfind(" not found")) {
+            (Some(a), Some(b)) if a < b => format!("{}Package file PKG{}", &m[..a], &m[b..]),
+            _ => m.clone(),
+        };
+        let (tm, om): (Vec<String>, Vec<String>) = (
+            tm.iter().map(unpath).collect(),
+            om.iter().map(unpath).collect(),
+        );
+        for (t, o) in tm.iter().zip(&om) {
+            // Where vmtoolsd names only the log, vm-agent may add "@why".
+            assert!(
+                o == t || o.starts_with(&format!("{t}@")),
+                "{name}: {o:?} vs vmtoolsd's {t:?}"
+            );
+        }
+        let t = std::fs::read_to_string(&their_record).ok();
+        let o = std::fs::read_to_string(&our_record).ok();
+        assert_eq!(o, t, "{name}: the command saw different things");
+        if *name == "success" {
+            let t = t.unwrap();
+            assert!(t.contains("args: 0 0 DIR/cust.cfg\n"), "{t}");
+            assert!(t.contains("files: cust.cfg record.sh \n"), "{t}");
+            assert!(t.contains("mode: 700\n"), "{t}");
+        }
+    }
+
+    // A package that is not one: vmtoolsd reports RUNNING and then nothing
+    // (on Linux it leaves the failure unreported, so hostd times out);
+    // vm-agent sends the same and then says it failed, and why.
+    let (tc, _, _) = deliver(
+        &sim,
+        "vm0",
+        Some(b"not a deployment package"),
+        &|p| theirs.map(p),
+        false,
+    );
+    let (oc, om, _) = deliver(
+        &sim,
+        "vm1",
+        Some(b"not a deployment package"),
+        &identity,
+        true,
+    );
+    assert_eq!(tc, [(3, None), (4, Some(0))], "{}", theirs.log());
+    assert_eq!(oc, [(3, None), (4, Some(0)), (4, Some(100))]);
+    assert!(om[2].contains("bad package header"), "{om:?}");
+    assert!(
+        !vdir.join("reboot-attempts").exists(),
+        "vmtoolsd tried to reboot"
+    );
+    assert!(!g.out("reboots").exists());
 }
