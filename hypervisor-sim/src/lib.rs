@@ -15,6 +15,8 @@
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
 //! * [`cim`]: the embedded CIM-XML provider.
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
+//! * [`guestops`]: guest operations (run programs, move files) through the
+//!   guest tools' VIX handler and HGFS server.
 //! * [`serve`]: wiring it all together.
 
 pub mod cim;
@@ -26,6 +28,7 @@ pub mod customize;
 pub mod demo;
 pub mod device;
 pub mod exec;
+pub mod guestops;
 pub mod http;
 pub mod ipmi;
 pub mod media;

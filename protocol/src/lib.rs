@@ -14,6 +14,8 @@
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
 //! * [`deploypkg`]: guest customization packages and their state reports;
 //!   [`custcfg`]: the customization specification inside them.
+//! * [`vix`]: VIX guest-operation messages (`Vix_1_Relayed_Command`).
+//! * [`hgfs`]: HGFS packets that move file data for guest operations.
 
 #![forbid(unsafe_code)]
 
@@ -24,10 +26,12 @@ pub mod deploypkg;
 pub mod frame;
 pub mod guest;
 pub mod gueststats;
+pub mod hgfs;
 pub mod host;
 pub mod nicinfo;
 pub mod regs;
 pub mod rpc;
+pub mod vix;
 pub mod xdr;
 
 pub use consts::*;
