@@ -24,6 +24,7 @@ pub mod capabilities;
 pub mod clipboard;
 pub mod glob;
 pub mod guestinfo;
+pub mod guestops;
 pub mod memstats;
 pub mod netlink;
 pub mod osinfo;
