@@ -12,6 +12,8 @@
 //! * [`gueststats`]: guest memory statistics (`SetGuestInfo  8`).
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
+//! * [`vix`]: VIX guest-operation messages (`Vix_1_Relayed_Command`).
+//! * [`hgfs`]: HGFS packets that move file data for guest operations.
 
 #![forbid(unsafe_code)]
 
@@ -20,10 +22,12 @@ pub mod datamap;
 pub mod frame;
 pub mod guest;
 pub mod gueststats;
+pub mod hgfs;
 pub mod host;
 pub mod nicinfo;
 pub mod regs;
 pub mod rpc;
+pub mod vix;
 pub mod xdr;
 
 pub use consts::*;
