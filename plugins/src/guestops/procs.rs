@@ -75,6 +75,9 @@ pub enum StartError {
     /// fork/exec failed.
     #[error("cannot start the program")]
     Spawn(#[source] std::io::Error),
+    /// The checks could not run as the user.
+    #[error("cannot act as the user")]
+    Impersonate(#[source] super::user::UserError),
 }
 
 /// The programs this agent started, running or recently exited.
@@ -133,8 +136,9 @@ impl Programs {
         }
     }
 
-    /// Start `"<program>" <arguments>` as `user`; checks run while the
-    /// caller impersonates `user`. `env` empty gives the user's login
+    /// Start `"<program>" <arguments>` as `user` (the caller is root, not
+    /// impersonating: the checks run as the user here, the child then
+    /// takes on all the user's ids). `env` empty gives the user's login
     /// basics (see [`user_env`]). Returns the pid.
     pub fn start(
         &mut self,
@@ -149,6 +153,7 @@ impl Programs {
             return Err(StartError::TooMany);
         }
         // The checks vmtoolsd makes, as the user.
+        let guard = user.impersonate().map_err(StartError::Impersonate)?;
         let trimmed = program.trim_start_matches(' ');
         let path = trimmed
             .strip_prefix('"')
@@ -165,6 +170,7 @@ impl Programs {
                 return Err(StartError::NotADirectory);
             }
         }
+        drop(guard);
         let cwd = working_dir.map(Path::new).unwrap_or(&user.home).to_owned();
         let line = match arguments {
             Some(a) => format!("\"{program}\" {a}"),
