@@ -89,6 +89,19 @@ pub enum Request {
         #[serde(default)]
         console: bool,
     },
+    /// A guest operation (run, ls, upload, ...) through the guest tools'
+    /// VIX handler, as `user` with `password`. Descriptors passed with the
+    /// request carry file data (see [`crate::guestops::service`]).
+    Guest {
+        /// VM name.
+        vm: String,
+        /// Guest user name.
+        user: String,
+        /// Its password.
+        password: String,
+        /// The operation.
+        guest: crate::guestops::service::GuestCmd,
+    },
     /// `hvsim exec`, after `exec-attach`: handle the vsock calls its seccomp
     /// filter reports on the listener `fd` (a descriptor of process `pid`,
     /// the connection's peer).
@@ -185,6 +198,12 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,
         })),
+        Request::Guest {
+            vm,
+            user,
+            password,
+            guest,
+        } => crate::guestops::service::handle(find(inv, &vm)?, &user, &password, guest, Vec::new()),
         Request::ExecAttach { .. } | Request::ExecVsock { .. } => {
             Err("exec-attach and exec-vsock are served only on the control socket".to_string())
         }
@@ -243,8 +262,9 @@ struct FdReader {
     fds: Vec<std::os::fd::OwnedFd>,
 }
 
-/// Most descriptors a control connection may pass.
-const MAX_PASSED_FDS: usize = 1;
+/// Most descriptors a control connection may pass with one request
+/// (`guest run` passes stdout and stderr).
+const MAX_PASSED_FDS: usize = 2;
 
 impl Read for FdReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -325,6 +345,17 @@ fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) ->
                         (false, _) => exec.attach(&vm, pid, peer, stats, None).map(|()| offer),
                     }
                 }
+                Ok(Request::Guest {
+                    vm,
+                    user,
+                    password,
+                    guest,
+                }) => {
+                    let fds = std::mem::take(&mut r.get_mut().fds);
+                    find(inv, &vm).and_then(|v| {
+                        crate::guestops::service::handle(v, &user, &password, guest, fds)
+                    })
+                }
                 Ok(Request::ExecVsock { vm, pid, fd }) => {
                     exec.vsock(&vm, pid, peer, fd).map(|()| Value::Null)
                 }
@@ -397,10 +428,22 @@ pub fn request_on(s: UnixStream, path: &Path, req: &Value) -> Result<Value, Cont
 /// Send one request on a connection already open to `path`, passing the
 /// file descriptor `fd` along with it (SCM_RIGHTS) when given.
 pub fn request_with_fd(
-    mut s: UnixStream,
+    s: UnixStream,
     path: &Path,
     req: &Value,
     fd: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<Value, ControlError> {
+    let fds: Vec<_> = fd.into_iter().collect();
+    request_with_fds(s, path, req, &fds)
+}
+
+/// Send one request on a connection already open to `path`, passing the
+/// file descriptors `fds` along with it (SCM_RIGHTS, at most 2).
+pub fn request_with_fds(
+    mut s: UnixStream,
+    path: &Path,
+    req: &Value,
+    fds: &[std::os::fd::BorrowedFd<'_>],
 ) -> Result<Value, ControlError> {
     let io_err = |source| ControlError::Io {
         path: path.to_path_buf(),
@@ -408,9 +451,10 @@ pub fn request_with_fd(
     };
     let mut line = serde_json::to_vec(req).map_err(|e| io_err(e.into()))?;
     line.push(b'\n');
-    match fd {
-        Some(fd) => send_with_fd(&s, &line, fd).map_err(io_err)?,
-        None => s.write_all(&line).map_err(io_err)?,
+    if fds.is_empty() {
+        s.write_all(&line).map_err(io_err)?;
+    } else {
+        send_with_fds(&s, &line, fds).map_err(io_err)?;
     }
     let mut r = BufReader::new(s);
     let mut answer = Vec::new();
@@ -425,30 +469,42 @@ pub fn request_with_fd(
     }
 }
 
-/// Write all of `data` with `fd` attached to its first byte.
-fn send_with_fd(s: &UnixStream, data: &[u8], fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+/// Write all of `data` with `fds` attached to its first byte.
+fn send_with_fds(
+    s: &UnixStream,
+    data: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one request",
+        ));
+    }
     let mut cbuf = [0u64; 4];
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
     };
+    let payload = (std::mem::size_of::<libc::c_int>() * fds.len()) as u32;
     // SAFETY: msghdr is plain data pointing at `iov` and `cbuf`, which
     // outlive the call; the control message is built with the CMSG_*
-    // accessors inside `cbuf`, which is large enough for one int.
+    // accessors inside `cbuf`, which is large enough for two ints.
     let n = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+        msg.msg_controllen = libc::CMSG_SPACE(payload) as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
-        libc::CMSG_DATA(c)
-            .cast::<libc::c_int>()
-            .write_unaligned(fd.as_raw_fd());
+        (*c).cmsg_len = libc::CMSG_LEN(payload) as _;
+        let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+        for (i, fd) in fds.iter().enumerate() {
+            data.add(i).write_unaligned(fd.as_raw_fd());
+        }
         libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
     };
     if n < 0 {

@@ -14,6 +14,8 @@
 //! * [`http`]: the HTTP/1.1 (and HTTPS) server layer of the host services.
 //! * [`cim`]: the embedded CIM-XML provider.
 //! * [`redfish`]: the Redfish service; [`media`] and [`nbd`]: virtual media.
+//! * [`guestops`]: guest operations (run programs, move files) through the
+//!   guest tools' VIX handler and HGFS server.
 //! * [`serve`]: wiring it all together.
 
 pub mod cim;
@@ -24,6 +26,7 @@ pub mod control;
 pub mod demo;
 pub mod device;
 pub mod exec;
+pub mod guestops;
 pub mod http;
 pub mod ipmi;
 pub mod media;

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use hvsim::{config::Config, control, demo, serve};
 
+mod guest_cli;
+
 /// A simulated VMware host for CI and development: backdoor endpoint for
 /// guest programs, guest variables, TCLO commands.
 #[derive(Debug, Parser)]
@@ -114,6 +116,11 @@ enum VmCmd {
         #[arg(long)]
         set: Option<String>,
     },
+    /// Guest operations through the guest tools (VIX): run programs, list,
+    /// move and delete files, upload and download, as a user of the guest.
+    /// The password comes from --password-file or HVSIM_GUEST_PASSWORD,
+    /// never the command line; --user defaults to root.
+    Guest(guest_cli::GuestArgs),
     /// Send a TCLO command to the guest agent and print its reply.
     Tclo {
         /// VM name.
@@ -230,6 +237,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let v = call(json!({"op": "get-var", "vm": name, "key": key}))?;
                     println!("{}", s(&v));
                 }
+                VmCmd::Guest(args) => return guest_cli::run(&path, args),
                 VmCmd::Tclo {
                     name,
                     command,

@@ -599,7 +599,20 @@ impl Vm {
     }
 
     /// Queue a TCLO command and wait up to `timeout` for the guest's reply.
+    /// vmtoolsd counts the C terminator into its text replies; it is
+    /// dropped here ([`Vm::tclo_raw`] keeps it, for binary replies).
     pub fn tclo(&self, command: &[u8], timeout: Duration) -> TcloResult {
+        self.tclo_raw(command, timeout).map(|mut r| {
+            if r.last() == Some(&0) {
+                r.pop();
+            }
+            r
+        })
+    }
+
+    /// Like [`Vm::tclo`], the reply exactly as the guest sent it (VIX
+    /// binary results end in whatever byte they end in).
+    pub fn tclo_raw(&self, command: &[u8], timeout: Duration) -> TcloResult {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         let t = &mut st.data.tclo;
@@ -873,7 +886,9 @@ impl Sink<'_> {
 
 /// The guest's answer `msg` on `chan`: completes the command in flight there.
 fn record_reply(vm: &Vm, data: &mut VmData, chan: TcloChan, msg: &[u8]) {
-    // vmtoolsd counts the C terminator into its replies.
+    // The raw reply is kept for the waiter; messages below go without the
+    // C terminator vmtoolsd counts into its replies.
+    let raw = msg;
     let msg = msg.strip_suffix(b"\0").unwrap_or(msg);
     let t = &mut data.tclo;
     match t.in_flight {
@@ -896,7 +911,7 @@ fn record_reply(vm: &Vm, data: &mut VmData, chan: TcloChan, msg: &[u8]) {
                     data.pending_soft = None;
                 }
             } else {
-                t.done.insert(ticket, Ok(msg.to_vec()));
+                t.done.insert(ticket, Ok(raw.to_vec()));
             }
             // Reply waiters, and vsock writers waiting to send the next one.
             vm.tclo_cv.notify_all();
