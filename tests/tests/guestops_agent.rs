@@ -58,7 +58,10 @@ fn is_root() -> bool {
 }
 
 fn start() -> Guest {
-    assert!(is_root(), "guest operation tests need root (mount namespaces)");
+    assert!(
+        is_root(),
+        "guest operation tests need root (mount namespaces)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The user must reach its home below this directory.
@@ -196,7 +199,7 @@ impl Guest {
         let msg = vix::build_request(opcode, common, 1, cred, body).unwrap();
         let reply = self
             .vm
-            .tclo(&vix::tclo_command("e2e", &msg), Duration::from_secs(30))
+            .tclo_raw(&vix::tclo_command("e2e", &msg), Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("{e}\nvm-agent log:\n{}", self.agent_log()));
         reply
             .strip_prefix(b"OK ")
@@ -212,7 +215,12 @@ impl Guest {
 
     fn hgfs(&self, cred: &Credential, packet: &[u8]) -> (u64, Vec<u8>) {
         let body = vix::HgfsPacket { timeout: 0, packet }.encode();
-        let r = self.vix(op::HGFS_SEND_PACKET, flags::GUEST_RETURNS_BINARY, cred, &body);
+        let r = self.vix(
+            op::HGFS_SEND_PACKET,
+            flags::GUEST_RETURNS_BINARY,
+            cred,
+            &body,
+        );
         let r = vix::Reply::parse(&r, true).unwrap();
         (r.error, r.data.to_vec())
     }
@@ -289,104 +297,58 @@ fn logins_are_checked_by_pam_and_operations_run_as_the_user() {
 }
 
 #[test]
-fn upload_and_download_through_hgfs_packets() {
+fn upload_run_and_download_with_hvsims_client() {
     let g = start();
+    let host = hvsim::guestops::Guest::new(&*g.vm, "gopsuser", "secret");
     let path = g.home.join("upload.bin");
     let ps = path.to_string_lossy().into_owned();
-    let to = vix::TransferToGuest {
-        options: 0,
-        path: ps.clone(),
+    // Upload (INITIATE_FILE_TRANSFER_TO_GUEST + HGFS writes), mode kept.
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let opts = hvsim::guestops::UploadOptions {
         overwrite: false,
+        mode: Some(0o640),
     };
-    assert_eq!(
-        g.text(op::INITIATE_FILE_TRANSFER_TO_GUEST, &user(), &to.encode())
-            .0,
-        err::OK
-    );
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let (code, reply) = g.hgfs(
-        &user(),
-        &hgfs::build_request(hgfs::op::CREATE_SESSION_V4, 1, 0, &[0; 16]).unwrap(),
-    );
-    assert_eq!(code, err::OK);
-    let session = hgfs::CreateSessionReply::decode(hgfs::Packet::parse(&reply).unwrap().payload)
-        .unwrap()
-        .session_id;
-    let call = |opcode: i32, payload: &[u8]| -> (u32, Vec<u8>) {
-        let (code, reply) = g.hgfs(
-            &user(),
-            &hgfs::build_request(opcode, 2, session, payload).unwrap(),
-        );
-        assert_eq!(code, err::OK);
-        let p = hgfs::Packet::parse(&reply).unwrap_or_else(|e| {
-            panic!("{e}: {} bytes: {:?}", reply.len(), &reply[..reply.len().min(64)])
-        });
-        (p.header.status, p.payload.to_vec())
-    };
-    let open = |mode, flags| hgfs::OpenV3Request {
-        mask: hgfs::open_valid::MODE | hgfs::open_valid::FLAGS | hgfs::open_valid::OWNER_PERMS,
-        mode,
-        flags,
-        owner_perms: 6,
-        name: hgfs::cp_name(&ps).unwrap(),
-        ..hgfs::OpenV3Request::default()
-    };
-    let (st, p) = call(
-        hgfs::op::OPEN_V3,
-        &open(hgfs::open_mode::WRITE_ONLY, hgfs::open_flags::CREATE_EMPTY).encode(),
-    );
-    assert_eq!(st, 0);
-    let h = hgfs::OpenV3Reply::decode(&p).unwrap().handle;
-    for (i, chunk) in data.chunks(hgfs::LARGE_IO_MAX).enumerate() {
-        let w = hgfs::WriteV3Request {
-            handle: h,
-            flags: 0,
-            offset: (i * hgfs::LARGE_IO_MAX) as u64,
-            data: chunk,
-        };
-        assert_eq!(call(hgfs::op::WRITE_V3, &w.encode()).0, 0);
-    }
-    assert_eq!(
-        call(hgfs::op::CLOSE_V3, &hgfs::CloseV3Request { handle: h }.encode()).0,
-        0
-    );
+    let n = host
+        .upload(&mut &data[..], &ps, &opts, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", g.agent_log()));
+    assert_eq!(n, data.len() as u64);
     assert_eq!(std::fs::read(&path).unwrap(), data);
-    assert_eq!(std::fs::metadata(&path).unwrap().uid(), UID);
-    // And back: the transfer's <fxi>, then reads.
-    let from = vix::ListFiles {
-        path: ps.clone(),
-        ..vix::ListFiles::default()
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (UID, 0o640));
+    // Run through the shell with redirections; the output comes back.
+    let spec = hvsim::guestops::RunSpec {
+        program: "/bin/sh".into(),
+        args: vec![
+            "-c".into(),
+            "wc -c < upload.bin; echo oops >&2; exit 3".into(),
+        ],
+        working_dir: String::new(),
+        env: Vec::new(),
+        timeout: Some(Duration::from_secs(20)),
     };
-    let (code, xml) = g.text(op::INITIATE_FILE_TRANSFER_FROM_GUEST, &user(), &from.encode());
-    assert_eq!(code, err::OK);
-    let info = vix::FileList::parse(&xml).unwrap();
-    assert_eq!(info.files[0].size, data.len() as u64);
-    let (st, p) = call(
-        hgfs::op::OPEN_V3,
-        &open(hgfs::open_mode::READ_ONLY, hgfs::open_flags::OPEN).encode(),
-    );
-    assert_eq!(st, 0);
-    let h = hgfs::OpenV3Reply::decode(&p).unwrap().handle;
+    let (mut out, mut errout) = (Vec::new(), Vec::new());
+    let outcome = host
+        .run(&spec, &mut out, &mut errout)
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", g.agent_log()));
+    assert_eq!(outcome.exit_code, 3);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "1000000");
+    assert_eq!(String::from_utf8_lossy(&errout), "oops\n");
+    // Download (INITIATE_FILE_TRANSFER_FROM_GUEST + HGFS reads).
     let mut back = Vec::new();
-    loop {
-        let r = hgfs::ReadV3Request {
-            handle: h,
-            offset: back.len() as u64,
-            required_size: hgfs::LARGE_IO_MAX as u32,
-        };
-        let (st, p) = call(hgfs::op::READ_V3, &r.encode());
-        assert_eq!(st, 0);
-        let chunk = hgfs::decode_read_v3_reply(&p).unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        back.extend_from_slice(chunk);
-    }
+    let (n, info) = host
+        .download(&ps, &mut back, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", g.agent_log()));
+    assert_eq!(n, data.len() as u64);
     assert_eq!(back, data);
+    assert_eq!(info.perm & 0o777, 0o640);
     // A bad login on an HGFS packet reads "no permission" (vmtoolsd).
-    let (code, _) = g.hgfs(
-        &Credential::name_password("gopsuser", "wrong"),
-        &hgfs::build_request(hgfs::op::CREATE_SESSION_V4, 3, 0, &[0; 16]).unwrap(),
-    );
-    assert_eq!(code, err::GUEST_USER_PERMISSIONS);
+    let pkt = hgfs::build_request(hgfs::op::CREATE_SESSION_V4, 3, 0, &[0; 16]).unwrap();
+    let bad = Credential::name_password("gopsuser", "wrong");
+    assert_eq!(g.hgfs(&bad, &pkt).0, err::GUEST_USER_PERMISSIONS);
+    // The right login gets a session, in the binary reply form.
+    let (code, reply) = g.hgfs(&user(), &pkt);
+    assert_eq!(code, err::OK);
+    let p = hgfs::Packet::parse(&reply).unwrap();
+    assert_eq!(p.header.status, hgfs::status::SUCCESS);
+    assert_ne!(p.header.session_id, 0);
 }
