@@ -924,3 +924,96 @@ fn vmtoolsd_and_vm_agent_reach_the_same_states_and_codes() {
     );
     assert!(!g.out("reboots").exists());
 }
+
+/// `hvsim vm customize` end to end: the package goes into the guest through
+/// the guest's own HGFS server (TCLO `f` packets), in vmtoolsd (its
+/// hgfsServer plugin) and in vm-agent, and the CLI follows the reports to
+/// the outcome.
+#[test]
+fn hvsim_vm_customize_copies_the_package_over_hgfs() {
+    let sim = Sim::with_config("[[vm]]\nname = \"vm0\"\n[[vm]]\nname = \"vm1\"\n");
+    let g = Guest::new("networkd");
+    let _ours = g.agent(&sim, "vm1", "");
+    std::fs::write(g.dir.path().join("pw"), "s3cret-pw\n").unwrap();
+    let spec = g.dir.path().join("spec.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let spec = spec.display().to_string();
+
+    // vm-agent applies the spec (a ZIP payload this time).
+    let o = sim.hvsim(&[
+        "vm",
+        "customize",
+        "vm1",
+        "--spec",
+        &spec,
+        "--format",
+        "zip",
+        "--skip-reboot",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("state 5 (done) code 0 (success)"), "{out}");
+    assert!(out.ends_with("customization succeeded\n"), "{out}");
+    let c = sim.show("vm1")["customization"].clone();
+    assert_eq!(c["status"], "succeeded", "{c:#}");
+    let pkg = c["package"].as_str().unwrap();
+    assert!(
+        pkg.starts_with(&g.root().join("var/run/vmware-imc/").display().to_string()),
+        "{pkg}"
+    );
+    assert!(!Path::new(pkg).exists(), "the guest removed the package");
+    assert_eq!(g.read("etc/hostname"), "web1\n");
+    assert!(!g.out("reboots").exists(), "--skip-reboot");
+    // The same spec and marker again: nothing to do, still a success.
+    let o = sim.hvsim(&["vm", "customize", "vm1", "--spec", &spec, "--skip-reboot"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("already customized"), "{}", stdout(&o));
+
+    // vmtoolsd gets the package with a recording command (never cust.cfg alone).
+    let vdir = sim.dir.path().join("vmtoolsd");
+    let theirs = Vmtoolsd::start(&sim, "vm0", &vdir);
+    let record = sim.dir.path().join("record.sh");
+    std::fs::write(&record, RECORD_SH).unwrap();
+    let file = format!("record.sh={}", record.display());
+    let run = |exit: &str| {
+        sim.hvsim(&[
+            "vm",
+            "customize",
+            "vm0",
+            "--spec",
+            &spec,
+            "--command",
+            &format!(
+                "/bin/sh @@IMC_TMP_PATH_VAR@@/record.sh {exit} 0 @@IMC_TMP_PATH_VAR@@/cust.cfg"
+            ),
+            "--file",
+            &file,
+            "--skip-reboot",
+            "--ignore-cloud-init",
+        ])
+    };
+    let o = run("0");
+    assert!(
+        o.status.success(),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        theirs.log()
+    );
+    let rec = std::fs::read_to_string(vdir.join("imc/recorded.txt")).unwrap();
+    assert!(
+        rec.contains("files: cust.cfg nics.txt record.sh \n"),
+        "{rec}"
+    );
+    let o = run("3");
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("customization failed: customize-failed (code 100)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !vdir.join("reboot-attempts").exists(),
+        "vmtoolsd tried to reboot"
+    );
+}
