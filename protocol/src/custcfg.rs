@@ -432,6 +432,12 @@ impl CustSpec {
         }
         if let Some(list) = ini.get("NIC-CONFIG|NICS") {
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+                {
+                    return Err(bad("NIC-CONFIG|NICS", list, "NIC names are letters, digits, '-', '_'"));
+                }
                 if s.nics.iter().any(|n| n.name == name) {
                     return Err(bad("NIC-CONFIG|NICS", list, "names a NIC twice"));
                 }
@@ -473,7 +479,7 @@ impl CustSpec {
             if pw.chars().any(|c| c.is_control() || c == ':') {
                 return Err(hidden("contains control characters or ':'"));
             }
-            s.root_password = Some(pw);
+            s.root_password = (!pw.is_empty()).then_some(pw);
         }
         s.reset_password = yes_no(ini, "PASSWORD|RESET")?.unwrap_or(false);
         if let Some(n) = ini
@@ -551,8 +557,19 @@ impl CustSpec {
             }
             for (i, (a, p)) in n.ipv6.iter().enumerate() {
                 let _ = writeln!(o, "IPv6ADDR|{} = {a}\nIPv6NETMASK|{} = {p}", i + 1, i + 1);
-                if let Some(g) = n.gateways6.get(i).or(n.gateways6.first()) {
-                    let _ = writeln!(o, "IPv6GATEWAY|{} = {g}", i + 1);
+                // One gateway per address; the last address takes the rest.
+                let gws: Vec<String> = if i + 1 == n.ipv6.len() {
+                    n.gateways6.iter().skip(i).map(ToString::to_string).collect()
+                } else {
+                    n.gateways6.get(i).map(ToString::to_string).into_iter().collect()
+                };
+                let gws = if gws.is_empty() {
+                    n.gateways6.first().map(ToString::to_string).into_iter().collect()
+                } else {
+                    gws
+                };
+                if !gws.is_empty() {
+                    let _ = writeln!(o, "IPv6GATEWAY|{} = {}", i + 1, gws.join(", "));
                 }
             }
         }
