@@ -436,7 +436,11 @@ impl CustSpec {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
                 {
-                    return Err(bad("NIC-CONFIG|NICS", list, "NIC names are letters, digits, '-', '_'"));
+                    return Err(bad(
+                        "NIC-CONFIG|NICS",
+                        list,
+                        "NIC names are letters, digits, '-', '_'",
+                    ));
                 }
                 if s.nics.iter().any(|n| n.name == name) {
                     return Err(bad("NIC-CONFIG|NICS", list, "names a NIC twice"));
@@ -559,12 +563,24 @@ impl CustSpec {
                 let _ = writeln!(o, "IPv6ADDR|{} = {a}\nIPv6NETMASK|{} = {p}", i + 1, i + 1);
                 // One gateway per address; the last address takes the rest.
                 let gws: Vec<String> = if i + 1 == n.ipv6.len() {
-                    n.gateways6.iter().skip(i).map(ToString::to_string).collect()
+                    n.gateways6
+                        .iter()
+                        .skip(i)
+                        .map(ToString::to_string)
+                        .collect()
                 } else {
-                    n.gateways6.get(i).map(ToString::to_string).into_iter().collect()
+                    n.gateways6
+                        .get(i)
+                        .map(ToString::to_string)
+                        .into_iter()
+                        .collect()
                 };
                 let gws = if gws.is_empty() {
-                    n.gateways6.first().map(ToString::to_string).into_iter().collect()
+                    n.gateways6
+                        .first()
+                        .map(ToString::to_string)
+                        .into_iter()
+                        .collect()
                 } else {
                     gws
                 };

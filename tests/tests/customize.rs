@@ -241,6 +241,9 @@ fn native_package(g: &Guest, extra: &str, format: PayloadType, fl: u8) -> Vec<u8
     .unwrap()
 }
 
+/// The `(state, code)` of each report.
+type Codes = Vec<(u64, Option<u64>)>;
+
 /// Where a guest path is on this machine (for vmtoolsd, whose package
 /// directory is a bind mount of a test directory).
 type PathMap<'a> = &'a dyn Fn(&str) -> PathBuf;
@@ -255,7 +258,7 @@ fn deliver(
     pkg: Option<&[u8]>,
     map: PathMap,
     private: bool,
-) -> (Vec<(u64, Option<u64>)>, Vec<String>, String) {
+) -> (Codes, Vec<String>, String) {
     let o = sim.hvsim(&["vm", "tclo", vm, "deployPkg.begin"]);
     let reply = stdout(&o);
     let dir = reply
@@ -824,7 +827,7 @@ fn vmtoolsd_and_vm_agent_reach_the_same_states_and_codes() {
     let our_record = g.root().join("var/run/vmware-imc/recorded.txt");
 
     // (name, package, the reports both send)
-    let cases: Vec<(&str, Option<Vec<u8>>, Vec<(u64, Option<u64>)>)> = vec![
+    let cases: Vec<(&str, Option<Vec<u8>>, Codes)> = vec![
         (
             "success",
             Some(record_package(0, 0, 0, false)),
