@@ -144,11 +144,17 @@ impl Guest {
     /// namespace with /etc read-only.
     fn agent(&self, sim: &Sim, vm: &str, extra: &str) -> Agent {
         let config = self.dir.path().join("agent.toml");
+        // No cloud-init unless the test brings its own.
+        let cloud = if extra.contains("cloud_init") {
+            ""
+        } else {
+            "cloud_init = false\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "[agent]\nlog_level = \"debug\"\n[guestinfo]\nenabled = false\n[timesync]\nenabled = false\n\
-                 [powerops]\nenabled = false\n[customization]\nroot = \"{}\"\ncloud_init = false\n\
+                 [powerops]\nenabled = false\n[customization]\nroot = \"{}\"\n{cloud}\
                  reboot_command = \"echo reboot >> {}\"\npassword_command = \"cat >> {}\"\n{extra}",
                 self.root().display(),
                 self.out("reboots").display(),
@@ -1018,5 +1024,98 @@ fn hvsim_vm_customize_copies_the_package_over_hgfs() {
     assert!(
         !vdir.join("reboot-attempts").exists(),
         "vmtoolsd tried to reboot"
+    );
+}
+
+/// With cloud-init installed and configured to take VMware customization
+/// (`disable_vmware_customization: false`), vm-agent hands the package's
+/// files to it in /var/run/vmware-imc and leaves the rest (and the reports)
+/// to cloud-init, as vmtoolsd does; raw cloud-init data needs cloud-init
+/// 21.1 or newer, else code 8.
+#[test]
+fn cloud_init_takes_over_when_it_is_configured_to() {
+    let g = Guest::new("networkd");
+    g.write(
+        "etc/cloud/cloud.cfg",
+        "disable_vmware_customization: true\n",
+    );
+    g.write(
+        "etc/cloud/cloud.cfg.d/99-vmware.cfg",
+        "disable_vmware_customization: false\n",
+    );
+    // A stand-in for cloud-init: its version, and "done" for status.
+    let stub = g.dir.path().join("cloud-init");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\ncase \"$1\" in -v) echo \"/usr/bin/cloud-init ${{CI_VERSION:-23.4.1}}\";; status) echo 'status: done';; esac\n",
+            g.out("cloud-init-calls").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sim = Sim::with_config("[[vm]]\nname = \"vm0\"\n[[vm]]\nname = \"vm1\"\n");
+    let agent = g.agent(
+        &sim,
+        "vm0",
+        &format!(
+            "cloud_init = true\ncloud_init_command = \"{}\"\n",
+            stub.display()
+        ),
+    );
+    let before = g.snapshot();
+    let pkg = native_package(&g, "", PayloadType::Cabinet, 0);
+    let (codes, msgs, _) = deliver(&sim, "vm0", Some(&pkg), &identity, true);
+    assert_eq!(
+        codes,
+        [(3, None), (4, Some(0))],
+        "{msgs:?}\n{}",
+        agent.log()
+    );
+    let imc = g.root().join("var/run/vmware-imc");
+    let cfg = std::fs::read_to_string(imc.join("cust.cfg")).unwrap();
+    assert!(cfg.contains("HOSTNAME = web1"), "{cfg}");
+    assert_eq!(
+        std::fs::read_to_string(imc.join("nics.txt")).unwrap(),
+        "1,2"
+    );
+    assert_eq!(g.snapshot(), before, "cloud-init applies it, not vm-agent");
+    assert!(
+        !g.out("reboots").exists(),
+        "no reboot when cloud-init takes over"
+    );
+    drop(agent);
+
+    // Raw cloud-init data for a cloud-init older than 21.1: code 8.
+    let _agent = g.agent(
+        &sim,
+        "vm1",
+        &format!(
+            "cloud_init = true\ncloud_init_command = \"CI_VERSION=20.4 {}\"\n",
+            stub.display()
+        ),
+    );
+    let mut files = vec![
+        (
+            "cust.cfg".to_string(),
+            b"[NETWORK]\nHOSTNAME = web2\n".to_vec(),
+        ),
+        ("metadata".to_string(), b"instance-id: i-1\n".to_vec()),
+    ];
+    files.push(("userdata".to_string(), b"#cloud-config\n".to_vec()));
+    let pkg = build_package(&PackageSpec {
+        format: PayloadType::Zip,
+        command: String::new(),
+        flags: 0,
+        process_timeout: 0,
+        files,
+    })
+    .unwrap();
+    let (codes, msgs, _) = deliver(&sim, "vm1", Some(&pkg), &identity, true);
+    assert_eq!(codes, [(3, None), (4, Some(0)), (4, Some(8))], "{msgs:?}");
+    assert_eq!(
+        sim.show("vm1")["customization"]["code_name"],
+        "cloud-init-too-old"
     );
 }
