@@ -488,6 +488,20 @@ fn print_show(v: &Value) {
     } else if let Some(e) = v["guest"]["memory_error"].as_str() {
         println!("memory:        undecodable report: {e}");
     }
+    if v["customization"].is_object() {
+        let c = &v["customization"];
+        println!(
+            "customization: {} (state {}, code {} {}){}",
+            s(&c["status"]),
+            s(&c["state"]),
+            s(&c["code"]),
+            s(&c["code_name"]),
+            c["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("channels open: {}", s(&v["channels"]));
     println!("guestinfo:");
