@@ -757,6 +757,11 @@ impl Run<'_> {
             }
             self.log.line("root password set");
         }
+        if spec.reset_password {
+            self.log
+                .line("PASSWORD|RESET is not supported: the root password does not expire");
+            log::warn!("deployPkg: cust.cfg asks to expire the root password; not supported");
+        }
         if let Some(s) = &script {
             self.custom_script(s, "postcustomization", timeout)?;
         }
