@@ -115,6 +115,10 @@ pub fn unpack(kind: PayloadType, payload: &[u8]) -> Result<Vec<Member>, ArchiveE
     match kind {
         PayloadType::Cabinet => {
             const K: &str = "cabinet";
+            check_cabinet(payload).map_err(|reason| ArchiveError::Malformed {
+                kind: K,
+                reason: reason.to_string(),
+            })?;
             let mut cab = cab::Cabinet::new(Cursor::new(payload)).map_err(malformed(K))?;
             let mut names = Vec::new();
             for folder in cab.folder_entries() {
@@ -186,6 +190,81 @@ pub fn unpack(kind: PayloadType, payload: &[u8]) -> Result<Vec<Member>, ArchiveE
         }
     }
     Ok(out)
+}
+
+/// Check a cabinet's layout before the decoder sees it: every folder's
+/// data blocks lie inside the payload, every file lies inside its folder's
+/// uncompressed data, and no file continues into another cabinet. (The
+/// `cab` crate indexes out of bounds on a file that starts past its
+/// folder's end.)
+fn check_cabinet(b: &[u8]) -> Result<(), &'static str> {
+    let u8_at = |o: usize| b.get(o).copied().ok_or("truncated");
+    let u16_at = |o: usize| Ok::<_, &str>(u16::from_le_bytes([u8_at(o)?, u8_at(o + 1)?]));
+    let u32_at = |o: usize| {
+        Ok::<_, &str>(u32::from_le_bytes([
+            u8_at(o)?,
+            u8_at(o + 1)?,
+            u8_at(o + 2)?,
+            u8_at(o + 3)?,
+        ]))
+    };
+    let cstr_end = |o: usize| -> Result<usize, &'static str> {
+        let rest = b.get(o..).ok_or("truncated")?;
+        let n = rest
+            .iter()
+            .take(256)
+            .position(|&c| c == 0)
+            .ok_or("unterminated name")?;
+        Ok(o + n + 1)
+    };
+    if b.get(..4) != Some(b"MSCF") {
+        return Err("no MSCF signature");
+    }
+    let files_at = u32_at(16)? as usize;
+    let folders = u16_at(26)? as usize;
+    let files = u16_at(28)? as usize;
+    let flags = u16_at(30)?;
+    if flags & 3 != 0 {
+        return Err("spans several cabinets");
+    }
+    let mut at = 36;
+    let (mut folder_reserve, mut data_reserve) = (0usize, 0usize);
+    if flags & 4 != 0 {
+        let header_reserve = u16_at(36)? as usize;
+        folder_reserve = u8_at(38)? as usize;
+        data_reserve = u8_at(39)? as usize;
+        at = 40 + header_reserve;
+    }
+    let mut totals = Vec::with_capacity(folders.min(1024));
+    for _ in 0..folders {
+        let mut data_at = u32_at(at)? as usize;
+        let blocks = u16_at(at + 4)?;
+        at += 8 + folder_reserve;
+        let mut total = 0u64;
+        for _ in 0..blocks {
+            let compressed = u16_at(data_at + 4)? as usize;
+            total += u64::from(u16_at(data_at + 6)?);
+            data_at += 8 + data_reserve + compressed;
+            if data_at > b.len() {
+                return Err("a data block lies outside the cabinet");
+            }
+        }
+        totals.push(total);
+    }
+    let mut at = files_at;
+    for _ in 0..files {
+        let size = u64::from(u32_at(at)?);
+        let offset = u64::from(u32_at(at + 4)?);
+        let folder = u16_at(at + 8)? as usize;
+        let total = *totals
+            .get(folder)
+            .ok_or("a file names a folder that is not there")?;
+        if offset + size > total {
+            return Err("a file lies outside its folder's data");
+        }
+        at = cstr_end(at + 16)?;
+    }
+    Ok(())
 }
 
 /// Write unpacked members under `dir` (which exists): directories 0700,
@@ -303,6 +382,13 @@ mod tests {
             unpack(PayloadType::GzippedTar, &t),
             Err(ArchiveError::Special(_))
         ));
+        // A file that starts past its folder's data (the fuzzer's find: the
+        // cab crate indexes out of bounds on it).
+        let mut c = cab_of(&[("a", b"hello")]);
+        let files_at = u32::from_le_bytes(c[16..20].try_into().unwrap()) as usize;
+        c[files_at + 4..files_at + 8].copy_from_slice(&1000u32.to_le_bytes());
+        let e = unpack(PayloadType::Cabinet, &c).unwrap_err();
+        assert!(e.to_string().contains("outside its folder"), "{e}");
         let c = cab_of(&[("..\\..\\x", b"x")]);
         assert!(matches!(
             unpack(PayloadType::Cabinet, &c),
