@@ -2,7 +2,7 @@
 # Build the guest binaries as they ship: vm-agent, vm-rpctool and vm-toolbox, statically
 # linked (glibc, +crt-static), whole-program LTO, abort on panic, stripped
 # (the `guest` profile in Cargo.toml), into
-#   target/x86_64-unknown-linux-gnu/guest/{vm-agent,vm-rpctool,vm-toolbox}
+#   target/x86_64-unknown-linux-gnu/guest/{vm-agent,vm-rpctool,vm-toolbox,vm-agent-auth}
 #
 # Static, because in a guest the agent's resident memory is mostly mapped
 # code: with libc.so, the pages of libc the agent touches count too (1.2 MiB
@@ -13,3 +13,12 @@ cd "$(dirname "$0")/.."
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     cargo build --locked --profile guest --target x86_64-unknown-linux-gnu \
     -p agent -p rpctool --bins "$@"
+# vm-agent-auth, the PAM login helper of guest operations, stays dynamic:
+# PAM loads its modules with dlopen, which a static binary cannot do. It
+# runs only while a login is checked, so its libraries cost no idle memory.
+# Its own target directory: the same profile and target with other
+# RUSTFLAGS would make the two builds rebuild each other.
+cargo build --locked --profile guest --target x86_64-unknown-linux-gnu \
+    --target-dir target/guest-dynamic -p vm-agent-auth --bins "$@"
+cp target/guest-dynamic/x86_64-unknown-linux-gnu/guest/vm-agent-auth \
+    target/x86_64-unknown-linux-gnu/guest/vm-agent-auth

@@ -17,11 +17,14 @@ cd "$(dirname "$0")/.."
 # uuid-runtime and libxml2-utils): a WS-Management client; openssl: TLS
 # handshake checks and the guest-operation
 # tests' password hashes; systemd: systemd-detect-virt under `hvsim exec`
-# (the DMI test).
+# (the DMI test); libpam0g-dev: to link vm-agent-auth (guest operations'
+# PAM helper); netplan.io: `netplan generate` reads what guest
+# customization writes.
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
       binutils file unzip xvfb xclip e2fsprogs util-linux mount
-      wsl uuid-runtime libxml2-utils openssl systemd)
+      wsl uuid-runtime libxml2-utils openssl systemd
+      libpam0g-dev netplan.io)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

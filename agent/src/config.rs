@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use plugins::appinfo::AppInfoConfig;
 use plugins::capabilities::TOOLS_VERSION_UNMANAGED;
 use plugins::clipboard::ClipboardConfig;
+use plugins::deploypkg::DeployPkgConfig;
 use plugins::guestinfo::GuestInfoConfig;
+use plugins::guestops::GuestOpsConfig;
 use plugins::powerops::PowerOpsConfig;
 use plugins::timesync::TimeSyncConfig;
 use plugins::vmbackup::VmBackupConfig;
@@ -66,10 +68,14 @@ pub struct AgentConfig {
     pub timesync: TimeSyncConfig,
     /// `[appinfo]`.
     pub appinfo: AppInfoConfig,
+    /// `[guestops]`.
+    pub guestops: GuestOpsConfig,
     /// `[clipboard]` (read by `vm-agent --session` only).
     pub clipboard: ClipboardConfig,
     /// `[vmbackup]`.
     pub vmbackup: VmBackupConfig,
+    /// `[customization]`: guest customization (deployPkg).
+    pub customization: DeployPkgConfig,
 }
 
 /// Why the config could not be used.
@@ -92,6 +98,15 @@ pub enum ConfigError {
         /// The parser's explanation, with the line.
         message: String,
     },
+    /// `[guestops]` names an unknown operation.
+    #[error("invalid config file {}", .path.display())]
+    GuestOps {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: plugins::guestops::GuestOpsConfigError,
+    },
     /// `agent.backdoor` does not parse.
     #[error("invalid config file {}: agent.backdoor", .path.display())]
     Backdoor {
@@ -110,6 +125,12 @@ impl AgentConfig {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
+        cfg.guestops
+            .validate()
+            .map_err(|source| ConfigError::GuestOps {
+                path: path.to_owned(),
+                source,
+            })?;
         cfg.backdoor_spec()
             .map_err(|source| ConfigError::Backdoor {
                 path: path.to_owned(),
@@ -172,6 +193,8 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("exclude_nic"), "{t}");
+        let e = AgentConfig::parse("[guestops]\ndisabled = [\"StartProgram\"]\n", p).unwrap_err();
+        assert!(matches!(e, ConfigError::GuestOps { .. }), "{e}");
         let e = AgentConfig::parse("[agent]\nbackdoor = \"tcp:1\"\n", p).unwrap_err();
         assert!(matches!(e, ConfigError::Backdoor { .. }), "{e}");
         let missing = Path::new("/nonexistent/agent.toml");

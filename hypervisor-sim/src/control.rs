@@ -114,6 +114,14 @@ pub enum Request {
         #[serde(default)]
         legacy_start: bool,
     },
+    /// Start a guest customization: deployPkg.begin, copy the package over
+    /// HGFS, deployPkg.deploy. The guest's reports follow in `show`.
+    Customize {
+        /// VM name.
+        vm: String,
+        /// The package, base64.
+        package: String,
+    },
     /// Where a VM's backdoor socket is.
     Backdoor {
         /// VM name.
@@ -286,6 +294,12 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
                 ));
             }
             find(inv, &vm)?.take_snapshot(&req)
+        }
+        Request::Customize { vm, package } => {
+            let vm = find(inv, &vm)?;
+            let pkg = protocol::custcfg::base64_decode(&package)
+                .ok_or_else(|| "package is not base64".to_string())?;
+            crate::customize::start(vm, &pkg)
         }
         Request::Backdoor { vm } => Ok(json!({
             "socket": find(inv, &vm)?.info.backdoor_socket,

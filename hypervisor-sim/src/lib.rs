@@ -9,6 +9,7 @@
 //! * [`socket`]: the socket frontend (register frames from guest programs).
 //! * [`control`]: the control socket behind `hvsim vm ...`.
 //! * [`snapshot`]: snapshots, quiesced through the guest's vmbackup.
+//! * [`customize`]: guest customization (deployPkg packages, state reports).
 //! * [`exec`]: the trap frontend behind `hvsim exec` (ptrace, x86_64 Linux);
 //!   [`console`]: the serial console of `hvsim exec --console`.
 //! * [`vsock`]: TCLO over vsock, the push channel for programs under `hvsim exec`;
@@ -30,6 +31,7 @@ pub mod clipboard;
 pub mod config;
 pub mod console;
 pub mod control;
+pub mod customize;
 pub mod demo;
 pub mod device;
 pub mod exec;

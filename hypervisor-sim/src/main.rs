@@ -245,6 +245,46 @@ enum VmCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Customize the guest as vCenter does (deployPkg): build a package with
+    /// the spec's cust.cfg, copy it into the guest over HGFS, deploy it, and
+    /// follow the guest's reports until it succeeds or fails. Exit status 0
+    /// on success.
+    Customize {
+        /// VM name.
+        name: String,
+        /// SPEC.toml: hostname, domain, time_zone, utc, password_file,
+        /// dns_servers, dns_suffixes, custom_script, marker_id, [[nic]] mac,
+        /// dhcp, ipv4, gateway4, ipv6, gateway6.
+        #[arg(long, required_unless_present = "package")]
+        spec: Option<PathBuf>,
+        /// A command for the guest to run instead of applying cust.cfg
+        /// itself (vCenter's way); @@IMC_TMP_PATH_VAR@@ is the directory
+        /// the package is unpacked in.
+        #[arg(long)]
+        command: Option<String>,
+        /// Another file to put in the package (repeatable), NAME=LOCALPATH
+        /// or LOCALPATH.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Archive format of the payload: cab (as vCenter), zip or tgz.
+        #[arg(long, default_value = "cab")]
+        format: String,
+        /// Ask the guest not to reboot afterwards.
+        #[arg(long)]
+        skip_reboot: bool,
+        /// Ask the guest not to hand the customization to cloud-init.
+        #[arg(long)]
+        ignore_cloud_init: bool,
+        /// Seconds the guest may run the command (header; 0: its default).
+        #[arg(long, default_value_t = 0)]
+        process_timeout: u16,
+        /// Send this file as the package, as it is (no spec needed).
+        #[arg(long)]
+        package: Option<PathBuf>,
+        /// Seconds to wait for the outcome.
+        #[arg(long, default_value_t = 300.0)]
+        timeout: f64,
+    },
     /// Guest operations through the guest tools (VIX): run programs, list,
     /// move and delete files, upload and download, as a user of the guest.
     /// The password comes from --password-file or HVSIM_GUEST_PASSWORD,
@@ -510,6 +550,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         return Ok(ExitCode::FAILURE);
                     }
                 }
+                VmCmd::Customize {
+                    name,
+                    spec,
+                    command,
+                    files,
+                    format,
+                    skip_reboot,
+                    ignore_cloud_init,
+                    process_timeout,
+                    package,
+                    timeout,
+                } => {
+                    let pkg = match package {
+                        Some(p) => std::fs::read(&p)
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?,
+                        None => customize_package(
+                            spec.as_deref(),
+                            command,
+                            &files,
+                            &format,
+                            skip_reboot,
+                            ignore_cloud_init,
+                            process_timeout,
+                        )?,
+                    };
+                    let b64 = protocol::custcfg::base64_encode(&pkg);
+                    call(json!({"op": "customize", "vm": name, "package": b64}))
+                        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    let acall = |v: Value| call(v).map_err(anyhow::Error::from);
+                    return follow_customization(&acall, &name, timeout);
+                }
                 VmCmd::Guest(args) => return guest_cli::run(&path, args),
                 VmCmd::Tclo {
                     name,
@@ -529,6 +600,125 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Build the package `hvsim vm customize` sends.
+fn customize_package(
+    spec: Option<&std::path::Path>,
+    command: Option<String>,
+    files: &[String],
+    format: &str,
+    skip_reboot: bool,
+    ignore_cloud_init: bool,
+    process_timeout: u16,
+) -> Result<Vec<u8>> {
+    use hvsim::customize::{build_package, native_files, PackageSpec, SpecToml};
+    use protocol::deploypkg::{flags, PayloadType};
+    let format = match format {
+        "cab" => PayloadType::Cabinet,
+        "zip" => PayloadType::Zip,
+        "tgz" | "tar.gz" => PayloadType::GzippedTar,
+        other => anyhow::bail!("unknown package format {other:?}: use cab, zip or tgz"),
+    };
+    let mut content = Vec::new();
+    if let Some(path) = spec {
+        let (spec, base) = SpecToml::load(path)?;
+        let marker = format!(
+            "hvsim-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+        );
+        let cust = spec.to_cust(&base, path, &marker)?;
+        let script = match (&spec.custom_script, &cust.custom_script) {
+            (Some(p), Some(name)) => {
+                let p = base.join(p);
+                let data = std::fs::read(&p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                Some((name.as_str(), data))
+            }
+            _ => None,
+        };
+        content = native_files(&cust, script);
+    }
+    for f in files {
+        let (name, local) = match f.split_once('=') {
+            Some((n, l)) => (n.to_string(), PathBuf::from(l)),
+            None => {
+                let p = PathBuf::from(f);
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (n, p)
+            }
+        };
+        let data = std::fs::read(&local)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", local.display()))?;
+        content.retain(|(n, _)| *n != name);
+        content.push((name, data));
+    }
+    let mut fl = 0;
+    if skip_reboot {
+        fl |= flags::SKIP_REBOOT;
+    }
+    if ignore_cloud_init {
+        fl |= flags::IGNORE_CLOUD_INIT;
+    }
+    Ok(build_package(&PackageSpec {
+        format,
+        command: command.unwrap_or_default(),
+        flags: fl,
+        process_timeout,
+        files: content,
+    })?)
+}
+
+/// Print the guest's customization reports until it succeeds or fails.
+fn follow_customization(
+    call: &dyn Fn(Value) -> Result<Value>,
+    name: &str,
+    timeout: f64,
+) -> Result<ExitCode> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout.max(0.0));
+    let mut printed = 0;
+    loop {
+        let v = call(json!({"op": "show", "vm": name}))?;
+        let c = &v["customization"];
+        let events = c["events"].as_array().cloned().unwrap_or_default();
+        for e in events.iter().skip(printed) {
+            println!(
+                "state {} ({}) code {} ({}) {}",
+                s(&e["state"]),
+                s(&e["state_name"]),
+                s(&e["code"]),
+                s(&e["code_name"]),
+                s(&e["message"])
+            );
+        }
+        printed = events.len();
+        match c["status"].as_str() {
+            Some("succeeded") => {
+                println!("customization succeeded");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("failed") => {
+                eprintln!(
+                    "hvsim: customization failed: {} (code {})",
+                    s(&c["error"]),
+                    s(&c["code"])
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!("hvsim: no outcome after {timeout} s; the guest reported {printed} state(s)");
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
@@ -612,6 +802,20 @@ fn print_show(v: &Value) {
             s(&a["update_counter"]),
             s(&a["publish_time"])
         ),
+    }
+    if v["customization"].is_object() {
+        let c = &v["customization"];
+        println!(
+            "customization: {} (state {}, code {} {}){}",
+            s(&c["status"]),
+            s(&c["state"]),
+            s(&c["code"]),
+            s(&c["code_name"]),
+            c["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
     }
     println!("backdoor:      {}", s(&v["backdoor_socket"]));
     println!("vmware.log:    {}", s(&v["vmware_log"]));

@@ -109,6 +109,7 @@ fn dispatch(s: &mut Sink<'_>, msg: &[u8]) -> HostMessage {
         b"SetGuestInfo" => set_guest_info(s, args),
         b"SetGuestDiskInfo" => set_disk_info(s, args),
         b"vmbackup.eventSet" => crate::snapshot::event_set(s, args),
+        b"deployPkg.update.state" => deploy_state(s, args),
         n if n.starts_with(b"tools.capability.") => {
             let cap = String::from_utf8_lossy(&n["tools.capability.".len()..]).into_owned();
             let v = String::from_utf8_lossy(args)
@@ -354,6 +355,31 @@ fn state_change(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
     ));
     s.guest_state_change(okay, state);
     ok(b"")
+}
+
+/// `deployPkg.update.state STATE [CODE [MESSAGE]]`: a customization's
+/// progress. The NIC reconnect events get their answers (103:
+/// `queryNicsSupported`, 104: `connected`, the NICs being always connected
+/// here).
+fn deploy_state(s: &mut Sink<'_>, args: &[u8]) -> HostMessage {
+    let text = String::from_utf8_lossy(args);
+    let Some(r) = protocol::deploypkg::StateReport::parse(&text) else {
+        return err("Invalid arguments");
+    };
+    log::info!("{}: customization report {}", s.name(), r.args());
+    let slot = &mut s.data().customization;
+    // `3` alone opens a deployment: a new record unless one is running
+    // (`hvsim vm customize` opened it when it began).
+    let fresh = r.state == protocol::deploypkg::state::DEPLOYING
+        && r.code.is_none()
+        && slot
+            .as_ref()
+            .is_some_and(|c| c.status != crate::customize::Status::Running);
+    if fresh {
+        *slot = None;
+    }
+    let c = slot.get_or_insert_with(crate::customize::Customization::default);
+    ok(c.report(&r).as_bytes())
 }
 
 /// Detailed OS data (key 11), open-vm-tools' `HostinfoDetailedDataHeader`

@@ -286,6 +286,8 @@ pub struct VmData {
     deferred: Option<(PowerAction, String)>,
     /// Tools options, devices, guest SDK values, the namespace DB.
     pub host: crate::vmhost::HostState,
+    /// The latest guest customization (deployPkg).
+    pub customization: Option<crate::customize::Customization>,
     tclo: Tclo,
     /// Quiesced snapshots: the operation in progress and the records.
     pub backup: crate::snapshot::BackupState,
@@ -388,6 +390,7 @@ impl Vm {
                         crate::vmhost::HostSettings::defaults(info.memory_mb),
                         crate::vmhost::devices(None, &info.uuid),
                     ),
+                    customization: None,
                     tclo: Tclo::default(),
                     backup: crate::snapshot::BackupState {
                         snapshots,
@@ -1503,6 +1506,7 @@ pub fn show_json(vm: &Vm) -> serde_json::Value {
             "keep_alives": d.backup.keep_alives,
         },
         "appinfo": appinfo_json(d.vars.get(protocol::appinfo::KEY).map(|v| &v[..])),
+        "customization": d.customization.as_ref().map(crate::customize::Customization::json),
         "backdoor_socket": vm.info.backdoor_socket,
         "channels": st.channels.open_count(),
         "backdoor": { "calls": vm.calls() },

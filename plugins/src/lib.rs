@@ -12,8 +12,11 @@
 //! * [`vmbackup`]: quiesced snapshots (freeze/thaw, scripts); [`vmbackup::io_frozen`]
 //!   tells other plugins when file systems are frozen.
 //! * [`clipboard`]: copy/paste of text with the host (desktop session only).
+//! * [`guestops`]: guest operations (VIX over TCLO: run programs, move
+//!   files; the HGFS server for transfers), as PAM-checked users.
 //! * [`capabilities`]: what the guest can do and which tools it runs.
 //! * [`appinfo`]: the running applications (`guestinfo.appInfo`).
+//! * [`deploypkg`]: guest customization (deployPkg: vCenter's packages, cust.cfg).
 //! * [`netlink`], [`osinfo`], [`glob`]: the pieces guestinfo is built from.
 
 #![warn(missing_docs)]
@@ -26,8 +29,10 @@ use protocol::Regs;
 pub mod appinfo;
 pub mod capabilities;
 pub mod clipboard;
+pub mod deploypkg;
 pub mod glob;
 pub mod guestinfo;
+pub mod guestops;
 pub mod memstats;
 pub mod netlink;
 pub mod osinfo;
@@ -61,6 +66,11 @@ pub trait Context {
 pub enum HostEvent {
     /// The VM resumed from suspend (TCLO `OS_Resume`).
     Resumed,
+    /// The guest's file systems were frozen for a quiesced snapshot:
+    /// guest operations answer busy until [`HostEvent::Thawed`].
+    Frozen,
+    /// The file systems were thawed.
+    Thawed,
 }
 
 /// A guest feature.
@@ -74,6 +84,23 @@ pub trait Plugin {
     /// Answer a TCLO command: the reply to send ("OK ..." or "ERROR ...").
     fn on_tclo(&mut self, _ctx: &mut dyn Context, _cmd: &str, _args: &[u8]) -> Vec<u8> {
         protocol::rpc::tclo_reply(false, b"Unknown Command")
+    }
+    /// Answer a TCLO command now (`Some`) or later (`None`): then the agent
+    /// sends no other TCLO reply and takes no other command until
+    /// [`Plugin::take_reply`] hands the reply over, while it keeps serving
+    /// deadlines and descriptors (a login check runs in a helper process).
+    fn on_tclo_deferred(
+        &mut self,
+        ctx: &mut dyn Context,
+        cmd: &str,
+        args: &[u8],
+    ) -> Option<Vec<u8>> {
+        Some(self.on_tclo(ctx, cmd, args))
+    }
+    /// The reply [`Plugin::on_tclo_deferred`] promised, once it is ready
+    /// (asked after every deadline and descriptor event).
+    fn take_reply(&mut self) -> Option<Vec<u8>> {
+        None
     }
     /// `Set_Option KEY VALUE` from the host: `Some(true)` when this plugin
     /// took the option, `Some(false)` when it knows it but the value is

@@ -372,7 +372,7 @@ impl Plugin for TimeSync {
             HostEvent::Resumed if self.sync_on_resume => {
                 self.sync(ctx);
             }
-            HostEvent::Resumed => {}
+            HostEvent::Resumed | HostEvent::Frozen | HostEvent::Thawed => {}
         }
     }
 

@@ -13,6 +13,8 @@
 //! * [`nicinfo`]: guest NIC information (XDR, nicinfo.x version 3), over [`xdr`].
 //! * [`datamap`]: DataMap serialization and the TCLO-over-vsock packets.
 //! * [`vmbackup`]: quiesced snapshots (start options XDR, progress events).
+//! * [`deploypkg`]: guest customization packages and their state reports;
+//!   [`custcfg`]: the customization specification inside them.
 //! * [`vix`]: VIX guest-operation messages (`Vix_1_Relayed_Command`).
 //! * [`hgfs`]: HGFS packets that move file data for guest operations.
 //! * [`appinfo`]: the guest's applications (`guestinfo.appInfo`, JSON v1).
@@ -21,7 +23,9 @@
 
 pub mod appinfo;
 pub mod consts;
+pub mod custcfg;
 pub mod datamap;
+pub mod deploypkg;
 pub mod frame;
 pub mod guest;
 pub mod guestlib;

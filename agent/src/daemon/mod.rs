@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use plugins::appinfo::AppInfoPlugin;
 use plugins::capabilities::{Capabilities, TOOLS_TYPE_OPEN_VM_TOOLS};
+use plugins::deploypkg::DeployPkg;
 use plugins::guestinfo::GuestInfo;
+use plugins::guestops::GuestOps;
 use plugins::powerops::PowerOps;
 use plugins::timesync::TimeSync;
 use plugins::vmbackup::VmBackup;
@@ -189,7 +191,16 @@ pub struct Daemon {
     timesync: TimeSync,
     vmbackup: VmBackup,
     appinfo: AppInfoPlugin,
+    guestops: GuestOps,
+    customization: DeployPkg,
     conn: Option<Conn>,
+    /// A plugin (its index) owes the reply to the last TCLO command: no
+    /// other command is taken until it comes.
+    pending: Option<usize>,
+    /// The connection the pending reply belongs to was lost: drop it.
+    pending_stale: bool,
+    /// Commands that arrived over vsock while a reply was pending.
+    queued: std::collections::VecDeque<Vec<u8>>,
     reply: Vec<u8>,
     after: Vec<After>,
     delay: Duration,
@@ -224,11 +235,16 @@ impl Daemon {
             timesync: TimeSync::new(cfg.timesync.clone()),
             vmbackup: VmBackup::new(cfg.vmbackup.clone()),
             appinfo: AppInfoPlugin::new(cfg.appinfo.clone()),
+            guestops: GuestOps::new(cfg.guestops.clone()),
+            customization: DeployPkg::new(cfg.customization.clone()),
             cfg,
             config_path,
             cli_backdoor,
             spec,
             conn: None,
+            pending: None,
+            pending_stale: false,
+            queued: std::collections::VecDeque::new(),
             reply: Vec::new(),
             after: Vec::new(),
             delay: Duration::ZERO,
@@ -271,6 +287,7 @@ impl Daemon {
                 self.announce();
             }
             self.run_deadlines();
+            self.collect_pending();
             if let (Some(at), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval())
             {
                 if Instant::now() >= at {
@@ -282,6 +299,7 @@ impl Daemon {
                 release_free_memory();
             }
             self.wait(&signals);
+            self.collect_pending();
         }
         log::info!("stopping");
         self.notifier.notify("STOPPING=1");
@@ -306,13 +324,15 @@ impl Daemon {
                 rpci: self.conn.as_mut().map(|c| &mut c.rpci),
                 broken: &mut broken,
             };
-            let all: [&mut dyn Plugin; 6] = [
+            let all: [&mut dyn Plugin; 8] = [
                 &mut self.caps,
                 &mut self.guestinfo,
                 &mut self.powerops,
                 &mut self.timesync,
                 &mut self.vmbackup,
                 &mut self.appinfo,
+                &mut self.guestops,
+                &mut self.customization,
             ];
             for p in all {
                 f(p, &mut ctx);
@@ -359,15 +379,17 @@ impl Daemon {
         }
     }
 
-    /// Whether host commands are polled (the backdoor link).
+    /// Whether host commands are polled (the backdoor link) and none is
+    /// waiting for a plugin's reply.
     fn polling(&self) -> bool {
-        matches!(
-            self.conn,
-            Some(Conn {
-                tclo: TcloLink::Backdoor(_),
-                ..
-            })
-        )
+        self.pending.is_none()
+            && matches!(
+                self.conn,
+                Some(Conn {
+                    tclo: TcloLink::Backdoor(_),
+                    ..
+                })
+            )
     }
 
     fn connect(&mut self) {
@@ -466,6 +488,8 @@ impl Daemon {
         self.connect_failures = self.connect_failures.max(1);
         self.after.clear();
         self.announce_at = None;
+        self.queued.clear();
+        self.pending_stale = self.pending.is_some();
     }
 
     /// What vmtoolsd does on `reset`: tell the host this is the unified
@@ -499,30 +523,88 @@ impl Daemon {
             Some(TcloLink::Vsock(v)) => v.receive(),
             _ => return,
         };
-        let cmds = match cmds {
-            Ok(c) => c,
+        match cmds {
+            Ok(c) => self.queued.extend(c),
             Err(e) => return self.disconnect(&format!("TCLO over vsock failed: {e}")),
-        };
-        for cmd in cmds {
+        }
+        self.run_vsock_queue();
+    }
+
+    /// Answer the queued vsock commands in order, stopping at one whose
+    /// reply a plugin defers.
+    fn run_vsock_queue(&mut self) {
+        while self.pending.is_none() {
+            let Some(cmd) = self.queued.pop_front() else {
+                return;
+            };
             log::debug!(
                 "tclo > {}",
                 String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).escape_debug()
             );
-            let reply = self.dispatch(&cmd);
-            let sent = match self.conn.as_mut().map(|c| &mut c.tclo) {
-                Some(TcloLink::Vsock(v)) => v.reply(&reply, Instant::now()),
-                _ => return,
-            };
-            if let Err(e) = sent {
-                return self.disconnect(&format!("TCLO over vsock failed: {e}"));
+            match self.dispatch(&cmd) {
+                Some(reply) => self.vsock_reply(&reply),
+                None => return,
             }
-            log::debug!("tclo < {}", String::from_utf8_lossy(&reply));
-            for a in std::mem::take(&mut self.after) {
-                match a {
-                    After::Reset => self.announce(),
-                    After::Event(ev) => self.each_plugin(|p, ctx| p.on_event(ctx, ev)),
-                }
+        }
+    }
+
+    /// Send a reply over vsock, then do what the command asked for after it.
+    fn vsock_reply(&mut self, reply: &[u8]) {
+        let sent = match self.conn.as_mut().map(|c| &mut c.tclo) {
+            Some(TcloLink::Vsock(v)) => v.reply(reply, Instant::now()),
+            _ => return,
+        };
+        if let Err(e) = sent {
+            return self.disconnect(&format!("TCLO over vsock failed: {e}"));
+        }
+        log::debug!(
+            "tclo < {}",
+            String::from_utf8_lossy(&reply[..reply.len().min(200)])
+        );
+        for a in std::mem::take(&mut self.after) {
+            match a {
+                After::Reset => self.announce(),
+                After::Event(ev) => self.each_plugin(|p, ctx| p.on_event(ctx, ev)),
             }
+        }
+    }
+
+    /// A deferred reply, once its plugin has it: send it (vsock) or hand it
+    /// to the next poll (backdoor), then take commands again.
+    fn collect_pending(&mut self) {
+        let Some(index) = self.pending else {
+            return;
+        };
+        // The same order as in `dispatch_tclo`, which gave the index.
+        let all: [&mut dyn Plugin; 8] = [
+            &mut self.caps,
+            &mut self.guestinfo,
+            &mut self.powerops,
+            &mut self.timesync,
+            &mut self.vmbackup,
+            &mut self.appinfo,
+            &mut self.guestops,
+            &mut self.customization,
+        ];
+        let Some(reply) = all.into_iter().nth(index).and_then(|p| p.take_reply()) else {
+            return;
+        };
+        self.pending = None;
+        if std::mem::take(&mut self.pending_stale) {
+            // The host that asked went away; the new one expects nothing.
+            return;
+        }
+        match self.conn.as_ref().map(|c| &c.tclo) {
+            Some(TcloLink::Vsock(_)) => {
+                self.vsock_reply(&reply);
+                self.run_vsock_queue();
+            }
+            Some(TcloLink::Backdoor(_)) => {
+                self.reply = reply;
+                self.next_poll = Instant::now();
+            }
+            // The host went away meanwhile: the reply has no one to go to.
+            None => {}
         }
     }
 
@@ -552,7 +634,10 @@ impl Daemon {
             return self.tclo_failed(e);
         }
         if !reply.is_empty() {
-            log::debug!("tclo < {}", String::from_utf8_lossy(&reply));
+            log::debug!(
+                "tclo < {}",
+                String::from_utf8_lossy(&reply[..reply.len().min(200)])
+            );
         }
         for a in std::mem::take(&mut self.after) {
             match a {
@@ -580,7 +665,8 @@ impl Daemon {
                 "tclo > {}",
                 String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).escape_debug()
             );
-            self.reply = self.dispatch(&cmd);
+            // A deferred reply goes out at the first poll after it is ready.
+            self.reply = self.dispatch(&cmd).unwrap_or_default();
             self.delay = Duration::ZERO;
         }
         self.next_poll = now + self.delay;
@@ -590,21 +676,25 @@ impl Daemon {
         self.disconnect(&format!("the TCLO channel failed: {e}"));
     }
 
-    fn dispatch(&mut self, msg: &[u8]) -> Vec<u8> {
-        match tclo::parse(msg) {
+    /// The reply to a host command, or `None` when a plugin defers it
+    /// ([`Daemon::pending`] is then set).
+    fn dispatch(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+        Some(match tclo::parse(msg) {
             TcloCommand::Reset => {
                 self.after.push(After::Reset);
                 tclo_reply(true, b"ATR toolbox")
             }
             TcloCommand::Ping => tclo_reply(true, b""),
             TcloCommand::CapabilitiesRegister => {
-                let all: [&dyn Plugin; 6] = [
+                let all: [&dyn Plugin; 8] = [
                     &self.caps,
                     &self.guestinfo,
                     &self.powerops,
                     &self.timesync,
                     &self.vmbackup,
                     &self.appinfo,
+                    &self.guestops,
+                    &self.customization,
                 ];
                 let msgs: Vec<Vec<u8>> = all.iter().flat_map(|p| p.capabilities()).collect();
                 self.with_ctx(|ctx| {
@@ -636,11 +726,21 @@ impl Daemon {
             }
             TcloCommand::Other { name, args } => {
                 let mut reply = None;
+                let mut index = 0;
+                let mut deferred = None;
                 self.each_plugin(|p, ctx| {
-                    if reply.is_none() && p.tclo_commands().contains(&name) {
-                        reply = Some(p.on_tclo(ctx, name, args));
+                    if reply.is_none() && deferred.is_none() && p.tclo_commands().contains(&name) {
+                        match p.on_tclo_deferred(ctx, name, args) {
+                            Some(r) => reply = Some(r),
+                            None => deferred = Some(index),
+                        }
                     }
+                    index += 1;
                 });
+                if deferred.is_some() {
+                    self.pending = deferred;
+                    return None;
+                }
                 match reply {
                     Some(r) => {
                         if name == "OS_Resume" && r.starts_with(b"OK") {
@@ -661,7 +761,7 @@ impl Daemon {
                 );
                 tclo_reply(false, b"Unknown Command")
             }
-        }
+        })
     }
 
     fn run_deadlines(&mut self) {
@@ -680,16 +780,18 @@ impl Daemon {
     /// reconnect, a plugin descriptor or a signal.
     fn wait(&mut self, signals: &Signals) {
         let far = Instant::now() + Duration::from_secs(3600);
+        let waiting = self.pending.is_some();
         let (mut until, vsock_fd) = match &self.conn {
             None => (self.next_connect, None),
             Some(Conn {
                 tclo: TcloLink::Backdoor(_),
                 ..
-            }) => (self.next_poll, None),
+            }) => (if waiting { far } else { self.next_poll }, None),
+            // While a reply is pending, new commands wait in the socket.
             Some(Conn {
                 tclo: TcloLink::Vsock(v),
                 ..
-            }) => (v.next_ping().unwrap_or(far), Some(v.fd())),
+            }) => (v.next_ping().unwrap_or(far), (!waiting).then(|| v.fd())),
         };
         let mut fds: Vec<libc::pollfd> = vec![libc::pollfd {
             fd: signals.wake.as_raw_fd(),
@@ -705,13 +807,15 @@ impl Daemon {
             });
             owners.push(VSOCK_OWNER);
         }
-        let all: [&dyn Plugin; 6] = [
+        let all: [&dyn Plugin; 8] = [
             &self.caps,
             &self.guestinfo,
             &self.powerops,
             &self.timesync,
             &self.vmbackup,
             &self.appinfo,
+            &self.guestops,
+            &self.customization,
         ];
         for (i, p) in all.iter().enumerate() {
             if let Some(d) = p.deadline() {
@@ -788,6 +892,8 @@ impl Daemon {
         self.timesync.set_config(cfg.timesync.clone());
         self.vmbackup.set_config(cfg.vmbackup.clone());
         self.appinfo.set_config(cfg.appinfo.clone());
+        self.guestops.set_config(cfg.guestops.clone());
+        self.customization.set_config(cfg.customization.clone());
         self.caps = Capabilities::new(cfg.agent.tools_version, TOOLS_TYPE_OPEN_VM_TOOLS);
         let spec = self
             .cli_backdoor

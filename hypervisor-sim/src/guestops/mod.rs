@@ -25,6 +25,7 @@ use protocol::vix::{self, err, op, Credential, FileInfo, ProcInfo, Property};
 
 use crate::vm::Vm;
 
+pub(crate) use transfer::upload_direct;
 pub use transfer::{UploadOptions, CHUNK};
 
 /// Where guest operations go: something that delivers a TCLO command to the

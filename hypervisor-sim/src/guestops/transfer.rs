@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use protocol::hgfs::{self, op, status};
 use protocol::vix::{self, FileInfo};
 
-use super::{Guest, GuestOpsError};
+use super::{Guest, GuestOpsError, TcloChannel};
 
 /// Bytes per READ_V3/WRITE_V3: HGFS's legacy large I/O size, which keeps
 /// each request and reply under the 64 KiB message limit.
@@ -32,18 +32,28 @@ impl Default for UploadOptions {
     }
 }
 
-/// One HGFS session over opcode 84.
+/// How HGFS packets reach the guest's server.
+#[derive(Clone, Copy)]
+enum Via<'g, 'a> {
+    /// VIX opcode 84, as the user the [`Guest`] logs in as.
+    Vix(&'g Guest<'a>),
+    /// TCLO `f PACKET` (HGFS_SYNC_REQREP_CMD), the host's own channel
+    /// deployPkg copies its package with; the guest runs it as root.
+    Tclo(&'g dyn TcloChannel, std::time::Duration),
+}
+
+/// One HGFS session over opcode 84 or TCLO `f`.
 struct Session<'g, 'a> {
-    guest: &'g Guest<'a>,
+    via: Via<'g, 'a>,
     id: u64,
     next_request: u32,
     what: String,
 }
 
 impl<'g, 'a> Session<'g, 'a> {
-    fn open(guest: &'g Guest<'a>, what: String) -> Result<Self, GuestOpsError> {
+    fn open(via: Via<'g, 'a>, what: String) -> Result<Self, GuestOpsError> {
         let mut s = Session {
-            guest,
+            via,
             id: 0,
             next_request: 1,
             what,
@@ -76,15 +86,36 @@ impl<'g, 'a> Session<'g, 'a> {
                 detail: e.to_string(),
             }
         })?;
-        let body = vix::HgfsPacket {
-            timeout: 0,
-            packet: &pkt,
-        }
-        .encode();
-        let what = self.what.clone();
-        let reply = self
-            .guest
-            .call(vix::op::HGFS_SEND_PACKET, &body, true, &|| what.clone())?;
+        let reply = match self.via {
+            Via::Vix(guest) => {
+                let body = vix::HgfsPacket {
+                    timeout: 0,
+                    packet: &pkt,
+                }
+                .encode();
+                let what = self.what.clone();
+                guest.call(vix::op::HGFS_SEND_PACKET, &body, true, &|| what.clone())?
+            }
+            Via::Tclo(chan, timeout) => {
+                let mut cmd = b"f ".to_vec();
+                cmd.extend_from_slice(&pkt);
+                let r = chan
+                    .send(&cmd, timeout)
+                    .map_err(|e| GuestOpsError::Request {
+                        what: self.what.clone(),
+                        detail: e,
+                    })?;
+                match r.strip_prefix(b"OK ") {
+                    Some(p) => p.to_vec(),
+                    None => {
+                        return Err(self.bad(format!(
+                            "TCLO f answered {:?}",
+                            String::from_utf8_lossy(&r[..r.len().min(64)])
+                        )))
+                    }
+                }
+            }
+        };
         let p = hgfs::Packet::parse(&reply).map_err(|e| self.bad(e))?;
         if p.header.request_id != id {
             return Err(self.bad(format!(
@@ -210,13 +241,42 @@ pub(super) fn upload(
     let what = format!("upload {guest_path}");
     let name = name_of(&what, guest_path)?;
     guest.prepare_upload(guest_path, opts.overwrite)?;
-    let mut s = Session::open(guest, what.clone())?;
+    let s = Session::open(Via::Vix(guest), what.clone())?;
+    write_file(s, &what, &name, src, opts, progress)
+}
+
+/// Write `src` to the guest file `guest_path` through TCLO `f` packets (no
+/// VIX, no login: the host's own channel, as deployPkg's copy).
+pub(crate) fn upload_direct(
+    chan: &dyn TcloChannel,
+    timeout: std::time::Duration,
+    src: &mut dyn Read,
+    guest_path: &str,
+    opts: &UploadOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, GuestOpsError> {
+    let what = format!("upload {guest_path}");
+    let name = name_of(&what, guest_path)?;
+    let s = Session::open(Via::Tclo(chan, timeout), what.clone())?;
+    write_file(s, &what, &name, src, opts, progress)
+}
+
+/// Create (or truncate) `name` and write `src` into it in one session,
+/// then end the session.
+fn write_file(
+    mut s: Session<'_, '_>,
+    what: &str,
+    name: &[u8],
+    src: &mut dyn Read,
+    opts: &UploadOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, GuestOpsError> {
     let result = (|| {
-        let handle = s.open_file(&name, true, opts.mode.unwrap_or(0o644))?;
+        let handle = s.open_file(name, true, opts.mode.unwrap_or(0o644))?;
         let mut buf = vec![0u8; CHUNK];
         let mut offset = 0u64;
         let copied = (|| loop {
-            let n = fill(src, &mut buf).map_err(|e| io_err(&what, e))?;
+            let n = fill(src, &mut buf).map_err(|e| io_err(what, e))?;
             if n == 0 {
                 return Ok(offset);
             }
@@ -242,7 +302,7 @@ pub(super) fn upload(
         let size = copied?;
         closed?;
         if let Some(mode) = opts.mode {
-            s.set_mode(&name, mode & 0o7777)?;
+            s.set_mode(name, mode & 0o7777)?;
         }
         Ok(size)
     })();
@@ -261,7 +321,7 @@ pub(super) fn download(
     let what = format!("download {guest_path}");
     let name = name_of(&what, guest_path)?;
     let info = guest.stat_for_download(guest_path)?;
-    let mut s = Session::open(guest, what.clone())?;
+    let mut s = Session::open(Via::Vix(guest), what.clone())?;
     let result = (|| {
         let handle = s.open_file(&name, false, 0)?;
         let mut offset = 0u64;
