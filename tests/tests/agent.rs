@@ -258,7 +258,10 @@ fn answers_the_host_and_reports_the_os() {
         "{:?}",
         String::from_utf8_lossy(&buf[..n])
     );
-    let v = wait_show(&sim, &agent, 10, "tools running with a hostname", running);
+    // The first report is several messages; wait for its last (uptime).
+    let v = wait_show(&sim, &agent, 10, "tools running with a full report", |v| {
+        running(v) && v["guest"]["uptime_s"].as_u64().is_some()
+    });
     assert_eq!(v["guest"]["os_name"], "debian12-64");
     assert_eq!(v["guest"]["os_full_name"], "Debian GNU/Linux 12 (bookworm)");
     assert!(v["guest"]["uptime_s"].as_u64().is_some(), "{v:#}");
