@@ -266,6 +266,11 @@ impl Authenticator {
         None
     }
 
+    /// Check later logins with the helper at `helper`.
+    pub fn set_helper(&mut self, helper: PathBuf) {
+        self.helper = helper;
+    }
+
     /// Forget every cached login (config reload).
     pub fn forget(&mut self) {
         self.cache.clear();

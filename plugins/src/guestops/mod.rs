@@ -245,9 +245,12 @@ impl GuestOps {
         }
     }
 
-    /// Apply a new config (SIGHUP): cached logins are dropped.
+    /// Apply a new config (SIGHUP): cached logins are dropped; a login
+    /// check under way finishes.
     pub fn set_config(&mut self, cfg: GuestOpsConfig) {
-        self.auth = Authenticator::new(cfg.helper());
+        self.auth.set_helper(cfg.helper());
+        self.auth.forget();
+        self.programs.set_max_running(cfg.max_programs);
         self.cfg = cfg;
     }
 
@@ -327,6 +330,8 @@ impl GuestOps {
             return;
         };
         let Ok(req) = Request::parse(&w.msg) else {
+            // Parsed once already; never leave the host without a reply.
+            self.ready = Some(vix_reply(err::FAIL, 0, b"", false));
             return;
         };
         match verdict {
