@@ -878,11 +878,7 @@ pub(crate) fn connect_failed(
 fn loggable(cmd: &[u8]) -> String {
     let (name, args) = protocol::rpc::split_command(cmd);
     if name == b"Vix_1_Relayed_Command" || name == b"f" {
-        return format!(
-            "{} ({} bytes)",
-            String::from_utf8_lossy(name),
-            args.len()
-        );
+        return format!("{} ({} bytes)", String::from_utf8_lossy(name), args.len());
     }
     String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).into_owned()
 }

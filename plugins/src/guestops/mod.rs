@@ -633,7 +633,7 @@ impl GuestOps {
             // VIX_PROPERTY_GUEST_OS_PACKAGE_LIST: empty, as vmtoolsd.
             s(4504, String::new()),
             // VIX_PROPERTY_VM_GUEST_TEMP_DIR_PROPERTY.
-            s(203, "/tmp".into()),
+            s(203, files::temp_dir()),
             // VIX_PROPERTY_GUEST_TOOLS_WORD_SIZE.
             i(
                 4519,
