@@ -286,7 +286,11 @@ pub fn temp_dir() -> String {
 /// [`temp_dir`].
 pub fn create_temp(prefix: &str, suffix: &str, dir: &str, directory: bool) -> Result<String> {
     let default = temp_dir();
-    let base = if dir.is_empty() { default.as_str() } else { dir };
+    let base = if dir.is_empty() {
+        default.as_str()
+    } else {
+        dir
+    };
     let meta = fs::metadata(base)?;
     if !meta.is_dir() {
         return Err(Fail::vix(err::NOT_A_DIRECTORY));
