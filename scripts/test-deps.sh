@@ -11,11 +11,12 @@ cd "$(dirname "$0")/.."
 # sblim-wbemcli: a CIM client; libnbd-bin/nbdkit/qemu-utils: NBD clients and
 # peers; lintian/rpm/debootstrap: package checks; binutils (ar), file,
 # unzip: the ESXi VIB check; python3-venv: the venv; xvfb/xclip: an X server
-# and a desktop program for the clipboard tests; libpam0g-dev: to link
-# vm-agent-auth (guest operations' PAM helper).
+# and a desktop program for the clipboard tests; openssl: password hashes
+# for the guest-operation tests' users; libpam0g-dev: to link vm-agent-auth
+# (guest operations' PAM helper).
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
-      binutils file unzip xvfb xclip libpam0g-dev)
+      binutils file unzip xvfb xclip openssl libpam0g-dev)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

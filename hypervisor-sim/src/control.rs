@@ -98,7 +98,7 @@ pub enum Request {
         /// Guest user name.
         user: String,
         /// Its password.
-        password: String,
+        password: crate::guestops::service::Password,
         /// The operation.
         guest: crate::guestops::service::GuestCmd,
     },
@@ -203,7 +203,7 @@ pub fn handle(inv: &Inventory, req: Request) -> Result<Value, String> {
             user,
             password,
             guest,
-        } => crate::guestops::service::handle(find(inv, &vm)?, &user, &password, guest, Vec::new()),
+        } => crate::guestops::service::handle(find(inv, &vm)?, &user, &password.0, guest, Vec::new()),
         Request::ExecAttach { .. } | Request::ExecVsock { .. } => {
             Err("exec-attach and exec-vsock are served only on the control socket".to_string())
         }
@@ -353,7 +353,7 @@ fn serve_conn(inv: &Inventory, exec: &crate::exec::Service, conn: UnixStream) ->
                 }) => {
                     let fds = std::mem::take(&mut r.get_mut().fds);
                     find(inv, &vm).and_then(|v| {
-                        crate::guestops::service::handle(v, &user, &password, guest, fds)
+                        crate::guestops::service::handle(v, &user, &password.0, guest, fds)
                     })
                 }
                 Ok(Request::ExecVsock { vm, pid, fd }) => {

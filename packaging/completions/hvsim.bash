@@ -10,7 +10,7 @@ _hvsim() {
     case "${COMP_WORDS[1]}" in
         serve) COMPREPLY=($(compgen -W '--config --state-dir --help' -- "$cur")) ;;
         exec) COMPREPLY=($(compgen -W '--vm --help --' -- "$cur")) ;;
-        vm) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W 'list show set-var get-var tclo help' -- "$cur")) \
+        vm) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W 'list show set-var get-var tclo guest help' -- "$cur")) \
                 || COMPREPLY=($(compgen -W '--json --help' -- "$cur")) ;;
         *) [[ $COMP_CWORD -eq 1 ]] && COMPREPLY=($(compgen -W 'serve vm exec demo help --help --version' -- "$cur")) ;;
     esac

@@ -17,6 +17,17 @@ use serde_json::{json, Value};
 use super::{Guest, RunSpec, UploadOptions};
 use crate::vm::Vm;
 
+/// A guest password in a control request; `Debug` does not show it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -268,5 +279,30 @@ pub fn handle(
             let (n, info) = g.download(&path, &mut dst, &mut |_| {}).map_err(e)?;
             Ok(json!({"bytes": n, "file": file_json(&info)}))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::control::Request;
+
+    #[test]
+    fn guest_requests_parse_and_hide_the_password() {
+        let r: Request = serde_json::from_str(
+            r#"{"op":"guest","vm":"vm0","user":"root","password":"s3cret",
+                "guest":{"cmd":"upload","path":"/tmp/x","mode":420}}"#,
+        )
+        .unwrap();
+        let text = format!("{r:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("Upload"), "{text}");
+        let r: Result<Request, _> = serde_json::from_str(
+            r#"{"op":"guest","vm":"vm0","user":"root","password":"p","guest":{"cmd":"ls"}}"#,
+        );
+        assert!(r.is_err(), "ls needs a path");
+        let r: Result<Request, _> = serde_json::from_str(
+            r#"{"op":"guest","vm":"vm0","user":"root","password":"p","guest":{"cmd":"rm","path":"/a","bogus":1}}"#,
+        );
+        assert!(r.is_err(), "unknown fields are refused");
     }
 }
