@@ -427,7 +427,16 @@ pub fn run(sock: &Path, args: GuestArgs) -> Result<ExitCode> {
                 &[file.as_fd()],
             );
             drop(progress);
-            let v = v?;
+            let v = match v {
+                Ok(v) => v,
+                Err(e) => {
+                    // No partial or empty file left behind.
+                    if !to_stdout {
+                        let _ = std::fs::remove_file(local);
+                    }
+                    return Err(e);
+                }
+            };
             if !to_stdout {
                 if let Some(mode) = v["file"]["mode"].as_u64() {
                     file.set_permissions(std::fs::Permissions::from_mode(mode as u32 & 0o7777))

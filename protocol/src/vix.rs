@@ -233,6 +233,11 @@ pub mod set_attr {
 }
 
 /// Property ids and types of the GET_TOOLS_STATE property list.
+///
+/// Despite their names, vmtoolsd 12.2 sets the `GUEST_*_ENABLED` booleans
+/// (4540-4568) to whether the operation is *disabled* in tools.conf
+/// (`VixToolsComputeEnabledProperty` returns `VixToolsGetAPIDisabledFromConf`):
+/// `false` means available. govmomi's toolbox sends `true`.
 pub mod prop {
     /// `VIX_PROPERTYTYPE_INTEGER`.
     pub const TYPE_INTEGER: i32 = 1;

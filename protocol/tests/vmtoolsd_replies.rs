@@ -86,6 +86,11 @@ fn tools_state_reply() {
         find(vix::prop::GUEST_OS_FAMILY),
         Some(vix::PropertyValue::Int(1))
     );
+    // "Enabled" properties carry the disabled flag: false for available.
+    assert_eq!(
+        find(vix::prop::GUEST_START_PROGRAM_ENABLED),
+        Some(vix::PropertyValue::Bool(false))
+    );
     assert_eq!(vix::encode_properties(&props), raw);
 }
 

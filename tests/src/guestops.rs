@@ -4,10 +4,15 @@
 //! hgfsServer plugins under `hvsim exec`.
 //!
 //! The users: copies of this machine's /etc/passwd, /etc/group and
-//! /etc/shadow, with root's password set and three users added, are
-//! bind-mounted over the originals by a script that runs under
-//! `unshare -m` and then execs the guest agent. Nothing on the machine
-//! itself changes.
+//! /etc/shadow, with root's password set and three users added, and of
+//! /etc/pam.d with a `vm-agent` service added, are bind-mounted over the
+//! originals by a script that runs under `unshare -m` and then execs the
+//! guest agent. Nothing on the machine itself changes.
+//!
+//! Another guest agent gets its row in `tests/guestops.rs` and in the
+//! benchmark with a launcher like [`launch_vmtoolsd`]: start it through
+//! [`GuestUsers::command`] under `hvsim exec --vm vm0`, then
+//! [`wait_for_guest_ops`].
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -119,12 +124,29 @@ impl GuestUsers {
         std::fs::write(etc.join("shadow"), shadow).unwrap();
         std::fs::set_permissions(etc.join("shadow"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
+        // A copy of /etc/pam.d with a `vm-agent` service like Debian's
+        // `vmtoolsd` one (common-auth, pam_shells, common-account), for an
+        // agent whose package ships it.
+        let pam = etc.join("pam.d");
+        std::fs::create_dir_all(&pam).unwrap();
+        for e in std::fs::read_dir("/etc/pam.d").unwrap().flatten() {
+            if let Ok(text) = std::fs::read(e.path()) {
+                std::fs::write(pam.join(e.file_name()), text).unwrap();
+            }
+        }
+        if !pam.join("vm-agent").exists() {
+            std::fs::write(
+                pam.join("vm-agent"),
+                "@include common-auth\naccount required pam_shells.so\n@include common-account\n",
+            )
+            .unwrap();
+        }
         let enter = d.join("enter.sh");
         std::fs::write(
             &enter,
             format!(
                 "#!/bin/sh\n# Runs under unshare -m: the test users exist only here.\nset -e\n\
-                 for f in passwd group shadow; do mount --bind {etc}/$f /etc/$f; done\n\
+                 for f in passwd group shadow pam.d; do mount --bind {etc}/$f /etc/$f; done\n\
                  while [ \"$1\" = --bind ]; do mount --bind \"$2\" \"$3\"; shift 3; done\n\
                  exec \"$@\"\n",
                 etc = etc.display()
@@ -182,6 +204,15 @@ pub fn ovt(path: &str) -> PathBuf {
 /// namespace sees it, and wait until it answers guest operations. Its log
 /// is `vmtoolsd.log` in the users' scratch directory.
 pub fn launch_vmtoolsd(sim: &Sim, users: &GuestUsers) -> Daemon {
+    let daemon = start_vmtoolsd(sim, users, &["libvix.so", "libhgfsServer.so"]);
+    let log = users.dir.path().join("vmtoolsd/vmtoolsd.log");
+    wait_for_guest_ops(sim, || std::fs::read_to_string(&log).unwrap_or_default());
+    daemon
+}
+
+/// Start vmtoolsd as [`launch_vmtoolsd`] does, with only these of its
+/// common plugins, without waiting.
+pub fn start_vmtoolsd(sim: &Sim, users: &GuestUsers, common_plugins: &[&str]) -> Daemon {
     let vmtoolsd = ovt("/usr/bin/vmtoolsd");
     let lib = "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/common";
     let dir = users.dir.path().join("vmtoolsd");
@@ -190,7 +221,7 @@ pub fn launch_vmtoolsd(sim: &Sim, users: &GuestUsers) -> Daemon {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    for p in ["libvix.so", "libhgfsServer.so"] {
+    for p in common_plugins {
         std::os::unix::fs::symlink(ovt(&format!("{lib}/{p}")), common.join(p)).unwrap();
     }
     let log = dir.join("vmtoolsd.log");
@@ -223,9 +254,7 @@ pub fn launch_vmtoolsd(sim: &Sim, users: &GuestUsers) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .expect("start vmtoolsd under unshare and hvsim exec");
-    let daemon = Daemon(Some(child));
-    wait_for_guest_ops(sim, || std::fs::read_to_string(&log).unwrap_or_default());
-    daemon
+    Daemon(Some(child))
 }
 
 /// Wait until vm0's guest answers GET_TOOLS_STATE.

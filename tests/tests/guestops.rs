@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use e2e_tests::guestops::{launch_vm_agent, launch_vmtoolsd, Daemon, GuestUsers, User};
+use e2e_tests::guestops::{
+    launch_vm_agent, launch_vmtoolsd, start_vmtoolsd, Daemon, GuestUsers, User,
+};
 use e2e_tests::{bin, stderr, stdout, Sim};
 use serde_json::Value;
 
@@ -183,6 +185,52 @@ fn vm_agent_guest_operations() {
 #[test]
 fn vm_agent_file_transfers() {
     run_table(launch_vm_agent, TRANSFERS);
+}
+
+/// Without a guest agent, every operation says so at once.
+#[test]
+fn guest_operations_without_tools_say_so() {
+    let sim = Sim::start();
+    let t = Instant::now();
+    let o = Command::new(bin("hvsim"))
+        .args(["vm", "guest", "vm0", "ls", "/"])
+        .env("HVSIM_CONTROL", &sim.control)
+        .env("HVSIM_GUEST_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the guest tools are not running in vm0"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(bin("hvsim"))
+        .args(["vm", "guest", "vm0", "run", "--", "/bin/true"])
+        .env("HVSIM_CONTROL", &sim.control)
+        .env("HVSIM_GUEST_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(255));
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+    eprintln!("answered in {:.2} s", t.elapsed().as_secs_f64());
+}
+
+/// vmtoolsd without its vix plugin: the operations say what is missing.
+#[test]
+fn vmtoolsd_without_vix_plugin_says_so() {
+    let sim = Sim::start();
+    let users = GuestUsers::create();
+    let _guest = start_vmtoolsd(&sim, &users, &["libhgfsServer.so"]);
+    sim.eventually("vmtoolsd polls TCLO", || {
+        sim.show("vm0")["tools"]["status"] == "running"
+    });
+    let o = sim.hvsim(&["vm", "guest", "vm0", "tools-state"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("do not support guest operations (no vix plugin?)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -463,6 +511,7 @@ fn permissions(c: &Ctx) {
         &["download", p(&closed.join("secret")), p(&got)],
         denied,
     );
+    assert!(!got.exists(), "a failed download leaves no file");
     // Root may do all of it.
     c.ok(&["ls", p(&closed)]);
 }

@@ -13,6 +13,8 @@
 //! [`service`] answers the control socket's `guest` requests.
 
 pub mod service;
+#[cfg(test)]
+mod tests;
 mod transfer;
 
 use std::io::{self, Read, Write};
@@ -33,7 +35,15 @@ pub trait TcloChannel {
 }
 
 impl TcloChannel for Vm {
+    /// Fails at once when no guest agent polls TCLO (rather than after the
+    /// timeout).
     fn send(&self, command: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+        if !self.tools_running() {
+            return Err(format!(
+                "the guest tools are not running in {} (no guest agent polls TCLO); start vmtoolsd (with its vix plugin) or vm-agent in the guest",
+                self.info.name
+            ));
+        }
         self.tclo_raw(command, timeout)
     }
 }
@@ -767,7 +777,7 @@ fn split_chunk(data: &[u8]) -> Result<Chunk<'_>, vix::VixError> {
 }
 
 #[cfg(test)]
-mod tests {
+mod unit_tests {
     use super::*;
 
     #[test]
