@@ -274,3 +274,63 @@ pub fn wait_for_guest_ops(sim: &Sim, log: impl Fn() -> String) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Start vm-agent (this workspace's build, and its PAM helper beside it)
+/// on `sim`'s vm0 under `hvsim exec`, as the test users' namespace sees it
+/// (with a copy of /etc/pam.d holding the packaged `vm-agent` service),
+/// and wait until it answers guest operations. Its log is
+/// `vm-agent/agent.log` in the users' scratch directory.
+pub fn launch_vm_agent(sim: &Sim, users: &GuestUsers) -> Daemon {
+    launch_vm_agent_binary(sim, users, &bin("vm-agent"), &bin("vm-agent-auth"))
+}
+
+/// [`launch_vm_agent`] with these `vm-agent` and `vm-agent-auth` binaries
+/// (the benchmark measures the shipped builds).
+pub fn launch_vm_agent_binary(sim: &Sim, users: &GuestUsers, agent: &Path, auth: &Path) -> Daemon {
+    let dir = users.dir.path().join("vm-agent");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let pam = dir.join("pam.d");
+    let o = Command::new("cp")
+        .args(["-a", "/etc/pam.d"])
+        .arg(&pam)
+        .output()
+        .expect("copy /etc/pam.d");
+    assert!(o.status.success(), "copy /etc/pam.d: {}", stderr(&o));
+    std::fs::copy(
+        crate::workspace().join("packaging/pam/vm-agent"),
+        pam.join("vm-agent"),
+    )
+    .unwrap();
+    let cfg = dir.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nreconnect_ms = 100\n[timesync]\nenabled = false\n[powerops]\nenabled = false\n\
+             [guestinfo]\nreport_disks = false\n[guestops]\nauth_helper = \"{}\"\n",
+            auth.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("agent.log");
+    let logf = std::fs::File::create(&log).unwrap();
+    let child = users
+        .command(&[(&pam, Path::new("/etc/pam.d"))], &bin("hvsim"))
+        .args(["exec", "--vm", "vm0", "--"])
+        .arg(agent)
+        .arg("--config")
+        .arg(&cfg)
+        .env("HVSIM_CONTROL", &sim.control)
+        .env("TMPDIR", &tmp)
+        .env("RUST_LOG", "info")
+        .env_remove("VM_BACKDOOR")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf)
+        .spawn()
+        .expect("start vm-agent under unshare and hvsim exec");
+    let daemon = Daemon(Some(child));
+    wait_for_guest_ops(sim, || std::fs::read_to_string(&log).unwrap_or_default());
+    daemon
+}

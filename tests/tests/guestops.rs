@@ -5,8 +5,10 @@
 //! is a launcher (start the agent on vm0 as the test users' namespace sees
 //! it) and a table, so another guest agent is one more pair of lines. Debian's vmtoolsd (open-vm-tools
 //! 12.2 with its vix and hgfsServer plugins) is the reference: hvsim is
-//! judged by the real implementation. The test users exist only inside the
-//! agent's private mount namespace (see `e2e_tests::guestops`).
+//! judged by the real implementation. vm-agent (with its PAM helper and the
+//! packaged `/etc/pam.d/vm-agent`) runs the same tables. The test users
+//! exist only inside the agent's private mount namespace (see
+//! `e2e_tests::guestops`).
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use e2e_tests::guestops::{launch_vmtoolsd, start_vmtoolsd, Daemon, GuestUsers, User};
+use e2e_tests::guestops::{
+    launch_vm_agent, launch_vmtoolsd, start_vmtoolsd, Daemon, GuestUsers, User,
+};
 use e2e_tests::{bin, stderr, stdout, Sim};
 use serde_json::Value;
 
@@ -171,6 +175,16 @@ fn vmtoolsd_guest_operations() {
 #[test]
 fn vmtoolsd_file_transfers() {
     run_table(launch_vmtoolsd, TRANSFERS);
+}
+
+#[test]
+fn vm_agent_guest_operations() {
+    run_table(launch_vm_agent, MATRIX);
+}
+
+#[test]
+fn vm_agent_file_transfers() {
+    run_table(launch_vm_agent, TRANSFERS);
 }
 
 /// Without a guest agent, every operation says so at once.

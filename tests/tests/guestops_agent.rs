@@ -30,7 +30,7 @@ const HASH: &str = "$6$abcdefgh$ltjgWl6579NluT/Vi1nwEvcil.G5Nbc4NiXZaNGStk8PSwGf
 struct Guest {
     vm: Arc<Vm>,
     agent: Option<Child>,
-    dir: tempfile::TempDir,
+    users: Users,
     home: PathBuf,
     log: PathBuf,
 }
@@ -57,55 +57,108 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn start() -> Guest {
-    assert!(
-        is_root(),
-        "guest operation tests need root (mount namespaces)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // The user must reach its home below this directory.
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let home = d.join("home");
-    let etc = d.join("etc");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::create_dir(&home).unwrap();
-    std::os::unix::fs::chown(&home, Some(UID), Some(UID)).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    append(
-        "/etc/passwd",
-        &etc.join("passwd"),
-        &format!(
-            "gopsuser:x:{UID}:{UID}:guest ops test:{h}:/bin/bash\n\
-             gopsnoshell:x:{n}:{n}:no shell:{h}:/usr/sbin/nologin\n",
-            h = home.display(),
-            n = UID + 1
-        ),
-    );
-    append(
-        "/etc/shadow",
-        &etc.join("shadow"),
-        &format!("gopsuser:{HASH}:19000:0:99999:7:::\ngopsnoshell:{HASH}:19000:0:99999:7:::\n"),
-    );
-    append(
-        "/etc/group",
-        &etc.join("group"),
-        &format!("gopsuser:x:{UID}:\ngopsnoshell:x:{}:\n", UID + 1),
-    );
-    std::fs::set_permissions(etc.join("shadow"), std::fs::Permissions::from_mode(0o640)).unwrap();
-    let pam = etc.join("pam.d");
-    let o = Command::new("cp")
-        .args(["-a", "/etc/pam.d"])
-        .arg(&pam)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "copy /etc/pam.d");
-    std::fs::copy(
-        workspace().join("packaging/pam/vm-agent"),
-        pam.join("vm-agent"),
-    )
-    .unwrap();
+/// The test users' files and the namespace script; nothing on the machine.
+struct Users {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    /// `sh ns.sh PROGRAM ARGS` runs PROGRAM where the users exist.
+    wrapper: PathBuf,
+}
 
+impl Users {
+    fn create() -> Users {
+        assert!(
+            is_root(),
+            "guest operation tests need root (mount namespaces)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // The user must reach its home below this directory.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = d.join("home");
+        let etc = d.join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(UID), Some(UID)).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        append(
+            "/etc/passwd",
+            &etc.join("passwd"),
+            &format!(
+                "gopsuser:x:{UID}:{UID}:guest ops test:{h}:/bin/bash\n\
+                 gopsnoshell:x:{n}:{n}:no shell:{h}:/usr/sbin/nologin\n",
+                h = home.display(),
+                n = UID + 1
+            ),
+        );
+        append(
+            "/etc/shadow",
+            &etc.join("shadow"),
+            &format!("gopsuser:{HASH}:19000:0:99999:7:::\ngopsnoshell:{HASH}:19000:0:99999:7:::\n"),
+        );
+        append(
+            "/etc/group",
+            &etc.join("group"),
+            &format!("gopsuser:x:{UID}:\ngopsnoshell:x:{}:\n", UID + 1),
+        );
+        std::fs::set_permissions(etc.join("shadow"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        // The machine's PAM stacks plus the packaged vm-agent service.
+        let pam = etc.join("pam.d");
+        let o = Command::new("cp")
+            .args(["-a", "/etc/pam.d"])
+            .arg(&pam)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "copy /etc/pam.d");
+        std::fs::copy(
+            workspace().join("packaging/pam/vm-agent"),
+            pam.join("vm-agent"),
+        )
+        .unwrap();
+        let wrapper = d.join("ns.sh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "set -e\nfor f in passwd shadow group pam.d; do mount --bind {e}/$f /etc/$f; done\n\
+                 exec \"$@\"\n",
+                e = etc.display()
+            ),
+        )
+        .unwrap();
+        Users { dir, home, wrapper }
+    }
+
+    /// A vm-agent config for these tests (`extra` appended).
+    fn config(&self, extra: &str) -> PathBuf {
+        let config = self.dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[agent]\nreconnect_ms = 100\n{extra}[timesync]\nenabled = false\n\
+                 [powerops]\nhalt_command = \"true\"\nreboot_command = \"true\"\n\
+                 [guestinfo]\nreport_disks = false\n\
+                 [guestops]\nauth_helper = \"{}\"\n",
+                bin("vm-agent-auth").display()
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    /// `unshare -m sh ns.sh PROGRAM`: PROGRAM sees the test users.
+    fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--", "sh"])
+            .arg(&self.wrapper)
+            .arg(program);
+        c
+    }
+}
+
+fn start() -> Guest {
+    let users = Users::create();
+    let d = users.dir.path();
     // The host: one VM, its backdoor socket served by this process.
     let store = Arc::new(Store::in_memory().unwrap());
     let sock = d.join("backdoor.sock");
@@ -133,34 +186,11 @@ fn start() -> Guest {
     };
     hvsim::socket::spawn(vm.clone(), facts, UnixListener::bind(&sock).unwrap()).unwrap();
 
-    let config = d.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\nreconnect_ms = 100\nvsock = false\n[timesync]\nenabled = false\n\
-             [powerops]\nhalt_command = \"true\"\nreboot_command = \"true\"\n\
-             [guestinfo]\nreport_disks = false\n\
-             [guestops]\nauth_helper = \"{}\"\n",
-            bin("vm-agent-auth").display()
-        ),
-    )
-    .unwrap();
-    let wrapper = d.join("ns.sh");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "set -e\nfor f in passwd shadow group pam.d; do mount --bind {e}/$f /etc/$f; done\n\
-             exec \"$@\"\n",
-            e = etc.display()
-        ),
-    )
-    .unwrap();
+    let config = users.config("vsock = false\n");
     let log = d.join("agent.log");
     let logf = std::fs::File::create(&log).unwrap();
-    let agent = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh"])
-        .arg(&wrapper)
-        .arg(bin("vm-agent"))
+    let agent = users
+        .command(&bin("vm-agent"))
         .arg("--backdoor")
         .arg(format!("unix:{}", sock.display()))
         .arg("--config")
@@ -175,8 +205,8 @@ fn start() -> Guest {
     let g = Guest {
         vm,
         agent: Some(agent),
-        dir,
-        home,
+        home: users.home.clone(),
+        users,
         log,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -261,7 +291,7 @@ fn logins_are_checked_by_pam_and_operations_run_as_the_user() {
     assert_eq!(code, err::OK, "log:\n{}", g.agent_log());
     assert_eq!(std::fs::metadata(&target).unwrap().uid(), UID);
     // The user cannot write where it has no permission: EACCES → 13.
-    let private = g.dir.path().join("root-only");
+    let private = g.users.dir.path().join("root-only");
     std::fs::create_dir(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     let (code, _) = g.text(op::CREATE_DIRECTORY_EX, &user(), &mkdir(&private.join("x")));
@@ -353,4 +383,110 @@ fn upload_run_and_download_with_hvsims_client() {
     let p = hgfs::Packet::parse(&reply).unwrap();
     assert_eq!(p.header.status, hgfs::status::SUCCESS);
     assert_ne!(p.header.session_id, 0);
+}
+
+/// Under `hvsim exec` (real port I/O trapped, TCLO pushed over vsock) with
+/// `hvsim vm guest` as the host's client: run, upload, download, a refused
+/// login.
+#[test]
+fn hvsim_vm_guest_against_vm_agent_under_hvsim_exec() {
+    let users = Users::create();
+    let sim = e2e_tests::Sim::start();
+    let log = users.dir.path().join("agent.log");
+    let logf = std::fs::File::create(&log).unwrap();
+    let agent = users
+        .command(&bin("hvsim"))
+        .args(["exec", "--vm", "vm0", "--"])
+        .arg(bin("vm-agent"))
+        .arg("--config")
+        .arg(users.config(""))
+        .env("HVSIM_CONTROL", &sim.control)
+        .env("RUST_LOG", "debug")
+        .env_remove("VM_BACKDOOR")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf)
+        .spawn()
+        .expect("start vm-agent under unshare and hvsim exec");
+    let _agent = Daemon(Some(agent));
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let guest = |password: &str, args: &[&str]| {
+        Command::new(bin("hvsim"))
+            .args(["vm", "guest", "vm0", "--user", "gopsuser"])
+            .args(args)
+            .env("HVSIM_CONTROL", &sim.control)
+            .env("HVSIM_GUEST_PASSWORD", password)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hvsim vm guest")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !guest("secret", &["tools-state"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "vm-agent does not answer guest operations:\n{}",
+            agent_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = guest(
+        "secret",
+        &[
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "id -un; pwd; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}\n{}",
+        e2e_tests::stderr(&o),
+        agent_log()
+    );
+    assert_eq!(
+        e2e_tests::stdout(&o),
+        format!("gopsuser\n{}\n", users.home.display())
+    );
+    assert_eq!(e2e_tests::stderr(&o), "err\n");
+    let local = users.dir.path().join("local.bin");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let remote = users.home.join("copy.bin");
+    let o = guest(
+        "secret",
+        &["upload", local.to_str().unwrap(), remote.to_str().unwrap()],
+    );
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        e2e_tests::stderr(&o),
+        agent_log()
+    );
+    assert_eq!(std::fs::read(&remote).unwrap(), data);
+    assert_eq!(std::fs::metadata(&remote).unwrap().mode() & 0o777, 0o604);
+    let back = users.dir.path().join("back.bin");
+    let o = guest(
+        "secret",
+        &["download", remote.to_str().unwrap(), back.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", e2e_tests::stderr(&o));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let o = guest("wrong", &["mkdir", users.home.join("x").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!users.home.join("x").exists());
+}
+
+/// A guest agent process; stopped on drop.
+struct Daemon(Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            stop_child(c, Duration::from_secs(10));
+        }
+    }
 }

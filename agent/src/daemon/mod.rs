@@ -537,10 +537,7 @@ impl Daemon {
             let Some(cmd) = self.queued.pop_front() else {
                 return;
             };
-            log::debug!(
-                "tclo > {}",
-                String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).escape_debug()
-            );
+            log::debug!("tclo > {}", loggable(&cmd));
             match self.dispatch(&cmd) {
                 Some(reply) => self.vsock_reply(&reply),
                 None => return,
@@ -661,10 +658,7 @@ impl Daemon {
             let max = Duration::from_millis(self.cfg.agent.poll_max_ms.max(1));
             self.delay = (self.delay + POLL_STEP).min(max);
         } else {
-            log::debug!(
-                "tclo > {}",
-                String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).escape_debug()
-            );
+            log::debug!("tclo > {}", loggable(&cmd));
             // A deferred reply goes out at the first poll after it is ready.
             self.reply = self.dispatch(&cmd).unwrap_or_default();
             self.delay = Duration::ZERO;
@@ -927,6 +921,17 @@ pub(crate) fn connect_failed(
     Instant::now() + (base * failures.min(steps)).min(cap.max(base))
 }
 
+/// A host command as the debug log shows it: guest operations carry a
+/// user's password (and HGFS packets file data), so only their name and
+/// size are logged.
+fn loggable(cmd: &[u8]) -> String {
+    let (name, args) = protocol::rpc::split_command(cmd);
+    if name == b"Vix_1_Relayed_Command" || name == b"f" {
+        return format!("{} ({} bytes)", String::from_utf8_lossy(name), args.len());
+    }
+    String::from_utf8_lossy(&cmd[..cmd.len().min(200)]).into_owned()
+}
+
 /// Set up the transport `spec` names (traced when `VM_BACKDOOR_TRACE=1`);
 /// the error says why, with its cause.
 pub(crate) fn open_backdoor(spec: &BackdoorSpec) -> Result<BoxedBackdoor, String> {
@@ -954,3 +959,26 @@ const _: fn() = || {
     fn is_backdoor<T: Backdoor>() {}
     is_backdoor::<BoxedBackdoor>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn guest_operations_are_logged_without_their_credentials() {
+        let msg = protocol::vix::build_request(
+            protocol::vix::op::LIST_FILES,
+            0,
+            1,
+            &protocol::vix::Credential::name_password("alice", "hunter2"),
+            b"",
+        )
+        .unwrap();
+        let cmd = protocol::vix::tclo_command("1", &msg);
+        let line = loggable(&cmd);
+        assert!(line.starts_with("Vix_1_Relayed_Command ("), "{line}");
+        let b64 = protocol::vix::obfuscate_name_password("alice", "hunter2");
+        assert!(!line.contains(&b64[..8]));
+        assert_eq!(loggable(b"ping"), "ping");
+    }
+}

@@ -133,13 +133,24 @@ impl Authenticator {
             path: self.helper.clone(),
             source,
         };
-        let mut child = Command::new(&self.helper)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(spawn_err)?;
+        let mut tries = 0;
+        let mut child = loop {
+            let r = Command::new(&self.helper)
+                .env_clear()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn();
+            match r {
+                // A helper written a moment ago may still be open for
+                // writing in a child another thread forked (tests).
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                r => break r.map_err(spawn_err)?,
+            }
+        };
         let mut input = Vec::with_capacity(user.len() + password.len() + 2);
         input.extend_from_slice(user.as_bytes());
         input.push(0);
@@ -264,6 +275,11 @@ impl Authenticator {
             return Some(Verdict::Invalid);
         }
         None
+    }
+
+    /// Check later logins with the helper at `helper`.
+    pub fn set_helper(&mut self, helper: PathBuf) {
+        self.helper = helper;
     }
 
     /// Forget every cached login (config reload).

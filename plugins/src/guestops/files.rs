@@ -272,10 +272,25 @@ pub fn move_path(old: &str, new: &str, overwrite: bool, directory: bool) -> Resu
     }
 }
 
+/// The directory temporary files go to by default: the agent's `TMPDIR`,
+/// else `/tmp`.
+pub fn temp_dir() -> String {
+    std::env::var("TMPDIR")
+        .ok()
+        .filter(|d| d.starts_with('/'))
+        .unwrap_or_else(|| "/tmp".to_owned())
+}
+
 /// CREATE_TEMPORARY_FILE_EX / _DIRECTORY: `<dir>/<prefix>vmware<n><suffix>`
-/// created exclusively (file 0600, directory 0700); `dir` empty is `/tmp`.
+/// created exclusively (file 0600, directory 0700); `dir` empty is
+/// [`temp_dir`].
 pub fn create_temp(prefix: &str, suffix: &str, dir: &str, directory: bool) -> Result<String> {
-    let base = if dir.is_empty() { "/tmp" } else { dir };
+    let default = temp_dir();
+    let base = if dir.is_empty() {
+        default.as_str()
+    } else {
+        dir
+    };
     let meta = fs::metadata(base)?;
     if !meta.is_dir() {
         return Err(Fail::vix(err::NOT_A_DIRECTORY));

@@ -57,10 +57,19 @@ struct Session {
 }
 
 /// The server state: sessions and their open files.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HgfsServer {
     sessions: Vec<Session>,
     next_handle: u32,
+    /// Where the share `root` starts: `/` in the agent, a scratch
+    /// directory in tests and the fuzz target.
+    root: std::path::PathBuf,
+}
+
+impl Default for HgfsServer {
+    fn default() -> Self {
+        HgfsServer::new()
+    }
 }
 
 /// errno → HGFS status, as the HGFS server's `HgfsPlatformConvertFromNameStatus`.
@@ -101,10 +110,6 @@ fn random_u64() -> u64 {
         return h.finish();
     }
     u64::from_le_bytes(b)
-}
-
-fn path_of(name: &[u8]) -> Result<String, u32> {
-    cp_name_to_path(name).ok_or(status::INVALID_NAME)
 }
 
 fn access(path: &std::ffi::CStr, mode: i32) -> bool {
@@ -152,9 +157,32 @@ fn attr_of(meta: &std::fs::Metadata, symlink: bool, effective: u32) -> AttrV2 {
 }
 
 impl HgfsServer {
-    /// A server without sessions.
+    /// A server without sessions, serving the whole file system.
     pub fn new() -> HgfsServer {
-        HgfsServer::default()
+        HgfsServer::with_root("/".into())
+    }
+
+    /// A server whose share `root` is the directory `root`.
+    pub fn with_root(root: std::path::PathBuf) -> HgfsServer {
+        HgfsServer {
+            sessions: Vec::new(),
+            next_handle: 0,
+            root,
+        }
+    }
+
+    /// The local path of a cross-platform name (`..` and other shares are
+    /// refused by [`cp_name_to_path`]).
+    fn path_of(&self, name: &[u8]) -> Result<String, u32> {
+        let p = cp_name_to_path(name).ok_or(status::INVALID_NAME)?;
+        if self.root == std::path::Path::new("/") {
+            return Ok(p);
+        }
+        Ok(self
+            .root
+            .join(p.trim_start_matches('/'))
+            .to_string_lossy()
+            .into_owned())
     }
 
     /// Whether any session is open (the plugin then keeps a deadline).
@@ -292,7 +320,7 @@ impl HgfsServer {
             };
             return Ok(reply.encode());
         }
-        let path = path_of(&req.name)?;
+        let path = self.path_of(&req.name)?;
         let lmeta = std::fs::symlink_metadata(&path).map_err(io_status)?;
         let symlink = lmeta.file_type().is_symlink();
         let c = std::ffi::CString::new(path.as_bytes()).map_err(|_| status::INVALID_NAME)?;
@@ -324,7 +352,7 @@ impl HgfsServer {
         let file: &File = if by_handle {
             self.file(h, req.handle, owner, now)?
         } else {
-            let path = path_of(&req.name)?;
+            let path = self.path_of(&req.name)?;
             opened = OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
@@ -457,7 +485,7 @@ impl HgfsServer {
 
     fn open_v1(&mut self, h: &Header, payload: &[u8], owner: u32, now: Instant) -> OpResult {
         let req = OpenRequest::decode(payload).map_err(|_| status::PROTOCOL_ERROR)?;
-        let path = path_of(&req.name)?;
+        let path = self.path_of(&req.name)?;
         let owner_perms = u32::from(req.permissions & 7);
         let perms = (owner_perms << 6) | (owner_perms << 3) | owner_perms;
         let handle = self.open_path(h, owner, now, &path, req.mode, req.flags, perms)?;
@@ -471,7 +499,7 @@ impl HgfsServer {
 
     fn open_v3(&mut self, h: &Header, payload: &[u8], owner: u32, now: Instant) -> OpResult {
         let req = OpenV3Request::decode(payload).map_err(|_| status::PROTOCOL_ERROR)?;
-        let path = path_of(&req.name)?;
+        let path = self.path_of(&req.name)?;
         let mode = if req.mask & open_valid::MODE != 0 {
             req.mode
         } else {

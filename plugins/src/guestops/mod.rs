@@ -245,9 +245,12 @@ impl GuestOps {
         }
     }
 
-    /// Apply a new config (SIGHUP): cached logins are dropped.
+    /// Apply a new config (SIGHUP): cached logins are dropped; a login
+    /// check under way finishes.
     pub fn set_config(&mut self, cfg: GuestOpsConfig) {
-        self.auth = Authenticator::new(cfg.helper());
+        self.auth.set_helper(cfg.helper());
+        self.auth.forget();
+        self.programs.set_max_running(cfg.max_programs);
         self.cfg = cfg;
     }
 
@@ -256,6 +259,12 @@ impl GuestOps {
     /// `gRestrictCommands`, so that no operation blocks on a frozen disk.
     pub fn set_frozen(&mut self, frozen: bool) {
         self.frozen = frozen;
+    }
+
+    /// Frozen by a host event, or by this agent's own quiesced snapshot
+    /// ([`crate::vmbackup::io_frozen`]).
+    fn is_frozen(&self) -> bool {
+        self.frozen || crate::vmbackup::io_frozen()
     }
 
     /// Answer a `Vix_1_Relayed_Command`: now, or `None` while the login is
@@ -273,7 +282,7 @@ impl GuestOps {
         };
         let opcode = req.header.opcode;
         let binary = req.returns_binary();
-        if self.frozen {
+        if self.is_frozen() {
             log::warn!("guestops: file systems frozen; command {opcode} refused");
             return Some(vix_reply(err::OBJECT_IS_BUSY, 0, b"", binary));
         }
@@ -327,6 +336,8 @@ impl GuestOps {
             return;
         };
         let Ok(req) = Request::parse(&w.msg) else {
+            // Parsed once already; never leave the host without a reply.
+            self.ready = Some(vix_reply(err::FAIL, 0, b"", false));
             return;
         };
         match verdict {
@@ -628,7 +639,7 @@ impl GuestOps {
             // VIX_PROPERTY_GUEST_OS_PACKAGE_LIST: empty, as vmtoolsd.
             s(4504, String::new()),
             // VIX_PROPERTY_VM_GUEST_TEMP_DIR_PROPERTY.
-            s(203, "/tmp".into()),
+            s(203, files::temp_dir()),
             // VIX_PROPERTY_GUEST_TOOLS_WORD_SIZE.
             i(
                 4519,
@@ -745,7 +756,7 @@ impl Plugin for GuestOps {
                 if args.is_empty() {
                     return Some(tclo_reply(false, b"1 argument required"));
                 }
-                if self.frozen || !self.cfg.enabled {
+                if self.is_frozen() || !self.cfg.enabled {
                     // No packet goes to a frozen disk; an empty reply is
                     // what a server that cannot parse gives.
                     return Some(tclo_reply(true, b""));

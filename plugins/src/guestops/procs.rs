@@ -233,6 +233,11 @@ impl Programs {
         Ok(pid.into())
     }
 
+    /// Allow `max` programs at once from now on.
+    pub fn set_max_running(&mut self, max: usize) {
+        self.max_running = max;
+    }
+
     /// Collect exited children, drop entries older than [`EXITED_KEEP`].
     pub fn reap(&mut self, now: Instant) {
         let mut i = 0;

@@ -38,15 +38,20 @@ const VMSVC_DIR: &str = "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/vmsvc";
 /// ships except those that can change the machine (timeSync steps the clock,
 /// powerOps halts and reboots, vmbackup freezes file systems and runs
 /// scripts, deployPkgPlugin runs guest customization, componentMgr installs
-/// and removes the Salt minion, resolutionKMS changes the display layout) and
-/// the `common` plugins (vix runs programs and copies files for the host,
-/// hgfsServer serves the guest's files to the host).
+/// and removes the Salt minion, resolutionKMS changes the display layout),
+/// plus the `common` plugins [`COMMON_PLUGINS`] (guest operations, which
+/// vm-agent answers too).
 const VMSVC_PLUGINS: &[&str] = &[
     "libguestInfo.so",
     "libappInfo.so",
     "libgdp.so",
     "libguestStore.so",
 ];
+
+/// vmtoolsd's common plugins for guest operations: vix (programs, files)
+/// and hgfsServer (file transfers); they change nothing until the host asks.
+const COMMON_PLUGINS: &[&str] = &["libvix.so", "libhgfsServer.so"];
+const COMMON_DIR: &str = "/usr/lib/x86_64-linux-gnu/open-vm-tools/plugins/common";
 
 struct Proc(Child);
 
@@ -252,6 +257,9 @@ fn launch(s: Subject, host: &Host, ns: &Netns) -> (Proc, PathBuf) {
             std::fs::create_dir_all(&common).unwrap();
             for so in VMSVC_PLUGINS {
                 let _ = std::os::unix::fs::symlink(Path::new(VMSVC_DIR).join(so), plugins.join(so));
+            }
+            for so in COMMON_PLUGINS {
+                let _ = std::os::unix::fs::symlink(Path::new(COMMON_DIR).join(so), common.join(so));
             }
             let conf = dir.join("tools.conf");
             std::fs::write(&conf, "[logging]\nlog = false\n").unwrap();

@@ -10,14 +10,28 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_tests::guestops::{launch_vmtoolsd, Daemon, GuestUsers, User};
+use e2e_tests::guestops::{launch_vm_agent_binary, launch_vmtoolsd, Daemon, GuestUsers, User};
 use e2e_tests::{bin, stderr, Sim};
 
 /// Starts a guest agent on vm0.
 type Launcher = fn(&Sim, &GuestUsers) -> Daemon;
 
 /// The guests compared, under the same frontend.
-const GUESTS: &[(&str, Launcher)] = &[("vmtoolsd 12.2 (vix + hgfsServer)", launch_vmtoolsd)];
+const GUESTS: &[(&str, Launcher)] = &[
+    ("vmtoolsd 12.2 (vix + hgfsServer)", launch_vmtoolsd),
+    ("vm-agent", launch_vm_agent),
+];
+
+/// vm-agent as it ships (static, guest profile) when built, with its PAM
+/// helper.
+fn launch_vm_agent(sim: &Sim, users: &GuestUsers) -> Daemon {
+    launch_vm_agent_binary(
+        sim,
+        users,
+        &e2e_tests::guest_bin("vm-agent"),
+        &e2e_tests::guest_bin("vm-agent-auth"),
+    )
+}
 
 fn guest(sim: &Sim, user: &User, args: &[&str]) -> Duration {
     let t = Instant::now();
