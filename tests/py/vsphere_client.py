@@ -271,7 +271,31 @@ def guestops(si, args):
     return out
 
 
-SCENARIOS = {"guestops": guestops, "snapshot": snapshot, "inventory": inventory, "reconfig": reconfig, "power": power,
+def customize(si, args):
+    """CustomizeVM_Task with a Linux spec, as a clone with a spec does."""
+    name, mac = args
+    vm = vm_by_name(si, name)
+    c = vim.vm.customization
+    spec = c.Specification(
+        options=c.LinuxOptions(),
+        identity=c.LinuxPrep(hostName=c.FixedName(name="web2"), domain="example.test",
+                             timeZone="Europe/Berlin", hwClockUTC=True),
+        globalIPSettings=c.GlobalIPSettings(dnsServerList=["192.0.2.53"], dnsSuffixList=["example.test"]),
+        nicSettingMap=[c.AdapterMapping(macAddress=mac, adapter=c.IPSettings(
+            ip=c.FixedIp(ipAddress="192.0.2.20"), subnetMask="255.255.255.0", gateway=["192.0.2.1"]))])
+    task = vm.CustomizeVM_Task(spec)
+    WaitForTask(task)
+    bad = None
+    try:
+        WaitForTask(vm.CustomizeVM_Task(c.Specification(
+            identity=c.LinuxPrep(hostName=c.PrefixNameGenerator(base="web"), domain="x"),
+            globalIPSettings=c.GlobalIPSettings())))
+    except vmodl.MethodFault as e:
+        bad = type(e).__name__.split(".")[-1]
+    return {"state": str(task.info.state), "unsupported_spec": bad}
+
+
+SCENARIOS = {"customize": customize, "guestops": guestops, "snapshot": snapshot, "inventory": inventory, "reconfig": reconfig, "power": power,
              "wait-ip": wait_ip, "faults": faults}
 
 if __name__ == "__main__":

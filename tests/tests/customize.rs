@@ -1119,3 +1119,70 @@ fn cloud_init_takes_over_when_it_is_configured_to() {
         "cloud-init-too-old"
     );
 }
+
+/// The port of the vSphere API a simulator logged.
+fn vsphere_port(sim: &Sim) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(p) = sim
+            .log()
+            .lines()
+            .find(|l| l.contains("vSphere API"))
+            .and_then(|l| l.split("127.0.0.1:").nth(1))
+            .and_then(|r| r.split('/').next())
+            .and_then(|p| p.parse().ok())
+        {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no vSphere listener:\n{}",
+            sim.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn customize_vm_task_through_the_vsphere_api_reaches_vm_agent() {
+    let sim = Sim::with_config(
+        "[[vm]]\nname = \"vm0\"\n[vsphere]\nlisten = \"127.0.0.1:0\"\n\
+         [[user]]\nname = \"admin\"\npassword = \"s3cret\"\nrole = \"Administrator\"\n",
+    );
+    let port = vsphere_port(&sim);
+    let g = Guest::new("networkd");
+    let _ours = g.agent(&sim, "vm0", "");
+    let out = Command::new(e2e_tests::python())
+        .arg(e2e_tests::workspace().join("tests/py/vsphere_client.py"))
+        .args([
+            "customize",
+            "127.0.0.1",
+            &port.to_string(),
+            "admin",
+            "s3cret",
+        ])
+        .args(["vm0", "00:50:56:aa:00:01"])
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["state"], "success", "{r}");
+    assert_eq!(r["unsupported_spec"], "CustomizationFault", "{r}");
+    // The guest applies it after the task: follow its reports.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.show("vm0")["customization"]["status"] != "succeeded" {
+        assert!(
+            Instant::now() < deadline,
+            "{:#}",
+            sim.show("vm0")["customization"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(g.read("etc/hostname"), "web2\n");
+    let n1 = g.read("etc/systemd/network/10-vm-agent-nic1.network");
+    assert_eq!(ini_values(&n1, "Network", "Address"), ["192.0.2.20/24"]);
+    assert_eq!(ini_values(&n1, "Network", "Gateway"), ["192.0.2.1"]);
+    assert_eq!(ini_values(&n1, "Network", "DNS"), ["192.0.2.53"]);
+    // vCenter's packages reboot the guest: the stub ran.
+    assert!(g.out("reboots").exists());
+}

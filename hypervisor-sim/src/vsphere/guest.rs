@@ -470,3 +470,125 @@ pub fn is_guest_method(method: &str) -> bool {
 pub fn vm_arg(op: &Node) -> Option<super::val::Mor> {
     op.child("vm").map(mor_of)
 }
+
+/// A vSphere CustomizationSpec as hvsim's customization spec (the same
+/// cust.cfg `hvsim vm customize --spec` builds). NICs without a MAC take
+/// the VM's NICs in order, as vCenter maps them.
+pub fn customization_spec(
+    spec: &Node,
+    vm_macs: &[String],
+) -> Result<crate::customize::SpecToml, Fault> {
+    use crate::customize::{NicToml, SpecToml};
+    let mut out = SpecToml::default();
+    if let Some(id) = spec.child("identity") {
+        match id.xsi_type() {
+            Some("CustomizationLinuxPrep") | None => {}
+            Some(other) => {
+                return Err(Fault::new(
+                    "CustomizationFault",
+                    format!(
+                        "{other} is not supported for a Linux guest: use CustomizationLinuxPrep"
+                    ),
+                ))
+            }
+        }
+        if let Some(h) = id.child("hostName") {
+            match h.xsi_type() {
+                Some("CustomizationFixedName") | None => {
+                    out.hostname = h.text_of("name").map(str::to_string);
+                }
+                Some("CustomizationVirtualMachineName") => {}
+                Some(other) => return Err(Fault::new(
+                    "CustomizationFault",
+                    format!(
+                        "host name generator {other} is not supported: use CustomizationFixedName"
+                    ),
+                )),
+            }
+        }
+        out.domain = id.text_of("domain").map(str::to_string);
+        out.time_zone = id.text_of("timeZone").map(str::to_string);
+        out.utc = id
+            .text_of("hwClockUTC")
+            .map(|v| v.trim() == "true" || v.trim() == "1");
+    }
+    if let Some(g) = spec.child("globalIPSettings") {
+        out.dns_servers = g
+            .all("dnsServerList")
+            .map(|n| n.text.trim().to_string())
+            .collect();
+        out.dns_suffixes = g
+            .all("dnsSuffixList")
+            .map(|n| n.text.trim().to_string())
+            .collect();
+    }
+    for (i, m) in spec.all("nicSettingMap").enumerate() {
+        let mac = match m
+            .text_of("macAddress")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(mac) => mac.to_string(),
+            None => vm_macs.get(i).cloned().ok_or_else(|| {
+                Fault::new(
+                    "CustomizationFault",
+                    format!(
+                        "nicSettingMap[{i}] has no macAddress and the guest reported no NIC {i}"
+                    ),
+                )
+            })?,
+        };
+        let a = m
+            .child("adapter")
+            .ok_or_else(|| Fault::invalid_argument("spec.nicSettingMap.adapter"))?;
+        let mut nic = NicToml {
+            mac,
+            dhcp: None,
+            ipv4: None,
+            gateway4: None,
+            ipv6: Vec::new(),
+            gateway6: None,
+        };
+        match a.child("ip") {
+            Some(ip) if ip.xsi_type() == Some("CustomizationFixedIp") => {
+                let addr = ip.text_of("ipAddress").unwrap_or("").trim().to_string();
+                let mask = a.text_of("subnetMask").unwrap_or("").trim();
+                let prefix = mask
+                    .parse::<std::net::Ipv4Addr>()
+                    .map(|m| u32::from(m).leading_ones())
+                    .map_err(|_| Fault::invalid_argument("spec.nicSettingMap.adapter.subnetMask"))?;
+                nic.ipv4 = Some(format!("{addr}/{prefix}"));
+                nic.gateway4 = a.all("gateway").next().map(|g| g.text.trim().to_string());
+            }
+            Some(ip) if ip.xsi_type() == Some("CustomizationDhcpIpGenerator") => nic.dhcp = Some(true),
+            None => nic.dhcp = Some(true),
+            Some(ip) => {
+                return Err(Fault::new(
+                    "CustomizationFault",
+                    format!("IP generator {} is not supported: use CustomizationFixedIp or CustomizationDhcpIpGenerator", ip.xsi_type().unwrap_or("?")),
+                ))
+            }
+        }
+        if let Some(v6) = a.child("ipV6Spec") {
+            for ip in v6
+                .all("ip")
+                .filter(|ip| ip.xsi_type() == Some("CustomizationFixedIpV6"))
+            {
+                nic.ipv6.push(format!(
+                    "{}/{}",
+                    ip.text_of("ipAddress").unwrap_or("").trim(),
+                    ip.text_of("subnetMask").unwrap_or("64").trim()
+                ));
+            }
+            nic.gateway6 = v6.all("gateway").next().map(|g| g.text.trim().to_string());
+        }
+        for d in a.all("dnsServerList") {
+            let d = d.text.trim().to_string();
+            if !out.dns_servers.contains(&d) {
+                out.dns_servers.push(d);
+            }
+        }
+        out.nic.push(nic);
+    }
+    Ok(out)
+}

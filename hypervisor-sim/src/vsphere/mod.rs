@@ -1102,6 +1102,65 @@ impl Service {
                     .map_err(|e| Fault::new("SystemError", e.to_string()))?;
                 Ok(Some(task))
             }
+            "CustomizeVM_Task" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Administrator,
+                    "VirtualMachine.Provisioning.Customize",
+                )?;
+                let e = self.vm_of(this)?.clone();
+                let spec = op
+                    .child("spec")
+                    .ok_or_else(|| Fault::invalid_argument("spec"))?;
+                let macs: Vec<String> = crate::cim::provider::VmView::of(&e.vm)
+                    .nics
+                    .iter()
+                    .map(|n| n.mac.clone())
+                    .collect();
+                let st = guest::customization_spec(spec, &macs)?;
+                let marker = format!(
+                    "vsphere-{}",
+                    SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis()
+                );
+                let origin = std::path::Path::new("CustomizationSpec");
+                let cust = st
+                    .to_cust(std::path::Path::new("."), origin, &marker)
+                    .map_err(|err| Fault::new("CustomizationFault", err.to_string()))?;
+                // vCenter sends a cabinet; the guest applies cust.cfg itself.
+                let pkg = crate::customize::build_package(&crate::customize::PackageSpec {
+                    format: protocol::deploypkg::PayloadType::Cabinet,
+                    command: String::new(),
+                    flags: 0,
+                    process_timeout: 0,
+                    files: crate::customize::native_files(&cust, None),
+                })
+                .map_err(|err| Fault::new("CustomizationFault", err.to_string()))?;
+                let task = self.task(session, method, "VirtualMachine.customize", &e, None)?;
+                let task_id = task.mors().remove(0).value;
+                let tasks = self.tasks.clone();
+                let revision = self.revision.clone();
+                std::thread::Builder::new()
+                    .name("vsphere-customize".into())
+                    .spawn(move || {
+                        // The task ends once the guest took the package; the
+                        // guest's progress shows in `vm show` (customization).
+                        let result = crate::customize::start(&e.vm, &pkg)
+                            .map(|_| None)
+                            .map_err(|msg| Fault::new("CustomizationFault", msg));
+                        if let Some(t) = tasks.lock().unwrap().iter_mut().find(|t| t.id == task_id)
+                        {
+                            t.result = Some(result);
+                            t.completed = Some(SystemTime::now());
+                        }
+                        revision.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    })
+                    .map_err(|err| Fault::new("SystemError", err.to_string()))?;
+                Ok(Some(task))
+            }
             "RemoveSnapshot_Task" => {
                 self.need(
                     session,
