@@ -5,6 +5,7 @@
 //! The binaries come from the workspace's target directory; build them first
 //! with `cargo build --workspace --bins` (the README's test command does).
 
+pub mod httpbench;
 pub mod keys;
 
 use std::io::Write;

@@ -498,12 +498,14 @@ pub fn customization_spec(
                     out.hostname = h.text_of("name").map(str::to_string);
                 }
                 Some("CustomizationVirtualMachineName") => {}
-                Some(other) => return Err(Fault::new(
-                    "CustomizationFault",
-                    format!(
+                Some(other) => {
+                    return Err(Fault::new(
+                        "CustomizationFault",
+                        format!(
                         "host name generator {other} is not supported: use CustomizationFixedName"
                     ),
-                )),
+                    ))
+                }
             }
         }
         out.domain = id.text_of("domain").map(str::to_string);

@@ -8,19 +8,15 @@
 //!
 //! Run through `scripts/bench.sh` (release build); `--quick` for a smoke run.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::transport::unix::UnixBackdoor;
+use e2e_tests::httpbench::{call, client_config, connect, load, port_in};
 use protocol::guest::GuestChannel;
 use protocol::nicinfo::{self, GuestNicV3, IpEntry, NicInfoV3};
 use protocol::proto;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
 
 const VMS: usize = 100;
 const CONNECTIONS: usize = 4;
@@ -51,90 +47,6 @@ fn wsman_request() -> Vec<u8> {
     .into_bytes()
 }
 
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// Send one request, read one response; returns the body.
-fn call(r: &mut BufReader<Tls>, req: &[u8]) -> Vec<u8> {
-    r.get_mut().write_all(req).expect("send");
-    r.get_mut().flush().expect("flush");
-    let mut len = 0usize;
-    let mut line = String::new();
-    let mut first = true;
-    loop {
-        line.clear();
-        r.read_line(&mut line).expect("read header");
-        if first {
-            assert!(
-                line.starts_with("HTTP/1.1 200"),
-                "unexpected status: {line}"
-            );
-            first = false;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.strip_prefix("Content-Length: ") {
-            len = v.trim().parse().expect("length");
-        }
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).expect("body");
-    body
-}
-
-struct Run {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    bytes: usize,
-}
-
-fn connect(port: u16, tls: &Arc<rustls::ClientConfig>) -> BufReader<Tls> {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let c = rustls::ClientConnection::new(tls.clone(), name).expect("tls");
-    BufReader::with_capacity(256 << 10, rustls::StreamOwned::new(c, s))
-}
-
-fn load(port: u16, req: &[u8], tls: &Arc<rustls::ClientConfig>, secs: f64) -> Run {
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let threads: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let req = req.to_vec();
-            let tls = tls.clone();
-            std::thread::spawn(move || {
-                let mut r = connect(port, &tls);
-                let bytes = call(&mut r, &req).len(); // warm-up
-                let mut lat = Vec::new();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    call(&mut r, &req);
-                    lat.push(t.elapsed());
-                }
-                (lat, bytes)
-            })
-        })
-        .collect();
-    let start = Instant::now();
-    let mut all = Vec::new();
-    let mut bytes = 0;
-    for t in threads {
-        let (l, b) = t.join().expect("client thread");
-        all.extend(l);
-        bytes = b;
-    }
-    let elapsed = start.elapsed().as_secs_f64().max(secs);
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Run {
-        rps: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        bytes,
-    }
-}
-
 struct Hvsim(Child, tempfile::TempDir);
 
 impl Drop for Hvsim {
@@ -142,14 +54,6 @@ impl Drop for Hvsim {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn port_in(log: &str, what: &str) -> Option<u16> {
-    log.lines()
-        .find(|l| l.contains(what))
-        .and_then(|l| l.split("127.0.0.1:").nth(1))
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
 }
 
 /// hvsim with 100 VMs, each reporting one IPv4 and one IPv6 address;
@@ -220,67 +124,11 @@ fn start_hvsim() -> (Hvsim, u16, u16) {
     (h, cim, ws)
 }
 
-/// Accepts exactly hvsim's generated certificate (it is self-signed and
-/// marked as a CA, which WebPKI refuses as a server certificate).
-#[derive(Debug)]
-struct Pinned(CertificateDer<'static>, rustls::crypto::CryptoProvider);
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end.as_ref() == self.0.as_ref() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not hvsim's certificate".into()))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A client that trusts hvsim's generated certificate.
-fn client_config(state: &Path) -> Arc<rustls::ClientConfig> {
-    let cert = CertificateDer::from_pem_file(state.join("cim/server.crt")).expect("certificate");
-    let provider = rustls::crypto::ring::default_provider();
-    let verifier = Arc::new(Pinned(cert, provider.clone()));
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth(),
-    )
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let secs = if quick { 1.0 } else { 5.0 };
     let (h, cim_port, ws_port) = start_hvsim();
-    let tls = client_config(&h.1.path().join("state"));
+    let tls = client_config(&h.1.path().join("state/cim/server.crt"));
     // Both answer all 200 endpoints in one response.
     let body =
         String::from_utf8(call(&mut connect(ws_port, &tls), &wsman_request())).expect("utf-8");
@@ -289,8 +137,8 @@ fn main() {
     let body =
         String::from_utf8(call(&mut connect(cim_port, &tls), &cim_request())).expect("utf-8");
     assert_eq!(body.matches("<VALUE.NAMEDINSTANCE>").count(), VMS * 2);
-    let ws = load(ws_port, &wsman_request(), &tls, secs);
-    let cim = load(cim_port, &cim_request(), &tls, secs);
+    let ws = load(ws_port, &wsman_request(), &tls, secs, CONNECTIONS);
+    let cim = load(cim_port, &cim_request(), &tls, secs, CONNECTIONS);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!();
     println!(
