@@ -342,10 +342,10 @@ mod probe {
         }
         // SAFETY: both are fresh descriptors owned by nothing else.
         let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: fork() itself is sound to call at any time; the child below
-        // runs only async-signal-safe code (raw syscalls and the asm of
-        // `PortIo::call`, no allocation, no locks), as required after forking
-        // a possibly multi-threaded process, and leaves with _exit.
+        // The child below runs only async-signal-safe code (raw syscalls and
+        // the asm of `PortIo::call`, no allocation, no locks), as required
+        // after forking a possibly multi-threaded process, and leaves with _exit.
+        // SAFETY: fork() itself is sound to call at any time (see above).
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(Failure::Spawn(io::Error::last_os_error()));
@@ -397,11 +397,11 @@ mod probe {
     }
 
     fn child(answer_fd: i32) -> ! {
-        // SAFETY: each call is a plain syscall wrapper, async-signal-safe, with
-        // valid arguments: no core dump for the expected fault (dumpable 0
-        // also stops pipe core handlers), default fault handling (the parent's
-        // handlers, e.g. Rust's stack-overflow one, are not wanted here), and
-        // an unblocked SIGALRM so the alarm can end a hang.
+        // No core dump for the expected fault (dumpable 0 also stops pipe core
+        // handlers), default fault handling (the parent's handlers, e.g.
+        // Rust's stack-overflow one, are not wanted here), and an unblocked
+        // SIGALRM so the alarm can end a hang.
+        // SAFETY: each call is a plain async-signal-safe syscall wrapper with valid arguments.
         unsafe {
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             libc::signal(libc::SIGSEGV, libc::SIG_DFL);
