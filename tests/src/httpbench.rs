@@ -181,3 +181,99 @@ pub fn client_config(cert: &Path) -> Arc<rustls::ClientConfig> {
             .with_no_client_auth(),
     )
 }
+
+/// An `hvsim serve` started for a benchmark; killed on drop.
+#[derive(Debug)]
+pub struct BenchHvsim {
+    child: std::process::Child,
+    /// Its scratch directory (config, state, log).
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for BenchHvsim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hvsim serve` (the bench binary's sibling) with `vms` VMs `vm000`...,
+/// `config` appended; each VM's guest reports one NIC with an IPv4 and an
+/// IPv6 address and the host name `vmNNN.example.test`. Returns it and the
+/// ports of the log lines containing each of `listeners`.
+pub fn start_hvsim(config: &str, vms: usize, listeners: &[&str]) -> (BenchHvsim, Vec<u16>) {
+    use agent::transport::unix::UnixBackdoor;
+    use protocol::guest::GuestChannel;
+    use protocol::nicinfo::{self, GuestNicV3, IpEntry, NicInfoV3};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = format!(
+        "control_socket = \"{}\"\n{config}",
+        dir.path().join("control.sock").display()
+    );
+    for i in 0..vms {
+        cfg.push_str(&format!("[[vm]]\nname = \"vm{i:03}\"\n"));
+    }
+    let conf = dir.path().join("hvsim.toml");
+    std::fs::write(&conf, cfg).expect("config");
+    let log = dir.path().join("hvsim.log");
+    let exe = std::env::current_exe()
+        .expect("bench path")
+        .with_file_name("hvsim");
+    let child = std::process::Command::new(exe)
+        .args(["serve", "--config"])
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start hvsim");
+    let h = BenchHvsim { child, dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ports = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found: Vec<u16> = listeners.iter().filter_map(|w| port_in(&text, w)).collect();
+        if found.len() == listeners.len() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "hvsim did not start:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for i in 0..vms {
+        let info = NicInfoV3 {
+            nics: vec![GuestNicV3 {
+                mac: format!("00:50:56:00:{:02x}:{:02x}", i / 256, i % 256),
+                ips: [
+                    (format!("10.1.{}.{}", i / 250, i % 250 + 1), 16),
+                    (format!("fd00::{:x}", i + 1), 64),
+                ]
+                .into_iter()
+                .map(|(a, prefix)| IpEntry {
+                    addr: a.parse::<std::net::IpAddr>().expect("ip").into(),
+                    prefix,
+                    origin: Some(nicinfo::origin::DHCP),
+                    status: Some(nicinfo::status::PREFERRED),
+                })
+                .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut nic = b"SetGuestInfo  10 ".to_vec();
+        nic.extend_from_slice(&nicinfo::encode(&info));
+        let sock = h
+            .dir
+            .path()
+            .join(format!("state/vms/vm{i:03}/backdoor.sock"));
+        let mut ch = GuestChannel::open(
+            UnixBackdoor::connect(&sock).expect("backdoor"),
+            protocol::proto::RPCI,
+        )
+        .expect("channel");
+        assert_eq!(ch.call(&nic).expect("report"), b"1 ");
+        let host = format!("SetGuestInfo  1 vm{i:03}.example.test");
+        assert_eq!(ch.call(host.as_bytes()).expect("report"), b"1 ");
+    }
+    (h, ports)
+}

@@ -11,25 +11,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use agent::transport::unix::UnixBackdoor;
-use e2e_tests::httpbench::{call, call_with_headers, client_config, connect, load, port_in};
-use protocol::guest::GuestChannel;
-use protocol::nicinfo::{self, GuestNicV3, IpEntry, NicInfoV3};
-use protocol::proto;
+use e2e_tests::httpbench::{call, call_with_headers, client_config, connect, load, start_hvsim};
 
 const VMS: usize = 100;
 const CONNECTIONS: usize = 4;
-
-fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .expect("bench path")
-        .with_file_name(name)
-}
 
 fn soap(cookie: Option<&str>, body: &str) -> Vec<u8> {
     let env = format!(
@@ -43,82 +31,6 @@ fn soap(cookie: Option<&str>, body: &str) -> Vec<u8> {
         env.len()
     )
     .into_bytes()
-}
-
-struct Hvsim(Child, tempfile::TempDir);
-
-impl Drop for Hvsim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// hvsim with 100 VMs, each reporting a host name and two addresses;
-/// returns it and the vSphere API's port.
-fn start_hvsim() -> (Hvsim, u16) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = format!(
-        "control_socket = \"{}\"\n[vsphere]\nlisten = \"127.0.0.1:0\"\n[cim]\nenabled = false\n[redfish]\nenabled = false\n[wsman]\nenabled = false\n[[user]]\nname = \"bench\"\npassword = \"bench\"\nrole = \"Administrator\"\n",
-        dir.path().join("control.sock").display()
-    );
-    for i in 0..VMS {
-        cfg.push_str(&format!("[[vm]]\nname = \"vm{i:03}\"\n"));
-    }
-    let conf = dir.path().join("hvsim.toml");
-    std::fs::write(&conf, cfg).expect("config");
-    let log = dir.path().join("hvsim.log");
-    let child = Command::new(sibling("hvsim"))
-        .args(["serve", "--config"])
-        .arg(&conf)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("start hvsim");
-    let h = Hvsim(child, dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let port = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(p) = port_in(&text, "vSphere API") {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "hvsim did not start:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    for i in 0..VMS {
-        let info = NicInfoV3 {
-            nics: vec![GuestNicV3 {
-                mac: format!("00:50:56:00:{:02x}:{:02x}", i / 256, i % 256),
-                ips: [
-                    (format!("10.1.{}.{}", i / 250, i % 250 + 1), 16),
-                    (format!("fd00::{:x}", i + 1), 64),
-                ]
-                .into_iter()
-                .map(|(a, prefix)| IpEntry {
-                    addr: a.parse::<std::net::IpAddr>().expect("ip").into(),
-                    prefix,
-                    origin: Some(nicinfo::origin::DHCP),
-                    status: Some(nicinfo::status::PREFERRED),
-                })
-                .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let mut nic = b"SetGuestInfo  10 ".to_vec();
-        nic.extend_from_slice(&nicinfo::encode(&info));
-        let sock = h.1.path().join(format!("state/vms/vm{i:03}/backdoor.sock"));
-        let mut ch =
-            GuestChannel::open(UnixBackdoor::connect(&sock).expect("backdoor"), proto::RPCI)
-                .expect("channel");
-        assert_eq!(ch.call(&nic).expect("report"), b"1 ");
-        let host = format!("SetGuestInfo  1 vm{i:03}.example.test");
-        assert_eq!(ch.call(host.as_bytes()).expect("report"), b"1 ");
-    }
-    (h, port)
 }
 
 /// Serve `body` as the answer to every request, on keep-alive TLS
@@ -181,8 +93,13 @@ fn text_between<'a>(s: &'a str, open: &str, close: &str) -> &'a str {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let secs = if quick { 1.0 } else { 5.0 };
-    let (h, port) = start_hvsim();
-    let state = h.1.path().join("state");
+    let (h, ports) = start_hvsim(
+        "[vsphere]\nlisten = \"127.0.0.1:0\"\n[cim]\nenabled = false\n[redfish]\nenabled = false\n[wsman]\nenabled = false\n[[user]]\nname = \"bench\"\npassword = \"bench\"\nrole = \"Administrator\"\n",
+        VMS,
+        &["vSphere API"],
+    );
+    let port = ports[0];
+    let state = h.dir.path().join("state");
     let tls = client_config(&state.join("tls/vsphere.crt"));
     let mut c = connect(port, &tls);
     let (headers, _) = call_with_headers(
