@@ -401,6 +401,29 @@ fn the_version_document_and_a_dropped_wait_leave_others_unaffected() {
     assert_eq!(inv["vms"][0]["name"], "vm0");
 }
 
+/// Run `playbook` against localhost with the tests' Python and the
+/// community.vmware collection; it must succeed.
+fn run_playbook(sim: &Sim, playbook: &std::path::Path) {
+    let py = python();
+    let out = Command::new(py.parent().unwrap().join("ansible-playbook"))
+        .args(["-i", "localhost,", "-c", "local"])
+        .arg("-e")
+        .arg(format!("ansible_python_interpreter={}", py.display()))
+        .arg(playbook)
+        .env("ANSIBLE_COLLECTIONS_PATH", ansible_collections())
+        .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
+        .env("ANSIBLE_LOCAL_TEMP", sim.dir.path().join("ansible-tmp"))
+        .env("ANSIBLE_HOME", sim.dir.path().join("ansible-home"))
+        .output()
+        .expect("run ansible-playbook");
+    assert!(
+        out.status.success(),
+        "ansible-playbook failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
 /// The collections Ansible reads: community.vmware as `scripts/test-deps.sh`
 /// unpacks it from the `ansible` wheel.
 fn ansible_collections() -> PathBuf {
@@ -418,7 +441,6 @@ fn ansible_community_vmware_waits_for_the_agent_and_powers_the_vm() {
     let (sim, port) = vsphere_sim(&["vm0"]);
     let ns = guest_netns();
     let _agent = Agent::start(&sim, &ns, "web-04");
-    let py = python();
     let playbook = sim.dir.path().join("play.yml");
     std::fs::write(
         &playbook,
@@ -465,23 +487,7 @@ fn ansible_community_vmware_waits_for_the_agent_and_powers_the_vm() {
         ),
     )
     .unwrap();
-    let out = Command::new(py.parent().unwrap().join("ansible-playbook"))
-        .args(["-i", "localhost,", "-c", "local"])
-        .arg("-e")
-        .arg(format!("ansible_python_interpreter={}", py.display()))
-        .arg(&playbook)
-        .env("ANSIBLE_COLLECTIONS_PATH", ansible_collections())
-        .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
-        .env("ANSIBLE_LOCAL_TEMP", sim.dir.path().join("ansible-tmp"))
-        .env("ANSIBLE_HOME", sim.dir.path().join("ansible-home"))
-        .output()
-        .expect("run ansible-playbook");
-    assert!(
-        out.status.success(),
-        "ansible-playbook failed:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    run_playbook(&sim, &playbook);
     assert_eq!(sim.show("vm0")["power"], "off");
 }
 
@@ -595,7 +601,6 @@ fn ansible_guest_shell_and_file_operations_reach_vmtoolsd() {
     let local = sim.dir.path().join("local.txt");
     std::fs::write(&local, "copied by ansible\n").unwrap();
     let fetched = sim.dir.path().join("fetched.txt");
-    let py = python();
     let playbook = sim.dir.path().join("guest.yml");
     std::fs::write(
         &playbook,
@@ -645,23 +650,7 @@ fn ansible_guest_shell_and_file_operations_reach_vmtoolsd() {
         ),
     )
     .unwrap();
-    let out = Command::new(py.parent().unwrap().join("ansible-playbook"))
-        .args(["-i", "localhost,", "-c", "local"])
-        .arg("-e")
-        .arg(format!("ansible_python_interpreter={}", py.display()))
-        .arg(&playbook)
-        .env("ANSIBLE_COLLECTIONS_PATH", ansible_collections())
-        .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
-        .env("ANSIBLE_LOCAL_TEMP", sim.dir.path().join("ansible-tmp"))
-        .env("ANSIBLE_HOME", sim.dir.path().join("ansible-home"))
-        .output()
-        .expect("run ansible-playbook");
-    assert!(
-        out.status.success(),
-        "ansible-playbook failed:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    run_playbook(&sim, &playbook);
     assert_eq!(
         std::fs::read_to_string(&fetched).unwrap(),
         "COPIED BY ANSIBLE\n"
