@@ -384,21 +384,31 @@ fn man_pages_cover_every_subcommand_and_option() {
 /// Runs one `sh run` block; the error says what it printed.
 fn run_block(page: &Path, block: &Block) -> Result<(), String> {
     let debug_dir = bin("hvsim").parent().unwrap().to_path_buf();
+    // The workspace (and so the binaries) may itself live under /tmp, which
+    // the example gets a fresh tmpfs of: the binaries are bind-mounted
+    // first onto a directory outside /tmp, and PATH points there.
+    let bins = tempfile::Builder::new()
+        .prefix("hvsim-docs-bin")
+        .tempdir_in("/dev/shm")
+        .map_err(|e| format!("a mount point in /dev/shm: {e}"))?;
     let path = format!(
         "{}:{}",
-        debug_dir.display(),
+        bins.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
     // A private /tmp (so the example's paths are its own), background jobs
     // killed at the end, and the example's own commands unchanged.
     let script = format!(
-        "set -euo pipefail\nmount -t tmpfs tmpfs /tmp\ncd /tmp\n\
+        "set -euo pipefail\nmount --bind \"$DOCS_BIN\" \"$DOCS_BIN_AT\"\n\
+         mount -t tmpfs tmpfs /tmp\ncd /tmp\n\
          trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{}",
         block.text
     );
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "bash", "-c", &script])
         .env("PATH", path)
+        .env("DOCS_BIN", &debug_dir)
+        .env("DOCS_BIN_AT", bins.path())
         .env_remove("HVSIM_CONTROL")
         .env_remove("VM_BACKDOOR")
         .stdin(Stdio::null())
