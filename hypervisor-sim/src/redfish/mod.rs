@@ -9,6 +9,8 @@
 //! * [`resources`]: resource rendering.
 //! * [`vmedia`]: virtual media slots, inserts and tasks.
 //! * [`metadata`]: `$metadata` and the OData service document.
+//! * [`protocol`]: the DSP0266 rules every request and response follows
+//!   (405 + Allow, `Link: rel=describedby`, OData-Version, If-None-Match).
 //!
 //! Threat table: network clients are untrusted. Everything except `/redfish`,
 //! `/redfish/v1/`, `/redfish/v1/odata`, `/redfish/v1/$metadata` and the login
@@ -24,6 +26,7 @@
 
 pub mod error;
 pub mod metadata;
+pub mod protocol;
 pub mod resources;
 pub mod vmedia;
 
@@ -185,23 +188,6 @@ fn error_response(e: &RedfishError) -> Response {
     r
 }
 
-/// Methods a path allows (for 405 and the Allow header).
-fn allowed(path: &str) -> &'static str {
-    let segs: Vec<&str> = path.split('/').collect();
-    match segs.as_slice() {
-        ["", "redfish", "v1", "SessionService", "Sessions"] => "GET, HEAD, POST",
-        ["", "redfish", "v1", "SessionService", "Sessions", _] => "GET, HEAD, DELETE",
-        ["", "redfish", "v1", "AccountService", "Accounts"] => "GET, HEAD, POST",
-        ["", "redfish", "v1", "AccountService", "Accounts", _] => "GET, HEAD, PATCH, DELETE",
-        ["", "redfish", "v1", "Systems", _]
-        | ["", "redfish", "v1", "SessionService"]
-        | ["", "redfish", "v1", "Managers", _, "VirtualMedia", _] => "GET, HEAD, PATCH",
-        [.., "Actions", _] => "POST",
-        ["", "redfish", "v1", "TaskService", "Tasks", _] => "GET, HEAD, DELETE",
-        _ => "GET, HEAD",
-    }
-}
-
 impl Service {
     /// A service over the inventory.
     pub fn new(
@@ -301,27 +287,53 @@ impl Service {
             path
         };
         let path = if path.is_empty() { "/" } else { path };
-        let r = self.route(req, path, query);
-        let mut resp = match r {
+        let r = protocol::check_request(req).and_then(|()| self.route(req, path, query));
+        let resp = match r {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("redfish: {} {}: {e}", req.method, req.target);
-                let mut r = error_response(&e);
-                if e.status == 405 {
-                    r = r.with_header("Allow", allowed(path));
-                }
-                r
+                error_response(&e)
             }
         };
-        if !resp.headers.iter().any(|(k, _)| k == "Allow") && (200..300).contains(&resp.status) {
-            resp.headers.push(("Allow".into(), allowed(path).into()));
+        protocol::finish(req, path, resp)
+    }
+
+    /// 404 unless `segs` names something that exists for `caller`: a
+    /// resource, an action its `Actions` advertise, or a collection's
+    /// `Members` (for the 405 of a method the URI does not support).
+    fn exists(&self, caller: &Caller, segs: &[&str], path: &str) -> Result<(), RedfishError> {
+        match segs {
+            [parent @ .., "Actions", _] => {
+                let v = self.get_as(caller, parent)?;
+                let advertised = v["Actions"]
+                    .as_object()
+                    .is_some_and(|a| a.values().any(|x| x["target"].as_str() == Some(path)));
+                if advertised {
+                    Ok(())
+                } else {
+                    Err(not_found("Action", path))
+                }
+            }
+            [parent @ .., "Members"] if protocol::allowed(path) == "POST" => {
+                self.get_as(caller, parent).map(|_| ())
+            }
+            _ => self.get_as(caller, segs).map(|_| ()),
         }
-        resp
     }
 
     fn route(self: &Arc<Self>, req: &Request, path: &str, query: Option<&str>) -> RfResult {
         let m = req.method.as_str();
         let get = m == "GET" || m == "HEAD";
+        let public = matches!(
+            path,
+            "/redfish" | "/redfish/v1" | "/redfish/v1/odata" | "/redfish/v1/$metadata"
+        ) || path
+            .strip_prefix(metadata::SCHEMA_PATH)
+            .and_then(|f| f.strip_prefix('/'))
+            .is_some_and(|f| metadata::oem_schema(f).is_some());
+        if public && !get {
+            return Err(protocol::not_allowed(m, path));
+        }
         // Unauthenticated documents (Redfish spec 13.3.1).
         match path {
             "/redfish" if get => return Ok(json_response(200, &json!({"v1": "/redfish/v1/"}))),
@@ -339,7 +351,11 @@ impl Service {
                     body: metadata::METADATA.as_bytes().to_vec(),
                 })
             }
-            "/redfish/v1/SessionService/Sessions" if m == "POST" => return self.login(req),
+            "/redfish/v1/SessionService/Sessions" | "/redfish/v1/SessionService/Sessions/Members"
+                if m == "POST" =>
+            {
+                return self.login(req)
+            }
             _ => {}
         }
         if let Some(file) = path
@@ -373,6 +389,10 @@ impl Service {
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
+        if !protocol::permits(protocol::allowed(path), m) {
+            self.exists(&caller, &segs, path)?;
+            return Err(protocol::not_allowed(m, path));
+        }
         match m {
             "GET" | "HEAD" => self.get_as(&caller, &segs).map(|v| self.resource(v)),
             "PATCH" => self.patch(req, &caller, &segs),
@@ -625,6 +645,14 @@ impl Service {
         let current = self.get(segs)?;
         let body = parse_object(&req.body)?;
         self.check_etag(req, segs)?;
+        // Annotations are ignored; a body of nothing else changes nothing.
+        let Some(body) = protocol::strip_annotations(body) else {
+            let tag = etag_of(&current);
+            let mut v = current;
+            v["@Message.ExtendedInfo"] =
+                json!([RedfishError::new(200, "NoOperation", &[]).message_json()]);
+            return Ok(json_response(200, &v).with_header("ETag", &tag));
+        };
         match segs {
             ["Systems", vm] => {
                 self.require(caller, Role::Operator)?;
@@ -721,8 +749,10 @@ impl Service {
                     _ => Err(RedfishError::new(404, "ActionNotSupported", &[action])),
                 }
             }
-            ["SessionService", "Sessions"] => self.login(req),
-            ["AccountService", "Accounts"] => {
+            ["SessionService", "Sessions"] | ["SessionService", "Sessions", "Members"] => {
+                self.login(req)
+            }
+            ["AccountService", "Accounts"] | ["AccountService", "Accounts", "Members"] => {
                 self.require(caller, Role::Administrator)?;
                 let body = parse_object(&req.body)?;
                 let u = resources::create_account(&self.users, &body)?;
