@@ -165,6 +165,78 @@ pub const SENSORS: &[Sensor] = &[
     },
 ];
 
+/// A threshold sensor's value in real units: `m * raw * 10^r_exp`, exactly
+/// the decimal the sensor's resolution (`m * 10^r_exp`) allows, so 12V reads
+/// 11.4, not 11.400000000000002 (`m * raw` is an integer, divided by an exact
+/// power of ten: IEEE division rounds once, to the nearest double).
+pub fn to_units(m: u8, r_exp: i8, raw: u8) -> f64 {
+    let n = m as f64 * raw as f64;
+    if r_exp >= 0 {
+        n * 10f64.powi(r_exp as i32)
+    } else {
+        n / 10f64.powi(-(r_exp as i32))
+    }
+}
+
+/// Decimal places a sensor's resolution needs (what `ipmitool sensor`
+/// would print exactly).
+pub fn decimals(r_exp: i8) -> usize {
+    (-(r_exp as i32)).max(0) as usize
+}
+
+/// The threshold names in the order [`Kind::Threshold`] stores them.
+pub const THRESHOLD_NAMES: [&str; 6] = ["LNC", "LCR", "LNR", "UNC", "UCR", "UNR"];
+
+/// The one threshold model IPMI and Redfish both serve: a threshold sensor's
+/// reading and thresholds in real units (absent thresholds `None`), from
+/// the same records the SDR repository and Get Sensor Thresholds answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// ID string.
+    pub name: &'static str,
+    /// Sensor number.
+    pub number: u8,
+    /// Sensor type (0x01 temperature, 0x02 voltage, 0x04 fan).
+    pub sensor_type: u8,
+    /// The reading, `None` while unavailable (VM off).
+    pub value: Option<f64>,
+    /// LNC, LCR, LNR, UNC, UCR, UNR.
+    pub thresholds: [Option<f64>; 6],
+    /// Decimal places of the resolution.
+    pub decimals: usize,
+}
+
+/// Every threshold sensor of `vm`, converted.
+pub fn readings(vm: &Vm) -> Vec<Reading> {
+    let on = vm.power_state() == Power::On;
+    SENSORS
+        .iter()
+        .filter_map(|s| match s.kind {
+            Kind::Threshold {
+                sensor_type,
+                m,
+                r_exp,
+                thresholds,
+                needs_power,
+                on: von,
+                off: voff,
+                ..
+            } => {
+                let raw = if on { von } else { voff };
+                Some(Reading {
+                    name: s.name,
+                    number: s.number,
+                    sensor_type,
+                    value: (!needs_power || on).then(|| to_units(m, r_exp, raw)),
+                    thresholds: thresholds.map(|t| (t != 0).then(|| to_units(m, r_exp, t))),
+                    decimals: decimals(r_exp),
+                })
+            }
+            Kind::Discrete { .. } => None,
+        })
+        .collect()
+}
+
 /// The sensor numbered `n`.
 pub fn sensor(n: u8) -> Option<&'static Sensor> {
     SENSORS.iter().find(|s| s.number == n)
@@ -304,5 +376,22 @@ mod tests {
             assert_eq!(&r[name_at + 1..], s.name.as_bytes());
         }
         assert!(record(SENSORS.len()).is_none());
+    }
+
+    #[test]
+    fn units_are_exact_decimals() {
+        assert_eq!(to_units(6, -2, 190).to_string(), "11.4");
+        assert_eq!(to_units(2, -2, 157).to_string(), "3.14");
+        assert_eq!(to_units(50, 0, 20).to_string(), "1000");
+        assert_eq!(to_units(1, 1, 3).to_string(), "30");
+        for s in SENSORS {
+            if let Kind::Threshold { m, r_exp, thresholds, .. } = s.kind {
+                for t in thresholds.into_iter().filter(|&t| t != 0) {
+                    let v = to_units(m, r_exp, t);
+                    let printed = format!("{v:.*}", decimals(r_exp));
+                    assert_eq!(printed.parse::<f64>().unwrap(), v, "{} {t}", s.name);
+                }
+            }
+        }
     }
 }

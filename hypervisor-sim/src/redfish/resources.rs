@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{not_found, RedfishError};
 use super::Service;
-use crate::ipmi::sdr::{Kind, SENSORS};
+use crate::ipmi::sdr::{self, Reading};
 use crate::users::{
     Role, User, UserError, UserStore, MAX_IPMI_NAME, MAX_IPMI_PASSWORD, MAX_NAME, MAX_USERS,
 };
@@ -240,44 +240,43 @@ pub fn chassis(vm: &Vm) -> Value {
     })
 }
 
-/// A threshold sensor's reading and thresholds in real units, the way
-/// `ipmitool sensor` converts them (M * raw * 10^R).
-struct Reading {
-    name: &'static str,
-    number: u8,
-    sensor_type: u8,
-    value: Option<f64>,
-    thresholds: [Option<f64>; 6],
-}
+/// Redfish's names for [`sdr::Reading::thresholds`] (LNC, LCR, LNR, UNC,
+/// UCR, UNR): the same thresholds IPMI serves, each one present over IPMI
+/// present here.
+const THRESHOLD_PROPS: [&str; 6] = [
+    "LowerThresholdNonCritical",
+    "LowerThresholdCritical",
+    "LowerThresholdFatal",
+    "UpperThresholdNonCritical",
+    "UpperThresholdCritical",
+    "UpperThresholdFatal",
+];
 
-fn readings(vm: &Vm) -> Vec<Reading> {
-    let on = vm.power_state() == Power::On;
-    SENSORS
-        .iter()
-        .filter_map(|s| match s.kind {
-            Kind::Threshold {
-                sensor_type,
-                m,
-                r_exp,
-                thresholds,
-                needs_power,
-                on: von,
-                off: voff,
-                ..
-            } => {
-                let conv = |raw: u8| m as f64 * raw as f64 * 10f64.powi(r_exp as i32);
-                let raw = if on { von } else { voff };
-                Some(Reading {
-                    name: s.name,
-                    number: s.number,
-                    sensor_type,
-                    value: (!needs_power || on).then(|| conv(raw)),
-                    thresholds: thresholds.map(|t| (t != 0).then(|| conv(t))),
-                })
-            }
-            Kind::Discrete { .. } => None,
-        })
-        .collect()
+/// A Thermal/Power array member for a sensor: reading under `reading`,
+/// its thresholds, status.
+fn sensor_member(uri: String, i: usize, r: &Reading, reading: &str) -> Value {
+    // Whole-unit sensors (fans: Edm.Int64 in Thermal) as integers.
+    let num = |x: f64| {
+        if r.decimals == 0 && x.fract() == 0.0 && x.abs() < 1e15 {
+            json!(x as i64)
+        } else {
+            json!(x)
+        }
+    };
+    let mut v = json!({
+        "@odata.id": uri,
+        "MemberId": i.to_string(),
+        "Name": r.name,
+        "SensorNumber": r.number,
+        reading: r.value.map(num),
+        "Status": sensor_status(r),
+    });
+    for (prop, t) in THRESHOLD_PROPS.iter().zip(r.thresholds) {
+        if let Some(t) = t {
+            v[*prop] = num(t);
+        }
+    }
+    v
 }
 
 fn sensor_status(r: &Reading) -> Value {
@@ -291,44 +290,21 @@ fn sensor_status(r: &Reading) -> Value {
 pub fn thermal(vm: &Vm) -> Value {
     let name = &vm.info.name;
     let base = format!("/redfish/v1/Chassis/{name}/Thermal");
-    let rs = readings(vm);
+    let rs = sdr::readings(vm);
     let temps: Vec<Value> = rs
         .iter()
         .filter(|r| r.sensor_type == 0x01)
         .enumerate()
-        .map(|(i, r)| {
-            let [lnc, lcr, lnr, unc, ucr, unr] = r.thresholds;
-            json!({
-                "@odata.id": format!("{base}#/Temperatures/{i}"),
-                "MemberId": i.to_string(),
-                "Name": r.name,
-                "SensorNumber": r.number,
-                "ReadingCelsius": r.value,
-                "LowerThresholdNonCritical": lnc,
-                "LowerThresholdCritical": lcr,
-                "LowerThresholdFatal": lnr,
-                "UpperThresholdNonCritical": unc,
-                "UpperThresholdCritical": ucr,
-                "UpperThresholdFatal": unr,
-                "Status": sensor_status(r),
-            })
-        })
+        .map(|(i, r)| sensor_member(format!("{base}#/Temperatures/{i}"), i, r, "ReadingCelsius"))
         .collect();
     let fans: Vec<Value> = rs
         .iter()
         .filter(|r| r.sensor_type == 0x04)
         .enumerate()
         .map(|(i, r)| {
-            json!({
-                "@odata.id": format!("{base}#/Fans/{i}"),
-                "MemberId": i.to_string(),
-                "Name": r.name,
-                "SensorNumber": r.number,
-                "Reading": r.value.map(|v| v.round() as i64),
-                "ReadingUnits": "RPM",
-                "LowerThresholdCritical": r.thresholds[1].map(|v| v.round() as i64),
-                "Status": sensor_status(r),
-            })
+            let mut v = sensor_member(format!("{base}#/Fans/{i}"), i, r, "Reading");
+            v["ReadingUnits"] = "RPM".into();
+            v
         })
         .collect();
     json!({
@@ -345,27 +321,11 @@ pub fn thermal(vm: &Vm) -> Value {
 pub fn power(vm: &Vm) -> Value {
     let name = &vm.info.name;
     let base = format!("/redfish/v1/Chassis/{name}/Power");
-    let volts: Vec<Value> = readings(vm)
+    let volts: Vec<Value> = sdr::readings(vm)
         .iter()
         .filter(|r| r.sensor_type == 0x02)
         .enumerate()
-        .map(|(i, r)| {
-            let [lnc, lcr, lnr, unc, ucr, unr] = r.thresholds;
-            json!({
-                "@odata.id": format!("{base}#/Voltages/{i}"),
-                "MemberId": i.to_string(),
-                "Name": r.name,
-                "SensorNumber": r.number,
-                "ReadingVolts": r.value,
-                "LowerThresholdNonCritical": lnc,
-                "LowerThresholdCritical": lcr,
-                "LowerThresholdFatal": lnr,
-                "UpperThresholdNonCritical": unc,
-                "UpperThresholdCritical": ucr,
-                "UpperThresholdFatal": unr,
-                "Status": sensor_status(r),
-            })
-        })
+        .map(|(i, r)| sensor_member(format!("{base}#/Voltages/{i}"), i, r, "ReadingVolts"))
         .collect();
     json!({
         "@odata.id": base,
