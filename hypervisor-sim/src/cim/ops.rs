@@ -1071,8 +1071,7 @@ pub fn method_return(
         2 => PowerAction::On,
         3 => PowerAction::Off,
         4 => PowerAction::SoftOff,
-        10 if vm.tools_running() => PowerAction::SoftReboot,
-        10 => PowerAction::Cycle,
+        10 => PowerAction::SoftReboot,
         11 => PowerAction::Reset,
         0..=12 => return Ok(ret(1)),
         _ => return Ok(ret(5)),
@@ -1085,6 +1084,12 @@ pub fn method_return(
         }
         Err(crate::vm::PowerError::PoweredOff(_)) => Ok(ret(4097)),
         Err(crate::vm::PowerError::InProgress(_)) => Ok(ret(4099)),
-        Err(e) => Err(err(code::FAILED, e.to_string())),
+        Err(crate::vm::PowerError::NoAgent(_)) => Err(err(
+            code::FAILED,
+            format!(
+                "RequestedState {state} is a graceful request that needs the guest agent, and no guest agent (vm-agent or VMware Tools) runs in {}: nothing was changed. Start the guest agent, or use RequestedState 3 (off) or 11 (reset).",
+                view.name
+            ),
+        )),
     }
 }

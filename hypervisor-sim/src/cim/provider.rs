@@ -385,7 +385,16 @@ pub fn vm_instance(v: &VmView) -> Instance {
         .with("EnabledState", Value::Uint(enabled(v)))
         .with("RequestedState", Value::Uint(requested(v)))
         .with("EnabledDefault", Value::Uint(2))
-        .with("AvailableRequestedStates", Value::uints(&[2, 3, 4, 10, 11]))
+        // The graceful states (4 shut down, 10 reboot) only while the guest
+        // agent that carries them out runs; without it they are refused.
+        .with(
+            "AvailableRequestedStates",
+            Value::uints(if v.tools_running {
+                &[2, 3, 4, 10, 11]
+            } else {
+                &[2, 3, 11]
+            }),
+        )
         .with(
             "OperationalStatus",
             Value::uints(if on { &[2] } else { &[10] }),

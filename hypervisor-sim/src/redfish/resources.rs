@@ -21,6 +21,18 @@ pub const RESET_TYPES: &[&str] = &[
     "PowerCycle",
 ];
 
+/// The reset types `vm` accepts right now: the graceful ones only while its
+/// guest agent runs (they are carried out by the agent; without one they
+/// are refused, so they are not offered).
+pub fn reset_types(vm: &Vm) -> Vec<&'static str> {
+    let graceful = vm.tools_running();
+    RESET_TYPES
+        .iter()
+        .copied()
+        .filter(|t| graceful || !t.starts_with("Graceful"))
+        .collect()
+}
+
 /// Boot override targets (Redfish BootSource values) we map to the model.
 pub const BOOT_TARGETS: &[&str] = &["None", "Pxe", "Hdd", "Cd", "Usb", "BiosSetup"];
 
@@ -114,7 +126,7 @@ pub fn system(_s: &Service, vm: &Vm) -> Value {
         "Actions": {
             "#ComputerSystem.Reset": {
                 "target": format!("/redfish/v1/Systems/{name}/Actions/ComputerSystem.Reset"),
-                "ResetType@Redfish.AllowableValues": RESET_TYPES,
+                "ResetType@Redfish.AllowableValues": reset_types(vm),
                 "@Redfish.ActionInfo": format!("/redfish/v1/Systems/{name}/ResetActionInfo"),
             }
         },
@@ -137,7 +149,7 @@ pub fn reset_action_info(vm: &Vm) -> Value {
             "Name": "ResetType",
             "Required": true,
             "DataType": "String",
-            "AllowableValues": RESET_TYPES,
+            "AllowableValues": reset_types(vm),
         }],
     })
 }
@@ -538,7 +550,13 @@ pub fn reset(vm: &Vm, body: &Map<String, Value>) -> Result<(), RedfishError> {
     vm.power(action, "redfish").map_err(|e| match e {
         PowerError::PoweredOff(_) => RedfishError::new(409, "ResourceInStandby", &[]),
         PowerError::InProgress(_) => RedfishError::new(409, "ResourceInUse", &[]),
-        PowerError::NoAgent(_) => RedfishError::general(409, &e.to_string()),
+        PowerError::NoAgent(_) => RedfishError::general(
+            409,
+            &format!(
+                "{rt} needs the guest agent, and no guest agent (vm-agent or VMware Tools) runs in {}: nothing was changed. Start the guest agent, or use ForceOff/ForceRestart.",
+                vm.info.name
+            ),
+        ),
     })
 }
 
