@@ -456,3 +456,43 @@ fn sensor_thresholds_are_one_model_over_ipmi_and_redfish() {
     );
     let _ = &rf.sim;
 }
+
+/// DMTF's redfish-utilities tools against the service: rf_sensor_list.py
+/// reads every sensor, rf_power_reset.py powers off and on, and
+/// rf_boot_override.py reads and sets the boot override.
+#[test]
+fn dmtf_redfish_utilities_tools_work() {
+    let rf = start();
+    let tool = |name: &str, args: &[&str]| {
+        let path = e2e_tests::python().with_file_name(name);
+        assert!(
+            path.exists(),
+            "{} missing: pip install redfish-utilities",
+            path.display()
+        );
+        let o = Command::new(e2e_tests::python())
+            .arg(&path)
+            .args(["-u", "admin", "-p", "s3cret", "-r", &rf.base])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python");
+        assert!(o.status.success(), "{name} {args:?}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    let sensors = tool("rf_sensor_list.py", &[]);
+    for want in ["CPU Temp", "System Temp", "Fan1", "12V", "3.3V", "4200", "3.3"] {
+        assert!(sensors.contains(want), "{want} missing from:\n{sensors}");
+    }
+    assert!(!sensors.contains("0000000"), "{sensors}");
+
+    tool("rf_power_reset.py", &["-s", "vm0", "-t", "ForceOff"]);
+    assert_eq!(rf.sim.show("vm0")["power"], "off");
+    tool("rf_power_reset.py", &["-s", "vm0", "-t", "On"]);
+    assert_eq!(rf.sim.show("vm0")["power"], "on");
+
+    tool("rf_boot_override.py", &["-s", "vm0", "-t", "Cd"]);
+    assert_eq!(rf.sim.show("vm0")["boot"]["target"], "cd");
+    let info = tool("rf_boot_override.py", &["-s", "vm0", "--info"]);
+    assert!(info.contains("Cd"), "{info}");
+}
