@@ -64,8 +64,7 @@ impl Answer {
     }
 
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     /// The MessageIds of an error body or of `@Message.ExtendedInfo`.
@@ -195,7 +194,10 @@ fn every_resource_follows_the_protocol_rules() {
             .unwrap_or_else(|| panic!("GET {uri}: no Allow"))
             .to_string();
         let allowed = allow_set(&allow);
-        assert!(allowed.contains("GET") && allowed.contains("HEAD"), "{uri}: {allow}");
+        assert!(
+            allowed.contains("GET") && allowed.contains("HEAD"),
+            "{uri}: {allow}"
+        );
         let etag = get
             .header("etag")
             .unwrap_or_else(|| panic!("GET {uri}: no ETag"))
@@ -280,7 +282,11 @@ fn every_resource_follows_the_protocol_rules() {
         "the walk missed the session"
     );
     assert_eq!(checked["/redfish/v1"], "GET, HEAD");
-    println!("checked {} resources and {} actions", checked.len(), actions.len());
+    println!(
+        "checked {} resources and {} actions",
+        checked.len(),
+        actions.len()
+    );
 
     // The unauthenticated documents too.
     for p in ["/redfish", "/redfish/v1/odata", "/redfish/v1/$metadata"] {
@@ -301,7 +307,14 @@ fn members_uris_create_like_their_collections() {
     let rf = start();
     let url = format!("{}/redfish/v1/SessionService/Sessions/Members", rf.base);
     let out = Command::new("curl")
-        .args(["-sk", "-i", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args([
+            "-sk",
+            "-i",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+        ])
         .args(["-d", r#"{"UserName":"admin","Password":"s3cret"}"#, &url])
         .output()
         .expect("curl");
@@ -322,7 +335,10 @@ fn members_uris_create_like_their_collections() {
         .expect("location")
         .trim()
         .to_string();
-    assert!(loc.starts_with("/redfish/v1/SessionService/Sessions/"), "{loc}");
+    assert!(
+        loc.starts_with("/redfish/v1/SessionService/Sessions/"),
+        "{loc}"
+    );
     let out = Command::new("curl")
         .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
         .args(["-H", &format!("X-Auth-Token: {token}")])
@@ -348,7 +364,13 @@ fn members_uris_create_like_their_collections() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["UserName"], "ops");
-    let r = call(&rf, "GET", "/redfish/v1/AccountService/Accounts/Members", &[], None);
+    let r = call(
+        &rf,
+        "GET",
+        "/redfish/v1/AccountService/Accounts/Members",
+        &[],
+        None,
+    );
     assert_eq!(r.status, 405, "{}", r.body);
     assert_eq!(r.header("allow"), Some("POST"));
 }
@@ -477,11 +499,24 @@ fn dmtf_redfish_utilities_tools_work() {
             .stdin(Stdio::null())
             .output()
             .expect("run python");
-        assert!(o.status.success(), "{name} {args:?}: {}{}", stdout(&o), stderr(&o));
+        assert!(
+            o.status.success(),
+            "{name} {args:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
         stdout(&o)
     };
     let sensors = tool("rf_sensor_list.py", &[]);
-    for want in ["CPU Temp", "System Temp", "Fan1", "12V", "3.3V", "4200", "3.3"] {
+    for want in [
+        "CPU Temp",
+        "System Temp",
+        "Fan1",
+        "12V",
+        "3.3V",
+        "4200",
+        "3.3",
+    ] {
         assert!(sensors.contains(want), "{want} missing from:\n{sensors}");
     }
     assert!(!sensors.contains("0000000"), "{sensors}");

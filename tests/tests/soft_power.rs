@@ -105,7 +105,14 @@ fn run(cmd: &mut Command) -> Output {
 
 fn ipmitool(h: &Host) -> Outcome {
     let o = run(Command::new("ipmitool")
-        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &h.ipmi.to_string()])
+        .args([
+            "-I",
+            "lanplus",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &h.ipmi.to_string(),
+        ])
         .args(["-U", "admin", "-P", "s3cret", "-N", "1", "-R", "3"])
         .args(["chassis", "power", "soft"]));
     Outcome {
@@ -134,7 +141,15 @@ fn ipmipower(h: &Host, driver: &str) -> Outcome {
 
 fn curl_reset(h: &Host, reset: &'static str) -> Outcome {
     let o = run(Command::new("curl")
-        .args(["-sk", "-u", "admin:s3cret", "-w", "\n%{http_code}", "-X", "POST"])
+        .args([
+            "-sk",
+            "-u",
+            "admin:s3cret",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+        ])
         .args(["-H", "Content-Type: application/json"])
         .args(["-d", &format!(r#"{{"ResetType":"{reset}"}}"#)])
         .arg(format!(
@@ -197,7 +212,10 @@ fn cim(h: &Host, state: &'static str) -> (Outcome, Value) {
 fn reset_info(h: &Host) -> Vec<String> {
     let o = run(Command::new("curl")
         .args(["-sk", "-u", "admin:s3cret"])
-        .arg(format!("{}/redfish/v1/Systems/vm0/ResetActionInfo", h.redfish)));
+        .arg(format!(
+            "{}/redfish/v1/Systems/vm0/ResetActionInfo",
+            h.redfish
+        )));
     let v: Value = serde_json::from_str(&stdout(&o)).expect("ResetActionInfo");
     v["Parameters"][0]["AllowableValues"]
         .as_array()
@@ -254,19 +272,31 @@ fn graceful_requests_without_an_agent_are_refused_by_every_api() {
         assert!(!o.ok, "{} claimed success: {}", o.client, o.said);
     }
     let said = |i: usize| table[i].said.as_str();
-    assert!(said(0).contains("Command not supported in present state"), "{}", said(0));
+    assert!(
+        said(0).contains("Command not supported in present state"),
+        "{}",
+        said(0)
+    );
     assert!(said(1).contains("operation invalid"), "{}", said(1));
     // FreeIPMI 1.6's LAN_2_0 path drops a command's completion code without
     // printing it (its 1.5 path prints it): the BMC answers 0xD5 the same.
     assert!(!said(2).contains(": ok"), "{}", said(2));
     assert!(
-        h.sim.log().matches("chassis control SoftOff refused").count() >= 3,
+        h.sim
+            .log()
+            .matches("chassis control SoftOff refused")
+            .count()
+            >= 3,
         "{}",
         h.sim.log()
     );
     for i in [3, 4] {
         assert!(said(i).trim_end().ends_with("409"), "{}", said(i));
-        assert!(said(i).contains("Start the guest agent, or use ForceOff/ForceRestart"), "{}", said(i));
+        assert!(
+            said(i).contains("Start the guest agent, or use ForceOff/ForceRestart"),
+            "{}",
+            said(i)
+        );
     }
     // sushy checks the live AllowableValues and refuses before sending.
     assert!(
@@ -291,10 +321,14 @@ fn graceful_requests_without_an_agent_are_refused_by_every_api() {
     // DMTF's rf_boot_override.py --reset picks an offered type (ForceRestart)
     // and succeeds.
     let tool = python().with_file_name("rf_boot_override.py");
-    assert!(tool.exists(), "{} missing: pip install redfish-utilities", tool.display());
-    let o = run(Command::new(python())
-        .arg(&tool)
-        .args(["-u", "admin", "-p", "s3cret", "-r", &h.redfish, "-t", "Pxe", "--reset"]));
+    assert!(
+        tool.exists(),
+        "{} missing: pip install redfish-utilities",
+        tool.display()
+    );
+    let o = run(Command::new(python()).arg(&tool).args([
+        "-u", "admin", "-p", "s3cret", "-r", &h.redfish, "-t", "Pxe", "--reset",
+    ]));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     h.sim.eventually("the ForceRestart", || {
         h.sim.log().contains("vm0: power Reset by redfish")
@@ -318,7 +352,8 @@ fn agent_log(h: &Host) -> String {
 }
 
 fn wait_off(h: &Host, what: &str) {
-    h.sim.eventually(what, || h.sim.show("vm0")["power"] == "off");
+    h.sim
+        .eventually(what, || h.sim.show("vm0")["power"] == "off");
 }
 
 fn restarts(h: &Host) -> usize {
@@ -363,7 +398,10 @@ fn graceful_requests_with_the_agent_are_carried_out_by_every_api() {
     }
     // Restarts: the VM resets through the agent and stays on.
     for (name, client) in [
-        ("curl GracefulRestart", (|h| curl_reset(h, "GracefulRestart")) as Client),
+        (
+            "curl GracefulRestart",
+            (|h| curl_reset(h, "GracefulRestart")) as Client,
+        ),
         ("pywbem RequestStateChange(10)", |h| cim(h, "10").0),
     ] {
         ready(&h);

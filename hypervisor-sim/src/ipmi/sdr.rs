@@ -385,7 +385,13 @@ mod tests {
         assert_eq!(to_units(50, 0, 20).to_string(), "1000");
         assert_eq!(to_units(1, 1, 3).to_string(), "30");
         for s in SENSORS {
-            if let Kind::Threshold { m, r_exp, thresholds, .. } = s.kind {
+            if let Kind::Threshold {
+                m,
+                r_exp,
+                thresholds,
+                ..
+            } = s.kind
+            {
                 for t in thresholds.into_iter().filter(|&t| t != 0) {
                     let v = to_units(m, r_exp, t);
                     let printed = format!("{v:.*}", decimals(r_exp));

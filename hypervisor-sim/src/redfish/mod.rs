@@ -351,7 +351,8 @@ impl Service {
                     body: metadata::METADATA.as_bytes().to_vec(),
                 })
             }
-            "/redfish/v1/SessionService/Sessions" | "/redfish/v1/SessionService/Sessions/Members"
+            "/redfish/v1/SessionService/Sessions"
+            | "/redfish/v1/SessionService/Sessions/Members"
                 if m == "POST" =>
             {
                 return self.login(req)

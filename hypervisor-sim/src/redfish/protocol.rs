@@ -28,10 +28,12 @@ pub const ODATA_VERSION: &str = "4.0";
 pub fn check_request(req: &Request) -> Result<(), RedfishError> {
     if let Some(v) = req.header("OData-Version") {
         if v.trim() != ODATA_VERSION {
-            return Err(RedfishError::new(412, "PreconditionFailed", &[]).explain(format!(
-                "This service supports OData-Version {ODATA_VERSION} only, not {:?}.",
-                v.trim()
-            )));
+            return Err(
+                RedfishError::new(412, "PreconditionFailed", &[]).explain(format!(
+                    "This service supports OData-Version {ODATA_VERSION} only, not {:?}.",
+                    v.trim()
+                )),
+            );
         }
     }
     Ok(())
