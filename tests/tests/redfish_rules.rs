@@ -432,7 +432,7 @@ fn sensor_thresholds_are_one_model_over_ipmi_and_redfish() {
     let mut compared = 0;
     for line in list.lines() {
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cols.len() < 10 || cols[1] == "na" && cols[2] == "discrete" || cols[2] == "discrete" {
+        if cols.len() < 10 || cols[2] == "discrete" {
             continue;
         }
         let m = members

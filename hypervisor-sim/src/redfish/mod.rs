@@ -407,7 +407,11 @@ impl Service {
     /// A GET response with its ETag.
     fn resource(&self, v: Value) -> Response {
         let tag = etag_of(&v);
-        json_response(200, &v).with_header("ETag", &tag)
+        let r = json_response(200, &v).with_header("ETag", &tag);
+        match v["@odata.type"].as_str().and_then(protocol::schema_uri) {
+            Some(uri) => r.with_header("Link", &protocol::describedby(&uri)),
+            None => r,
+        }
     }
 
     fn vm(&self, name: &str) -> Result<&Arc<crate::vm::Vm>, RedfishError> {

@@ -89,6 +89,11 @@ pub fn schema_uri(odata_type: &str) -> Option<String> {
     Some(format!("{SCHEMA_BASE}/{namespace}.json"))
 }
 
+/// The `Link` header value naming a resource's JSON Schema.
+pub fn describedby(schema_uri: &str) -> String {
+    format!("<{schema_uri}>; rel=describedby")
+}
+
 /// Add what every response carries: `Allow`, and for a successful GET or
 /// HEAD of a resource its `Link: rel=describedby`; answer 304 to an
 /// `If-None-Match` naming the current ETag.
@@ -101,13 +106,14 @@ pub fn finish(req: &Request, path: &str, mut resp: Response) -> Response {
     if !(read && resp.status == 200) {
         return resp;
     }
+    // Resources get their Link where they are rendered; this covers any
+    // other JSON document with an @odata.type.
     if !has(&resp, "Link") {
         let ty = serde_json::from_slice::<Value>(&resp.body)
             .ok()
             .and_then(|v| v["@odata.type"].as_str().and_then(schema_uri));
         if let Some(uri) = ty {
-            resp.headers
-                .push(("Link".into(), format!("<{uri}>; rel=describedby")));
+            resp.headers.push(("Link".into(), describedby(&uri)));
         }
     }
     if let (Some(want), Some(tag)) = (
