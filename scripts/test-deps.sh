@@ -43,15 +43,15 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${need[@]}"
 fi
 
-# pywbem/pywbemtools (CIM), sushy, DMTF's Redfish-Service-Validator and
-# redfish-utilities (rf_power_reset.py, rf_boot_override.py,
-# rf_sensor_list.py) (Redfish), sushy-tools (the Redfish benchmark's peer),
+# pywbem/pywbemtools (CIM), sushy, DMTF's Redfish-Service-Validator,
+# Redfish-Protocol-Validator and redfish-utilities (rf_power_reset.py,
+# rf_boot_override.py, rf_sensor_list.py) (Redfish), sushy-tools (the Redfish benchmark's peer),
 # pypsrp (a WS-Management client).
-if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp, redfish_utilities' 2>/dev/null \
+if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp, redfish_utilities, redfish_protocol_validator' 2>/dev/null \
     || [ ! -x target/venv/bin/rf_service_validator ] \
     || [ ! -x target/venv/bin/sushy-emulator ]; then
     python3 -m venv target/venv
-    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator redfish-utilities sushy-tools pypsrp
+    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator redfish-protocol-validator redfish-utilities sushy-tools pypsrp
 fi
 
 # pyvmomi (the vSphere API's client) and Ansible: ansible-core, with the

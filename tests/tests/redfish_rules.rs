@@ -531,3 +531,65 @@ fn dmtf_redfish_utilities_tools_work() {
     let info = tool("rf_boot_override.py", &["-s", "vm0", "--info"]);
     assert!(info.contains("Cd"), "{info}");
 }
+
+/// DMTF's Redfish Protocol Validator (the tool that checks DSP0266's HTTP
+/// rules: methods, headers, status codes, sessions, ETags, OData documents)
+/// reports no failure and no warning. Its SSDP discovery multicasts on the
+/// host's network, which tests must not touch, so it is switched off (hvsim
+/// does not announce itself over SSDP; those assertions stay "not tested").
+#[test]
+fn dmtf_protocol_validator_reports_no_failures() {
+    let rf = start();
+    let reports = Sim::tempdir();
+    let shim = "import sys\n\
+                import redfish_protocol_validator.utils as u\n\
+                u.discover_ssdp = lambda *a, **k: []\n\
+                from redfish_protocol_validator.console_scripts import main\n\
+                sys.argv = ['rf_protocol_validator'] + sys.argv[1:]\n\
+                main()\n";
+    let o = Command::new(e2e_tests::python())
+        .args(["-W", "ignore", "-c", shim])
+        .args([
+            "-r",
+            &rf.base,
+            "-u",
+            "admin",
+            "-p",
+            "s3cret",
+            "--no-cert-check",
+        ])
+        .args(["--report-type", "tsv", "--report-dir"])
+        .arg(reports.path())
+        // requests would otherwise verify against these despite --no-cert-check.
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python (pip install redfish-protocol-validator)");
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}");
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("Summary - "))
+        .unwrap_or_else(|| panic!("no summary:\n{out}"));
+    let count = |what: &str| -> u32 {
+        summary
+            .split(&format!("{what}: "))
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{what} missing in {summary}"))
+    };
+    let report = std::fs::read_dir(reports.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    let bad: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("\tFAIL\t") || l.contains("\tWARN\t"))
+        .collect();
+    println!("{summary}");
+    assert_eq!((count("FAIL"), count("WARN")), (0, 0), "{}", bad.join("\n"));
+    assert!(count("PASS") >= 300, "{summary}");
+}

@@ -405,8 +405,12 @@ impl Service {
     }
 
     /// A GET response with its ETag.
-    fn resource(&self, v: Value) -> Response {
+    fn resource(&self, mut v: Value) -> Response {
         let tag = etag_of(&v);
+        // The ETag in the payload too (DSP0266), outside what it covers.
+        if v.is_object() && v.get("@odata.id").is_some() {
+            v["@odata.etag"] = tag.clone().into();
+        }
         let r = json_response(200, &v).with_header("ETag", &tag);
         match v["@odata.type"].as_str().and_then(protocol::schema_uri) {
             Some(uri) => r.with_header("Link", &protocol::describedby(&uri)),
@@ -652,11 +656,13 @@ impl Service {
         self.check_etag(req, segs)?;
         // Annotations are ignored; a body of nothing else changes nothing.
         let Some(body) = protocol::strip_annotations(body) else {
-            let tag = etag_of(&current);
-            let mut v = current;
-            v["@Message.ExtendedInfo"] =
-                json!([RedfishError::new(200, "NoOperation", &[]).message_json()]);
-            return Ok(json_response(200, &v).with_header("ETag", &tag));
+            let mut r = self.resource(current);
+            if let Ok(mut v) = serde_json::from_slice::<Value>(&r.body) {
+                v["@Message.ExtendedInfo"] =
+                    json!([RedfishError::new(200, "NoOperation", &[]).message_json()]);
+                r.body = serde_json::to_vec(&v).unwrap_or_default();
+            }
+            return Ok(r);
         };
         match segs {
             ["Systems", vm] => {
