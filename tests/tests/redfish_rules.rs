@@ -373,6 +373,36 @@ fn members_uris_create_like_their_collections() {
     );
     assert_eq!(r.status, 405, "{}", r.body);
     assert_eq!(r.header("allow"), Some("POST"));
+
+    // A PATCH of annotations only answers what the caller may read: an
+    // Operator gets its own account back, and 403 for the administrator's.
+    let ops = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sk", "-u", "ops:pw", "-w", "\n%{http_code}", "-X", "PATCH"])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["-d", &format!(r#"{{"@odata.id":"{path}"}}"#)])
+            .arg(format!("{}{path}", rf.base))
+            .output()
+            .expect("curl");
+        stdout(&out)
+    };
+    let account_of = |name: &str| {
+        call(&rf, "GET", "/redfish/v1/AccountService/Accounts", &[], None).json()["Members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["@odata.id"].as_str().unwrap().to_string())
+            .find(|p| call(&rf, "GET", p, &[], None).json()["UserName"] == name)
+            .unwrap_or_else(|| panic!("no account {name}"))
+    };
+    let theirs = ops(&account_of("admin"));
+    assert!(theirs.ends_with("403"), "{theirs}");
+    assert!(!theirs.contains("\"UserName\""), "{theirs}");
+    let mine = ops(&account_of("ops"));
+    assert!(
+        mine.ends_with("200") && mine.contains("NoOperation"),
+        "{mine}"
+    );
 }
 
 /// `ipmitool` output for vm0's BMC.

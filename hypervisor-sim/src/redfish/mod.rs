@@ -656,7 +656,8 @@ impl Service {
         self.check_etag(req, segs)?;
         // Annotations are ignored; a body of nothing else changes nothing.
         let Some(body) = protocol::strip_annotations(body) else {
-            let mut r = self.resource(current);
+            // What the caller may read (accounts: only their own unless admin).
+            let mut r = self.resource(self.get_as(caller, segs)?);
             if let Ok(mut v) = serde_json::from_slice::<Value>(&r.body) {
                 v["@Message.ExtendedInfo"] =
                     json!([RedfishError::new(200, "NoOperation", &[]).message_json()]);
