@@ -1,7 +1,8 @@
 //! Redfish action and PATCH bodies from an authenticated but hostile client:
 //! ComputerSystem.Reset, VirtualMedia.InsertMedia/EjectMedia, the Boot PATCH,
 //! the VirtualMedia PATCH, the session login and the account POST and PATCH
-//! (AccountService), answered by the service over
+//! (AccountService), and any method with any OData-Version/If-None-Match
+//! header on URIs of every kind, answered by the service over
 //! a one-VM inventory (no sockets; https:// images become a missing file, so
 //! nothing leaves the process). Errors are fine; panics are not, every
 //! answer is JSON, a 2xx insert names a file under the media directory and
@@ -110,12 +111,55 @@ fn no_network(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(m)).expect("json")
 }
 
+/// Any method with any `OData-Version` and `If-None-Match` on URIs of every
+/// kind (the DSP0266 rules in `redfish::protocol`): a version other than 4.0
+/// is 412, a 405 names what is allowed, nothing panics.
+fn protocol_rules(svc: &Arc<Service>, data: &[u8]) {
+    const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"];
+    const PATHS: [&str; 7] = [
+        "/redfish/v1",
+        "/redfish/v1/Systems/fuzz",
+        "/redfish/v1/Systems/fuzz/Actions/ComputerSystem.Reset",
+        "/redfish/v1/SessionService/Sessions/Members",
+        "/redfish/v1/Chassis/fuzz/Thermal",
+        "/redfish/v1/Managers/fuzz-bmc/VirtualMedia/Cd",
+        "/redfish/v1/Nope",
+    ];
+    let [m, p, rest @ ..] = data else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let (version, inm) = text.split_once('\n').unwrap_or((&text, ""));
+    let mut req = request(
+        METHODS[*m as usize % METHODS.len()],
+        PATHS[*p as usize % PATHS.len()],
+        Vec::new(),
+    );
+    req.headers.push(("OData-Version".into(), version.into()));
+    req.headers.push(("If-None-Match".into(), inm.into()));
+    let resp = svc.answer(&req);
+    assert!((200..600).contains(&resp.status));
+    if version.trim() != "4.0" {
+        assert_eq!(resp.status, 412, "OData-Version {version:?}");
+    }
+    if resp.status == 405 {
+        assert!(resp.headers.iter().any(|(k, _)| k == "Allow"));
+    }
+    if !resp.body.is_empty() {
+        serde_json::from_slice::<Value>(&resp.body).expect("JSON answer");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else {
         return;
     };
     let svc = service();
     let bmc = "/redfish/v1/Managers/fuzz-bmc";
+    if sel % 10 == 7 {
+        protocol_rules(svc, body);
+        return;
+    }
     let (method, target, body) = match sel % 10 {
         0 => (
             "POST",
