@@ -184,9 +184,6 @@ pub fn decimals(r_exp: i8) -> usize {
     (-(r_exp as i32)).max(0) as usize
 }
 
-/// The threshold names in the order [`Kind::Threshold`] stores them.
-pub const THRESHOLD_NAMES: [&str; 6] = ["LNC", "LCR", "LNR", "UNC", "UCR", "UNR"];
-
 /// The one threshold model IPMI and Redfish both serve: a threshold sensor's
 /// reading and thresholds in real units (absent thresholds `None`), from
 /// the same records the SDR repository and Get Sensor Thresholds answer.
