@@ -31,10 +31,16 @@ fn err(c: u8) -> Reply {
 pub fn required_privilege(nf: u8, cmd: u8) -> u8 {
     match (nf, cmd) {
         (netfn::APP, 0x02 | 0x03) => privilege::ADMIN, // cold/warm reset
-        (netfn::APP, 0x47 | 0x45 | 0x43) => privilege::ADMIN, // user changes
+        (netfn::APP, 0x47 | 0x45 | 0x43 | 0x4C) => privilege::ADMIN, // user changes
+        (netfn::APP, 0x2E | 0x30 | 0x40 | 0x56) => privilege::ADMIN,
+        (netfn::APP, 0x22 | 0x24 | 0x4D) => privilege::OPERATOR,
         (netfn::APP, 0x48 | 0x49) => privilege::USER,
+        (netfn::CHASSIS, 0x05) => privilege::ADMIN,
         (netfn::CHASSIS, 0x02 | 0x04 | 0x08) => privilege::OPERATOR,
-        (netfn::STORAGE, 0x44 | 0x46 | 0x47 | 0x49) => privilege::OPERATOR,
+        (netfn::SENSOR, 0x00 | 0x11 | 0x12 | 0x14 | 0x15) => privilege::ADMIN,
+        (netfn::SENSOR, 0x02 | 0x13) => privilege::OPERATOR,
+        (netfn::STORAGE, 0x12 | 0x24..=0x27 | 0x29) => privilege::OPERATOR,
+        (netfn::STORAGE, 0x44..=0x47 | 0x49) => privilege::OPERATOR,
         (netfn::TRANSPORT, 0x01 | 0x21) => privilege::ADMIN,
         _ => privilege::USER,
     }
@@ -46,18 +52,35 @@ fn channel_ok(c: u8) -> bool {
 
 impl Bmc {
     /// Dispatch one in-session command for session `sid`.
-    pub(super) fn command(&mut self, sid: u32, nf: u8, cmd: u8, d: &[u8]) -> Reply {
+    pub(super) fn command(&mut self, sid: u32, req: &rmcp::Request<'_>) -> Reply {
+        let (nf, cmd, d) = (req.netfn, req.cmd, req.data);
         let Some(s) = self.sessions.get(sid).cloned() else {
             return err(cc::INVALID_SESSION);
         };
         if s.privilege < required_privilege(nf, cmd) {
             return err(cc::INSUFFICIENT_PRIVILEGE);
         }
+        let r = self.dispatch(&s, req.rq_addr, nf, cmd, d);
+        if r.0 != cc::OK {
+            log::debug!(
+                "{}: IPMI netfn {nf:#04x} cmd {cmd:#04x} {:02x?}: completion code {:#04x}",
+                self.vm.info.name,
+                &d[..d.len().min(8)],
+                r.0
+            );
+        }
+        r
+    }
+
+    fn dispatch(&mut self, s: &Session, rq_addr: u8, nf: u8, cmd: u8, d: &[u8]) -> Reply {
         match nf {
-            netfn::APP => self.app(&s, cmd, d),
+            netfn::APP => self.app(s, cmd, d),
             netfn::CHASSIS => self.chassis(cmd, d),
             netfn::STORAGE => self.storage(cmd, d),
-            netfn::SENSOR => self.sensor(cmd, d),
+            netfn::SENSOR => match self.event_cmd(s, rq_addr, cmd, d) {
+                Some(r) => r,
+                None => self.sensor(cmd, d),
+            },
             netfn::TRANSPORT => self.transport(&s, cmd, d),
             _ => err(cc::INVALID_COMMAND),
         }
@@ -81,8 +104,8 @@ impl Bmc {
             types |= 0x80;
         }
         // Non-null user names enabled; no null user, no anonymous login;
-        // per-message and user-level authentication on.
-        let status = 0x04;
+        // per-message and user-level authentication on; bit 5: K_G set.
+        let status = if self.sessions.kg.is_some() { 0x24 } else { 0x04 };
         let ext = if v2 { 0x03 } else { 0x00 };
         ok(vec![LAN_CHANNEL, types, status, ext, 0, 0, 0, 0])
     }
@@ -142,16 +165,6 @@ impl Bmc {
             0x3B => self.set_privilege(s.id, d),
             0x3C => self.close_session(s, d),
             0x3D => self.session_info(s, d),
-            0x41 => {
-                if d.len() < 2 {
-                    return err(cc::BAD_LENGTH);
-                }
-                if !channel_ok(d[0]) {
-                    return err(cc::INVALID_FIELD);
-                }
-                // Always available, PEF alerting off; limit Administrator.
-                ok(vec![0x22, privilege::ADMIN])
-            }
             0x42 => {
                 if d.is_empty() {
                     return err(cc::BAD_LENGTH);
@@ -197,6 +210,13 @@ impl Bmc {
                 // One SOL instance; bit 0: instance 1 active.
                 ok(vec![1, self.sol.is_some() as u8, 0])
             }
+            0x22 | 0x24 | 0x25 => self.watchdog_cmd(cmd, d),
+            0x4C => self.set_payload_access(d),
+            0x4D => self.get_payload_access(d),
+            0x4E => self.payload_support(d),
+            0x4F => self.payload_version(d),
+            0x50 => self.oem_payload_info(d),
+            0x56 => self.security_keys(d),
             0x4B => {
                 if d.len() < 2 {
                     return err(cc::BAD_LENGTH);
@@ -210,7 +230,9 @@ impl Bmc {
                 out.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
                 ok(out)
             }
-            _ => err(cc::INVALID_COMMAND),
+            _ => self
+                .messaging(cmd, d)
+                .unwrap_or_else(|| err(cc::INVALID_COMMAND)),
         }
     }
 
@@ -457,6 +479,8 @@ impl Bmc {
 
     fn chassis(&mut self, cmd: u8, d: &[u8]) -> Reply {
         match cmd {
+            0x00 => self.chassis_capabilities(),
+            0x05 => self.set_chassis_capabilities(d),
             0x01 => {
                 let on = self.vm.power_state() == Power::On;
                 // Power restore policy "previous" (bits 6:5 = 01).
@@ -636,6 +660,26 @@ impl Bmc {
                 out.extend_from_slice(&self.fru[off..off + n]);
                 ok(out)
             }
+            // Write FRU Data: the FRU describes the VM (name, UUID, hvsim
+            // version) and is write-protected.
+            0x12 => {
+                if d.len() < 4 {
+                    return err(cc::BAD_LENGTH);
+                }
+                if d[0] != 0 {
+                    return err(cc::NOT_PRESENT);
+                }
+                err(0x80) // write-protected offset
+            }
+            // Add / Partial Add / Delete SDR, Clear SDR Repository: the
+            // records describe the VM's fixed sensors.
+            0x24..=0x27 => err(cc::NOT_IN_STATE),
+            // SDR repository time: the SEL's clock.
+            0x28 => {
+                let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                ok(sel.time().to_le_bytes().to_vec())
+            }
+            0x45 => self.partial_add_sel(d),
             // SDR repository.
             0x20 => {
                 let mut out = vec![0x51];
@@ -659,8 +703,9 @@ impl Bmc {
                 out.extend_from_slice(&(((sel::MAX_ENTRIES - n) * 16) as u16).to_le_bytes());
                 out.extend_from_slice(&sel.last_add.to_le_bytes());
                 out.extend_from_slice(&sel.last_erase.to_le_bytes());
-                // Overflow flag, delete, reserve and allocation info supported.
-                out.push(((sel.overflow as u8) << 7) | 0x0B);
+                // Overflow flag; delete, partial add, reserve and
+                // allocation info supported.
+                out.push(((sel.overflow as u8) << 7) | 0x0F);
                 ok(out)
             }
             0x41 => {
@@ -740,7 +785,7 @@ impl Bmc {
                 let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
                 ok(sel.time().to_le_bytes().to_vec())
             }
-            0x49 => {
+            0x29 | 0x49 => {
                 if d.len() < 4 {
                     return err(cc::BAD_LENGTH);
                 }
@@ -1004,6 +1049,9 @@ impl Bmc {
             1 => vec![types],
             2 => vec![types, types, types, types, 0x00],
             5 => self.mac.to_vec(),
+            // Primary RMCP port: the BMC's UDP port. No secondary (secure
+            // RMCP) port: parameter 9 is not supported.
+            8 => self.addr.port().to_le_bytes().to_vec(),
             7 => vec![0x40, 0x40, 0x10],
             10 | 11 => vec![0x00],
             16 => {
@@ -1064,6 +1112,13 @@ impl Bmc {
         if !self.sol_cfg.enabled {
             log::warn!("{name}: sol activate refused: SOL disabled (sol set enabled true)");
             return err(0x81); // payload type disabled
+        }
+        if self.payload_refused(s) {
+            log::warn!(
+                "{name}: sol activate refused: user {:?} has no SOL payload access (sol payload enable)",
+                s.user.as_ref().map(|u| &u.name)
+            );
+            return err(0x81); // payload type disabled for this user
         }
         let Some(console) = self.vm.console.get() else {
             log::warn!(
