@@ -917,9 +917,14 @@ impl Bmc {
             return err(cc::INVALID_FIELD);
         }
         let rev_only = d[0] & 0x80 != 0;
-        let data = match cmd {
-            0x02 => self.lan_param(d[1]),
-            _ => self.sol_param(d[1]),
+        let data = match (cmd, d[1]) {
+            // LAN alert destination type and address: only destination 0
+            // (the volatile one) exists.
+            (0x02, 18 | 19) if d[2] != 0 => return err(cc::OUT_OF_RANGE),
+            (0x02, 18) => Some([&[0][..], &self.alert_dest.0].concat()),
+            (0x02, 19) => Some([&[0][..], &self.alert_dest.1].concat()),
+            (0x02, p) => self.lan_param(p),
+            (_, p) => self.sol_param(p),
         };
         let Some(data) = data else {
             return err(0x80); // parameter not supported
@@ -974,6 +979,29 @@ impl Bmc {
         };
         if lock.is_some_and(|o| o != s.id && self.sessions.get(o).is_some()) {
             return err(lan::setcc::IN_PROGRESS);
+        }
+        if cmd == 0x01 && matches!(p, 18 | 19) {
+            let want = if p == 18 { 4 } else { 13 };
+            if v.len() != want {
+                return err(cc::BAD_LENGTH);
+            }
+            if v[0] != 0 {
+                return err(cc::OUT_OF_RANGE);
+            }
+            if p == 18 {
+                if !matches!(v[1] & 0x07, 0 | 6 | 7) || v[1] & 0x78 != 0 || v[3] & 0xF8 != 0 {
+                    return err(cc::INVALID_FIELD);
+                }
+                self.alert_dest.0.copy_from_slice(&v[1..]);
+            } else {
+                // IPv4 address and MAC format only.
+                if v[1] & 0xF0 != 0 || v[2] & 0xFE != 0 {
+                    return err(cc::INVALID_FIELD);
+                }
+                self.alert_dest.1.copy_from_slice(&v[1..]);
+            }
+            log::info!("{name}: LAN alert destination parameter {p} set over IPMI");
+            return ok(vec![]);
         }
         if cmd == 0x01 {
             return match self.lan.set(&self.store, &name, p, v) {
@@ -1069,6 +1097,12 @@ impl Bmc {
                 v
             }
             26 => vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
+            // IPv6: parameter 50 (IPv6/IPv4 support) is not supported, as
+            // on a BMC without IPv6; addressing enables say IPv4 only and
+            // the status has no static or dynamic IPv6 address slots and
+            // neither DHCPv6 nor SLAAC.
+            51 => vec![0x00],
+            55 => vec![0x00, 0x00, 0x00],
             _ => return None,
         })
     }

@@ -192,6 +192,10 @@ pub struct Bmc {
     partial_sel: Option<(u16, Vec<u8>)>,
     /// Channel access (App 0x40/0x41): non-volatile and volatile byte 1.
     channel_access: [u8; 2],
+    /// LAN alert destination 0 (volatile; LAN parameters 18 and 19,
+    /// without the selector): type, timeout, retries; address format,
+    /// gateway, IP, MAC. Stored only: this BMC sends no alerts.
+    alert_dest: ([u8; 3], [u8; 12]),
 }
 
 /// bmc_meta key of the SOL configuration.
@@ -297,6 +301,7 @@ impl Bmc {
             // Always available, per-message and user-level authentication,
             // PEF alerting off (bit 5 set disables it).
             channel_access: [0x22, 0x22],
+            alert_dest: ([0; 3], [0; 12]),
             sel: Arc::new(Mutex::new(sel)),
             events: Arc::default(),
             guid,
