@@ -105,7 +105,11 @@ impl Bmc {
         }
         // Non-null user names enabled; no null user, no anonymous login;
         // per-message and user-level authentication on; bit 5: K_G set.
-        let status = if self.sessions.kg.is_some() { 0x24 } else { 0x04 };
+        let status = if self.sessions.kg.is_some() {
+            0x24
+        } else {
+            0x04
+        };
         let ext = if v2 { 0x03 } else { 0x00 };
         ok(vec![LAN_CHANNEL, types, status, ext, 0, 0, 0, 0])
     }

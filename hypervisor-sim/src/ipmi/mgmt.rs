@@ -176,10 +176,7 @@ impl Bmc {
                 } else {
                     self.kr.copy_from_slice(v);
                 }
-                log::info!(
-                    "{name}: {} set over IPMI",
-                    if kg { "K_G" } else { "K_R" }
-                );
+                log::info!("{name}: {} set over IPMI", if kg { "K_G" } else { "K_R" });
                 ok(vec![0])
             }
             2 => err(0x80), // key is not lockable
@@ -352,7 +349,13 @@ impl Bmc {
 
     /// Sensor/Event commands other than sensors: event receiver, platform
     /// event, PEF. `None` for sensor commands.
-    pub(super) fn event_cmd(&mut self, s: &Session, rq_addr: u8, cmd: u8, d: &[u8]) -> Option<Reply> {
+    pub(super) fn event_cmd(
+        &mut self,
+        s: &Session,
+        rq_addr: u8,
+        cmd: u8,
+        d: &[u8],
+    ) -> Option<Reply> {
         Some(match cmd {
             0x00 => {
                 if d.len() < 2 {

@@ -256,7 +256,8 @@ impl Bmc {
         if let Some(k) = load_blob(&store, name, KR_KEY)?.filter(|k| k.len() == 20) {
             kr.copy_from_slice(&k);
         }
-        let pef = load_blob(&store, name, PEF_KEY)?.map_or_else(pef::Pef::default, |b| pef::Pef::unpack(&b));
+        let pef = load_blob(&store, name, PEF_KEY)?
+            .map_or_else(pef::Pef::default, |b| pef::Pef::unpack(&b));
         let sol_denied = store.bmc_meta(name, SOL_DENIED_KEY)?.unwrap_or(0) as u64;
         // PEF looks only at records logged from now on.
         let pef_last_bmc = sel.records().last().map_or(0, |r| r.0);

@@ -356,7 +356,18 @@ mod tests {
         // Filter 1: enabled, software configurable; power down; any
         // generator; sensor type 0x23 (Watchdog 2); any number; sensor
         // specific; offset 1 (hard reset) only; no data compares.
-        let mut f = vec![1, 0x80, action::POWER_DOWN, 0, 0x00, 0xFF, 0xFF, 0x23, 0xFF, 0x6F];
+        let mut f = vec![
+            1,
+            0x80,
+            action::POWER_DOWN,
+            0,
+            0x00,
+            0xFF,
+            0xFF,
+            0x23,
+            0xFF,
+            0x6F,
+        ];
         f.extend_from_slice(&[0x02, 0x00]);
         f.extend_from_slice(&[0; 9]);
         f
