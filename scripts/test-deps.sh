@@ -19,13 +19,13 @@ cd "$(dirname "$0")/.."
 # tests' password hashes; systemd: systemd-detect-virt under `hvsim exec`
 # (the DMI test); libpam0g-dev: to link vm-agent-auth (guest operations'
 # PAM helper); netplan.io: `netplan generate` reads what guest
-# customization writes; freeipmi-tools/freeipmi-bmc-watchdog: FreeIPMI's
+# customization writes; freeipmi-tools: FreeIPMI's
 # clients (bmc-info, ipmipower, ipmiconsole, ipmi-config, bmc-watchdog...).
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
       binutils file unzip xvfb xclip e2fsprogs util-linux mount
       wsl uuid-runtime libxml2-utils openssl systemd
-      libpam0g-dev netplan.io freeipmi-tools freeipmi-bmc-watchdog)
+      libpam0g-dev netplan.io freeipmi-tools)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

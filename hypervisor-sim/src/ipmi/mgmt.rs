@@ -34,6 +34,43 @@ const PAYLOADS: u16 = 0x0003;
 const SETUP_PAYLOADS: u16 = 0x003F;
 
 impl Bmc {
+    /// Run one in-session command as user `user_id` (a session is made for
+    /// it on first use), then the watchdog and PEF: how fuzz targets and
+    /// unit tests reach the command parsers. The network path never calls
+    /// it; `None` when the user does not exist.
+    #[doc(hidden)]
+    pub fn command_as(&mut self, user_id: u8, netfn: u8, cmd: u8, data: &[u8]) -> Option<Reply> {
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let found = self
+            .sessions
+            .active()
+            .find(|s| s.peer == peer && s.user.as_ref().is_some_and(|u| u.id == user_id))
+            .map(|s| s.id);
+        let sid = match found {
+            Some(id) => id,
+            None => {
+                let u = self.users.by_id(user_id)?;
+                self.sessions.insert_active(u, peer)
+            }
+        };
+        let req = super::rmcp::Request {
+            rs_addr: 0x20,
+            netfn,
+            rs_lun: 0,
+            rq_addr: 0x81,
+            rq_seq: 0,
+            rq_lun: 0,
+            cmd,
+            data,
+        };
+        let r = self.command(sid, &req);
+        if let Some(x) = self.close_after_reply.take() {
+            self.sessions.close(x);
+        }
+        self.tick(Instant::now());
+        Some(r)
+    }
+
     /// Get Channel Payload Support (App 0x4E).
     pub(super) fn payload_support(&self, d: &[u8]) -> Reply {
         let Some(&c) = d.first() else {

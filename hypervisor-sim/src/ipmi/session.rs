@@ -445,6 +445,23 @@ impl Sessions {
         }
     }
 
+    /// An active RMCP+ session (no keys) for `user` at its highest
+    /// privilege, as if set up by `peer`: a way for fuzz targets and tests
+    /// to reach the in-session commands without the handshake. Nothing on
+    /// the network path calls it.
+    #[doc(hidden)]
+    pub fn insert_active(&mut self, user: User, peer: SocketAddr) -> u32 {
+        let id = self.new_id();
+        let mut s = self.blank(id, id, true, Stage::Active, peer);
+        let p = user.role.ipmi_privilege();
+        s.max_priv = p;
+        s.privilege = p;
+        s.password = user.password.clone();
+        s.user = Some(user);
+        self.list.push(s);
+        id
+    }
+
     fn new_id(&self) -> u32 {
         loop {
             let id = crypto::random_u32();
