@@ -703,3 +703,146 @@ impl Bmc {
         !self.sol_allowed(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::UserConfig;
+    use crate::store::Store;
+    use crate::users::UserStore;
+    use crate::vm::{Power, Vm, VmInfo, VmLimits};
+
+    fn bmc() -> (Bmc, Arc<Vm>) {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let info = VmInfo {
+            name: "vm0".into(),
+            uuid: [3; 16],
+            memory_mb: 1024,
+            backdoor_socket: "/nonexistent".into(),
+            clipboard: false,
+            model: "VMware Virtual Platform".into(),
+        };
+        let limits = VmLimits {
+            channels: Default::default(),
+            max_guest_vars: 64,
+        };
+        let vm = Arc::new(Vm::new(info, limits, store.clone(), 1).unwrap());
+        let user = |name: &str, role: &str| UserConfig {
+            name: name.into(),
+            password: "password".into(),
+            role: Some(role.into()),
+        };
+        let users = UserStore::load(
+            &[user("admin", "Administrator"), user("oper", "Operator")],
+            store.clone(),
+        )
+        .unwrap();
+        let addr: SocketAddr = "127.0.0.1:623".parse().unwrap();
+        let b = Bmc::new(
+            vm.clone(),
+            Arc::new(users),
+            store,
+            addr,
+            super::super::SessionPolicy::default(),
+        )
+        .unwrap();
+        (b, vm)
+    }
+
+    fn run(b: &mut Bmc, nf: u8, cmd: u8, d: &[u8]) -> Reply {
+        b.command_as(2, nf, cmd, d).unwrap()
+    }
+
+    #[test]
+    fn watchdog_expiry_powers_down_and_logs() {
+        let (mut b, vm) = bmc();
+        assert_eq!(run(&mut b, 0x06, 0x24, &[0x04, 0x02, 0, 0, 1, 0]).0, 0);
+        assert_eq!(run(&mut b, 0x06, 0x22, &[]).0, 0);
+        b.tick(Instant::now() + Duration::from_millis(150));
+        assert_eq!(vm.power_state(), Power::Off);
+        let sel = b.sel.lock().unwrap();
+        let r = sel.records().last().unwrap().1;
+        assert_eq!(
+            (r[10], r[11], r[13] & 0x0F),
+            (WATCHDOG_TYPE, WATCHDOG_SENSOR, 2)
+        );
+    }
+
+    #[test]
+    fn pef_filter_acts_on_platform_events_and_honours_postpone() {
+        let (mut b, vm) = bmc();
+        let mut f = vec![
+            6,
+            1,
+            0x80,
+            pef::action::POWER_DOWN,
+            0,
+            0,
+            0xFF,
+            0xFF,
+            0x05,
+            0xFF,
+            0x6F,
+        ];
+        f.extend_from_slice(&[0x01, 0x00]);
+        f.extend_from_slice(&[0; 9]);
+        assert_eq!(run(&mut b, 0x04, 0x12, &f).0, 0);
+        assert_eq!(run(&mut b, 0x04, 0x12, &[2, pef::action::POWER_DOWN]).0, 0);
+        assert_eq!(run(&mut b, 0x04, 0x12, &[1, 1]).0, 0);
+        // Postponed: nothing happens until the timer is disarmed.
+        assert_eq!(run(&mut b, 0x04, 0x11, &[0xFE]), (0, vec![0xFE]));
+        let ev = [0x04, 0x05, 0x01, 0x6F, 0x00, 0xFF, 0xFF];
+        assert_eq!(run(&mut b, 0x04, 0x02, &ev).0, 0);
+        assert_eq!(vm.power_state(), Power::On);
+        assert_eq!(run(&mut b, 0x04, 0x11, &[0x00]), (0, vec![0]));
+        assert_eq!(vm.power_state(), Power::Off);
+        // The operator cannot change PEF.
+        assert_eq!(
+            b.command_as(3, 0x04, 0x12, &[1, 0]).unwrap().0,
+            cc::INSUFFICIENT_PRIVILEGE
+        );
+        assert!(b.command_as(9, 0x04, 0x12, &[1, 0]).is_none());
+    }
+
+    #[test]
+    fn payload_access_is_kept_per_user() {
+        let (mut b, _) = bmc();
+        assert_eq!(run(&mut b, 0x06, 0x4D, &[1, 3]), (0, vec![2, 0, 0, 0]));
+        assert_eq!(run(&mut b, 0x06, 0x4C, &[1, 0x43, 2, 0, 0, 0]).0, 0);
+        assert_eq!(run(&mut b, 0x06, 0x4D, &[1, 3]), (0, vec![0, 0, 0, 0]));
+        assert!(!b.sol_allowed(3) && b.sol_allowed(2));
+        assert_eq!(run(&mut b, 0x06, 0x4C, &[1, 0x03, 2, 0, 0, 0]).0, 0);
+        assert!(b.sol_allowed(3));
+    }
+
+    #[test]
+    fn arbitrary_commands_never_panic() {
+        let (mut b, _) = bmc();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let r = next();
+            let nf = [0x00, 0x04, 0x06, 0x0A, 0x0C][(r % 5) as usize];
+            // Skip resets and session changes that would end the session.
+            let cmd = match (r >> 8) as u8 {
+                0x02 | 0x03 | 0x3C if nf == 0x06 => 0x01,
+                c => c,
+            };
+            let n = ((r >> 16) % 24) as usize;
+            let d: Vec<u8> = (0..n)
+                .map(|i| (r >> (24 + i % 5 * 8)) as u8 ^ i as u8)
+                .collect();
+            let user = if r >> 63 == 1 { 3 } else { 2 };
+            let (_, out) = b.command_as(user, nf, cmd, &d).unwrap();
+            assert!(out.len() <= 256);
+        }
+    }
+}
