@@ -81,7 +81,7 @@ impl Bmc {
                 Some(r) => r,
                 None => self.sensor(cmd, d),
             },
-            netfn::TRANSPORT => self.transport(&s, cmd, d),
+            netfn::TRANSPORT => self.transport(s, cmd, d),
             _ => err(cc::INVALID_COMMAND),
         }
     }

@@ -30,8 +30,8 @@
 //! | the console holding SOL | SOL packets | accepted only in the session that activated it, after the same integrity, decryption and sequence-window checks as IPMI payloads; payloads over [`sol::MAX_PAYLOAD`] dropped; keystrokes go to the pty without blocking (a full input queue gets a partial acknowledgement); a repeated packet is acknowledged, not fed twice |
 //! | the guest program on the console (`hvsim exec --console`) | unlimited output | kept in a ring of [`crate::console::RING_BYTES`] per VM, older output dropped (SOL sets the overrun flag); one packet in flight to the console, resent at most the retry count (at most 7) |
 //! | an Operator session | Set/Reset Watchdog Timer, Platform Event | the watchdog acts on the VM's power as Chassis Control (also Operator) does; its countdown is at most 6553.5 s and it stops after acting; malformed data gets 0xC7/0xCC |
-| an Administrator session | PEF configuration, K_G/K_R, user payload access, channel access, global enables | PEF acts at most once per new SEL record and only with its global action control; a K_G change applies to sessions opened afterwards; everything is validated field by field (0x80/0x82/0xC7/0xC9/0xCC) |
-| the guest | power and OS events that become SEL entries | the SEL holds at most [`sel::MAX_ENTRIES`] records; when full new events are dropped and the overflow flag is set |
+//! | an Administrator session | PEF configuration, K_G/K_R, user payload access, channel access, global enables | PEF acts at most once per new SEL record and only with its global action control; a K_G change applies to sessions opened afterwards; everything is validated field by field (0x80/0x82/0xC7/0xC9/0xCC) |
+//! | the guest | power and OS events that become SEL entries | the SEL holds at most [`sel::MAX_ENTRIES`] records; when full new events are dropped and the overflow flag is set |
 
 pub mod client;
 pub mod commands;
