@@ -3,7 +3,7 @@ VirtualBMC). Usage: pyghmi_client.py PORT USER PASSWORD OP [ARGS...];
 prints one JSON document on stdout, exits 1 with the error on stderr.
 
 OPs: power-state, power ON|OFF|RESET|BOOT, bootdev-set DEV PERSIST,
-bootdev-get, sensors, inventory, users, user-create UID NAME PASSWORD
+bootdev-get, sensors, sel, inventory, users, user-create UID NAME PASSWORD
 PRIV, user-password UID PASSWORD, user-delete UID, sol WANT TYPED ECHO.
 """
 
@@ -92,6 +92,8 @@ def run(c, op, args):
         return [{"name": r.name, "value": r.value, "units": r.units,
                  "states": list(r.states), "health": r.health}
                 for r in c.get_sensor_data()]
+    if op == "sel":
+        return list(c.get_event_log())
     if op == "inventory":
         return {name: info for name, info in c.get_inventory()}
     if op == "users":

@@ -210,6 +210,38 @@ fn bmc_info_sensors_sel_fru_and_chassis() {
         assert!(caps.contains(want), "{want:?} not in\n{caps}");
     }
 
+    // Boot device the way MAAS sets it: ipmi-config's chassis category.
+    b.fi(
+        "ipmi-config",
+        &[
+            "--category=chassis",
+            "--commit",
+            "-e",
+            "Chassis_Boot_Flags:Boot_Device=PXE",
+            "-e",
+            "Chassis_Boot_Flags:Boot_Flags_Persistent=Yes",
+        ],
+    );
+    let boot = &b.sim.show("vm0")["boot"];
+    assert_eq!(
+        (boot["target"].as_str(), boot["persistent"].as_bool()),
+        (Some("pxe"), Some(true))
+    );
+    let co = b.fi(
+        "ipmi-config",
+        &[
+            "--category=chassis",
+            "--checkout",
+            "-S",
+            "Chassis_Boot_Flags",
+        ],
+    );
+    assert!(
+        co.lines()
+            .any(|l| l.contains("Boot_Device") && l.contains("PXE")),
+        "{co}"
+    );
+
     let fru = b.fi("ipmi-fru", &[]);
     assert!(fru.contains("FRU Product Name: vm0"), "{fru}");
     assert!(

@@ -90,6 +90,14 @@ fn power_bootdev_sensors_inventory() {
     assert_eq!(b.py(&["power-state"])["powerstate"], "off");
     assert_eq!(b.py(&["power", "on"])["powerstate"], "on");
     assert_eq!(b.sim.show("vm0")["power"], "on");
+    // The SEL as pyghmi decodes it has the power-off (ACPI S5 by
+    // override) that hvsim logged.
+    b.sim.eventually("power off in the SEL", || {
+        b.py(&["sel"]).as_array().is_some_and(|l| {
+            l.iter()
+                .any(|e| e["component_type"] == "System ACPI Power State")
+        })
+    });
     // Reset keeps it on; the SEL (read by ipmitool) has the hard reset.
     b.py(&["power", "reset"]);
     assert_eq!(b.sim.show("vm0")["power"], "on");
