@@ -650,6 +650,8 @@ fn watchdog_actions_power_and_sel() {
     );
     assert!(sel.contains("Initiated by hard reset"), "{sel}");
     assert_eq!(b.power(), "on");
+    let cause = b.fi("ipmi-chassis", &["--get-system-restart-cause"]);
+    assert!(cause.contains("Watchdog expiration"), "{cause}");
     // The pre-timeout set the message flag (Get Message Flags bit 3).
     let (c, d) = b.raw(0x06, 0x31, &[]);
     assert_eq!((c, d[0] & 0x08), (0, 0x08));

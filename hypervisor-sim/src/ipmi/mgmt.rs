@@ -272,6 +272,12 @@ impl Bmc {
 
     /// Run the watchdog and PEF up to `now`.
     pub fn tick(&mut self, now: Instant) {
+        // A powered-down system stops the watchdog (it has nothing to
+        // watch until it starts again).
+        if self.watchdog.running() && self.vm.power_state() == crate::vm::Power::Off {
+            log::info!("{}: watchdog stopped: the VM is off", self.vm.info.name);
+            self.watchdog.stop(now);
+        }
         while let Some(ev) = self.watchdog.poll(now) {
             self.watchdog_event(ev);
         }

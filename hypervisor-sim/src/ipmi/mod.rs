@@ -600,12 +600,19 @@ impl Recorder {
                         // Restart causes (spec table 28-11): 0x01 chassis
                         // control command, 0x0A soft reset from the OS.
                         match &ev {
+                            // 0x04 watchdog expiration, 0x08 reset via
+                            // PEF (a reset or power cycle restarts it).
                             VmEvent::PowerOn { source } => {
                                 e.restart_cause = 0x01;
                                 e.last_on_by_ipmi = source == "ipmi";
                             }
                             VmEvent::Reset { source } => {
-                                e.restart_cause = if source == "guest" { 0x0A } else { 0x01 };
+                                e.restart_cause = match source.as_str() {
+                                    "guest" => 0x0A,
+                                    "watchdog" => 0x04,
+                                    "pef" => 0x08,
+                                    _ => 0x01,
+                                };
                             }
                             _ => {}
                         }
