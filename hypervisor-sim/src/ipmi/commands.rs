@@ -160,6 +160,11 @@ impl Bmc {
                 );
                 self.sessions.close_all_but(s.id);
                 self.identify_until = None;
+                if cmd == 0x02 {
+                    // A cold reset starts the BMC over: the watchdog is
+                    // stopped and has to be set again.
+                    self.watchdog = Default::default();
+                }
                 ok(vec![])
             }
             0x04 => ok(vec![0x55, 0x00]), // self test passed

@@ -446,9 +446,11 @@ impl Bmc {
     /// it). Over LAN the generator is the requester's software ID; an
     /// 8-byte request carries the generator ID first.
     fn platform_event(&mut self, rq_addr: u8, d: &[u8]) -> Reply {
+        // Generator ID: the software ID, and (byte 2) the channel it came
+        // in on.
         let (gen, ev) = match d.len() {
-            8 => (d[0], &d[1..]),
-            5..=7 => (rq_addr, d),
+            8 => (d[0] as u16, &d[1..]),
+            5..=7 => (rq_addr as u16 | (LAN_CHANNEL as u16) << 12, d),
             _ => return err(cc::BAD_LENGTH),
         };
         if !matches!(ev[0], 0x03 | 0x04) {
@@ -459,7 +461,7 @@ impl Bmc {
             ev.get(5).copied().unwrap_or(0xFF),
             ev.get(6).copied().unwrap_or(0xFF),
         ];
-        let mut rec = sel::system_event(gen as u16, ev[1], ev[2], ev[3], data);
+        let mut rec = sel::system_event(gen, ev[1], ev[2], ev[3], data);
         rec[9] = ev[0];
         log::info!(
             "{}: platform event: sensor type {:#04x} number {:#04x} type {:#04x} data {data:02x?}",
