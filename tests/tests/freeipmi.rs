@@ -470,6 +470,49 @@ fn ipmi_config_checkout_and_channel_keys() {
     assert!(!out.contains("Cipher_Suite_Id_3 :"), "{out}");
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 
+    // A user made the way MAAS commissions a BMC: ipmi-config --commit.
+    b.fi(
+        "ipmi-config",
+        &[
+            "--commit",
+            "-e",
+            "User4:Username=maas",
+            "-e",
+            "User4:Password=maaspass1",
+            "-e",
+            "User4:Lan_Privilege_Limit=Administrator",
+            "-e",
+            "User4:Lan_Enable_IPMI_Msgs=Yes",
+            "-e",
+            "User4:Enable_User=Yes",
+        ],
+    );
+    let o = b.tool_as(
+        "ipmipower",
+        "maas",
+        "maaspass1",
+        &["-D", "LAN_2_0", "--stat"],
+    );
+    assert!(stdout(&o).contains(": on"), "{}{}", stdout(&o), stderr(&o));
+    let co = b.fi("ipmi-config", &["--checkout", "-S", "User4"]);
+    assert!(
+        co.lines()
+            .any(|l| l.contains("Username") && l.contains("maas")),
+        "{co}"
+    );
+    b.fi("ipmi-config", &["--commit", "-e", "User4:Enable_User=No"]);
+    let o = b.tool_as(
+        "ipmipower",
+        "maas",
+        "maaspass1",
+        &["-D", "LAN_2_0", "--stat"],
+    );
+    assert!(
+        !stdout(&o).contains(": on"),
+        "disabled user logged in: {}",
+        stdout(&o)
+    );
+
     // K_G: set through ipmi-config, sessions need it, cleared again.
     let co = b.fi(
         "ipmi-config",
