@@ -1106,12 +1106,12 @@ impl Bmc {
                 v
             }
             26 => vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
-            // IPv6: parameter 50 (IPv6/IPv4 support) is not supported, as
-            // on a BMC without IPv6; addressing enables say IPv4 only and
-            // the status has no static or dynamic IPv6 address slots and
-            // neither DHCPv6 nor SLAAC.
+            // IPv6: this BMC has none. Parameter 50 (IPv6/IPv4 support),
+            // the IPv6 status (55), addresses, routers (64 and up) and the
+            // other IPv6 parameters are not supported (0x80), as on an
+            // IPv4-only BMC; the addressing enables only say "IPv6
+            // disabled" (IPv4 only), which is true of it.
             51 => vec![0x00],
-            55 => vec![0x00, 0x00, 0x00],
             _ => return None,
         })
     }
