@@ -31,10 +31,16 @@ fn err(c: u8) -> Reply {
 pub fn required_privilege(nf: u8, cmd: u8) -> u8 {
     match (nf, cmd) {
         (netfn::APP, 0x02 | 0x03) => privilege::ADMIN, // cold/warm reset
-        (netfn::APP, 0x47 | 0x45 | 0x43) => privilege::ADMIN, // user changes
+        (netfn::APP, 0x47 | 0x45 | 0x43 | 0x4C) => privilege::ADMIN, // user changes
+        (netfn::APP, 0x2E | 0x30 | 0x40 | 0x56) => privilege::ADMIN,
+        (netfn::APP, 0x22 | 0x24 | 0x4D) => privilege::OPERATOR,
         (netfn::APP, 0x48 | 0x49) => privilege::USER,
+        (netfn::CHASSIS, 0x05) => privilege::ADMIN,
         (netfn::CHASSIS, 0x02 | 0x04 | 0x08) => privilege::OPERATOR,
-        (netfn::STORAGE, 0x44 | 0x46 | 0x47 | 0x49) => privilege::OPERATOR,
+        (netfn::SENSOR, 0x00 | 0x11 | 0x12 | 0x14 | 0x15) => privilege::ADMIN,
+        (netfn::SENSOR, 0x02 | 0x13) => privilege::OPERATOR,
+        (netfn::STORAGE, 0x12 | 0x24..=0x27 | 0x29) => privilege::OPERATOR,
+        (netfn::STORAGE, 0x44..=0x47 | 0x49) => privilege::OPERATOR,
         (netfn::TRANSPORT, 0x01 | 0x21) => privilege::ADMIN,
         _ => privilege::USER,
     }
@@ -46,19 +52,36 @@ fn channel_ok(c: u8) -> bool {
 
 impl Bmc {
     /// Dispatch one in-session command for session `sid`.
-    pub(super) fn command(&mut self, sid: u32, nf: u8, cmd: u8, d: &[u8]) -> Reply {
+    pub(super) fn command(&mut self, sid: u32, req: &rmcp::Request<'_>) -> Reply {
+        let (nf, cmd, d) = (req.netfn, req.cmd, req.data);
         let Some(s) = self.sessions.get(sid).cloned() else {
             return err(cc::INVALID_SESSION);
         };
         if s.privilege < required_privilege(nf, cmd) {
             return err(cc::INSUFFICIENT_PRIVILEGE);
         }
+        let r = self.dispatch(&s, req.rq_addr, nf, cmd, d);
+        if r.0 != cc::OK {
+            log::debug!(
+                "{}: IPMI netfn {nf:#04x} cmd {cmd:#04x} {:02x?}: completion code {:#04x}",
+                self.vm.info.name,
+                &d[..d.len().min(8)],
+                r.0
+            );
+        }
+        r
+    }
+
+    fn dispatch(&mut self, s: &Session, rq_addr: u8, nf: u8, cmd: u8, d: &[u8]) -> Reply {
         match nf {
-            netfn::APP => self.app(&s, cmd, d),
+            netfn::APP => self.app(s, cmd, d),
             netfn::CHASSIS => self.chassis(cmd, d),
             netfn::STORAGE => self.storage(cmd, d),
-            netfn::SENSOR => self.sensor(cmd, d),
-            netfn::TRANSPORT => self.transport(&s, cmd, d),
+            netfn::SENSOR => match self.event_cmd(s, rq_addr, cmd, d) {
+                Some(r) => r,
+                None => self.sensor(cmd, d),
+            },
+            netfn::TRANSPORT => self.transport(s, cmd, d),
             _ => err(cc::INVALID_COMMAND),
         }
     }
@@ -81,8 +104,12 @@ impl Bmc {
             types |= 0x80;
         }
         // Non-null user names enabled; no null user, no anonymous login;
-        // per-message and user-level authentication on.
-        let status = 0x04;
+        // per-message and user-level authentication on; bit 5: K_G set.
+        let status = if self.sessions.kg.is_some() {
+            0x24
+        } else {
+            0x04
+        };
         let ext = if v2 { 0x03 } else { 0x00 };
         ok(vec![LAN_CHANNEL, types, status, ext, 0, 0, 0, 0])
     }
@@ -133,6 +160,11 @@ impl Bmc {
                 );
                 self.sessions.close_all_but(s.id);
                 self.identify_until = None;
+                if cmd == 0x02 {
+                    // A cold reset starts the BMC over: the watchdog is
+                    // stopped and has to be set again.
+                    self.watchdog = Default::default();
+                }
                 ok(vec![])
             }
             0x04 => ok(vec![0x55, 0x00]), // self test passed
@@ -142,16 +174,6 @@ impl Bmc {
             0x3B => self.set_privilege(s.id, d),
             0x3C => self.close_session(s, d),
             0x3D => self.session_info(s, d),
-            0x41 => {
-                if d.len() < 2 {
-                    return err(cc::BAD_LENGTH);
-                }
-                if !channel_ok(d[0]) {
-                    return err(cc::INVALID_FIELD);
-                }
-                // Always available, PEF alerting off; limit Administrator.
-                ok(vec![0x22, privilege::ADMIN])
-            }
             0x42 => {
                 if d.is_empty() {
                     return err(cc::BAD_LENGTH);
@@ -197,6 +219,13 @@ impl Bmc {
                 // One SOL instance; bit 0: instance 1 active.
                 ok(vec![1, self.sol.is_some() as u8, 0])
             }
+            0x22 | 0x24 | 0x25 => self.watchdog_cmd(cmd, d),
+            0x4C => self.set_payload_access(d),
+            0x4D => self.get_payload_access(d),
+            0x4E => self.payload_support(d),
+            0x4F => self.payload_version(d),
+            0x50 => self.oem_payload_info(d),
+            0x56 => self.security_keys(d),
             0x4B => {
                 if d.len() < 2 {
                     return err(cc::BAD_LENGTH);
@@ -210,7 +239,9 @@ impl Bmc {
                 out.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
                 ok(out)
             }
-            _ => err(cc::INVALID_COMMAND),
+            _ => self
+                .messaging(cmd, d)
+                .unwrap_or_else(|| err(cc::INVALID_COMMAND)),
         }
     }
 
@@ -457,6 +488,8 @@ impl Bmc {
 
     fn chassis(&mut self, cmd: u8, d: &[u8]) -> Reply {
         match cmd {
+            0x00 => self.chassis_capabilities(),
+            0x05 => self.set_chassis_capabilities(d),
             0x01 => {
                 let on = self.vm.power_state() == Power::On;
                 // Power restore policy "previous" (bits 6:5 = 01).
@@ -636,6 +669,26 @@ impl Bmc {
                 out.extend_from_slice(&self.fru[off..off + n]);
                 ok(out)
             }
+            // Write FRU Data: the FRU describes the VM (name, UUID, hvsim
+            // version) and is write-protected.
+            0x12 => {
+                if d.len() < 4 {
+                    return err(cc::BAD_LENGTH);
+                }
+                if d[0] != 0 {
+                    return err(cc::NOT_PRESENT);
+                }
+                err(0x80) // write-protected offset
+            }
+            // Add / Partial Add / Delete SDR, Clear SDR Repository: the
+            // records describe the VM's fixed sensors.
+            0x24..=0x27 => err(cc::NOT_IN_STATE),
+            // SDR repository time: the SEL's clock.
+            0x28 => {
+                let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
+                ok(sel.time().to_le_bytes().to_vec())
+            }
+            0x45 => self.partial_add_sel(d),
             // SDR repository.
             0x20 => {
                 let mut out = vec![0x51];
@@ -659,8 +712,9 @@ impl Bmc {
                 out.extend_from_slice(&(((sel::MAX_ENTRIES - n) * 16) as u16).to_le_bytes());
                 out.extend_from_slice(&sel.last_add.to_le_bytes());
                 out.extend_from_slice(&sel.last_erase.to_le_bytes());
-                // Overflow flag, delete, reserve and allocation info supported.
-                out.push(((sel.overflow as u8) << 7) | 0x0B);
+                // Overflow flag; delete, partial add, reserve and
+                // allocation info supported.
+                out.push(((sel.overflow as u8) << 7) | 0x0F);
                 ok(out)
             }
             0x41 => {
@@ -740,7 +794,7 @@ impl Bmc {
                 let sel = self.sel.lock().unwrap_or_else(|p| p.into_inner());
                 ok(sel.time().to_le_bytes().to_vec())
             }
-            0x49 => {
+            0x29 | 0x49 => {
                 if d.len() < 4 {
                     return err(cc::BAD_LENGTH);
                 }
@@ -872,9 +926,14 @@ impl Bmc {
             return err(cc::INVALID_FIELD);
         }
         let rev_only = d[0] & 0x80 != 0;
-        let data = match cmd {
-            0x02 => self.lan_param(d[1]),
-            _ => self.sol_param(d[1]),
+        let data = match (cmd, d[1]) {
+            // LAN alert destination type and address: only destination 0
+            // (the volatile one) exists.
+            (0x02, 18 | 19) if d[2] != 0 => return err(cc::OUT_OF_RANGE),
+            (0x02, 18) => Some([&[0][..], &self.alert_dest.0].concat()),
+            (0x02, 19) => Some([&[0][..], &self.alert_dest.1].concat()),
+            (0x02, p) => self.lan_param(p),
+            (_, p) => self.sol_param(p),
         };
         let Some(data) = data else {
             return err(0x80); // parameter not supported
@@ -929,6 +988,29 @@ impl Bmc {
         };
         if lock.is_some_and(|o| o != s.id && self.sessions.get(o).is_some()) {
             return err(lan::setcc::IN_PROGRESS);
+        }
+        if cmd == 0x01 && matches!(p, 18 | 19) {
+            let want = if p == 18 { 4 } else { 13 };
+            if v.len() != want {
+                return err(cc::BAD_LENGTH);
+            }
+            if v[0] != 0 {
+                return err(cc::OUT_OF_RANGE);
+            }
+            if p == 18 {
+                if !matches!(v[1] & 0x07, 0 | 6 | 7) || v[1] & 0x78 != 0 || v[3] & 0xF8 != 0 {
+                    return err(cc::INVALID_FIELD);
+                }
+                self.alert_dest.0.copy_from_slice(&v[1..]);
+            } else {
+                // IPv4 address and MAC format only.
+                if v[1] & 0xF0 != 0 || v[2] & 0xFE != 0 {
+                    return err(cc::INVALID_FIELD);
+                }
+                self.alert_dest.1.copy_from_slice(&v[1..]);
+            }
+            log::info!("{name}: LAN alert destination parameter {p} set over IPMI");
+            return ok(vec![]);
         }
         if cmd == 0x01 {
             return match self.lan.set(&self.store, &name, p, v) {
@@ -1004,6 +1086,9 @@ impl Bmc {
             1 => vec![types],
             2 => vec![types, types, types, types, 0x00],
             5 => self.mac.to_vec(),
+            // Primary RMCP port: the BMC's UDP port. No secondary (secure
+            // RMCP) port: parameter 9 is not supported.
+            8 => self.addr.port().to_le_bytes().to_vec(),
             7 => vec![0x40, 0x40, 0x10],
             10 | 11 => vec![0x00],
             16 => {
@@ -1021,6 +1106,12 @@ impl Bmc {
                 v
             }
             26 => vec![0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
+            // IPv6: this BMC has none. Parameter 50 (IPv6/IPv4 support),
+            // the IPv6 status (55), addresses, routers (64 and up) and the
+            // other IPv6 parameters are not supported (0x80), as on an
+            // IPv4-only BMC; the addressing enables only say "IPv6
+            // disabled" (IPv4 only), which is true of it.
+            51 => vec![0x00],
             _ => return None,
         })
     }
@@ -1064,6 +1155,13 @@ impl Bmc {
         if !self.sol_cfg.enabled {
             log::warn!("{name}: sol activate refused: SOL disabled (sol set enabled true)");
             return err(0x81); // payload type disabled
+        }
+        if self.payload_refused(s) {
+            log::warn!(
+                "{name}: sol activate refused: user {:?} has no SOL payload access (sol payload enable)",
+                s.user.as_ref().map(|u| &u.name)
+            );
+            return err(0x81); // payload type disabled for this user
         }
         let Some(console) = self.vm.console.get() else {
             log::warn!(

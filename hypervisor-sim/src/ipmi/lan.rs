@@ -23,7 +23,7 @@ pub mod setcc {
 }
 
 /// Parameters that can be read but not written here.
-const READ_ONLY: &[u8] = &[1, 5, 22, 23];
+const READ_ONLY: &[u8] = &[1, 5, 8, 22, 23];
 
 /// The writable LAN parameters of one BMC.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,9 @@
 //!   the FRU inventory.
 //! * [`lan`]: the LAN parameters `lan set` changes (simulated, persisted).
 //! * [`sol`]: Serial over LAN to the console of `hvsim exec --console`.
+//! * [`watchdog`]: the BMC watchdog timer, acting on the VM's power.
+//! * [`pef`]: Platform Event Filtering: filters on new SEL records acting
+//!   on the VM's power, alert policies stored.
 //! * [`client`]: a small RMCP+ client for tests and the load tool.
 //!
 //! # Threat table
@@ -26,6 +29,8 @@
 //! | an established session at the SOL privilege (parameter 2, User by default) | Activate / Deactivate Payload | one SOL activation per VM (0x80 for a second); any such session may deactivate it; it ends with its session (close, timeout, BMC reset) |
 //! | the console holding SOL | SOL packets | accepted only in the session that activated it, after the same integrity, decryption and sequence-window checks as IPMI payloads; payloads over [`sol::MAX_PAYLOAD`] dropped; keystrokes go to the pty without blocking (a full input queue gets a partial acknowledgement); a repeated packet is acknowledged, not fed twice |
 //! | the guest program on the console (`hvsim exec --console`) | unlimited output | kept in a ring of [`crate::console::RING_BYTES`] per VM, older output dropped (SOL sets the overrun flag); one packet in flight to the console, resent at most the retry count (at most 7) |
+//! | an Operator session | Set/Reset Watchdog Timer, Platform Event | the watchdog acts on the VM's power as Chassis Control (also Operator) does; its countdown is at most 6553.5 s and it stops after acting; malformed data gets 0xC7/0xCC |
+//! | an Administrator session | PEF configuration, K_G/K_R, user payload access, channel access, global enables | PEF acts at most once per new SEL record and only with its global action control; a K_G change applies to sessions opened afterwards; everything is validated field by field (0x80/0x82/0xC7/0xC9/0xCC) |
 //! | the guest | power and OS events that become SEL entries | the SEL holds at most [`sel::MAX_ENTRIES`] records; when full new events are dropped and the overflow flag is set |
 
 pub mod client;
@@ -33,11 +38,14 @@ pub mod commands;
 pub mod crypto;
 pub mod fru;
 pub mod lan;
+pub mod mgmt;
+pub mod pef;
 pub mod rmcp;
 pub mod sdr;
 pub mod sel;
 pub mod session;
 pub mod sol;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -158,10 +166,73 @@ pub struct Bmc {
     sol: Option<sol::Activation>,
     /// Packets to send besides the reply (SOL output), with their peer.
     outbox: Vec<(Vec<u8>, SocketAddr)>,
+    /// The watchdog timer.
+    watchdog: watchdog::Watchdog,
+    /// PEF configuration (persisted).
+    pef: pef::Pef,
+    /// Session holding PEF "set in progress".
+    pef_lock: Option<u32>,
+    /// PEF postponed until then (Arm PEF Postpone Timer), or disabled
+    /// (`Some(None)`, value 0xFE) until re-armed.
+    pef_postpone: Option<Option<Instant>>,
+    /// Last SEL record PEF processed (the BMC's) and the one software set.
+    pef_last_bmc: u16,
+    pef_last_sw: u16,
+    /// BMC global enables (App 0x2E/0x2F).
+    global_enables: u8,
+    /// Message flags (App 0x31): bit 3 watchdog pre-timeout.
+    message_flags: u8,
+    /// Chassis capabilities flags and device addresses (chassis 0x00/0x05).
+    chassis_caps: [u8; 5],
+    /// Event receiver slave address and LUN (S/E 0x00/0x01).
+    event_receiver: [u8; 2],
+    /// Users (bit n: user ID n) whose SOL payload access is disabled.
+    sol_denied: u64,
+    /// K_R (Set Channel Security Keys); K_G lives in the sessions.
+    kr: [u8; 20],
+    /// A Partial Add SEL Entry under way: reservation, bytes so far.
+    partial_sel: Option<(u16, Vec<u8>)>,
+    /// Channel access (App 0x40/0x41): non-volatile and volatile byte 1.
+    channel_access: [u8; 2],
+    /// LAN alert destination 0 (volatile; LAN parameters 18 and 19,
+    /// without the selector): type, timeout, retries; address format,
+    /// gateway, IP, MAC. Stored only: this BMC sends no alerts.
+    alert_dest: ([u8; 3], [u8; 12]),
 }
 
 /// bmc_meta key of the SOL configuration.
 const SOL_KEY: &str = "sol.config";
+/// bmc_meta key of the users without SOL payload access.
+const SOL_DENIED_KEY: &str = "sol.payload_denied";
+/// bmc_meta key prefixes of byte strings kept in 8-byte pieces.
+const PEF_KEY: &str = "pef";
+const KG_KEY: &str = "key.kg";
+const KR_KEY: &str = "key.kr";
+
+/// Keep `b` as bmc_meta values `{key}.len` and `{key}.0`, `{key}.1`, ...
+fn save_blob(store: &Store, vm: &str, key: &str, b: &[u8]) -> Result<(), StoreError> {
+    for (i, c) in b.chunks(8).enumerate() {
+        let mut a = [0u8; 8];
+        a[..c.len()].copy_from_slice(c);
+        store.set_bmc_meta(vm, &format!("{key}.{i}"), i64::from_le_bytes(a))?;
+    }
+    store.set_bmc_meta(vm, &format!("{key}.len"), b.len() as i64)
+}
+
+/// What [`save_blob`] kept, if anything.
+fn load_blob(store: &Store, vm: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(n) = store.bmc_meta(vm, &format!("{key}.len"))? else {
+        return Ok(None);
+    };
+    let n = n.clamp(0, 4096) as usize;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n.div_ceil(8) {
+        let v = store.bmc_meta(vm, &format!("{key}.{i}"))?.unwrap_or(0);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.truncate(n);
+    Ok(Some(out))
+}
 
 use sel::Sel;
 
@@ -181,6 +252,17 @@ impl Bmc {
             .bmc_meta(&vm.info.name, SOL_KEY)?
             .map_or_else(sol::Config::default, sol::Config::unpack);
         let mut sessions = Sessions::new(policy);
+        let name = &vm.info.name;
+        sessions.kg = load_blob(&store, name, KG_KEY)?.filter(|k| k.iter().any(|&b| b != 0));
+        let mut kr = [0u8; 20];
+        if let Some(k) = load_blob(&store, name, KR_KEY)?.filter(|k| k.len() == 20) {
+            kr.copy_from_slice(&k);
+        }
+        let pef = load_blob(&store, name, PEF_KEY)?
+            .map_or_else(pef::Pef::default, |b| pef::Pef::unpack(&b));
+        let sol_denied = store.bmc_meta(name, SOL_DENIED_KEY)?.unwrap_or(0) as u64;
+        // PEF looks only at records logged from now on.
+        let pef_last_bmc = sel.records().last().map_or(0, |r| r.0);
         for (i, l) in sessions.suite_limit.iter_mut().enumerate() {
             *l = lan.suite_limit(i);
         }
@@ -202,6 +284,27 @@ impl Bmc {
             sol_lock: None,
             sol: None,
             outbox: Vec::new(),
+            watchdog: watchdog::Watchdog::default(),
+            pef,
+            pef_lock: None,
+            pef_postpone: None,
+            pef_last_bmc,
+            pef_last_sw: 0,
+            // Event message buffer off, SEL logging on.
+            global_enables: 0x08,
+            message_flags: 0,
+            // No intrusion sensor, lockout, diagnostic interrupt or power
+            // interlock; FRU, SDR, SEL and system management device: the
+            // BMC (0x20).
+            chassis_caps: [0x00, 0x20, 0x20, 0x20, 0x20],
+            event_receiver: [0x20, 0x00],
+            sol_denied,
+            kr,
+            partial_sel: None,
+            // Always available, per-message and user-level authentication,
+            // PEF alerting off (bit 5 set disables it).
+            channel_access: [0x22, 0x22],
+            alert_dest: ([0; 3], [0; 12]),
             sel: Arc::new(Mutex::new(sel)),
             events: Arc::default(),
             guid,
@@ -296,7 +399,7 @@ impl Bmc {
                     return None;
                 }
                 s.last = Instant::now();
-                self.command(id, req.netfn, req.cmd, req.data)
+                self.command(id, &req)
             }
             _ => return None,
         };
@@ -356,7 +459,7 @@ impl Bmc {
                     return None;
                 };
                 let req = rmcp::parse_request(&plain).ok()?;
-                let (c, d) = self.command(id, req.netfn, req.cmd, req.data);
+                let (c, d) = self.command(id, &req);
                 let s = self.sessions.get_mut(id)?;
                 let out = Sessions::seal_plus(s, rmcp::PAYLOAD_IPMI, &req.response(c, &d));
                 if let Some(x) = self.close_after_reply.take() {
@@ -497,12 +600,19 @@ impl Recorder {
                         // Restart causes (spec table 28-11): 0x01 chassis
                         // control command, 0x0A soft reset from the OS.
                         match &ev {
+                            // 0x04 watchdog expiration, 0x08 reset via
+                            // PEF (a reset or power cycle restarts it).
                             VmEvent::PowerOn { source } => {
                                 e.restart_cause = 0x01;
                                 e.last_on_by_ipmi = source == "ipmi";
                             }
                             VmEvent::Reset { source } => {
-                                e.restart_cause = if source == "guest" { 0x0A } else { 0x01 };
+                                e.restart_cause = match source.as_str() {
+                                    "guest" => 0x0A,
+                                    "watchdog" => 0x04,
+                                    "pef" => 0x08,
+                                    _ => 0x01,
+                                };
                             }
                             _ => {}
                         }
@@ -597,6 +707,8 @@ pub fn start(
 
 /// How often an active SOL payload looks for console output.
 const SOL_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How often the watchdog and PEF look at the time and the SEL.
+const TIMER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Answer datagrams on `sock` with `bmc`, on a thread of its own.
 pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
@@ -606,15 +718,22 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
         .spawn(move || {
             // One byte more than accepted, so oversize datagrams are seen.
             let mut buf = vec![0u8; rmcp::MAX_PACKET + 1];
-            let mut polling = false;
+            let mut polling = None;
             let mut backoff = crate::budget::AcceptBackoff::new(&format!("{name}: IPMI socket"));
             loop {
                 // While SOL is active, wake up to move console output and
-                // retransmit even when the console sends nothing.
-                if bmc.sol_active() != polling {
-                    polling = bmc.sol_active();
-                    let t = polling.then_some(SOL_POLL);
-                    if let Err(e) = sock.set_read_timeout(t) {
+                // retransmit even when the console sends nothing; while
+                // the watchdog runs or PEF is on, to act in time.
+                let want = if bmc.sol_active() {
+                    Some(SOL_POLL)
+                } else if bmc.timers_active() {
+                    Some(TIMER_POLL)
+                } else {
+                    None
+                };
+                if want != polling {
+                    polling = want;
+                    if let Err(e) = sock.set_read_timeout(want) {
                         log::warn!("{name}: IPMI socket timeout: {e}");
                     }
                 }
@@ -639,6 +758,7 @@ pub fn serve(mut bmc: Bmc, sock: UdpSocket) -> std::io::Result<()> {
                     }
                 }
                 bmc.pump_sol();
+                bmc.tick(Instant::now());
                 for (out, peer) in bmc.take_outbox() {
                     if let Err(e) = sock.send_to(&out, peer) {
                         log::debug!("{name}: IPMI send to {peer}: {e}");

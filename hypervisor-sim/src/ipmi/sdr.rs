@@ -163,6 +163,16 @@ pub const SENSORS: &[Sensor] = &[
             mask: 0x000F,
         },
     },
+    Sensor {
+        number: super::mgmt::WATCHDOG_SENSOR,
+        name: "Watchdog",
+        entity: 0x07,
+        kind: Kind::Discrete {
+            sensor_type: super::mgmt::WATCHDOG_TYPE,
+            // Expired, hard reset, power down, power cycle, timer interrupt.
+            mask: 0x010F,
+        },
+    },
 ];
 
 /// A threshold sensor's value in real units: `m * raw * 10^r_exp`, exactly

@@ -296,6 +296,9 @@ pub struct Sessions {
     /// Highest privilege per cipher suite entry (position in the suite
     /// list; LAN parameter 24): 0 refuses the suite.
     pub suite_limit: [u8; 16],
+    /// The BMC key K_G (Set Channel Security Keys): when set, session
+    /// integrity keys are made from it instead of the user's password.
+    pub kg: Option<Vec<u8>>,
     list: Vec<Session>,
     next_handle: u8,
     /// Bound on what unauthenticated peers make this BMC log.
@@ -331,6 +334,7 @@ impl Sessions {
         Sessions {
             policy,
             suite_limit: [privilege::ADMIN; 16],
+            kg: None,
             list: Vec::new(),
             next_handle: 1,
             notes: std::sync::Arc::new(crate::ratelimit::RateLimiter::new(
@@ -439,6 +443,23 @@ impl Sessions {
             }
             None => false,
         }
+    }
+
+    /// An active RMCP+ session (no keys) for `user` at its highest
+    /// privilege, as if set up by `peer`: a way for fuzz targets and tests
+    /// to reach the in-session commands without the handshake. Nothing on
+    /// the network path calls it.
+    #[doc(hidden)]
+    pub fn insert_active(&mut self, user: User, peer: SocketAddr) -> u32 {
+        let id = self.new_id();
+        let mut s = self.blank(id, id, true, Stage::Active, peer);
+        let p = user.role.ipmi_privilege();
+        s.max_priv = p;
+        s.privilege = p;
+        s.password = user.password.clone();
+        s.user = Some(user);
+        self.list.push(s);
+        id
     }
 
     fn new_id(&self) -> u32 {
@@ -878,7 +899,9 @@ impl Sessions {
             self.close(id);
             return Some(reply(status::INVALID_ICV, &[]));
         }
-        let sik = crypto::hmac(h, &password, &[&rm, &rc, &[role, name.len() as u8], &name]);
+        // K_G when the BMC has one, else K_UID (spec 13.31).
+        let kg = self.kg.clone().unwrap_or(password);
+        let sik = crypto::hmac(h, &kg, &[&rm, &rc, &[role, name.len() as u8], &name]);
         // K1 and K2 are HMACs of 20 bytes of 0x01 / 0x02 (20 for SHA256 too,
         // as ipmitool and BMCs do).
         let k1 = crypto::hmac(h, &sik, &[&[1u8; 20]]);
