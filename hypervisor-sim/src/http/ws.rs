@@ -655,6 +655,29 @@ mod tests {
                         }
                     })
                 }
+                "/timeout" => {
+                    let cfg = WsConfig {
+                        read_timeout: Some(Duration::from_millis(200)),
+                        ..WsConfig::default()
+                    };
+                    upgrade(req, None, cfg, |mut conn| {
+                        // Nothing comes until we say so: the read times out,
+                        // and the socket is intact afterwards.
+                        let e = conn.recv().unwrap_err();
+                        assert!(e.is_timeout(), "{e}");
+                        conn.send_text("timed out").unwrap();
+                        let m = loop {
+                            match conn.recv() {
+                                Err(e) if e.is_timeout() => continue,
+                                r => break r.unwrap(),
+                            }
+                        };
+                        match m {
+                            Message::Binary(b) => conn.send_binary(&b).unwrap(),
+                            m => panic!("{m:?}"),
+                        }
+                    })
+                }
                 "/events" => sse::start(req, |mut s| {
                     s.send(Some("power"), "{\"vm\":\"vm0\"}").unwrap();
                     s.keep_alive().unwrap();
@@ -826,6 +849,32 @@ mod tests {
         let l = serve(Some(server));
         let c = rustls::ClientConnection::new(client, "localhost".try_into().unwrap()).unwrap();
         duplex_client(rustls::StreamOwned::new(c, connect(&l)));
+    }
+
+    fn timeout_client<S: Read + Write>(s: S) {
+        let (mut ws, _) = tungstenite::client("ws://localhost/timeout", s).unwrap();
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) => assert_eq!(t.as_str(), "timed out"),
+            m => panic!("{m:?}"),
+        }
+        // A large message, so that over TLS it spans records and reads.
+        let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        ws.send(tungstenite::Message::binary(big.clone())).unwrap();
+        match ws.read().unwrap() {
+            tungstenite::Message::Binary(b) => assert!(b[..] == big[..]),
+            m => panic!("{m:?}"),
+        }
+    }
+
+    #[test]
+    fn read_timeouts_leave_the_socket_usable() {
+        let l = serve(None);
+        timeout_client(connect(&l));
+        let dir = tempfile::tempdir().unwrap();
+        let (server, client) = tls_pair(dir.path());
+        let l = serve(Some(server));
+        let c = rustls::ClientConnection::new(client, "localhost".try_into().unwrap()).unwrap();
+        timeout_client(rustls::StreamOwned::new(c, connect(&l)));
     }
 
     #[test]
