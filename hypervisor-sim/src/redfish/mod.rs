@@ -9,12 +9,17 @@
 //! * [`resources`]: resource rendering.
 //! * [`vmedia`]: virtual media slots, inserts and tasks.
 //! * [`metadata`]: `$metadata` and the OData service document.
+//! * [`proxy`]: proxy-mode virtual media slots and their WebSockets
+//!   (`/nbd/{vm}/{N}`).
 //!
 //! Threat table: network clients are untrusted. Everything except `/redfish`,
 //! `/redfish/v1/`, `/redfish/v1/odata`, `/redfish/v1/$metadata` and the login
 //! POST needs Basic credentials or a session token (random 128 bits, compared
 //! in a map, expiring after `[redfish] session_timeout`); sessions are bounded
-//! by [`MAX_SESSIONS`]. Bodies are bounded by the HTTP layer (1 MiB) and
+//! by [`MAX_SESSIONS`]. A browser's session is a cookie plus a CSRF token
+//! (random 128 bits) that every non-GET request repeats in `X-XSRF-TOKEN`
+//! and a WebSocket upgrade offers as its subprotocol, compared in constant
+//! time ([`Service::caller`], [`Service::caller_ws`]). Bodies are bounded by the HTTP layer (1 MiB) and
 //! parsed by serde_json (no recursion bomb: serde_json limits depth to 128);
 //! unknown properties and parameters are refused, not ignored. ReadOnly users
 //! may only read and log out; Operators may also power, boot and media;
