@@ -58,6 +58,7 @@ fn service() -> &'static Arc<Service> {
             session_timeout: Duration::from_secs(1800),
             nbd: None,
             task_after: Duration::from_secs(10),
+            proxy_slots: 2,
         };
         Service::new(
             Arc::new(inv),
@@ -91,6 +92,7 @@ fn request(method: &str, target: &str, body: Vec<u8>) -> Request {
         peer: "127.0.0.1:1".parse().expect("addr"),
         tls: true,
         principal: None,
+        takeover: Default::default(),
     }
 }
 

@@ -135,6 +135,135 @@ fn ipmi_mc_info(rf: &Rf, user: &str, pw: &str, level: &str) -> Output {
         .expect("run ipmitool (apt-get install ipmitool)")
 }
 
+/// Every `Set-Cookie` of a response, as (name, value, attributes).
+fn set_cookies(h: &[(String, String)]) -> Vec<(String, String, String)> {
+    h.iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| {
+            let (kv, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (k, v) = kv.split_once('=').expect("name=value");
+            (k.to_string(), v.to_string(), attrs.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn cookie_sessions_need_the_xsrf_token() {
+    let rf = start("");
+    let sessions = format!("{}/redfish/v1/SessionService/Sessions", rf.base);
+    // A browser-style login: cookies, no token header.
+    let (s, h, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Requested-With: XMLHttpRequest",
+        "-d",
+        r#"{"UserName":"admin","Password":"s3cret"}"#,
+        &sessions,
+    ]);
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(json(&body)["UserName"], "admin");
+    assert!(hdr(&h, "x-auth-token").is_none(), "{h:?}");
+    let cookies = set_cookies(&h);
+    let xsrf = cookies
+        .iter()
+        .find(|c| c.0 == "XSRF-TOKEN")
+        .expect("XSRF-TOKEN");
+    let sess = cookies.iter().find(|c| c.0 == "SESSION").expect("SESSION");
+    assert_eq!(xsrf.2, "Path=/; SameSite=Strict; Secure");
+    assert_eq!(sess.2, "Path=/; SameSite=Strict; Secure; HttpOnly");
+    assert!(xsrf.1.len() >= 32 && sess.1.len() >= 32 && xsrf.1 != sess.1);
+    let loc = hdr(&h, "location").expect("location").to_string();
+    let jar = format!("Cookie: XSRF-TOKEN={}; SESSION={}", xsrf.1, sess.1);
+    // Reads need only the cookie.
+    let (s, _, body) = curl(&["-H", &jar, &format!("{}/redfish/v1/Systems/vm0", rf.base)]);
+    assert_eq!(s, 200, "{body}");
+    // Changes need X-XSRF-TOKEN too: missing and wrong are refused, without
+    // a Basic challenge (the browser would show its own dialog).
+    let patch = format!("{}/redfish/v1/Systems/vm0", rf.base);
+    let boot = r#"{"Boot":{"BootSourceOverrideTarget":"Pxe"}}"#;
+    for extra in [
+        "X-Other: 1",
+        "X-XSRF-TOKEN: 0123456789abcdef0123456789abcdef",
+    ] {
+        let (s, h, body) = curl(&[
+            "-H",
+            &jar,
+            "-H",
+            extra,
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            boot,
+            &patch,
+        ]);
+        assert_eq!(s, 401, "{extra}: {body}");
+        assert_eq!(message_id(&body), "Base.1.11.0.NoValidSession");
+        assert!(body.contains("X-XSRF-TOKEN"), "{body}");
+        assert!(hdr(&h, "www-authenticate").is_none(), "{h:?}");
+    }
+    let good = format!("X-XSRF-TOKEN: {}", xsrf.1);
+    let (s, _, body) = curl(&[
+        "-H",
+        &jar,
+        "-H",
+        &good,
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        boot,
+        &patch,
+    ]);
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(json(&body)["Boot"]["BootSourceOverrideTarget"], "Pxe");
+    // A cookie naming a token session is not a cookie session.
+    let (_, h, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"UserName":"viewer","Password":"look"}"#,
+        &sessions,
+    ]);
+    let tok = hdr(&h, "x-auth-token").expect("token");
+    assert!(set_cookies(&h).is_empty());
+    let (s, _, _) = curl(&[
+        "-H",
+        &format!("Cookie: SESSION={tok}"),
+        &format!("{}/redfish/v1/Systems/vm0", rf.base),
+    ]);
+    assert_eq!(s, 401);
+    // Logging out needs the token too, and expires both cookies.
+    let (s, _, _) = curl(&["-H", &jar, "-X", "DELETE", &format!("{}{loc}", rf.base)]);
+    assert_eq!(s, 401);
+    let (s, h, _) = curl(&[
+        "-H",
+        &jar,
+        "-H",
+        &good,
+        "-X",
+        "DELETE",
+        &format!("{}{loc}", rf.base),
+    ]);
+    assert_eq!(s, 204);
+    let gone = set_cookies(&h);
+    assert_eq!(gone.len(), 2, "{h:?}");
+    assert!(
+        gone.iter()
+            .all(|c| c.1.is_empty() && c.2.contains("Max-Age=0")),
+        "{gone:?}"
+    );
+    let (s, _, _) = curl(&["-H", &jar, &format!("{}/redfish/v1/Systems/vm0", rf.base)]);
+    assert_eq!(s, 401);
+}
+
 #[test]
 fn service_root_auth_sessions_and_errors() {
     let rf = start("");
@@ -692,6 +821,33 @@ fn dmtf_service_validator_passes() {
         Some(r#"{"UserName":"op","Password":"pw","RoleId":"Operator"}"#),
     );
     assert_eq!(s, 201, "{b}");
+    // A proxy-mode medium (scripts/hvsim-nbd-proxy.py serving a file over
+    // Slot_0's WebSocket), so an inserted proxy slot is validated too.
+    let mut proxy = Command::new(python())
+        .arg(workspace().join("scripts/hvsim-nbd-proxy.py"))
+        .args([
+            "--url",
+            &rf.base,
+            "--user",
+            "admin",
+            "--password",
+            "s3cret",
+            "--quiet",
+        ])
+        .arg("--cacert")
+        .arg(rf.sim.dir.path().join("state/tls/redfish.crt"))
+        .arg(&iso)
+        .spawn()
+        .expect("scripts/hvsim-nbd-proxy.py");
+    rf.sim.eventually("the proxy medium", || {
+        let (_, _, b) = admin(
+            &rf,
+            "GET",
+            "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Slot_0",
+            None,
+        );
+        json(&b)["Inserted"] == true
+    });
     // DMTF's schemas, offline, from the repository (tests/redfish-schemas,
     // with DMTF's licence): the validator adds the service's own (OEM)
     // schema documents to its schema directory.
@@ -728,7 +884,7 @@ fn dmtf_service_validator_passes() {
         .filter_map(|r| r.split('"').next())
         .filter(|u| u.starts_with('/'))
         .collect();
-    assert_eq!(local.len(), 2, "the OEM schemas: {md}");
+    assert_eq!(local.len(), 3, "the OEM schemas: {md}");
     for uri in local {
         let (s, h, x) = curl(&[&format!("{}{uri}", rf.base)]);
         assert_eq!(s, 200, "{uri}");
@@ -796,6 +952,22 @@ fn dmtf_service_validator_passes() {
         "the OEM schema's properties were not validated"
     );
     for r in oem_rows {
+        assert!(r.contains("res-pass"), "OEM property not passing: {r}");
+    }
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    // The proxy slots' OpenBMC extension (bmcweb's type name) validates too.
+    let openbmc: Vec<&str> = html
+        .split("<tr>")
+        .filter(|r| r.contains(">Oem/OpenBMC"))
+        .collect();
+    assert!(
+        openbmc
+            .iter()
+            .any(|r| r.contains("Oem/OpenBMC/WebSocketEndpoint") && r.contains("res-pass")),
+        "the OpenBMC OEM property was not validated"
+    );
+    for r in openbmc {
         assert!(r.contains("res-pass"), "OEM property not passing: {r}");
     }
 }

@@ -11,12 +11,17 @@
 //! * [`metadata`]: `$metadata` and the OData service document.
 //! * [`protocol`]: the DSP0266 rules every request and response follows
 //!   (405 + Allow, `Link: rel=describedby`, OData-Version, If-None-Match).
+//! * [`proxy`]: proxy-mode virtual media slots and their WebSockets
+//!   (`/nbd/{vm}/{N}`).
 //!
 //! Threat table: network clients are untrusted. Everything except `/redfish`,
 //! `/redfish/v1/`, `/redfish/v1/odata`, `/redfish/v1/$metadata` and the login
 //! POST needs Basic credentials or a session token (random 128 bits, compared
 //! in a map, expiring after `[redfish] session_timeout`); sessions are bounded
-//! by [`MAX_SESSIONS`]. Bodies are bounded by the HTTP layer (1 MiB) and
+//! by [`MAX_SESSIONS`]. A browser's session is a cookie plus a CSRF token
+//! (random 128 bits) that every non-GET request repeats in `X-XSRF-TOKEN`
+//! and a WebSocket upgrade offers as its subprotocol, compared in constant
+//! time ([`Service::caller`], [`Service::caller_ws`]). Bodies are bounded by the HTTP layer (1 MiB) and
 //! parsed by serde_json (no recursion bomb: serde_json limits depth to 128);
 //! unknown properties and parameters are refused, not ignored. ReadOnly users
 //! may only read and log out; Operators may also power, boot and media;
@@ -27,6 +32,7 @@
 pub mod error;
 pub mod metadata;
 pub mod protocol;
+pub mod proxy;
 pub mod resources;
 pub mod vmedia;
 
@@ -91,6 +97,41 @@ pub struct Session {
     pub last_used: Instant,
     /// Client-supplied context.
     pub context: Option<String>,
+    /// For a cookie session (login with `X-Requested-With`): its CSRF
+    /// token, the `XSRF-TOKEN` cookie's value, which every request but
+    /// GET/HEAD must repeat in `X-XSRF-TOKEN` and a WebSocket upgrade in
+    /// `Sec-WebSocket-Protocol`.
+    pub csrf: Option<String>,
+}
+
+/// The cookie carrying a cookie session's token (HttpOnly).
+pub const SESSION_COOKIE: &str = "SESSION";
+/// The cookie carrying a cookie session's CSRF token (readable by the
+/// page's script, which repeats it in `X-XSRF-TOKEN`).
+pub const XSRF_COOKIE: &str = "XSRF-TOKEN";
+
+/// Compare two secrets in time independent of where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut d = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        d |= x ^ y;
+    }
+    // Keep the optimiser from turning the loop into an early exit.
+    std::hint::black_box(d) == 0
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// Options from `[redfish]`.
@@ -110,6 +151,8 @@ pub struct Options {
     pub nbd: Option<std::net::SocketAddr>,
     /// How long an action waits for an insert before answering with a Task.
     pub task_after: Duration,
+    /// Proxy-mode slots per VM ([`proxy`]).
+    pub proxy_slots: u8,
 }
 
 /// Who made a request.
@@ -139,6 +182,8 @@ pub struct Service {
     sessions: Mutex<BTreeMap<String, Session>>,
     /// Virtual media slots and tasks.
     pub media: vmedia::MediaState,
+    /// Proxy-mode virtual media slots.
+    pub proxy: proxy::ProxySlots,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -180,9 +225,14 @@ pub fn etag_of(v: &Value) -> String {
     format!("W/\"{h:016x}\"")
 }
 
-fn error_response(e: &RedfishError) -> Response {
+/// The response for a failed request `req`: the JSON error body; a 401
+/// adds the Basic challenge unless the request came from a page's script
+/// (`X-Requested-With` or a session cookie), where the browser would pop
+/// up its own login dialog over the page's.
+pub fn error_response(req: &Request, e: &RedfishError) -> Response {
     let mut r = json_response(e.status, &e.body());
-    if e.status == 401 {
+    let browser = req.header("X-Requested-With").is_some() || cookie(req, SESSION_COOKIE).is_some();
+    if e.status == 401 && !browser {
         r = r.with_header("WWW-Authenticate", "Basic realm=\"hvsim Redfish\"");
     }
     r
@@ -199,6 +249,7 @@ impl Service {
     ) -> Arc<Service> {
         Arc::new(Service {
             media: vmedia::MediaState::new(&inventory),
+            proxy: proxy::ProxySlots::new(opts.proxy_slots),
             inventory,
             users,
             exports,
@@ -215,61 +266,147 @@ impl Service {
         s
     }
 
-    fn authenticate(&self, req: &Request) -> Result<Caller, RedfishError> {
+    /// The caller of `req`, however it authenticates: an `X-Auth-Token`
+    /// session, Basic credentials, or a session cookie. A cookie is
+    /// ambient (the browser sends it with any request to this host), so a
+    /// cookie-authenticated request other than GET/HEAD must also carry
+    /// `X-XSRF-TOKEN` equal to the session's CSRF token (compared in
+    /// constant time), which only the page itself can read; else 401.
+    /// Routes outside `/redfish` (the web console) call this too; WebSocket
+    /// upgrades call [`Service::caller_ws`] instead.
+    pub fn caller(&self, req: &Request) -> Result<Caller, RedfishError> {
         if let Some(tok) = req.header("X-Auth-Token") {
-            let mut s = self.sessions();
-            if let Some(sess) = s.values_mut().find(|v| v.token == tok) {
-                sess.last_used = Instant::now();
-                let account = self.users.by_id(sess.uid).filter(|u| u.name == sess.user);
-                match account {
-                    // A disabled account's sessions are refused while it is.
-                    Some(u) if u.enabled => {
-                        sess.role = u.role;
-                        return Ok(Caller {
+            return self.session_caller(tok, false).map(|(c, _)| c);
+        }
+        if let Some(h) = req.header("Authorization") {
+            return self.basic_caller(req, h);
+        }
+        if let Some(tok) = cookie(req, SESSION_COOKIE) {
+            let (c, csrf) = self.session_caller(tok, true)?;
+            if req.method != "GET" && req.method != "HEAD" {
+                let sent = req.header("X-XSRF-TOKEN").unwrap_or("");
+                if !ct_eq(sent.as_bytes(), csrf.unwrap_or_default().as_bytes()) {
+                    log::warn!(
+                        "redfish: {} {} from {} with session cookie of {} but {} X-XSRF-TOKEN",
+                        req.method,
+                        req.target,
+                        req.peer,
+                        c.user,
+                        if sent.is_empty() { "no" } else { "a wrong" }
+                    );
+                    return Err(RedfishError::new(401, "NoValidSession", &[]).explain(
+                        "A request authenticated by the session cookie must carry the XSRF-TOKEN cookie's value in the X-XSRF-TOKEN header.",
+                    ));
+                }
+            }
+            return Ok(c);
+        }
+        Err(RedfishError::new(401, "NoValidSession", &[]))
+    }
+
+    /// The caller of a WebSocket upgrade request, and the subprotocol to
+    /// echo in the 101. Browsers cannot set headers on a WebSocket, so a
+    /// cookie-authenticated upgrade must offer the session's CSRF token as
+    /// its subprotocol (`new WebSocket(url, [token])`, as OpenBMC's web UI
+    /// does); it is compared in constant time (401 otherwise) and returned
+    /// to be echoed. `X-Auth-Token` and Basic callers skip that check
+    /// (`None`: echo nothing).
+    pub fn caller_ws(&self, req: &Request) -> Result<(Caller, Option<String>), RedfishError> {
+        if req.header("X-Auth-Token").is_some() || req.header("Authorization").is_some() {
+            return self.caller(req).map(|c| (c, None));
+        }
+        let Some(tok) = cookie(req, SESSION_COOKIE) else {
+            return Err(RedfishError::new(401, "NoValidSession", &[]));
+        };
+        let (c, csrf) = self.session_caller(tok, true)?;
+        let csrf = csrf.unwrap_or_default();
+        let offered = crate::http::ws::offered_protocols(req);
+        // Every offer is compared, each in constant time.
+        let ok = offered
+            .iter()
+            .fold(false, |ok, p| ct_eq(p.as_bytes(), csrf.as_bytes()) | ok);
+        if !ok {
+            log::warn!(
+                "redfish: WebSocket {} from {} with session cookie of {} but {} CSRF subprotocol",
+                req.target,
+                req.peer,
+                c.user,
+                if offered.is_empty() { "no" } else { "a wrong" }
+            );
+            return Err(RedfishError::new(401, "NoValidSession", &[]).explain(
+                "A WebSocket authenticated by the session cookie must offer the XSRF-TOKEN cookie's value as its subprotocol (Sec-WebSocket-Protocol).",
+            ));
+        }
+        Ok((c, Some(csrf)))
+    }
+
+    /// The caller for a session token; `cookie` says it came in the
+    /// session cookie (only cookie sessions are accepted there). Also
+    /// returns the session's CSRF token.
+    fn session_caller(
+        &self,
+        tok: &str,
+        cookie: bool,
+    ) -> Result<(Caller, Option<String>), RedfishError> {
+        let mut s = self.sessions();
+        if let Some(sess) = s
+            .values_mut()
+            .find(|v| v.token == tok && (!cookie || v.csrf.is_some()))
+        {
+            sess.last_used = Instant::now();
+            let account = self.users.by_id(sess.uid).filter(|u| u.name == sess.user);
+            match account {
+                // A disabled account's sessions are refused while it is.
+                Some(u) if u.enabled => {
+                    sess.role = u.role;
+                    return Ok((
+                        Caller {
                             user: sess.user.clone(),
                             role: u.role,
                             session: Some(sess.id.clone()),
-                        });
-                    }
-                    Some(_) => {}
-                    // Deleted (over Redfish or IPMI): the session goes too.
-                    None => {
-                        let id = sess.id.clone();
-                        s.remove(&id);
-                        log::info!("redfish: session {id} ended: its account is gone");
-                        return Err(RedfishError::new(
-                            401,
-                            "AccountForSessionNoLongerExists",
-                            &[],
-                        ));
-                    }
+                        },
+                        sess.csrf.clone(),
+                    ));
+                }
+                Some(_) => {}
+                // Deleted (over Redfish or IPMI): the session goes too.
+                None => {
+                    let id = sess.id.clone();
+                    s.remove(&id);
+                    log::info!("redfish: session {id} ended: its account is gone");
+                    return Err(RedfishError::new(
+                        401,
+                        "AccountForSessionNoLongerExists",
+                        &[],
+                    ));
                 }
             }
-            return Err(RedfishError::new(401, "NoValidSession", &[]));
         }
-        if let Some(h) = req.header("Authorization") {
-            use base64::Engine as _;
-            if let Some(rest) = h
-                .strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-            {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(rest.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok());
-                if let Some((u, p)) = decoded.as_deref().and_then(|s| s.split_once(':')) {
-                    if let Some(user) = self.users.verify(u, p.as_bytes()) {
-                        return Ok(Caller {
-                            user: user.name,
-                            role: user.role,
-                            session: None,
-                        });
-                    }
-                    log::warn!(
-                        "redfish: authentication failed for user {u:?} from {}",
-                        req.peer
-                    );
+        Err(RedfishError::new(401, "NoValidSession", &[]))
+    }
+
+    fn basic_caller(&self, req: &Request, h: &str) -> Result<Caller, RedfishError> {
+        use base64::Engine as _;
+        if let Some(rest) = h
+            .strip_prefix("Basic ")
+            .or_else(|| h.strip_prefix("basic "))
+        {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            if let Some((u, p)) = decoded.as_deref().and_then(|s| s.split_once(':')) {
+                if let Some(user) = self.users.verify(u, p.as_bytes()) {
+                    return Ok(Caller {
+                        user: user.name,
+                        role: user.role,
+                        session: None,
+                    });
                 }
+                log::warn!(
+                    "redfish: authentication failed for user {u:?} from {}",
+                    req.peer
+                );
             }
         }
         Err(RedfishError::new(401, "NoValidSession", &[]))
@@ -292,7 +429,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("redfish: {} {}: {e}", req.method, req.target);
-                error_response(&e)
+                error_response(req, &e)
             }
         };
         protocol::finish(req, path, resp)
@@ -376,10 +513,13 @@ impl Service {
                 }
             }
         }
+        if let Some(rest) = path.strip_prefix("/nbd/") {
+            return proxy::handle(self, req, rest);
+        }
         if !path.starts_with("/redfish/v1/") && path != "/redfish/v1" {
             return Err(not_found("Resource", path));
         }
-        let caller = self.authenticate(req)?;
+        let caller = self.caller(req)?;
         if let Some(q) = query {
             // $select/$expand/$filter are not implemented; `only` neither.
             if !q.is_empty() {
@@ -489,10 +629,25 @@ impl Service {
             ["Managers", id] => Ok(r::manager(self, self.bmc_vm(id)?)),
             ["Managers", id, "VirtualMedia"] => {
                 let v = self.bmc_vm(id)?;
-                Ok(r::vmedia_collection(
-                    &format!("/redfish/v1/Managers/{id}/VirtualMedia"),
-                    &v.info.name,
-                ))
+                let base = format!("/redfish/v1/Managers/{id}/VirtualMedia");
+                let mut c = r::vmedia_collection(&base, &v.info.name);
+                // The proxy slots live under the manager, as in bmcweb.
+                if let Some(m) = c["Members"].as_array_mut() {
+                    for n in 0..self.proxy.count() {
+                        m.push(json!({"@odata.id": format!("{base}/Slot_{n}")}));
+                    }
+                }
+                c["Members@odata.count"] = c["Members"].as_array().map_or(0, |m| m.len()).into();
+                Ok(c)
+            }
+            ["Managers", id, "VirtualMedia", slot] if self.proxy.has(slot) => {
+                let v = self.bmc_vm(id)?;
+                proxy::render(
+                    self,
+                    v,
+                    slot,
+                    &format!("/redfish/v1/Managers/{id}/VirtualMedia/{slot}"),
+                )
             }
             ["Managers", id, "VirtualMedia", slot] => {
                 let v = self.bmc_vm(id)?;
@@ -670,6 +825,16 @@ impl Service {
                 self.require(caller, Role::Operator)?;
                 resources::patch_system(self.vm(vm)?, &body)?;
             }
+            ["Managers", _, "VirtualMedia", slot] if self.proxy.has(slot) => {
+                // Nothing of a proxy slot is writable.
+                self.require(caller, Role::Operator)?;
+                let k = body.keys().next().map_or("", |k| k.as_str());
+                return Err(if body.is_empty() {
+                    RedfishError::new(400, "NoOperation", &[])
+                } else {
+                    RedfishError::new(400, "PropertyNotWritable", &[k])
+                });
+            }
             ["Managers", _, "VirtualMedia", slot] | ["Systems", _, "VirtualMedia", slot] => {
                 self.require(caller, Role::Operator)?;
                 let vm = current["@odata.id"].as_str().unwrap_or("");
@@ -731,6 +896,25 @@ impl Service {
                 self.require(caller, Role::Operator)?;
                 let body = parse_object(&req.body)?;
                 resources::reset(vm, &body)?;
+                Ok(json_response(200, &success()))
+            }
+            ["Managers", id, "VirtualMedia", slot, "Actions", action] if self.proxy.has(slot) => {
+                let vm = self.bmc_vm(id)?;
+                let n = proxy::slot_index(slot).unwrap_or(0);
+                if *action != "VirtualMedia.EjectMedia" {
+                    // Proxy slots are filled over their WebSocket only.
+                    return Err(RedfishError::new(404, "ActionNotSupported", &[action]));
+                }
+                self.require(caller, Role::Operator)?;
+                let body = parse_object(&req.body)?;
+                if let Some(k) = body.keys().next() {
+                    return Err(RedfishError::new(
+                        400,
+                        "ActionParameterUnknown",
+                        &["VirtualMedia.EjectMedia", k],
+                    ));
+                }
+                self.proxy.eject(self, &vm.info.name, n, &caller.user);
                 Ok(json_response(200, &success()))
             }
             ["Managers", id, "VirtualMedia", slot, "Actions", action]
@@ -800,9 +984,26 @@ impl Service {
                 if sess.user != caller.user && caller.role != Role::Administrator {
                     return Err(RedfishError::new(403, "InsufficientPrivilege", &[]));
                 }
+                let cookie = sess.csrf.is_some() && caller.session.as_deref() == Some(*id);
                 s.remove(*id);
                 log::info!("redfish: session {id} of {} ended", caller.user);
-                Ok(no_content())
+                let mut r = no_content();
+                if cookie {
+                    // Logging out of the page's own session: the browser
+                    // forgets both cookies.
+                    r = r
+                        .with_header(
+                            "Set-Cookie",
+                            &format!("{XSRF_COOKIE}=; Path=/; SameSite=Strict; Secure; Max-Age=0"),
+                        )
+                        .with_header(
+                            "Set-Cookie",
+                            &format!(
+                                "{SESSION_COOKIE}=; Path=/; SameSite=Strict; Secure; HttpOnly; Max-Age=0"
+                            ),
+                        );
+                }
+                Ok(r)
             }
             ["AccountService", "Accounts", id] => {
                 let u = self.account_of(id)?;
@@ -866,15 +1067,35 @@ impl Service {
             role: u.role,
             last_used: Instant::now(),
             context,
+            // A browser login (bmcweb's rule: the X-Requested-With header
+            // marks script-made requests) gets cookies instead of a token
+            // header its script would have to keep somewhere.
+            csrf: req.header("X-Requested-With").map(|_| random_hex(16)),
         };
         let body = session_json(&sess);
         let token = sess.token.clone();
+        let csrf = sess.csrf.clone();
         s.insert(id.clone(), sess);
-        log::info!("redfish: session {id} for {} from {}", u.name, req.peer);
+        log::info!(
+            "redfish: {}session {id} for {} from {}",
+            if csrf.is_some() { "cookie " } else { "" },
+            u.name,
+            req.peer
+        );
         let loc = format!("/redfish/v1/SessionService/Sessions/{id}");
-        Ok(json_response(201, &body)
-            .with_header("X-Auth-Token", &token)
-            .with_header("Location", &loc))
+        let r = json_response(201, &body).with_header("Location", &loc);
+        Ok(match csrf {
+            None => r.with_header("X-Auth-Token", &token),
+            Some(c) => r
+                .with_header(
+                    "Set-Cookie",
+                    &format!("{XSRF_COOKIE}={c}; Path=/; SameSite=Strict; Secure"),
+                )
+                .with_header(
+                    "Set-Cookie",
+                    &format!("{SESSION_COOKIE}={token}; Path=/; SameSite=Strict; Secure; HttpOnly"),
+                ),
+        })
     }
 }
 
@@ -987,6 +1208,14 @@ pub fn start(
         session_timeout: Duration::from_secs(rc.session_timeout.unwrap_or(DEFAULT_TIMEOUT)),
         nbd,
         task_after: Duration::from_secs(2),
+        proxy_slots: match rc.proxy_slots {
+            None => proxy::DEFAULT_SLOTS,
+            Some(n) if n <= proxy::MAX_SLOTS => n,
+            Some(n) => anyhow::bail!(
+                "[redfish] proxy_slots = {n}: at most {} proxy virtual media slots per VM",
+                proxy::MAX_SLOTS
+            ),
+        },
     };
     let uuid = crate::config::format_uuid(&crate::config::uuid_from_name("hvsim-redfish-service"));
     let svc = Service::new(inventory, users, exports, opts, uuid);
