@@ -229,7 +229,7 @@ impl Service {
         s
     }
 
-    fn authenticate(&self, req: &Request) -> Result<Caller, RedfishError> {
+    pub(crate) fn authenticate(&self, req: &Request) -> Result<Caller, RedfishError> {
         if let Some(tok) = req.header("X-Auth-Token") {
             let mut s = self.sessions();
             if let Some(sess) = s.values_mut().find(|v| v.token == tok) {
@@ -961,7 +961,7 @@ pub fn start(
         listener,
         Some(tls),
         hc,
-        Arc::new(RedfishHandler(svc.clone())),
+        Arc::new(crate::webui::ConsoleHandler::new(svc.clone())),
     )
     .map_err(RedfishStartError::Thread)?;
     log::info!(
