@@ -1,0 +1,364 @@
+//! hvsim's web console in headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven by Selenium from tests/py/webconsole.py), with
+//! a real vm-agent reporting from a network namespace the test creates, the
+//! results checked through Redfish (curl), IPMI (ipmitool) and NBD
+//! (nbdcopy). One hvsim and one browser session for all scenarios; each page
+//! is saved as a screenshot under `target/screenshots/` for a person to look
+//! at.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{bin, python, stderr, stop_child, workspace, Netns, Sim};
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+struct Host {
+    sim: Sim,
+    base: String,
+    nbd: u16,
+    ipmi: u16,
+}
+
+fn start_host() -> Host {
+    let (rp, np, ip) = (free_port(), free_port(), free_port());
+    let cfg = format!(
+        "[[vm]]\nname = \"vm0\"\nipmi = {{ listen = \"127.0.0.1:{ip}\" }}\n[[vm]]\nname = \"vm1\"\n\
+         [redfish]\nlisten = \"127.0.0.1:{rp}\"\n[nbd]\nlisten = \"127.0.0.1:{np}\"\n\
+         [cim]\nenabled = false\n[vsphere]\nlisten = \"\"\n\
+         [[user]]\nname = \"admin\"\npassword = \"s3cret\"\nrole = \"Administrator\"\n\
+         [[user]]\nname = \"viewer\"\npassword = \"look\"\nrole = \"ReadOnly\"\n"
+    );
+    let sim = Sim::with_config(&cfg);
+    sim.eventually("the Redfish listener", || {
+        sim.log().contains("Redfish over HTTPS on")
+    });
+    Host {
+        sim,
+        base: format!("https://127.0.0.1:{rp}"),
+        nbd: np,
+        ipmi: ip,
+    }
+}
+
+impl Host {
+    /// A Redfish GET as admin.
+    fn redfish(&self, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "20", "-u", "admin:s3cret"])
+            .arg(format!("{}{path}", self.base))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// `ipmitool` against vm0's BMC as admin.
+    fn ipmitool(&self, args: &[&str]) -> String {
+        let out = Command::new("ipmitool")
+            .args(["-I", "lanplus", "-H", "127.0.0.1", "-p"])
+            .arg(self.ipmi.to_string())
+            .args(["-U", "admin", "-P", "s3cret", "-N", "1", "-R", "3"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ipmitool");
+        assert!(out.status.success(), "ipmitool {args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// vm-agent for vm0 inside `ns` with hostname `host`: the clock is never
+/// touched (timesync off, CAP_SYS_TIME dropped), power commands are stubs.
+struct Agent(Option<Child>);
+
+impl Agent {
+    fn start(sim: &Sim, ns: &Netns, host: &str) -> Agent {
+        let dir = sim.dir.path();
+        let os = dir.join("os-release");
+        std::fs::write(
+            &os,
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+        )
+        .unwrap();
+        let cfg = dir.join("agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[agent]\nreconnect_ms = 100\n[timesync]\nenabled = false\n\
+                 [powerops]\nhalt_command = \"echo halt >> {d}/power.log\"\n\
+                 reboot_command = \"echo reboot >> {d}/power.log\"\nscripts_dir = \"{d}/scripts\"\n\
+                 [vmbackup]\nenable_sync_driver = false\nscripts_dir = \"{d}/backup.d\"\n\
+                 [guestinfo]\nos_release = \"{o}\"\nreport_disks = false\ndebounce_ms = 100\n",
+                d = dir.display(),
+                o = os.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("setpriv")
+            .args(["--bounding-set=-sys_time", "--inh-caps=-sys_time", "--"])
+            .args([
+                "ip", "netns", "exec", &ns.name, "unshare", "--uts", "--", "sh", "-c",
+            ])
+            .arg(format!("hostname {host} && exec \"$0\" \"$@\""))
+            .arg(bin("vm-agent"))
+            .args(["--backdoor", &sim.backdoor("vm0"), "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("agent.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("agent.err")).unwrap())
+            .spawn()
+            .expect("start vm-agent");
+        Agent(Some(child))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            stop_child(c, Duration::from_secs(5));
+        }
+    }
+}
+
+fn guest_netns() -> Netns {
+    let ns = Netns::new("webui");
+    ns.ip(&[
+        "link",
+        "add",
+        "eth1",
+        "address",
+        "00:50:56:aa:18:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-peer",
+    ]);
+    ns.ip(&["addr", "add", "198.51.100.21/24", "dev", "eth1"]);
+    ns.ip(&["link", "set", "eth1", "up"]);
+    ns.ip(&["link", "set", "veth-peer", "up"]);
+    ns
+}
+
+/// The browser, driven over tests/py/webconsole.py's line protocol.
+struct Browser {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    log: PathBuf,
+}
+
+fn screenshots() -> PathBuf {
+    workspace().join("target/screenshots")
+}
+
+impl Browser {
+    fn start(base: &str, log: PathBuf) -> Browser {
+        let mut child = Command::new(python())
+            .arg(workspace().join("tests/py/webconsole.py"))
+            .arg(base)
+            .arg(screenshots())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("browser log"))
+            .spawn()
+            .expect("run tests/py/webconsole.py (scripts/test-deps.sh installs selenium)");
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        Browser {
+            child,
+            input,
+            output,
+            log,
+        }
+    }
+
+    /// Run a command; its result, or the error it failed with.
+    fn try_cmd(&mut self, c: Value) -> Result<Value, String> {
+        let mut line = serde_json::to_vec(&c).unwrap();
+        line.push(b'\n');
+        self.input.write_all(&line).expect("write to the browser driver");
+        let mut answer = String::new();
+        self.output.read_line(&mut answer).expect("browser driver");
+        if answer.is_empty() {
+            return Err(format!(
+                "the browser driver exited:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            ));
+        }
+        let v: Value = serde_json::from_str(&answer).expect("driver JSON");
+        if v["ok"] == true {
+            Ok(v["result"].clone())
+        } else {
+            Err(format!("{} (screenshot {})", v["error"], v["screenshot"]))
+        }
+    }
+
+    fn cmd(&mut self, c: Value) -> Value {
+        let what = c.to_string();
+        self.try_cmd(c).unwrap_or_else(|e| {
+            let logs = self.try_cmd(json!({"op": "logs"})).unwrap_or_default();
+            panic!("browser: {what}: {e}\npage console: {logs}")
+        })
+    }
+
+    fn open(&mut self, path: &str) {
+        self.cmd(json!({"op": "open", "path": path}));
+    }
+
+    fn wait_text(&mut self, css: &str, contains: &str) -> String {
+        self.cmd(json!({"op": "wait_text", "css": css, "contains": contains}))
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn click(&mut self, css: &str) {
+        self.cmd(json!({"op": "click", "css": css}));
+    }
+
+    fn shot(&mut self, name: &str) {
+        self.cmd(json!({"op": "screenshot", "name": name}));
+    }
+
+    fn login(&mut self, user: &str, password: &str) {
+        self.open("/#/login");
+        self.wait_text("#main", "Log in");
+        self.cmd(json!({"op": "login", "user": user, "password": password}));
+    }
+
+    fn js(&mut self, script: &str) -> Value {
+        self.cmd(json!({"op": "js", "script": script}))
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.input.write_all(b"{\"op\":\"quit\"}\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until a Redfish resource satisfies `cond`.
+fn redfish_until(h: &Host, path: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = h.redfish(path);
+        if cond(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_web_console_in_headless_chromium() {
+    let h = start_host();
+    let ns = guest_netns();
+    let _agent = Agent::start(&h.sim, &ns, "webui-01");
+    std::fs::create_dir_all(screenshots()).unwrap();
+    let mut b = Browser::start(&h.base, h.sim.dir.path().join("browser.log"));
+
+    // No session: the login page, and the API refuses.
+    b.open("/#/vms");
+    b.wait_text("#main", "Log in");
+    let r = b.cmd(json!({"op": "fetch", "path": "/api/vms"}));
+    assert_eq!(r["status"], 401, "{r}");
+    b.shot("01-login");
+
+    // Log in; vm0 with the address its agent reports.
+    b.login("admin", "s3cret");
+    b.wait_text("#vm-table tr[data-vm=vm0] .addresses", "198.51.100.21");
+    b.wait_text("#vm-table tr[data-vm=vm0] .hostname", "webui-01");
+    b.shot("02-vm-list");
+
+    // The VM page: what the guest reports; a new address appears without
+    // a reload (the marker set in the page survives).
+    b.open("/#/vm/vm0");
+    b.wait_text("#hostname", "webui-01");
+    b.wait_text("#tools", "running");
+    b.wait_text("#os", "Debian");
+    b.wait_text("#nics", "198.51.100.21");
+    b.js("window.__noReload = 42; done(true);");
+    ns.ip(&["addr", "add", "203.0.113.9/28", "dev", "eth1"]);
+    b.wait_text("#nics", "203.0.113.9");
+    assert_eq!(b.js("done(window.__noReload);"), 42, "the page reloaded");
+    b.shot("03-vm");
+
+    // Power off and on from the page: the VM every service sees.
+    b.click("#btn-off");
+    b.wait_text("#power", "Off");
+    redfish_until(&h, "/redfish/v1/Systems/vm0", "powered off", |v| {
+        v["PowerState"] == "Off"
+    });
+    assert!(h.ipmitool(&["chassis", "power", "status"]).contains("off"));
+    b.click("#btn-on");
+    b.wait_text("#power", "On");
+    redfish_until(&h, "/redfish/v1/Systems/vm0", "powered on", |v| {
+        v["PowerState"] == "On"
+    });
+    // The SEL the page shows has both.
+    b.wait_text("#sel", "S5 entered by override");
+    b.wait_text("#sel", "S0/G0 working");
+
+    // Boot override from the page, read back over Redfish and IPMI.
+    b.cmd(json!({"op": "select", "css": "#boot-target", "value": "Pxe"}));
+    b.cmd(json!({"op": "select", "css": "#boot-enabled", "value": "Continuous"}));
+    b.click("#boot-apply");
+    b.wait_text("#boot-current", "pxe (continuous)");
+    let sys = h.redfish("/redfish/v1/Systems/vm0");
+    assert_eq!(sys["Boot"]["BootSourceOverrideTarget"], "Pxe", "{sys}");
+    assert_eq!(sys["Boot"]["BootSourceOverrideEnabled"], "Continuous", "{sys}");
+    let bp = h.ipmitool(&["chassis", "bootparam", "get", "5"]);
+    assert!(bp.contains("Force PXE"), "{bp}");
+    b.shot("04-vm-actions");
+
+    // Accounts: add one, see it, delete it.
+    b.open("/#/accounts");
+    b.wait_text("#accounts", "viewer");
+    b.cmd(json!({"op": "type", "css": "#new-user", "text": "webtemp"}));
+    b.cmd(json!({"op": "type", "css": "#new-pass", "text": "pw-temp-1"}));
+    b.cmd(json!({"op": "select", "css": "#new-role", "value": "Operator"}));
+    b.click("#add-user");
+    b.wait_text("#accounts", "webtemp");
+    b.shot("05-accounts");
+    let accts = h.redfish("/redfish/v1/AccountService/Accounts");
+    assert_eq!(accts["Members@odata.count"], 3, "{accts}");
+    b.click("#delete-webtemp");
+    b.cmd(json!({"op": "wait_text", "css": "#accounts", "contains": "webtemp", "absent": true}));
+
+    // A ReadOnly user sees the VM but its buttons are disabled; forcing
+    // one shows the server's refusal and the power stays.
+    b.click("#logout");
+    b.wait_text("#main", "Log in");
+    b.login("viewer", "look");
+    b.open("/#/vm/vm0");
+    b.wait_text("#power", "On");
+    let dis = b.cmd(json!({"op": "attr", "css": "#btn-off", "name": "disabled"}));
+    assert_eq!(dis, "true", "a ReadOnly user's power button is enabled");
+    b.cmd(json!({"op": "click", "css": "#btn-off", "force": true}));
+    let err = b.wait_text("#error", "Power off failed");
+    assert!(err.to_lowercase().contains("privilege"), "{err}");
+    b.shot("06-readonly-refused");
+    assert_eq!(h.redfish("/redfish/v1/Systems/vm0")["PowerState"], "On");
+}
