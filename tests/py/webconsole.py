@@ -30,7 +30,7 @@ os.makedirs(SHOTS, exist_ok=True)
 def browser():
     o = webdriver.ChromeOptions()
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-              "--ignore-certificate-errors", "--window-size=1280,1000",
+              "--ignore-certificate-errors", "--window-size=1280,1600",
               "--disable-gpu", "--no-first-run", "--disable-extensions"):
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})

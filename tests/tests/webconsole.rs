@@ -302,6 +302,9 @@ fn the_web_console_in_headless_chromium() {
     b.js("window.__noReload = 42; done(true);");
     ns.ip(&["addr", "add", "203.0.113.9/28", "dev", "eth1"]);
     b.wait_text("#nics", "203.0.113.9");
+    let out = h.sim.rpctool("vm0", &["info-set guestinfo.webui.note from-the-guest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.wait_text("#guestinfo", "from-the-guest");
     assert_eq!(b.js("done(window.__noReload);"), 42, "the page reloaded");
     b.shot("03-vm");
 

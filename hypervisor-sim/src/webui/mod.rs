@@ -217,7 +217,12 @@ pub fn detail(svc: &Service, vm: &Vm) -> Value {
         "pending_graceful": s["pending_graceful"],
         "tools": {
             "status": s["tools"]["status"],
-            "version": s["tools"]["version_string"],
+            // 2147483647: a guest-managed (distribution) package.
+            "version": if s["tools"]["version"] == "2147483647" {
+                json!("guest-managed")
+            } else {
+                s["tools"]["version_string"].clone()
+            },
         },
         "hostname": s["guest"]["hostname"],
         "os": s["guest"]["os_name"],
