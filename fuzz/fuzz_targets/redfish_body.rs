@@ -90,6 +90,7 @@ fn request(method: &str, target: &str, body: Vec<u8>) -> Request {
         peer: "127.0.0.1:1".parse().expect("addr"),
         tls: true,
         principal: None,
+        takeover: Default::default(),
     }
 }
 

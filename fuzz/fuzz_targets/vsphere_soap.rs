@@ -29,6 +29,7 @@ fn request(body: Vec<u8>, cookie: Option<&str>) -> Request {
         peer: "127.0.0.1:1".parse().expect("addr"),
         tls: true,
         principal: None,
+        takeover: Default::default(),
     }
 }
 

@@ -135,6 +135,135 @@ fn ipmi_mc_info(rf: &Rf, user: &str, pw: &str, level: &str) -> Output {
         .expect("run ipmitool (apt-get install ipmitool)")
 }
 
+/// Every `Set-Cookie` of a response, as (name, value, attributes).
+fn set_cookies(h: &[(String, String)]) -> Vec<(String, String, String)> {
+    h.iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| {
+            let (kv, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (k, v) = kv.split_once('=').expect("name=value");
+            (k.to_string(), v.to_string(), attrs.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn cookie_sessions_need_the_xsrf_token() {
+    let rf = start("");
+    let sessions = format!("{}/redfish/v1/SessionService/Sessions", rf.base);
+    // A browser-style login: cookies, no token header.
+    let (s, h, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Requested-With: XMLHttpRequest",
+        "-d",
+        r#"{"UserName":"admin","Password":"s3cret"}"#,
+        &sessions,
+    ]);
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(json(&body)["UserName"], "admin");
+    assert!(hdr(&h, "x-auth-token").is_none(), "{h:?}");
+    let cookies = set_cookies(&h);
+    let xsrf = cookies
+        .iter()
+        .find(|c| c.0 == "XSRF-TOKEN")
+        .expect("XSRF-TOKEN");
+    let sess = cookies.iter().find(|c| c.0 == "SESSION").expect("SESSION");
+    assert_eq!(xsrf.2, "Path=/; SameSite=Strict; Secure");
+    assert_eq!(sess.2, "Path=/; SameSite=Strict; Secure; HttpOnly");
+    assert!(xsrf.1.len() >= 32 && sess.1.len() >= 32 && xsrf.1 != sess.1);
+    let loc = hdr(&h, "location").expect("location").to_string();
+    let jar = format!("Cookie: XSRF-TOKEN={}; SESSION={}", xsrf.1, sess.1);
+    // Reads need only the cookie.
+    let (s, _, body) = curl(&["-H", &jar, &format!("{}/redfish/v1/Systems/vm0", rf.base)]);
+    assert_eq!(s, 200, "{body}");
+    // Changes need X-XSRF-TOKEN too: missing and wrong are refused, without
+    // a Basic challenge (the browser would show its own dialog).
+    let patch = format!("{}/redfish/v1/Systems/vm0", rf.base);
+    let boot = r#"{"Boot":{"BootSourceOverrideTarget":"Pxe"}}"#;
+    for extra in [
+        "X-Other: 1",
+        "X-XSRF-TOKEN: 0123456789abcdef0123456789abcdef",
+    ] {
+        let (s, h, body) = curl(&[
+            "-H",
+            &jar,
+            "-H",
+            extra,
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            boot,
+            &patch,
+        ]);
+        assert_eq!(s, 401, "{extra}: {body}");
+        assert_eq!(message_id(&body), "Base.1.11.0.NoValidSession");
+        assert!(body.contains("X-XSRF-TOKEN"), "{body}");
+        assert!(hdr(&h, "www-authenticate").is_none(), "{h:?}");
+    }
+    let good = format!("X-XSRF-TOKEN: {}", xsrf.1);
+    let (s, _, body) = curl(&[
+        "-H",
+        &jar,
+        "-H",
+        &good,
+        "-X",
+        "PATCH",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        boot,
+        &patch,
+    ]);
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(json(&body)["Boot"]["BootSourceOverrideTarget"], "Pxe");
+    // A cookie naming a token session is not a cookie session.
+    let (_, h, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"UserName":"viewer","Password":"look"}"#,
+        &sessions,
+    ]);
+    let tok = hdr(&h, "x-auth-token").expect("token");
+    assert!(set_cookies(&h).is_empty());
+    let (s, _, _) = curl(&[
+        "-H",
+        &format!("Cookie: SESSION={tok}"),
+        &format!("{}/redfish/v1/Systems/vm0", rf.base),
+    ]);
+    assert_eq!(s, 401);
+    // Logging out needs the token too, and expires both cookies.
+    let (s, _, _) = curl(&["-H", &jar, "-X", "DELETE", &format!("{}{loc}", rf.base)]);
+    assert_eq!(s, 401);
+    let (s, h, _) = curl(&[
+        "-H",
+        &jar,
+        "-H",
+        &good,
+        "-X",
+        "DELETE",
+        &format!("{}{loc}", rf.base),
+    ]);
+    assert_eq!(s, 204);
+    let gone = set_cookies(&h);
+    assert_eq!(gone.len(), 2, "{h:?}");
+    assert!(
+        gone.iter()
+            .all(|c| c.1.is_empty() && c.2.contains("Max-Age=0")),
+        "{gone:?}"
+    );
+    let (s, _, _) = curl(&["-H", &jar, &format!("{}/redfish/v1/Systems/vm0", rf.base)]);
+    assert_eq!(s, 401);
+}
+
 #[test]
 fn service_root_auth_sessions_and_errors() {
     let rf = start("");

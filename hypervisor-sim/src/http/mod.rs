@@ -10,7 +10,10 @@
 //! * `Content-Length` and chunked bodies, `Expect: 100-continue`;
 //! * Basic authentication through an [`Authenticator`] hook: a request that
 //!   fails it gets 401 with `WWW-Authenticate` before the handler runs;
-//! * TLS through rustls ([`tls`]) on the same code path.
+//! * TLS through rustls ([`tls`]) on the same code path;
+//! * connection takeover ([`Request::take_over`], [`conn`]): after its
+//!   response a handler may keep the connection as a full-duplex stream,
+//!   for WebSockets ([`ws`]) and server-sent events ([`sse`]).
 //!
 //! Threat table: the peer is untrusted and may send anything. Header bytes
 //! are bounded by [`HttpLimits::max_header`], body bytes by
@@ -23,7 +26,10 @@
 //! loop instead of spinning. A handler panic answers 500 and closes that
 //! connection only.
 
+pub mod conn;
+pub mod sse;
 pub mod tls;
+pub mod ws;
 
 use std::io::{BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -50,6 +56,29 @@ pub struct Request {
     pub tls: bool,
     /// The authenticated user, when an authenticator is configured.
     pub principal: Option<Principal>,
+    /// Filled by [`Request::take_over`].
+    pub takeover: TakeoverSlot,
+}
+
+/// What takes a connection over after the response (see
+/// [`Request::take_over`]).
+pub type TakeoverFn = Box<dyn FnOnce(conn::Conn) + Send + 'static>;
+
+/// Where a handler leaves its [`TakeoverFn`]; empty by default.
+#[derive(Default)]
+pub struct TakeoverSlot(std::sync::Mutex<Option<TakeoverFn>>);
+
+impl std::fmt::Debug for TakeoverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.lock().map(|g| g.is_some()).unwrap_or(false);
+        f.debug_tuple("TakeoverSlot").field(&set).finish()
+    }
+}
+
+impl TakeoverSlot {
+    fn take(&self) -> Option<TakeoverFn> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl Request {
@@ -59,6 +88,20 @@ impl Request {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Take the connection over after this request's response.
+    ///
+    /// When the handler's response has status 101 or 2xx, the server writes
+    /// it as is (status line, the handler's headers, blank line, body; no
+    /// `Content-Length` or `Connection` added, so the body is open-ended)
+    /// and then calls `f` on the connection's thread with the connection as
+    /// a [`conn::Conn`]; the connection closes when `f` returns and the
+    /// slot it holds in the listener's connection bound is freed. With any
+    /// other status the takeover is dropped and the response written
+    /// normally. [`ws::upgrade`] and [`sse::start`] use this.
+    pub fn take_over(&self, f: impl FnOnce(conn::Conn) + Send + 'static) {
+        *self.takeover.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
     }
 }
 
@@ -388,7 +431,24 @@ fn connection(
     }
 }
 
-fn serve_stream<S: Read + Write>(
+/// A stream the server can hand over as a [`conn::Conn`].
+trait IntoConn: Read + Write {
+    fn into_conn(self, peer: SocketAddr, leftover: Vec<u8>) -> conn::Conn;
+}
+
+impl IntoConn for TcpStream {
+    fn into_conn(self, peer: SocketAddr, leftover: Vec<u8>) -> conn::Conn {
+        conn::Conn::plain(self, peer, leftover)
+    }
+}
+
+impl IntoConn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn into_conn(self, peer: SocketAddr, leftover: Vec<u8>) -> conn::Conn {
+        conn::Conn::tls(self.conn, self.sock, peer, leftover)
+    }
+}
+
+fn serve_stream<S: IntoConn>(
     stream: S,
     peer: SocketAddr,
     tls: bool,
@@ -448,6 +508,20 @@ fn serve_stream<S: Read + Write>(
                 }
             }
         };
+        if let Some(f) = req.takeover.take() {
+            if resp.status == 101 || (200..300).contains(&resp.status) {
+                if write_head_verbatim(r.get_mut(), &resp).is_err() {
+                    return;
+                }
+                let leftover = r.buffer().to_vec();
+                let conn = r.into_inner().into_conn(peer, leftover);
+                log::debug!("{}: {peer}: connection taken over", cfg.name);
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).is_err() {
+                    log::error!("{}: a connection takeover from {peer} panicked", cfg.name);
+                }
+                return;
+            }
+        }
         let written = write_response(r.get_mut(), &resp, keep, head);
         handler.recycle(resp.body);
         if written.is_err() || !keep {
@@ -583,6 +657,7 @@ pub fn read_request<S: Read + Write>(
         peer,
         tls,
         principal: None,
+        takeover: TakeoverSlot::default(),
     };
     req.headers = headers;
     if expects && (length.is_some_and(|n| n > 0) || chunked) {
@@ -644,14 +719,17 @@ fn read_body<R: BufRead>(
 fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -684,6 +762,19 @@ pub fn write_response<W: Write>(
     // body is not copied and a small response is one segment.
     let body: &[u8] = if head_only { &[] } else { &resp.body };
     write_all_parts(w, [&out, body])?;
+    w.flush()
+}
+
+/// Write a takeover's response: status line, the handler's headers and
+/// body, nothing added.
+fn write_head_verbatim<W: Write>(w: &mut W, resp: &Response) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))?;
+    for (k, v) in &resp.headers {
+        write!(out, "{k}: {v}\r\n")?;
+    }
+    out.extend_from_slice(b"\r\n");
+    write_all_parts(w, [&out, &resp.body])?;
     w.flush()
 }
 

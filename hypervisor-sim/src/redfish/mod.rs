@@ -88,6 +88,41 @@ pub struct Session {
     pub last_used: Instant,
     /// Client-supplied context.
     pub context: Option<String>,
+    /// For a cookie session (login with `X-Requested-With`): its CSRF
+    /// token, the `XSRF-TOKEN` cookie's value, which every request but
+    /// GET/HEAD must repeat in `X-XSRF-TOKEN` and a WebSocket upgrade in
+    /// `Sec-WebSocket-Protocol`.
+    pub csrf: Option<String>,
+}
+
+/// The cookie carrying a cookie session's token (HttpOnly).
+pub const SESSION_COOKIE: &str = "SESSION";
+/// The cookie carrying a cookie session's CSRF token (readable by the
+/// page's script, which repeats it in `X-XSRF-TOKEN`).
+pub const XSRF_COOKIE: &str = "XSRF-TOKEN";
+
+/// Compare two secrets in time independent of where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut d = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        d |= x ^ y;
+    }
+    // Keep the optimiser from turning the loop into an early exit.
+    std::hint::black_box(d) == 0
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// Options from `[redfish]`.
@@ -177,9 +212,14 @@ pub fn etag_of(v: &Value) -> String {
     format!("W/\"{h:016x}\"")
 }
 
-fn error_response(e: &RedfishError) -> Response {
+/// The response for a failed request `req`: the JSON error body; a 401
+/// adds the Basic challenge unless the request came from a page's script
+/// (`X-Requested-With` or a session cookie), where the browser would pop
+/// up its own login dialog over the page's.
+pub fn error_response(req: &Request, e: &RedfishError) -> Response {
     let mut r = json_response(e.status, &e.body());
-    if e.status == 401 {
+    let browser = req.header("X-Requested-With").is_some() || cookie(req, SESSION_COOKIE).is_some();
+    if e.status == 401 && !browser {
         r = r.with_header("WWW-Authenticate", "Basic realm=\"hvsim Redfish\"");
     }
     r
@@ -229,61 +269,147 @@ impl Service {
         s
     }
 
-    pub(crate) fn authenticate(&self, req: &Request) -> Result<Caller, RedfishError> {
+    /// The caller of `req`, however it authenticates: an `X-Auth-Token`
+    /// session, Basic credentials, or a session cookie. A cookie is
+    /// ambient (the browser sends it with any request to this host), so a
+    /// cookie-authenticated request other than GET/HEAD must also carry
+    /// `X-XSRF-TOKEN` equal to the session's CSRF token (compared in
+    /// constant time), which only the page itself can read; else 401.
+    /// Routes outside `/redfish` (the web console) call this too; WebSocket
+    /// upgrades call [`Service::caller_ws`] instead.
+    pub fn caller(&self, req: &Request) -> Result<Caller, RedfishError> {
         if let Some(tok) = req.header("X-Auth-Token") {
-            let mut s = self.sessions();
-            if let Some(sess) = s.values_mut().find(|v| v.token == tok) {
-                sess.last_used = Instant::now();
-                let account = self.users.by_id(sess.uid).filter(|u| u.name == sess.user);
-                match account {
-                    // A disabled account's sessions are refused while it is.
-                    Some(u) if u.enabled => {
-                        sess.role = u.role;
-                        return Ok(Caller {
+            return self.session_caller(tok, false).map(|(c, _)| c);
+        }
+        if let Some(h) = req.header("Authorization") {
+            return self.basic_caller(req, h);
+        }
+        if let Some(tok) = cookie(req, SESSION_COOKIE) {
+            let (c, csrf) = self.session_caller(tok, true)?;
+            if req.method != "GET" && req.method != "HEAD" {
+                let sent = req.header("X-XSRF-TOKEN").unwrap_or("");
+                if !ct_eq(sent.as_bytes(), csrf.unwrap_or_default().as_bytes()) {
+                    log::warn!(
+                        "redfish: {} {} from {} with session cookie of {} but {} X-XSRF-TOKEN",
+                        req.method,
+                        req.target,
+                        req.peer,
+                        c.user,
+                        if sent.is_empty() { "no" } else { "a wrong" }
+                    );
+                    return Err(RedfishError::new(401, "NoValidSession", &[]).explain(
+                        "A request authenticated by the session cookie must carry the XSRF-TOKEN cookie's value in the X-XSRF-TOKEN header.",
+                    ));
+                }
+            }
+            return Ok(c);
+        }
+        Err(RedfishError::new(401, "NoValidSession", &[]))
+    }
+
+    /// The caller of a WebSocket upgrade request, and the subprotocol to
+    /// echo in the 101. Browsers cannot set headers on a WebSocket, so a
+    /// cookie-authenticated upgrade must offer the session's CSRF token as
+    /// its subprotocol (`new WebSocket(url, [token])`, as OpenBMC's web UI
+    /// does); it is compared in constant time (401 otherwise) and returned
+    /// to be echoed. `X-Auth-Token` and Basic callers skip that check
+    /// (`None`: echo nothing).
+    pub fn caller_ws(&self, req: &Request) -> Result<(Caller, Option<String>), RedfishError> {
+        if req.header("X-Auth-Token").is_some() || req.header("Authorization").is_some() {
+            return self.caller(req).map(|c| (c, None));
+        }
+        let Some(tok) = cookie(req, SESSION_COOKIE) else {
+            return Err(RedfishError::new(401, "NoValidSession", &[]));
+        };
+        let (c, csrf) = self.session_caller(tok, true)?;
+        let csrf = csrf.unwrap_or_default();
+        let offered = crate::http::ws::offered_protocols(req);
+        // Every offer is compared, each in constant time.
+        let ok = offered
+            .iter()
+            .fold(false, |ok, p| ct_eq(p.as_bytes(), csrf.as_bytes()) | ok);
+        if !ok {
+            log::warn!(
+                "redfish: WebSocket {} from {} with session cookie of {} but {} CSRF subprotocol",
+                req.target,
+                req.peer,
+                c.user,
+                if offered.is_empty() { "no" } else { "a wrong" }
+            );
+            return Err(RedfishError::new(401, "NoValidSession", &[]).explain(
+                "A WebSocket authenticated by the session cookie must offer the XSRF-TOKEN cookie's value as its subprotocol (Sec-WebSocket-Protocol).",
+            ));
+        }
+        Ok((c, Some(csrf)))
+    }
+
+    /// The caller for a session token; `cookie` says it came in the
+    /// session cookie (only cookie sessions are accepted there). Also
+    /// returns the session's CSRF token.
+    fn session_caller(
+        &self,
+        tok: &str,
+        cookie: bool,
+    ) -> Result<(Caller, Option<String>), RedfishError> {
+        let mut s = self.sessions();
+        if let Some(sess) = s
+            .values_mut()
+            .find(|v| v.token == tok && (!cookie || v.csrf.is_some()))
+        {
+            sess.last_used = Instant::now();
+            let account = self.users.by_id(sess.uid).filter(|u| u.name == sess.user);
+            match account {
+                // A disabled account's sessions are refused while it is.
+                Some(u) if u.enabled => {
+                    sess.role = u.role;
+                    return Ok((
+                        Caller {
                             user: sess.user.clone(),
                             role: u.role,
                             session: Some(sess.id.clone()),
-                        });
-                    }
-                    Some(_) => {}
-                    // Deleted (over Redfish or IPMI): the session goes too.
-                    None => {
-                        let id = sess.id.clone();
-                        s.remove(&id);
-                        log::info!("redfish: session {id} ended: its account is gone");
-                        return Err(RedfishError::new(
-                            401,
-                            "AccountForSessionNoLongerExists",
-                            &[],
-                        ));
-                    }
+                        },
+                        sess.csrf.clone(),
+                    ));
+                }
+                Some(_) => {}
+                // Deleted (over Redfish or IPMI): the session goes too.
+                None => {
+                    let id = sess.id.clone();
+                    s.remove(&id);
+                    log::info!("redfish: session {id} ended: its account is gone");
+                    return Err(RedfishError::new(
+                        401,
+                        "AccountForSessionNoLongerExists",
+                        &[],
+                    ));
                 }
             }
-            return Err(RedfishError::new(401, "NoValidSession", &[]));
         }
-        if let Some(h) = req.header("Authorization") {
-            use base64::Engine as _;
-            if let Some(rest) = h
-                .strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-            {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(rest.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok());
-                if let Some((u, p)) = decoded.as_deref().and_then(|s| s.split_once(':')) {
-                    if let Some(user) = self.users.verify(u, p.as_bytes()) {
-                        return Ok(Caller {
-                            user: user.name,
-                            role: user.role,
-                            session: None,
-                        });
-                    }
-                    log::warn!(
-                        "redfish: authentication failed for user {u:?} from {}",
-                        req.peer
-                    );
+        Err(RedfishError::new(401, "NoValidSession", &[]))
+    }
+
+    fn basic_caller(&self, req: &Request, h: &str) -> Result<Caller, RedfishError> {
+        use base64::Engine as _;
+        if let Some(rest) = h
+            .strip_prefix("Basic ")
+            .or_else(|| h.strip_prefix("basic "))
+        {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            if let Some((u, p)) = decoded.as_deref().and_then(|s| s.split_once(':')) {
+                if let Some(user) = self.users.verify(u, p.as_bytes()) {
+                    return Ok(Caller {
+                        user: user.name,
+                        role: user.role,
+                        session: None,
+                    });
                 }
+                log::warn!(
+                    "redfish: authentication failed for user {u:?} from {}",
+                    req.peer
+                );
             }
         }
         Err(RedfishError::new(401, "NoValidSession", &[]))
@@ -306,7 +432,7 @@ impl Service {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("redfish: {} {}: {e}", req.method, req.target);
-                let mut r = error_response(&e);
+                let mut r = error_response(req, &e);
                 if e.status == 405 {
                     r = r.with_header("Allow", allowed(path));
                 }
@@ -362,7 +488,7 @@ impl Service {
         if !path.starts_with("/redfish/v1/") && path != "/redfish/v1" {
             return Err(not_found("Resource", path));
         }
-        let caller = self.authenticate(req)?;
+        let caller = self.caller(req)?;
         if let Some(q) = query {
             // $select/$expand/$filter are not implemented; `only` neither.
             if !q.is_empty() {
@@ -758,9 +884,26 @@ impl Service {
                 if sess.user != caller.user && caller.role != Role::Administrator {
                     return Err(RedfishError::new(403, "InsufficientPrivilege", &[]));
                 }
+                let cookie = sess.csrf.is_some() && caller.session.as_deref() == Some(*id);
                 s.remove(*id);
                 log::info!("redfish: session {id} of {} ended", caller.user);
-                Ok(no_content())
+                let mut r = no_content();
+                if cookie {
+                    // Logging out of the page's own session: the browser
+                    // forgets both cookies.
+                    r = r
+                        .with_header(
+                            "Set-Cookie",
+                            &format!("{XSRF_COOKIE}=; Path=/; SameSite=Strict; Secure; Max-Age=0"),
+                        )
+                        .with_header(
+                            "Set-Cookie",
+                            &format!(
+                                "{SESSION_COOKIE}=; Path=/; SameSite=Strict; Secure; HttpOnly; Max-Age=0"
+                            ),
+                        );
+                }
+                Ok(r)
             }
             ["AccountService", "Accounts", id] => {
                 let u = self.account_of(id)?;
@@ -824,15 +967,35 @@ impl Service {
             role: u.role,
             last_used: Instant::now(),
             context,
+            // A browser login (bmcweb's rule: the X-Requested-With header
+            // marks script-made requests) gets cookies instead of a token
+            // header its script would have to keep somewhere.
+            csrf: req.header("X-Requested-With").map(|_| random_hex(16)),
         };
         let body = session_json(&sess);
         let token = sess.token.clone();
+        let csrf = sess.csrf.clone();
         s.insert(id.clone(), sess);
-        log::info!("redfish: session {id} for {} from {}", u.name, req.peer);
+        log::info!(
+            "redfish: {}session {id} for {} from {}",
+            if csrf.is_some() { "cookie " } else { "" },
+            u.name,
+            req.peer
+        );
         let loc = format!("/redfish/v1/SessionService/Sessions/{id}");
-        Ok(json_response(201, &body)
-            .with_header("X-Auth-Token", &token)
-            .with_header("Location", &loc))
+        let r = json_response(201, &body).with_header("Location", &loc);
+        Ok(match csrf {
+            None => r.with_header("X-Auth-Token", &token),
+            Some(c) => r
+                .with_header(
+                    "Set-Cookie",
+                    &format!("{XSRF_COOKIE}={c}; Path=/; SameSite=Strict; Secure"),
+                )
+                .with_header(
+                    "Set-Cookie",
+                    &format!("{SESSION_COOKIE}={token}; Path=/; SameSite=Strict; Secure; HttpOnly"),
+                ),
+        })
     }
 }
 

@@ -24,7 +24,7 @@ use crate::vm::Vm;
 pub const RECHECK: Duration = Duration::from_secs(5);
 
 /// A copy of the parts of `req` that authenticate it, to check again later.
-fn credentials(req: &Request) -> Request {
+pub(crate) fn credentials(req: &Request) -> Request {
     Request {
         method: "GET".into(),
         target: req.target.clone(),
@@ -66,7 +66,7 @@ fn key(svc: &Service, vm: &Vm) -> (u64, usize, bool, Option<String>, [bool; 2]) 
 pub fn events(svc: &Arc<Service>, req: &Request, vm: Option<Arc<Vm>>) -> Response {
     let svc = svc.clone();
     let creds = credentials(req);
-    let resp = sse::start(req, move |mut s| {
+    sse::start(req, move |mut s| {
         let (tx, rx) = mpsc::channel();
         let vms: Vec<Arc<Vm>> = match &vm {
             Some(v) => vec![v.clone()],
@@ -118,6 +118,5 @@ pub fn events(svc: &Arc<Service>, req: &Request, vm: Option<Arc<Vm>>) -> Respons
                 }
             }
         }
-    });
-    super::secure(resp)
+    })
 }

@@ -26,6 +26,8 @@
 //! browser; the script also inserts such text only as text nodes.
 
 pub mod assets;
+pub mod live;
+pub mod sol;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +106,9 @@ impl ConsoleHandler {
                 body: a.body.to_vec(),
             }));
         }
+        if let Some(vm) = path.strip_prefix("/console/") {
+            return Some(sol::console(&self.svc, req, vm.trim_end_matches('/')));
+        }
         let rest = path.strip_prefix("/api")?;
         if !rest.is_empty() && !rest.starts_with('/') {
             return None;
@@ -116,7 +121,7 @@ impl ConsoleHandler {
             return api_error(405, "the console API is read-only; actions go to /redfish/v1")
                 .with_header("Allow", "GET, HEAD");
         }
-        let caller = match self.svc.authenticate(req) {
+        let caller = match self.svc.caller(req) {
             Ok(c) => c,
             Err(e) => return api_error(e.status, "log in first (no valid session)"),
         };
@@ -130,6 +135,20 @@ impl ConsoleHandler {
                     "session": caller.session,
                 }),
             ),
+            ["events"] => {
+                let query = req.target.split_once('?').map_or("", |(_, q)| q);
+                let vm = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("vm="))
+                    .map(|n| n.to_string());
+                match vm {
+                    None => live::events(&self.svc, req, None),
+                    Some(n) => match self.svc.inventory.get(n.as_str()) {
+                        Some(v) => live::events(&self.svc, req, Some(v.clone())),
+                        None => api_error(404, &format!("no VM named {n:?}")),
+                    },
+                }
+            }
             ["vms"] => api_json(
                 200,
                 &json!({"vms": self.svc.inventory.values().map(|v| summary(v)).collect::<Vec<_>>()}),
