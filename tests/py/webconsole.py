@@ -147,16 +147,27 @@ def cmd_fetch(c):
 
 
 def cmd_ws_probe(c):
-    """Open a WebSocket with these subprotocols; report whether it opened
-    and how it closed."""
+    """Open a WebSocket with these subprotocols; report whether it opened,
+    the text messages it got and how it closed (wait_close: wait for the
+    server to close it; else close it at once)."""
     return D.execute_async_script("""
-        const [path, protocols] = arguments;
+        const [path, protocols, waitClose] = arguments;
         const done = arguments[arguments.length - 1];
         const ws = new WebSocket('wss://' + location.host + path, protocols);
         let opened = false;
-        ws.onopen = () => { opened = true; ws.close(1000, 'probe'); };
-        ws.onclose = e => done({opened, code: e.code, reason: e.reason});
-    """, c["path"], c.get("protocols", []))
+        const texts = [];
+        ws.onopen = () => { opened = true; if (!waitClose) ws.close(1000, 'probe'); };
+        ws.onmessage = e => { if (typeof e.data === 'string') texts.push(e.data); };
+        ws.onclose = e => done({opened, texts, code: e.code, reason: e.reason});
+        setTimeout(() => ws.close(1000, 'probe timeout'), 10000);
+    """, c["path"], c.get("protocols", []), c.get("wait_close", False))
+
+
+def cmd_xsrf(c):
+    """The XSRF-TOKEN cookie's value, as the page reads it."""
+    return D.execute_script(
+        "const m = document.cookie.match(/(?:^|;\\s*)XSRF-TOKEN=([^;]*)/);"
+        "return m ? decodeURIComponent(m[1]) : null;")
 
 
 def cmd_cookies(c):

@@ -151,6 +151,65 @@ fn guest_netns() -> Netns {
     ns
 }
 
+/// A guest program started by `hvsim exec --console`, killed on drop.
+struct ConsoleGuest(Child);
+
+impl ConsoleGuest {
+    fn start(sim: &Sim, script: &str) -> ConsoleGuest {
+        let child = Command::new(bin("hvsim"))
+            .args(["exec", "--console", "--vm", "vm0", "--", "sh", "-c", script])
+            .env("HVSIM_CONTROL", &sim.control)
+            .env_remove("VM_BACKDOOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hvsim exec --console");
+        ConsoleGuest(child)
+    }
+}
+
+impl Drop for ConsoleGuest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The echo program on the console: a banner, then each line read comes
+/// back with a marker.
+const ECHO_GUEST: &str =
+    "echo guest-console-ready; while read l; do echo \"guest-got:$l\"; done; echo guest-bye";
+
+/// `ipmitool sol activate` on a pty (it wants a terminal): prints `UP` once
+/// the session is operational (or `FAILED` and the output), then holds it
+/// until a line arrives on stdin and leaves with `~.`.
+const SOL_HOLDER: &str = r#"
+import os, pty, select, sys, time
+port = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("ipmitool", ["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", port,
+                           "-U", "admin", "-P", "s3cret", "sol", "activate"])
+out = b""
+end = time.time() + 15
+while b"SOL Session operational" not in out and time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            break
+if b"SOL Session operational" not in out:
+    print("FAILED", repr(out), flush=True)
+    sys.exit(1)
+print("UP", flush=True)
+sys.stdin.readline()
+os.write(fd, b"\r~.")
+time.sleep(1)
+os.kill(pid, 9)
+"#;
+
 /// The browser, driven over tests/py/webconsole.py's line protocol.
 struct Browser {
     child: Child,
@@ -350,6 +409,76 @@ fn the_web_console_in_headless_chromium() {
     b.click("#delete-webtemp");
     b.cmd(json!({"op": "wait_text", "css": "#accounts", "contains": "webtemp", "absent": true}));
 
+    // The session is a cookie pair: the session token out of the page's
+    // reach, the XSRF token readable.
+    let cookies = b.cmd(json!({"op": "cookies"}));
+    assert_eq!(cookies["SESSION"]["httpOnly"], true, "{cookies}");
+    assert_eq!(cookies["XSRF-TOKEN"]["httpOnly"], false, "{cookies}");
+    let xsrf = b.cmd(json!({"op": "xsrf"}));
+    let xsrf = xsrf.as_str().expect("an XSRF token").to_string();
+    // A request with the cookie but not the token is refused.
+    let r = b.cmd(json!({"op": "fetch", "method": "PATCH", "path": "/redfish/v1/Systems/vm0",
+                         "headers": {"Content-Type": "application/json"},
+                         "body": "{\"Boot\":{\"BootSourceOverrideTarget\":\"Hdd\"}}"}));
+    assert_eq!(r["status"], 401, "{r}");
+
+    // The serial console: the program's output, the echo of typed keys and
+    // the program's answer.
+    let _guest = ConsoleGuest::start(&h.sim, ECHO_GUEST);
+    h.sim.eventually("the console attached", || {
+        h.sim.log().contains("vm0: console attached")
+    });
+    b.open("/#/sol/vm0");
+    b.wait_text("#sol-status", "connected");
+    b.wait_text("#term", "guest-console-ready");
+    b.cmd(json!({"op": "type", "css": "#term", "text": "hello-web\n"}));
+    b.wait_text("#term", "hello-web\nguest-got:hello-web");
+    b.shot("06-sol");
+    // One session per VM: a second socket from the page, and IPMI, are
+    // refused while this one is open.
+    let second = b.cmd(json!({"op": "ws_probe", "path": "/console/vm0", "protocols": [xsrf], "wait_close": true}));
+    assert!(
+        second["reason"].as_str().unwrap_or("").contains("in use by the web console"),
+        "{second}"
+    );
+    let out = Command::new("ipmitool")
+        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &h.ipmi.to_string()])
+        .args(["-U", "admin", "-P", "s3cret", "-N", "1", "-R", "3", "sol", "activate"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ipmitool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!out.status.success(), "IPMI SOL activated beside the page's: {said}");
+    assert!(h.sim.log().contains("sol activate refused: the serial console of VM \"vm0\" is in use by the web console"));
+    // Wrong or missing XSRF subprotocol: the upgrade is refused.
+    for protocols in [json!(["not-the-token"]), json!([])] {
+        let r = b.cmd(json!({"op": "ws_probe", "path": "/console/vm0", "protocols": protocols}));
+        assert_eq!(r["opened"], false, "{r}");
+    }
+    // Leaving the page ends the session; then IPMI holds the console and
+    // the page is refused, saying by whom.
+    b.open("/#/vm/vm0");
+    h.sim.eventually("the web console session ended", || {
+        h.sim.log().contains("serial console of the web console")
+    });
+    let mut holder = Command::new(python())
+        .args(["-c", SOL_HOLDER, &h.ipmi.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python");
+    let mut up = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut up)
+        .unwrap();
+    assert!(up.starts_with("UP"), "IPMI SOL: {up}\n{}", h.sim.log());
+    b.open("/#/sol/vm0");
+    let err = b.wait_text("#error", "in use by IPMI session");
+    assert!(err.contains("one Serial-over-LAN session per VM"), "{err}");
+    b.shot("07-sol-refused");
+    let _ = holder.stdin.as_mut().unwrap().write_all(b"leave\n");
+    let _ = holder.wait();
+
     // A ReadOnly user sees the VM but its buttons are disabled; forcing
     // one shows the server's refusal and the power stays.
     b.click("#logout");
@@ -362,6 +491,6 @@ fn the_web_console_in_headless_chromium() {
     b.cmd(json!({"op": "click", "css": "#btn-off", "force": true}));
     let err = b.wait_text("#error", "Power off failed");
     assert!(err.to_lowercase().contains("privilege"), "{err}");
-    b.shot("06-readonly-refused");
+    b.shot("09-readonly-refused");
     assert_eq!(h.redfish("/redfish/v1/Systems/vm0")["PowerState"], "On");
 }

@@ -153,6 +153,12 @@ function live(vm, fn) {
   if (window.EventSource && !auth.token) {
     es = new EventSource(url, { withCredentials: true });
     es.addEventListener("update", (e) => fn(JSON.parse(e.data)));
+    es.addEventListener("ended", () => {
+      es.close();
+      me = null;
+      location.hash = "#/login";
+      showError("Your session has ended: log in again.");
+    });
     es.onerror = () => {
       if (es.readyState === EventSource.CLOSED && !stopped) { es = null; poll(); }
     };
@@ -436,10 +442,12 @@ function solPage(name) {
     ws.binaryType = "arraybuffer";
     solSocket = ws;
     ws.onopen = () => { status.textContent = "connected"; pre.focus(); };
+    let said = "";
     ws.onmessage = (e) => {
       if (typeof e.data === "string") {
         // The service's own messages (why it ends) come as text.
-        showError(e.data);
+        said = e.data;
+        showError("Serial console: " + said);
         return;
       }
       term.write(new Uint8Array(e.data));
@@ -447,7 +455,7 @@ function solPage(name) {
     ws.onclose = (e) => {
       if (solSocket === ws) solSocket = null;
       status.textContent = "closed" + (e.reason ? ": " + e.reason : "");
-      if (e.reason) showError("Serial console: " + e.reason);
+      if (e.reason && !said) showError("Serial console: " + e.reason);
     };
   };
   connect.addEventListener("click", open);
