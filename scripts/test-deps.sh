@@ -19,12 +19,13 @@ cd "$(dirname "$0")/.."
 # tests' password hashes; systemd: systemd-detect-virt under `hvsim exec`
 # (the DMI test); libpam0g-dev: to link vm-agent-auth (guest operations'
 # PAM helper); netplan.io: `netplan generate` reads what guest
-# customization writes.
+# customization writes; chromium/chromium-driver: the web console's browser
+# tests (headless, driven by Selenium).
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
       binutils file unzip xvfb xclip e2fsprogs util-linux mount
       wsl uuid-runtime libxml2-utils openssl systemd
-      libpam0g-dev netplan.io)
+      libpam0g-dev netplan.io chromium chromium-driver)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -45,12 +46,12 @@ fi
 
 # pywbem/pywbemtools (CIM), sushy and DMTF's Redfish-Service-Validator
 # (Redfish), sushy-tools (the Redfish benchmark's peer), pypsrp (a
-# WS-Management client).
-if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp' 2>/dev/null \
+# WS-Management client), selenium (drives Chromium in the web console tests).
+if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp, selenium' 2>/dev/null \
     || [ ! -x target/venv/bin/rf_service_validator ] \
     || [ ! -x target/venv/bin/sushy-emulator ]; then
     python3 -m venv target/venv
-    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools pypsrp
+    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools pypsrp selenium
 fi
 
 # pyvmomi (the vSphere API's client) and Ansible: ansible-core, with the

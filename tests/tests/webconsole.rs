@@ -365,6 +365,13 @@ fn the_web_console_in_headless_chromium() {
     assert!(out.status.success(), "{}", stderr(&out));
     b.wait_text("#guestinfo", "from-the-guest");
     assert_eq!(b.js("done(window.__noReload);"), 42, "the page reloaded");
+    // ... carried by the event stream, not by polling.
+    let fetched = b.js(
+        "done(performance.getEntriesByType('resource').map(e => e.name).join(' '));",
+    );
+    let fetched = fetched.as_str().unwrap_or("");
+    assert!(fetched.contains("/api/events?vm=vm0"), "{fetched}");
+    assert!(!fetched.contains("/api/vms/vm0"), "the page polled: {fetched}");
     b.shot("03-vm");
 
     // Power off and on from the page: the VM every service sees.
