@@ -151,6 +151,7 @@ function live(vm, fn) {
     if (!stopped) timer = setTimeout(poll, 500);
   };
   if (window.EventSource && !auth.token) {
+    document.body.dataset.live = "events";
     es = new EventSource(url, { withCredentials: true });
     es.addEventListener("update", (e) => fn(JSON.parse(e.data)));
     es.addEventListener("ended", () => {
@@ -160,9 +161,14 @@ function live(vm, fn) {
       showError("Your session has ended: log in again.");
     });
     es.onerror = () => {
-      if (es.readyState === EventSource.CLOSED && !stopped) { es = null; poll(); }
+      if (es.readyState === EventSource.CLOSED && !stopped) {
+        es = null;
+        document.body.dataset.live = "polling";
+        poll();
+      }
     };
   } else {
+    document.body.dataset.live = "polling";
     poll();
   }
   stopLive = () => {
