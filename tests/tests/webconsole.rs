@@ -27,18 +27,23 @@ struct Host {
     base: String,
     nbd: u16,
     ipmi: u16,
+    media: PathBuf,
 }
 
 fn start_host() -> Host {
     let (rp, np, ip) = (free_port(), free_port(), free_port());
+    let dir = Sim::tempdir();
+    let media = dir.path().join("media");
+    std::fs::create_dir(&media).expect("media dir");
     let cfg = format!(
         "[[vm]]\nname = \"vm0\"\nipmi = {{ listen = \"127.0.0.1:{ip}\" }}\n[[vm]]\nname = \"vm1\"\n\
-         [redfish]\nlisten = \"127.0.0.1:{rp}\"\n[nbd]\nlisten = \"127.0.0.1:{np}\"\n\
+         [redfish]\nlisten = \"127.0.0.1:{rp}\"\nmedia_dir = \"{m}\"\n[nbd]\nlisten = \"127.0.0.1:{np}\"\n\
          [cim]\nenabled = false\n[vsphere]\nlisten = \"\"\n\
          [[user]]\nname = \"admin\"\npassword = \"s3cret\"\nrole = \"Administrator\"\n\
-         [[user]]\nname = \"viewer\"\npassword = \"look\"\nrole = \"ReadOnly\"\n"
+         [[user]]\nname = \"viewer\"\npassword = \"look\"\nrole = \"ReadOnly\"\n",
+        m = media.display()
     );
-    let sim = Sim::with_config(&cfg);
+    let sim = Sim::with_config_in(dir, &cfg);
     sim.eventually("the Redfish listener", || {
         sim.log().contains("Redfish over HTTPS on")
     });
@@ -47,10 +52,32 @@ fn start_host() -> Host {
         base: format!("https://127.0.0.1:{rp}"),
         nbd: np,
         ipmi: ip,
+        media,
     }
 }
 
 impl Host {
+    /// Copy NBD export `export` with nbdcopy; the copy's SHA-256.
+    fn nbd_sha256(&self, export: &str) -> String {
+        let out = self
+            .sim
+            .dir
+            .path()
+            .join(format!("{}.copy", export.replace('/', "-")));
+        let o = Command::new("nbdcopy")
+            .arg(format!("nbd://127.0.0.1:{}/{export}", self.nbd))
+            .arg(&out)
+            .output()
+            .expect("nbdcopy (apt-get install libnbd-bin)");
+        assert!(
+            o.status.success(),
+            "nbdcopy {export}: {}\n{}",
+            stderr(&o),
+            self.sim.log()
+        );
+        sha256(&out)
+    }
+
     /// A Redfish GET as admin.
     fn redfish(&self, path: &str) -> Value {
         let out = Command::new("curl")
@@ -75,6 +102,30 @@ impl Host {
         assert!(out.status.success(), "ipmitool {args:?}: {}", stderr(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+fn sha256(p: &std::path::Path) -> String {
+    let o = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
+    assert!(o.status.success(), "sha256sum: {}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Random bytes (from the kernel) in a new file.
+fn random_file(p: &std::path::Path, mib: usize) {
+    let o = Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "status=none", "iflag=fullblock"])
+        .arg(format!("count={mib}"))
+        .arg(format!("of={}", p.display()))
+        .output()
+        .expect("dd");
+    assert!(o.status.success(), "dd: {}", stderr(&o));
 }
 
 /// vm-agent for vm0 inside `ns` with hostname `host`: the clock is never
@@ -247,7 +298,9 @@ impl Browser {
     fn try_cmd(&mut self, c: Value) -> Result<Value, String> {
         let mut line = serde_json::to_vec(&c).unwrap();
         line.push(b'\n');
-        self.input.write_all(&line).expect("write to the browser driver");
+        self.input
+            .write_all(&line)
+            .expect("write to the browser driver");
         let mut answer = String::new();
         self.output.read_line(&mut answer).expect("browser driver");
         if answer.is_empty() {
@@ -361,18 +414,22 @@ fn the_web_console_in_headless_chromium() {
     b.js("window.__noReload = 42; done(true);");
     ns.ip(&["addr", "add", "203.0.113.9/28", "dev", "eth1"]);
     b.wait_text("#nics", "203.0.113.9");
-    let out = h.sim.rpctool("vm0", &["info-set guestinfo.webui.note from-the-guest"]);
+    let out = h
+        .sim
+        .rpctool("vm0", &["info-set guestinfo.webui.note from-the-guest"]);
     assert!(out.status.success(), "{}", stderr(&out));
     b.wait_text("#guestinfo", "from-the-guest");
     assert_eq!(b.js("done(window.__noReload);"), 42, "the page reloaded");
     // ... carried by the event stream, not by polling.
     let mode = b.cmd(json!({"op": "attr", "css": "body", "name": "data-live"}));
     assert_eq!(mode, "events", "the page fell back to polling");
-    let fetched = b.js(
-        "done(performance.getEntriesByType('resource').map(e => e.name).join(' '));",
-    );
+    let fetched =
+        b.js("done(performance.getEntriesByType('resource').map(e => e.name).join(' '));");
     let fetched = fetched.as_str().unwrap_or("");
-    assert!(!fetched.contains("/api/vms/vm0"), "the page polled: {fetched}");
+    assert!(
+        !fetched.contains("/api/vms/vm0"),
+        "the page polled: {fetched}"
+    );
     b.shot("03-vm");
 
     // Power off and on from the page: the VM every service sees.
@@ -398,7 +455,10 @@ fn the_web_console_in_headless_chromium() {
     b.wait_text("#boot-current", "pxe (continuous)");
     let sys = h.redfish("/redfish/v1/Systems/vm0");
     assert_eq!(sys["Boot"]["BootSourceOverrideTarget"], "Pxe", "{sys}");
-    assert_eq!(sys["Boot"]["BootSourceOverrideEnabled"], "Continuous", "{sys}");
+    assert_eq!(
+        sys["Boot"]["BootSourceOverrideEnabled"], "Continuous",
+        "{sys}"
+    );
     let bp = h.ipmitool(&["chassis", "bootparam", "get", "5"]);
     assert!(bp.contains("Force PXE"), "{bp}");
     b.shot("04-vm-actions");
@@ -417,6 +477,24 @@ fn the_web_console_in_headless_chromium() {
     b.click("#delete-webtemp");
     b.cmd(json!({"op": "wait_text", "css": "#accounts", "contains": "webtemp", "absent": true}));
 
+    // Legacy virtual media from the page: a URL the BMC opens, exported
+    // over NBD, ejected.
+    let img = h.media.join("legacy.img");
+    random_file(&img, 4);
+    b.open("/#/media/vm0");
+    b.wait_text("[data-slot=Cd]", "legacy");
+    b.cmd(json!({"op": "type", "css": "#url-Cd", "text": format!("file://{}", img.display())}));
+    b.click("#insert-Cd");
+    b.wait_text("#slot-state-Cd", "inserted");
+    assert_eq!(h.nbd_sha256("vm0/Cd"), sha256(&img));
+    b.shot("06-media-legacy");
+    b.click("#eject-Cd");
+    b.wait_text("#slot-state-Cd", "empty");
+    assert_eq!(
+        h.redfish("/redfish/v1/Managers/vm0-bmc/VirtualMedia/Cd")["Inserted"],
+        false
+    );
+
     // The session is a cookie pair: the session token out of the page's
     // reach, the XSRF token readable.
     let cookies = b.cmd(json!({"op": "cookies"}));
@@ -425,9 +503,11 @@ fn the_web_console_in_headless_chromium() {
     let xsrf = b.cmd(json!({"op": "xsrf"}));
     let xsrf = xsrf.as_str().expect("an XSRF token").to_string();
     // A request with the cookie but not the token is refused.
-    let r = b.cmd(json!({"op": "fetch", "method": "PATCH", "path": "/redfish/v1/Systems/vm0",
+    let r = b.cmd(
+        json!({"op": "fetch", "method": "PATCH", "path": "/redfish/v1/Systems/vm0",
                          "headers": {"Content-Type": "application/json"},
-                         "body": "{\"Boot\":{\"BootSourceOverrideTarget\":\"Hdd\"}}"}));
+                         "body": "{\"Boot\":{\"BootSourceOverrideTarget\":\"Hdd\"}}"}),
+    );
     assert_eq!(r["status"], 401, "{r}");
 
     // The serial console: the program's output, the echo of typed keys and
@@ -441,23 +521,42 @@ fn the_web_console_in_headless_chromium() {
     b.wait_text("#term", "guest-console-ready");
     b.cmd(json!({"op": "type", "css": "#term", "text": "hello-web\n"}));
     b.wait_text("#term", "hello-web\nguest-got:hello-web");
-    b.shot("06-sol");
+    b.shot("07-sol");
     // One session per VM: a second socket from the page, and IPMI, are
     // refused while this one is open.
-    let second = b.cmd(json!({"op": "ws_probe", "path": "/console/vm0", "protocols": [xsrf], "wait_close": true}));
+    let second = b.cmd(
+        json!({"op": "ws_probe", "path": "/console/vm0", "protocols": [xsrf], "wait_close": true}),
+    );
     assert!(
-        second["reason"].as_str().unwrap_or("").contains("in use by the web console"),
+        second["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("in use by the web console"),
         "{second}"
     );
     let out = Command::new("ipmitool")
-        .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", &h.ipmi.to_string()])
-        .args(["-U", "admin", "-P", "s3cret", "-N", "1", "-R", "3", "sol", "activate"])
+        .args([
+            "-I",
+            "lanplus",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &h.ipmi.to_string(),
+        ])
+        .args([
+            "-U", "admin", "-P", "s3cret", "-N", "1", "-R", "3", "sol", "activate",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("ipmitool");
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    assert!(!out.status.success(), "IPMI SOL activated beside the page's: {said}");
-    assert!(h.sim.log().contains("sol activate refused: the serial console of VM \"vm0\" is in use by the web console"));
+    assert!(
+        !out.status.success(),
+        "IPMI SOL activated beside the page's: {said}"
+    );
+    assert!(h.sim.log().contains(
+        "sol activate refused: the serial console of VM \"vm0\" is in use by the web console"
+    ));
     // Wrong or missing XSRF subprotocol: the upgrade is refused.
     for protocols in [json!(["not-the-token"]), json!([])] {
         let r = b.cmd(json!({"op": "ws_probe", "path": "/console/vm0", "protocols": protocols}));
@@ -483,7 +582,7 @@ fn the_web_console_in_headless_chromium() {
     b.open("/#/sol/vm0");
     let err = b.wait_text("#error", "in use by IPMI session");
     assert!(err.contains("one Serial-over-LAN session per VM"), "{err}");
-    b.shot("07-sol-refused");
+    b.shot("08-sol-refused");
     let _ = holder.stdin.as_mut().unwrap().write_all(b"leave\n");
     let _ = holder.wait();
 

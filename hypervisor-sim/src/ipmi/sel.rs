@@ -221,7 +221,12 @@ pub fn describe(r: &[u8; 16]) -> String {
         Some(w) => w.to_string(),
         None => format!(
             "sensor type {:#04x} #{:#04x}, event type {:#04x}, data {:02x} {:02x} {:02x}",
-            r[10], r[11], r[12] & 0x7F, r[13], r[14], r[15]
+            r[10],
+            r[11],
+            r[12] & 0x7F,
+            r[13],
+            r[14],
+            r[15]
         ),
     };
     if deassert {
@@ -259,7 +264,10 @@ mod tests {
         assert_eq!(s2.records().len(), 2);
         assert!(s2.time() >= 1_000_000 && s2.time() < 1_000_100);
         let mut s2 = s2;
-        assert_eq!(describe(&s2.records()[0].1), "System ACPI power state: S0/G0 working");
+        assert_eq!(
+            describe(&s2.records()[0].1),
+            "System ACPI power state: S0/G0 working"
+        );
         assert!(timestamp(&s2.records()[0].1).is_some());
         s2.clear().unwrap();
         assert_eq!(Sel::load("vm0", store).unwrap().records().len(), 0);

@@ -67,7 +67,11 @@ mod tests {
     #[test]
     fn the_page_names_only_embedded_files() {
         let page = std::str::from_utf8(lookup("/").unwrap().body).unwrap();
-        for r in page.split("src=\"").skip(1).chain(page.split("href=\"").skip(1)) {
+        for r in page
+            .split("src=\"")
+            .skip(1)
+            .chain(page.split("href=\"").skip(1))
+        {
             let p = r.split('"').next().unwrap();
             if p.starts_with('/') {
                 assert!(lookup(p).is_some(), "{p} is not embedded");

@@ -32,7 +32,8 @@ pub(crate) fn credentials(req: &Request) -> Request {
             .headers
             .iter()
             .filter(|(k, _)| {
-                ["cookie", "x-auth-token", "authorization"].contains(&k.to_ascii_lowercase().as_str())
+                ["cookie", "x-auth-token", "authorization"]
+                    .contains(&k.to_ascii_lowercase().as_str())
             })
             .cloned()
             .collect(),
@@ -79,7 +80,9 @@ pub fn events(svc: &Arc<Service>, req: &Request, vm: Option<Arc<Vm>>) -> Respons
         let render = |svc: &Service| -> Value {
             match &vm {
                 Some(v) => super::detail(svc, v),
-                None => serde_json::json!({"vms": vms.iter().map(|v| super::summary(v)).collect::<Vec<_>>()}),
+                None => {
+                    serde_json::json!({"vms": vms.iter().map(|v| super::summary(v)).collect::<Vec<_>>()})
+                }
             }
         };
         let _ = s.retry(Duration::from_secs(2));
@@ -113,9 +116,7 @@ pub fn events(svc: &Arc<Service>, req: &Request, vm: Option<Arc<Vm>>) -> Respons
                 // Several events at once need one rendering.
                 Ok(_) => while rx.try_recv().is_ok() {},
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(super::EVENT_POLL)
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(super::EVENT_POLL),
             }
         }
     })

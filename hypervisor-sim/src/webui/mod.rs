@@ -118,8 +118,11 @@ impl ConsoleHandler {
 
     fn api(&self, req: &Request, rest: &str) -> Response {
         if req.method != "GET" && req.method != "HEAD" {
-            return api_error(405, "the console API is read-only; actions go to /redfish/v1")
-                .with_header("Allow", "GET, HEAD");
+            return api_error(
+                405,
+                "the console API is read-only; actions go to /redfish/v1",
+            )
+            .with_header("Allow", "GET, HEAD");
         }
         let caller = match self.svc.caller(req) {
             Ok(c) => c,

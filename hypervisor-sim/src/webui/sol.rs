@@ -76,7 +76,9 @@ pub fn console(svc: &Arc<Service>, req: &Request, name: &str) -> Response {
         let Some(mut console) = vm.console.get() else {
             end(
                 &conn,
-                &format!("VM {vmname} has no console (start its program with `hvsim exec --console`)"),
+                &format!(
+                    "VM {vmname} has no console (start its program with `hvsim exec --console`)"
+                ),
             );
             return;
         };
@@ -144,7 +146,10 @@ fn feed(console: &crate::console::Console, mut b: &[u8], vm: &str) {
         match console.write(b) {
             Ok(0) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(0) => {
-                log::warn!("{vm}: console input queue full: {} byte(s) dropped", b.len());
+                log::warn!(
+                    "{vm}: console input queue full: {} byte(s) dropped",
+                    b.len()
+                );
                 return;
             }
             Ok(n) => b = &b[n..],
