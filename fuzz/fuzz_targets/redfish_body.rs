@@ -57,6 +57,7 @@ fn service() -> &'static Arc<Service> {
             session_timeout: Duration::from_secs(1800),
             nbd: None,
             task_after: Duration::from_secs(10),
+            proxy_slots: 2,
         };
         Service::new(
             Arc::new(inv),

@@ -276,6 +276,9 @@ pub struct RedfishConfig {
     pub inactivity_timeout: Option<u64>,
     /// Seconds a Redfish session lives unused (default 1800).
     pub session_timeout: Option<u64>,
+    /// Proxy-mode virtual media slots per VM (`Slot_0`..; default 2, at
+    /// most 16, 0 for none).
+    pub proxy_slots: Option<u8>,
 }
 
 /// The vSphere API listener.

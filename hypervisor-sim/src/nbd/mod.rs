@@ -27,6 +27,8 @@
 //! client address, so one client cannot hold them all. An
 //! ejected medium answers ESHUTDOWN and closes.
 
+pub mod client;
+pub mod proxy;
 pub mod wire;
 
 use std::collections::BTreeMap;

@@ -122,6 +122,10 @@ pub const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
     <edmx:Include Namespace="HvsimVirtualMedia"/>
     <edmx:Include Namespace="HvsimVirtualMedia.v1_0_0"/>
   </edmx:Reference>
+  <edmx:Reference Uri="/redfish/v1/schemas/OpenBMCVirtualMedia_v1.xml">
+    <edmx:Include Namespace="OpenBMCVirtualMedia"/>
+    <edmx:Include Namespace="OpenBMCVirtualMedia.v1_0_0"/>
+  </edmx:Reference>
   <edmx:DataServices>
     <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="Service">
       <EntityContainer Name="Service" Extends="ServiceRoot.v1_5_0.ServiceContainer"/>
@@ -218,10 +222,22 @@ const VMEDIA_PROPS: &[Prop] = &[
     ),
 ];
 
+const OPENBMC_VMEDIA_PROPS: &[Prop] = &[(
+    "WebSocketEndpoint",
+    "Edm.String",
+    false,
+    "The path of the WebSocket over which a client serves the image of this proxy-mode slot as an NBD server.",
+)];
+
 /// The CSDL document of one OEM extension: an unversioned namespace and
 /// `NAME.v1_0_0` with the complex type `NAME` derived from
 /// `Resource.OemObject`.
 fn oem_csdl(name: &str, description: &str, props: &[Prop]) -> String {
+    oem_csdl_typed(name, name, "hvsim", description, props)
+}
+
+/// [`oem_csdl`] with the complex type named `ty` and owned by `owner`.
+fn oem_csdl_typed(name: &str, ty: &str, owner: &str, description: &str, props: &[Prop]) -> String {
     let mut x = String::from(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">
@@ -239,12 +255,12 @@ fn oem_csdl(name: &str, description: &str, props: &[Prop]) -> String {
     );
     x += &format!(
         r#"    <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{name}">
-      <Annotation Term="Redfish.OwningEntity" String="hvsim"/>
+      <Annotation Term="Redfish.OwningEntity" String="{owner}"/>
     </Schema>
     <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{name}.v1_0_0">
-      <Annotation Term="Redfish.OwningEntity" String="hvsim"/>
+      <Annotation Term="Redfish.OwningEntity" String="{owner}"/>
       <Annotation Term="Redfish.Release" String="1.0"/>
-      <ComplexType Name="{name}" BaseType="Resource.OemObject">
+      <ComplexType Name="{ty}" BaseType="Resource.OemObject">
         <Annotation Term="OData.AdditionalProperties" Bool="false"/>
         <Annotation Term="OData.Description" String="{description}"/>
         <Annotation Term="OData.LongDescription" String="{description}"/>
@@ -281,6 +297,16 @@ pub fn oem_schema(file: &str) -> Option<String> {
             "HvsimVirtualMedia",
             "hvsim's extension of VirtualMedia: the NBD export of the inserted medium and its traffic.",
             VMEDIA_PROPS,
+        )),
+        // OpenBMC's extension of VirtualMedia for proxy-mode slots (bmcweb
+        // names the type this way); the document is ours, describing the
+        // one property we serve.
+        "OpenBMCVirtualMedia_v1.xml" => Some(oem_csdl_typed(
+            "OpenBMCVirtualMedia",
+            "VirtualMedia",
+            "OpenBMC",
+            "OpenBMC's extension of VirtualMedia: where a proxy-mode slot's WebSocket is.",
+            OPENBMC_VMEDIA_PROPS,
         )),
         _ => None,
     }

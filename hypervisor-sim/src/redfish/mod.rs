@@ -24,6 +24,7 @@
 
 pub mod error;
 pub mod metadata;
+pub mod proxy;
 pub mod resources;
 pub mod vmedia;
 
@@ -142,6 +143,8 @@ pub struct Options {
     pub nbd: Option<std::net::SocketAddr>,
     /// How long an action waits for an insert before answering with a Task.
     pub task_after: Duration,
+    /// Proxy-mode slots per VM ([`proxy`]).
+    pub proxy_slots: u8,
 }
 
 /// Who made a request.
@@ -171,6 +174,8 @@ pub struct Service {
     sessions: Mutex<BTreeMap<String, Session>>,
     /// Virtual media slots and tasks.
     pub media: vmedia::MediaState,
+    /// Proxy-mode virtual media slots.
+    pub proxy: proxy::ProxySlots,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -253,6 +258,7 @@ impl Service {
     ) -> Arc<Service> {
         Arc::new(Service {
             media: vmedia::MediaState::new(&inventory),
+            proxy: proxy::ProxySlots::new(opts.proxy_slots),
             inventory,
             users,
             exports,
@@ -485,6 +491,9 @@ impl Service {
                 }
             }
         }
+        if let Some(rest) = path.strip_prefix("/nbd/") {
+            return proxy::handle(self, req, rest);
+        }
         if !path.starts_with("/redfish/v1/") && path != "/redfish/v1" {
             return Err(not_found("Resource", path));
         }
@@ -586,10 +595,25 @@ impl Service {
             ["Managers", id] => Ok(r::manager(self, self.bmc_vm(id)?)),
             ["Managers", id, "VirtualMedia"] => {
                 let v = self.bmc_vm(id)?;
-                Ok(r::vmedia_collection(
-                    &format!("/redfish/v1/Managers/{id}/VirtualMedia"),
-                    &v.info.name,
-                ))
+                let base = format!("/redfish/v1/Managers/{id}/VirtualMedia");
+                let mut c = r::vmedia_collection(&base, &v.info.name);
+                // The proxy slots live under the manager, as in bmcweb.
+                if let Some(m) = c["Members"].as_array_mut() {
+                    for n in 0..self.proxy.count() {
+                        m.push(json!({"@odata.id": format!("{base}/Slot_{n}")}));
+                    }
+                }
+                c["Members@odata.count"] = c["Members"].as_array().map_or(0, |m| m.len()).into();
+                Ok(c)
+            }
+            ["Managers", id, "VirtualMedia", slot] if self.proxy.has(slot) => {
+                let v = self.bmc_vm(id)?;
+                proxy::render(
+                    self,
+                    v,
+                    slot,
+                    &format!("/redfish/v1/Managers/{id}/VirtualMedia/{slot}"),
+                )
             }
             ["Managers", id, "VirtualMedia", slot] => {
                 let v = self.bmc_vm(id)?;
@@ -756,6 +780,16 @@ impl Service {
                 self.require(caller, Role::Operator)?;
                 resources::patch_system(self.vm(vm)?, &body)?;
             }
+            ["Managers", _, "VirtualMedia", slot] if self.proxy.has(slot) => {
+                // Nothing of a proxy slot is writable.
+                self.require(caller, Role::Operator)?;
+                let k = body.keys().next().map_or("", |k| k.as_str());
+                return Err(if body.is_empty() {
+                    RedfishError::new(400, "NoOperation", &[])
+                } else {
+                    RedfishError::new(400, "PropertyNotWritable", &[k])
+                });
+            }
             ["Managers", _, "VirtualMedia", slot] | ["Systems", _, "VirtualMedia", slot] => {
                 self.require(caller, Role::Operator)?;
                 let vm = current["@odata.id"].as_str().unwrap_or("");
@@ -817,6 +851,25 @@ impl Service {
                 self.require(caller, Role::Operator)?;
                 let body = parse_object(&req.body)?;
                 resources::reset(vm, &body)?;
+                Ok(json_response(200, &success()))
+            }
+            ["Managers", id, "VirtualMedia", slot, "Actions", action] if self.proxy.has(slot) => {
+                let vm = self.bmc_vm(id)?;
+                let n = proxy::slot_index(slot).unwrap_or(0);
+                if *action != "VirtualMedia.EjectMedia" {
+                    // Proxy slots are filled over their WebSocket only.
+                    return Err(RedfishError::new(404, "ActionNotSupported", &[action]));
+                }
+                self.require(caller, Role::Operator)?;
+                let body = parse_object(&req.body)?;
+                if let Some(k) = body.keys().next() {
+                    return Err(RedfishError::new(
+                        400,
+                        "ActionParameterUnknown",
+                        &["VirtualMedia.EjectMedia", k],
+                    ));
+                }
+                self.proxy.eject(self, &vm.info.name, n, &caller.user);
                 Ok(json_response(200, &success()))
             }
             ["Managers", id, "VirtualMedia", slot, "Actions", action]
@@ -1108,6 +1161,14 @@ pub fn start(
         session_timeout: Duration::from_secs(rc.session_timeout.unwrap_or(DEFAULT_TIMEOUT)),
         nbd,
         task_after: Duration::from_secs(2),
+        proxy_slots: match rc.proxy_slots {
+            None => proxy::DEFAULT_SLOTS,
+            Some(n) if n <= proxy::MAX_SLOTS => n,
+            Some(n) => anyhow::bail!(
+                "[redfish] proxy_slots = {n}: at most {} proxy virtual media slots per VM",
+                proxy::MAX_SLOTS
+            ),
+        },
     };
     let uuid = crate::config::format_uuid(&crate::config::uuid_from_name("hvsim-redfish-service"));
     let svc = Service::new(inventory, users, exports, opts, uuid);

@@ -335,26 +335,30 @@ pub fn render(svc: &Service, vm: &Vm, slot: &str, uri: &str) -> Result<Value, Re
         },
     });
     if let Some(m) = &s.medium {
-        use std::sync::atomic::Ordering::Relaxed;
-        let c = &m.counters;
-        let export = format!("{}/{slot}", vm.info.name);
-        v["Oem"] = json!({"Hvsim": {
-            "@odata.type": super::metadata::OEM_VMEDIA_TYPE,
-            "NbdExport": export,
-            "NbdUri": svc.opts.nbd.map(|a| format!("nbd://{a}/{export}")),
-            "SizeBytes": m.size(),
-            "ReadOnly": m.read_only(),
-            "InsertedAt": iso8601(m.inserted_at),
-            "IdleSeconds": m.idle().as_secs(),
-            "InactivityTimeoutSeconds": svc.opts.inactivity.as_secs(),
-            "Reads": c.reads.load(Relaxed),
-            "BytesRead": c.bytes_read.load(Relaxed),
-            "Writes": c.writes.load(Relaxed),
-            "BytesWritten": c.bytes_written.load(Relaxed),
-            "NbdConnections": c.connections.load(Relaxed),
-        }});
+        v["Oem"] = json!({"Hvsim": oem_hvsim(svc, &format!("{}/{slot}", vm.info.name), m)});
     }
     Ok(v)
+}
+
+/// `Oem.Hvsim` of an inserted medium exported as `export`.
+pub fn oem_hvsim(svc: &Service, export: &str, m: &Medium) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &m.counters;
+    json!({
+        "@odata.type": super::metadata::OEM_VMEDIA_TYPE,
+        "NbdExport": export,
+        "NbdUri": svc.opts.nbd.map(|a| format!("nbd://{a}/{export}")),
+        "SizeBytes": m.size(),
+        "ReadOnly": m.read_only(),
+        "InsertedAt": iso8601(m.inserted_at),
+        "IdleSeconds": m.idle().as_secs(),
+        "InactivityTimeoutSeconds": svc.opts.inactivity.as_secs(),
+        "Reads": c.reads.load(Relaxed),
+        "BytesRead": c.bytes_read.load(Relaxed),
+        "Writes": c.writes.load(Relaxed),
+        "BytesWritten": c.bytes_written.load(Relaxed),
+        "NbdConnections": c.connections.load(Relaxed),
+    })
 }
 
 /// VirtualMedia.InsertMedia.
