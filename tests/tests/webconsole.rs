@@ -495,6 +495,56 @@ fn the_web_console_in_headless_chromium() {
         false
     );
 
+    // Proxy mode: the page serves a local 64 MiB file over the slot's
+    // WebSocket as an NBD server; hvsim exports it; nbdcopy reads it back
+    // byte for byte. The page is a second tab, closed to eject.
+    let local = h.sim.dir.path().join("local-64m.img");
+    random_file(&local, 64);
+    b.cmd(json!({"op": "new_window", "path": "/#/media/vm0"}));
+    b.wait_text("[data-slot=Slot_0]", "proxy");
+    b.cmd(json!({"op": "file", "css": "#file-Slot_0", "path": local.display().to_string()}));
+    b.click("#serve-Slot_0");
+    b.wait_text("#proxy-state-Slot_0", "serving");
+    let slot = "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Slot_0";
+    let v = redfish_until(&h, slot, "the proxy medium inserted", |v| {
+        v["Inserted"] == true
+    });
+    assert_eq!(v["ConnectedVia"], "Applet", "{v}");
+    assert_eq!(v["TransferProtocolType"], "OEM", "{v}");
+    assert_eq!(h.nbd_sha256("vm0/Slot_0"), sha256(&local));
+    b.wait_text("#slot-state-Slot_0", "inserted");
+    b.shot("06-media-proxy");
+    // One socket per slot: a second one is refused.
+    let xsrf = b
+        .cmd(json!({"op": "xsrf"}))
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let r = b.cmd(json!({"op": "ws_probe", "path": "/nbd/vm0/0", "protocols": [xsrf]}));
+    assert_eq!(r["opened"], false, "{r}");
+    // Closing the tab ejects: the slot is empty and the export gone.
+    b.cmd(json!({"op": "close_window"}));
+    redfish_until(&h, slot, "ejected when the page closed", |v| {
+        v["Inserted"] == false
+    });
+    let o = Command::new("nbdinfo")
+        .arg(format!("nbd://127.0.0.1:{}/vm0/Slot_0", h.nbd))
+        .output()
+        .expect("nbdinfo");
+    assert!(!o.status.success(), "the export outlived the page");
+    // Served again from this tab, the Eject button ejects too.
+    b.open("/#/media/vm0");
+    b.wait_text("[data-slot=Slot_0]", "proxy");
+    b.cmd(json!({"op": "file", "css": "#file-Slot_0", "path": local.display().to_string()}));
+    b.click("#serve-Slot_0");
+    b.wait_text("#proxy-state-Slot_0", "serving");
+    redfish_until(&h, slot, "inserted again", |v| v["Inserted"] == true);
+    b.click("#eject-Slot_0");
+    redfish_until(&h, slot, "ejected by the button", |v| {
+        v["Inserted"] == false
+    });
+    b.wait_text("#slot-state-Slot_0", "empty");
+
     // The session is a cookie pair: the session token out of the page's
     // reach, the XSRF token readable.
     let cookies = b.cmd(json!({"op": "cookies"}));
@@ -521,7 +571,7 @@ fn the_web_console_in_headless_chromium() {
     b.wait_text("#term", "guest-console-ready");
     b.cmd(json!({"op": "type", "css": "#term", "text": "hello-web\n"}));
     b.wait_text("#term", "hello-web\nguest-got:hello-web");
-    b.shot("07-sol");
+    b.shot("08-sol");
     // One session per VM: a second socket from the page, and IPMI, are
     // refused while this one is open.
     let second = b.cmd(
@@ -582,7 +632,7 @@ fn the_web_console_in_headless_chromium() {
     b.open("/#/sol/vm0");
     let err = b.wait_text("#error", "in use by IPMI session");
     assert!(err.contains("one Serial-over-LAN session per VM"), "{err}");
-    b.shot("08-sol-refused");
+    b.shot("09-sol-refused");
     let _ = holder.stdin.as_mut().unwrap().write_all(b"leave\n");
     let _ = holder.wait();
 
@@ -598,6 +648,6 @@ fn the_web_console_in_headless_chromium() {
     b.cmd(json!({"op": "click", "css": "#btn-off", "force": true}));
     let err = b.wait_text("#error", "Power off failed");
     assert!(err.to_lowercase().contains("privilege"), "{err}");
-    b.shot("09-readonly-refused");
+    b.shot("10-readonly-refused");
     assert_eq!(h.redfish("/redfish/v1/Systems/vm0")["PowerState"], "On");
 }
