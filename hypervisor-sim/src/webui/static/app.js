@@ -390,7 +390,9 @@ function slotView(s, refresh) {
   }, "Eject");
   if (proxy) {
     const file = h("input", { type: "file", id: "file-" + id, disabled: !op });
-    const progress = h("span", { id: "proxy-state-" + id, class: "muted" }, proxies.has(uri) ? "serving" : "");
+    const running = proxies.get(uri);
+    const progress = h("span", { id: "proxy-state-" + id, class: "muted" },
+      running ? running.status + " " + running.file.name : "");
     const serve = h("button", {
       type: "button", id: "serve-" + id, disabled: !op,
       onclick: () => {
@@ -398,7 +400,10 @@ function slotView(s, refresh) {
         if (!file.files.length) { showError("Choose a file first."); return; }
         if (proxies.has(uri)) { showError("This page already serves a file in slot " + id + "."); return; }
         const srv = new NbdServer(file.files[0], wsUrl(oem.WebSocketEndpoint), wsProtocols(), (st, detail) => {
-          progress.textContent = st + (detail ? ": " + detail : "");
+          srv.status = st;
+          // The slot's view may have been drawn again meanwhile.
+          const el = $("proxy-state-" + id);
+          if (el) el.textContent = st + (detail ? ": " + detail : " " + srv.file.name);
           if (st === "serving") { showNotice("Serving " + file.files[0].name + " in slot " + id); setTimeout(refresh, 300); }
           if (st === "error") showError("Slot " + id + ": " + detail);
           if (st === "closed") { proxies.delete(uri); setTimeout(refresh, 300); }
