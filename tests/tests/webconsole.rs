@@ -495,7 +495,7 @@ fn the_web_console_in_headless_chromium() {
     b.click("#insert-Cd");
     b.wait_text("#slot-state-Cd", "inserted");
     assert_eq!(h.nbd_sha256("vm0/Cd"), sha256(&img));
-    b.shot("06-media-legacy");
+    b.shot("06a-media-legacy");
     b.click("#eject-Cd");
     b.wait_text("#slot-state-Cd", "empty");
     assert_eq!(
@@ -521,7 +521,7 @@ fn the_web_console_in_headless_chromium() {
     assert_eq!(v["TransferProtocolType"], "OEM", "{v}");
     assert_eq!(h.nbd_sha256("vm0/Slot_0"), sha256(&local));
     b.wait_text("#slot-state-Slot_0", "inserted");
-    b.shot("06-media-proxy");
+    b.shot("06b-media-proxy");
     // One socket per slot: a second one is refused.
     let xsrf = b
         .cmd(json!({"op": "xsrf"}))
@@ -552,6 +552,30 @@ fn the_web_console_in_headless_chromium() {
         v["Inserted"] == false
     });
     b.wait_text("#slot-state-Slot_0", "empty");
+    // A file that vanishes while served: reads fail with an I/O error the
+    // page shows, and the other VM's media are unaffected.
+    let doomed = h.sim.dir.path().join("doomed.img");
+    random_file(&doomed, 1);
+    b.cmd(json!({"op": "file", "css": "#file-Slot_1", "path": doomed.display().to_string()}));
+    b.click("#serve-Slot_1");
+    b.wait_text("#proxy-state-Slot_1", "serving");
+    std::fs::remove_file(&doomed).unwrap();
+    let o = Command::new("nbdcopy")
+        .arg(format!("nbd://127.0.0.1:{}/vm0/Slot_1", h.nbd))
+        .arg(h.sim.dir.path().join("doomed.copy"))
+        .output()
+        .expect("nbdcopy");
+    assert!(!o.status.success(), "a vanished file was read");
+    b.wait_text("#error", "reading the file failed");
+    b.shot("07-media-vanished");
+    b.click("#eject-Slot_1");
+    redfish_until(&h, "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Slot_1", "ejected", |v| {
+        v["Inserted"] == false
+    });
+    assert_eq!(
+        h.redfish("/redfish/v1/Managers/vm1-bmc/VirtualMedia/Slot_1")["ConnectedVia"],
+        "NotConnected"
+    );
 
     // The session is a cookie pair: the session token out of the page's
     // reach, the XSRF token readable.
