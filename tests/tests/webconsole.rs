@@ -569,9 +569,12 @@ fn the_web_console_in_headless_chromium() {
     b.wait_text("#error", "reading the file failed");
     b.shot("07-media-vanished");
     b.click("#eject-Slot_1");
-    redfish_until(&h, "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Slot_1", "ejected", |v| {
-        v["Inserted"] == false
-    });
+    redfish_until(
+        &h,
+        "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Slot_1",
+        "ejected",
+        |v| v["Inserted"] == false,
+    );
     assert_eq!(
         h.redfish("/redfish/v1/Managers/vm1-bmc/VirtualMedia/Slot_1")["ConnectedVia"],
         "NotConnected"

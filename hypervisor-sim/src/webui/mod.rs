@@ -261,3 +261,164 @@ pub fn detail(svc: &Service, vm: &Vm) -> Value {
         "revision": vm.revision(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UserConfig;
+    use crate::store::Store;
+    use crate::vm::{VmInfo, VmLimits};
+    use std::collections::BTreeMap;
+
+    fn service() -> (Arc<Service>, Arc<Store>) {
+        let store = Arc::new(Store::in_memory().unwrap());
+        let info = VmInfo {
+            name: "vm0".into(),
+            uuid: [7; 16],
+            memory_mb: 1024,
+            backdoor_socket: "/nonexistent".into(),
+            clipboard: false,
+            model: "VMware Virtual Platform".into(),
+        };
+        let limits = VmLimits {
+            channels: Default::default(),
+            max_guest_vars: 64,
+        };
+        let vm = Arc::new(Vm::new(info, limits, store.clone(), 1).unwrap());
+        let inv: BTreeMap<_, _> = [("vm0".to_string(), vm)].into_iter().collect();
+        let users = |name: &str, password: &str, role: &str| UserConfig {
+            name: name.into(),
+            password: password.into(),
+            role: Some(role.into()),
+        };
+        let users = Arc::new(
+            crate::users::UserStore::load(
+                &[
+                    users("admin", "pw", "Administrator"),
+                    users("viewer", "look", "ReadOnly"),
+                ],
+                store.clone(),
+            )
+            .unwrap(),
+        );
+        let opts = redfish::Options {
+            media_dir: None,
+            media_ca: None,
+            allow_http: false,
+            inactivity: Duration::from_secs(60),
+            session_timeout: Duration::from_secs(60),
+            nbd: None,
+            task_after: Duration::from_secs(2),
+            proxy_slots: 0,
+        };
+        let svc = Service::new(
+            Arc::new(inv),
+            users,
+            crate::nbd::Exports::new(),
+            opts,
+            "uuid".into(),
+        );
+        (svc, store)
+    }
+
+    fn req(method: &str, target: &str, basic: Option<&str>) -> Request {
+        use base64::Engine as _;
+        let mut headers = Vec::new();
+        if let Some(b) = basic {
+            let enc = base64::engine::general_purpose::STANDARD.encode(b);
+            headers.push(("Authorization".to_string(), format!("Basic {enc}")));
+        }
+        Request {
+            method: method.into(),
+            target: target.into(),
+            headers,
+            body: Vec::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            tls: true,
+            principal: None,
+            takeover: Default::default(),
+        }
+    }
+
+    fn body(r: &Response) -> Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn pages_are_served_to_anyone_with_the_security_headers() {
+        let (svc, _) = service();
+        let h = ConsoleHandler::new(svc);
+        let r = h.handle(&req("GET", "/", None));
+        assert_eq!(r.status, 200);
+        let csp = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Content-Security-Policy")
+            .map(|(_, v)| v.as_str())
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert_eq!(h.handle(&req("GET", "/ui/app.js", None)).status, 200);
+        assert_eq!(h.handle(&req("POST", "/", None)).status, 405);
+        // Redfish's paths stay Redfish's.
+        assert!(h.answer(&req("GET", "/redfish/v1", None)).is_none());
+        assert!(h.answer(&req("GET", "/apix", None)).is_none());
+    }
+
+    #[test]
+    fn the_api_needs_a_caller_and_only_reads() {
+        let (svc, _) = service();
+        let h = ConsoleHandler::new(svc);
+        assert_eq!(h.handle(&req("GET", "/api/vms", None)).status, 401);
+        assert_eq!(
+            h.handle(&req("GET", "/api/vms", Some("admin:wrong")))
+                .status,
+            401
+        );
+        let r = h.handle(&req("GET", "/api/vms", Some("viewer:look")));
+        assert_eq!(r.status, 200);
+        assert_eq!(body(&r)["vms"][0]["name"], "vm0");
+        let r = h.handle(&req("GET", "/api/session", Some("viewer:look")));
+        assert_eq!(body(&r)["role"], "ReadOnly");
+        assert_eq!(
+            h.handle(&req("GET", "/api/vms/nope", Some("admin:pw")))
+                .status,
+            404
+        );
+        assert_eq!(
+            h.handle(&req("POST", "/api/vms", Some("admin:pw"))).status,
+            405
+        );
+        assert_eq!(
+            h.handle(&req("GET", "/api/events?vm=nope", Some("admin:pw")))
+                .status,
+            404
+        );
+        // A console WebSocket needs the Operator role.
+        let r = h.handle(&req("GET", "/console/vm0", Some("viewer:look")));
+        assert_eq!(r.status, 403, "{:?}", String::from_utf8_lossy(&r.body));
+    }
+
+    #[test]
+    fn the_vm_page_shows_power_variables_and_the_sel() {
+        let (svc, store) = service();
+        let vm = svc.inventory.get("vm0").unwrap().clone();
+        let before = detail(&svc, &vm);
+        assert_eq!(before["power"], "on");
+        vm.set_var("guestinfo.note", b"<b>text</b>").unwrap();
+        vm.power(crate::vm::PowerAction::Off, "test").unwrap();
+        let r = crate::ipmi::sel::Sel::record_for(&crate::vm::VmEvent::PowerOn {
+            source: "test".into(),
+        })
+        .unwrap();
+        store.sel_add("vm0", 1, &r).unwrap();
+        let after = detail(&svc, &vm);
+        assert_eq!(after["power"], "off");
+        assert_eq!(after["guestinfo"]["guestinfo.note"], "<b>text</b>");
+        assert_eq!(
+            after["sel"][0]["text"],
+            "System ACPI power state: S0/G0 working"
+        );
+        assert!(after["revision"].as_u64() > before["revision"].as_u64());
+        assert_eq!(after["media"][0]["slot"], "Cd");
+    }
+}
