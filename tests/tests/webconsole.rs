@@ -408,7 +408,7 @@ fn the_web_console_in_headless_chromium() {
     // a reload (the marker set in the page survives).
     b.open("/#/vm/vm0");
     b.wait_text("#hostname", "webui-01");
-    b.wait_text("#tools", "running");
+    b.wait_text("#tools", "running (");
     b.wait_text("#os", "Debian");
     b.wait_text("#nics", "198.51.100.21");
     b.js("window.__noReload = 42; done(true);");
@@ -449,7 +449,10 @@ fn the_web_console_in_headless_chromium() {
     b.wait_text("#sel", "S0/G0 working");
 
     // Graceful shutdown goes through the guest agent (its halt command is
-    // a stub here); the VM is off when the agent reports it done.
+    // a stub here); the VM is off when the agent reports it done. (After
+    // the power cycle the agent polls again first.)
+    // ("not-running" contains "running": the version follows "running".)
+    b.wait_text("#tools", "running (");
     b.click("#btn-graceful");
     b.wait_text("#power", "Off");
     b.wait_text("#sel", "OS stop: graceful shutdown");
@@ -482,6 +485,27 @@ fn the_web_console_in_headless_chromium() {
     b.shot("05-accounts");
     let accts = h.redfish("/redfish/v1/AccountService/Accounts");
     assert_eq!(accts["Members@odata.count"], 3, "{accts}");
+    b.cmd(json!({"op": "type", "css": "#pw-webtemp", "text": "pw-temp-2"}));
+    b.click("#setpw-webtemp");
+    b.wait_text("#notice", "Change password of webtemp: done");
+    let o = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            "webtemp:pw-temp-2",
+        ])
+        .arg(format!("{}/redfish/v1/Systems/vm0", h.base))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "200",
+        "the new password"
+    );
     b.click("#delete-webtemp");
     b.cmd(json!({"op": "wait_text", "css": "#accounts", "contains": "webtemp", "absent": true}));
 
@@ -679,6 +703,8 @@ fn the_web_console_in_headless_chromium() {
     // one shows the server's refusal and the power stays.
     b.click("#logout");
     b.wait_text("#main", "Log in");
+    let r = b.cmd(json!({"op": "fetch", "path": "/api/session"}));
+    assert_eq!(r["status"], 401, "the session outlived the logout: {r}");
     b.login("viewer", "look");
     b.open("/#/vm/vm0");
     b.wait_text("#power", "On");
@@ -689,4 +715,19 @@ fn the_web_console_in_headless_chromium() {
     assert!(err.to_lowercase().contains("privilege"), "{err}");
     b.shot("10-readonly-refused");
     assert_eq!(h.redfish("/redfish/v1/Systems/vm0")["PowerState"], "On");
+
+    // Ending the session elsewhere (an administrator deletes it) sends the
+    // open page back to the login page.
+    let sessions = h.redfish("/redfish/v1/SessionService/Sessions");
+    for m in sessions["Members"].as_array().unwrap() {
+        let uri = m["@odata.id"].as_str().unwrap();
+        let o = Command::new("curl")
+            .args(["-sk", "-u", "admin:s3cret", "-X", "DELETE"])
+            .arg(format!("{}{uri}", h.base))
+            .output()
+            .expect("curl");
+        assert!(o.status.success());
+    }
+    b.wait_text("#error", "session has ended");
+    b.wait_text("#main", "Log in");
 }

@@ -46,8 +46,12 @@ pub(crate) fn credentials(req: &Request) -> Request {
 }
 
 /// What decides whether a VM's page needs a new rendering, short of the
-/// clock.
-fn key(svc: &Service, vm: &Vm) -> (u64, usize, bool, Option<String>, [bool; 2]) {
+/// uptime clock: the revision, and what it does not count (whether the
+/// agent still polls, which ages without a report; the SEL the BMC writes;
+/// the console; the media).
+type Key = (u64, bool, usize, bool, Option<String>, [bool; 2]);
+
+fn key(svc: &Service, vm: &Vm) -> Key {
     let sel = vm
         .store()
         .sel_records(&vm.info.name)
@@ -56,6 +60,7 @@ fn key(svc: &Service, vm: &Vm) -> (u64, usize, bool, Option<String>, [bool; 2]) 
     let media = ["Cd", "Usb"].map(|s| svc.media.slot(&vm.info.name, s).medium.is_some());
     (
         vm.revision(),
+        vm.tools_running(),
         sel,
         vm.console.is_attached(),
         vm.console.holder(),

@@ -32,6 +32,15 @@ const auth = {
 };
 
 let me = null; // {user, role} once logged in
+let loginReason = null; // why the login page is shown next, if not by choice
+
+// Back to the login page, saying why.
+function sessionEnded(why) {
+  me = null;
+  auth.forget();
+  loginReason = why;
+  if (location.hash === "#/login") route(); else location.hash = "#/login";
+}
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -45,7 +54,8 @@ function messageOf(status, data) {
     if (e && typeof e === "object") {
       const info = e["@Message.ExtendedInfo"];
       if (Array.isArray(info) && info.length && info[0].Message) {
-        return info.map((i) => i.Message + (i.Resolution ? " " + i.Resolution : "")).join(" ");
+        const resolution = (i) => (i.Resolution && i.Resolution !== "None" ? " " + i.Resolution : "");
+        return info.map((i) => i.Message + resolution(i)).join(" ");
       }
       if (e.message) return e.message;
     }
@@ -67,9 +77,9 @@ async function api(method, path, body) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
   if (r.status === 401 && path !== LOGIN && method === "GET") {
-    me = null;
-    auth.forget();
-    location.hash = "#/login";
+    const had = me !== null;
+    if (had) sessionEnded("Your session has ended: log in again.");
+    else if (location.hash !== "#/login") location.hash = "#/login";
     throw new ApiError(401, "Your session has ended: log in again.");
   }
   if (!r.ok) throw new ApiError(r.status, messageOf(r.status, data));
@@ -156,9 +166,8 @@ function live(vm, fn) {
     es.addEventListener("update", (e) => fn(JSON.parse(e.data)));
     es.addEventListener("ended", () => {
       es.close();
-      me = null;
-      location.hash = "#/login";
-      showError("Your session has ended: log in again.");
+      stopped = true;
+      sessionEnded("Your session has ended: log in again.");
     });
     es.onerror = () => {
       if (es.readyState === EventSource.CLOSED && !stopped) {
@@ -364,9 +373,20 @@ async function mediaPage(name) {
     for (const m of coll.Members || []) {
       try { slots.push((await api("GET", m["@odata.id"])).data); } catch (e) { showError(e.message); }
     }
-    list.replaceChildren(...slots.map((s) => slotView(s, render)));
+    // Slots already drawn only get their state again: a file or URL the
+    // user is choosing must survive a refresh.
+    for (const s of slots) {
+      const shown = $("slot-state-" + s.Id);
+      if (shown) shown.replaceChildren(...slotState(s));
+      else list.append(slotView(s, render));
+    }
   };
   await render();
+}
+
+function slotState(s) {
+  return [s.Inserted ? "inserted" : "empty", s.ConnectedVia ? " (" + s.ConnectedVia + ")" : "",
+    s.Image ? " — " + s.Image : ""];
 }
 
 function slotView(s, refresh) {
@@ -375,9 +395,7 @@ function slotView(s, refresh) {
   const oem = s.Oem && s.Oem.OpenBMC;
   const proxy = s.TransferProtocolType === "OEM" && oem && oem.WebSocketEndpoint;
   const id = s.Id;
-  const state = h("span", { id: "slot-state-" + id },
-    s.Inserted ? "inserted" : "empty", s.ConnectedVia ? " (" + s.ConnectedVia + ")" : "",
-    s.Image ? " — " + s.Image : "");
+  const state = h("span", { id: "slot-state-" + id }, slotState(s));
   const eject = h("button", {
     type: "button", id: "eject-" + id, disabled: !op,
     onclick: () => act("Eject " + id, async () => {
@@ -532,7 +550,12 @@ async function route() {
   if (page !== "media") { /* keep proxies: only closing the page or Eject ends them */ }
   if (page !== "sol" && solSocket) { solSocket.close(1000, "left the page"); solSocket = null; }
   stopLive();
-  if (page === "login" || hash === "#/login") { loginPage(); return; }
+  if (page === "login" || hash === "#/login") {
+    const why = loginReason;
+    loginReason = null;
+    loginPage(why);
+    return;
+  }
   if (!me) {
     try { await whoami(); } catch (e) { loginPage(); return; }
   }
