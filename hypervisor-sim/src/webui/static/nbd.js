@@ -24,6 +24,11 @@ const NBD = {
   // for far less (hvsim reads at most 128 KiB at a time).
   MAX_OPTION: 4096,
   MAX_READ: 32 << 20,
+  // Reads come in small pieces (hvsim asks for at most 128 KiB); the file
+  // is read in larger chunks, a few kept, since each File read is a round
+  // trip through the browser.
+  CHUNK: 2 << 20,
+  CHUNKS_KEPT: 8,
 };
 
 class NbdServer {
@@ -45,6 +50,32 @@ class NbdServer {
     this.bytesRead = 0;
     this.closed = false;
     this.ws = null;
+    this.chunks = new Map(); // chunk index -> Promise<ArrayBuffer>, oldest first
+  }
+
+  // The bytes [start, end) of the file: from a cached chunk when they lie
+  // in one, else read directly.
+  bytes(start, end) {
+    const c = Math.floor(start / NBD.CHUNK);
+    if (Math.floor((end - 1) / NBD.CHUNK) !== c) {
+      return this.file.slice(start, end).arrayBuffer();
+    }
+    let p = this.chunks.get(c);
+    if (p) {
+      this.chunks.delete(c); // most recently used last
+    } else {
+      const base = c * NBD.CHUNK;
+      p = this.file.slice(base, Math.min(base + NBD.CHUNK, this.size)).arrayBuffer();
+      // A failed read is not kept: the next request tries again.
+      p.catch(() => this.chunks.delete(c));
+    }
+    this.chunks.set(c, p);
+    while (this.chunks.size > NBD.CHUNKS_KEPT) this.chunks.delete(this.chunks.keys().next().value);
+    const off = start - c * NBD.CHUNK;
+    return p.then((buf) => {
+      if (buf.byteLength < off + (end - start)) throw new Error("short read");
+      return new Uint8Array(buf, off, end - start);
+    });
   }
 
   start() {
@@ -204,7 +235,7 @@ class NbdServer {
     dv.setUint32(0, NBD.SIMPLE_REPLY_MAGIC);
     dv.setUint32(4, error);
     out.set(handle, 8);
-    if (data) out.set(new Uint8Array(data), 16);
+    if (data) out.set(data instanceof Uint8Array ? data : new Uint8Array(data), 16);
     this.send(out.buffer);
   }
 
@@ -221,7 +252,7 @@ class NbdServer {
     }
     const start = Number(offset);
     // Asynchronous: replies may leave in another order than the requests.
-    this.file.slice(start, start + length).arrayBuffer().then((data) => {
+    this.bytes(start, start + length).then((data) => {
       if (data.byteLength !== length) {
         this.reply(handle, NBD.EIO);
         return;
