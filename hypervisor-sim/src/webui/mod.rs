@@ -77,6 +77,12 @@ fn api_error(status: u16, msg: &str) -> Response {
     api_json(status, &json!({"error": msg}))
 }
 
+/// The Redfish listener's handler with the console in front (for
+/// [`crate::redfish::start`]).
+pub fn front(svc: Arc<Service>) -> Arc<dyn Handler> {
+    Arc::new(ConsoleHandler::new(svc))
+}
+
 /// The Redfish listener's handler: the console's paths here, everything
 /// else to Redfish.
 #[derive(Debug)]
