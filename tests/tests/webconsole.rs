@@ -681,10 +681,16 @@ fn the_web_console_in_headless_chromium() {
         "sol activate refused: the serial console of VM \"vm0\" is in use by the web console"
     ));
     // Wrong or missing XSRF subprotocol: the upgrade is refused.
-    for protocols in [json!(["not-the-token"]), json!([])] {
-        let r = b.cmd(json!({"op": "ws_probe", "path": "/console/vm0", "protocols": protocols}));
-        assert_eq!(r["opened"], false, "{r}");
+    for path in ["/console/vm0", "/nbd/vm0/1"] {
+        for protocols in [json!(["not-the-token"]), json!([])] {
+            let r = b.cmd(json!({"op": "ws_probe", "path": path, "protocols": protocols}));
+            assert_eq!(r["opened"], false, "{path}: {r}");
+        }
     }
+    assert_eq!(
+        h.redfish("/redfish/v1/Managers/vm0-bmc/VirtualMedia/Slot_1")["Inserted"],
+        false
+    );
     // Leaving the page ends the session; then IPMI holds the console and
     // the page is refused, saying by whom.
     b.open("/#/vm/vm0");
