@@ -269,4 +269,17 @@ mod tests {
         assert_eq!((pos, b), (5, b"xxxx".to_vec()));
         assert_eq!(r.end(), 5 + RING_BYTES as u64);
     }
+
+    #[test]
+    fn one_interactive_session_at_a_time() {
+        let slot = Slot::default();
+        let first = slot.claim("vm0", "IPMI session 0x00000a01").unwrap();
+        assert_eq!(slot.holder().as_deref(), Some("IPMI session 0x00000a01"));
+        let why = slot.claim("vm0", "the web console of admin").unwrap_err();
+        assert!(why.contains("in use by IPMI session 0x00000a01"), "{why}");
+        drop(first);
+        assert_eq!(slot.holder(), None);
+        let _second = slot.claim("vm0", "the web console of admin").unwrap();
+        assert!(slot.claim("vm0", "IPMI session 0x00000a02").is_err());
+    }
 }
