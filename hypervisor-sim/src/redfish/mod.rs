@@ -1107,11 +1107,6 @@ impl Handler for RedfishHandler {
 /// Redfish's on (the web console, [`crate::webui`], which `serve` wires in).
 pub type Front = fn(Arc<Service>) -> Arc<dyn Handler>;
 
-/// Redfish alone on its listener.
-pub fn redfish_only(svc: Arc<Service>) -> Arc<dyn Handler> {
-    Arc::new(RedfishHandler(svc))
-}
-
 /// A running Redfish service.
 #[derive(Debug)]
 pub struct RedfishServer {
