@@ -340,7 +340,9 @@ function vmPage(name) {
     vars.replaceChildren(...Object.entries(v.guestinfo || {}).map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, val))));
     const stats = v.memory && v.memory.stats ? Object.entries(v.memory.stats) : [];
     mem.replaceChildren(...stats.map(([k, s]) => h("tr", {}, h("td", {}, k),
-      h("td", {}, s.value === null ? "" : String(s.value) + (s.unit ? " " + s.unit : "")))));
+      h("td", {}, s.value === null ? ""
+        : (typeof s.value === "number" && !Number.isInteger(s.value) ? s.value.toFixed(1) : String(s.value))
+          + (s.unit ? " " + s.unit : "")))));
     sel.replaceChildren(...(v.sel || []).slice().reverse().map((e) => h("tr", {},
       h("td", {}, String(e.id)), h("td", {}, e.time || ""), h("td", {}, e.text))));
   });
