@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build release binaries and print the wire-path, trap-frontend, guest agent,
-# IPMI, CIM, Redfish and WS-Management
+# IPMI, CIM, Redfish (and proxy-mode virtual media) and WS-Management
 # benchmark tables (Markdown).
 # Pass --quick for a short smoke run.
 set -euo pipefail
@@ -15,6 +15,7 @@ echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
 ./target/release/ipmi-bench "$@"
 ./target/release/cim-bench "$@"
 ./target/release/redfish-bench "$@"
+./target/release/vmedia-proxy-bench "$@"
 ./target/release/wsman-bench "$@"
 ./target/release/guestops-bench "$@"
 ./target/release/vsphere-bench "$@"

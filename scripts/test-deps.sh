@@ -54,6 +54,13 @@ if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp, selenium' 2>/dev/n
     target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator sushy-tools pypsrp selenium
 fi
 
+# websockets: scripts/hvsim-nbd-proxy.py, the proxy-mode virtual media client
+# (tests/tests/vmedia_proxy.rs, vmedia-proxy-bench).
+if ! target/venv/bin/python -c 'import websockets.sync.client' 2>/dev/null; then
+    python3 -m venv target/venv
+    target/venv/bin/python -m pip install --quiet 'websockets>=13'
+fi
+
 # pyvmomi (the vSphere API's client) and Ansible: ansible-core, with the
 # community.vmware collection unpacked from the `ansible` release wheel
 # (installing the whole wheel writes 600 MB of collections).

@@ -821,6 +821,33 @@ fn dmtf_service_validator_passes() {
         Some(r#"{"UserName":"op","Password":"pw","RoleId":"Operator"}"#),
     );
     assert_eq!(s, 201, "{b}");
+    // A proxy-mode medium (scripts/hvsim-nbd-proxy.py serving a file over
+    // Slot_0's WebSocket), so an inserted proxy slot is validated too.
+    let mut proxy = Command::new(python())
+        .arg(workspace().join("scripts/hvsim-nbd-proxy.py"))
+        .args([
+            "--url",
+            &rf.base,
+            "--user",
+            "admin",
+            "--password",
+            "s3cret",
+            "--quiet",
+        ])
+        .arg("--cacert")
+        .arg(rf.sim.dir.path().join("state/tls/redfish.crt"))
+        .arg(&iso)
+        .spawn()
+        .expect("scripts/hvsim-nbd-proxy.py");
+    rf.sim.eventually("the proxy medium", || {
+        let (_, _, b) = admin(
+            &rf,
+            "GET",
+            "/redfish/v1/Managers/vm0-bmc/VirtualMedia/Slot_0",
+            None,
+        );
+        json(&b)["Inserted"] == true
+    });
     // DMTF's schemas, offline, from the repository (tests/redfish-schemas,
     // with DMTF's licence): the validator adds the service's own (OEM)
     // schema documents to its schema directory.
@@ -857,7 +884,7 @@ fn dmtf_service_validator_passes() {
         .filter_map(|r| r.split('"').next())
         .filter(|u| u.starts_with('/'))
         .collect();
-    assert_eq!(local.len(), 2, "the OEM schemas: {md}");
+    assert_eq!(local.len(), 3, "the OEM schemas: {md}");
     for uri in local {
         let (s, h, x) = curl(&[&format!("{}{uri}", rf.base)]);
         assert_eq!(s, 200, "{uri}");
@@ -925,6 +952,22 @@ fn dmtf_service_validator_passes() {
         "the OEM schema's properties were not validated"
     );
     for r in oem_rows {
+        assert!(r.contains("res-pass"), "OEM property not passing: {r}");
+    }
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    // The proxy slots' OpenBMC extension (bmcweb's type name) validates too.
+    let openbmc: Vec<&str> = html
+        .split("<tr>")
+        .filter(|r| r.contains(">Oem/OpenBMC"))
+        .collect();
+    assert!(
+        openbmc
+            .iter()
+            .any(|r| r.contains("Oem/OpenBMC/WebSocketEndpoint") && r.contains("res-pass")),
+        "the OpenBMC OEM property was not validated"
+    );
+    for r in openbmc {
         assert!(r.contains("res-pass"), "OEM property not passing: {r}");
     }
 }

@@ -7,7 +7,8 @@
 //! ([`crate::nbd::proxy`]) and exports the medium on its NBD server as
 //! `VM/Slot_N`, read-only, like a legacy medium. The slot shows
 //! `Inserted: true` and `ConnectedVia: "Applet"` while the socket is open;
-//! closing the socket ejects; EjectMedia closes the socket.
+//! closing the socket ejects; EjectMedia closes the socket, and so does the
+//! inactivity timeout (`[redfish] inactivity_timeout`), as for legacy media.
 //!
 //! Refusals, before the upgrade: no or bad credentials (401; a cookie
 //! session must offer its CSRF token as the subprotocol), a ReadOnly
@@ -160,6 +161,16 @@ impl ProxySlots {
         }
     }
 
+    /// The open slots whose medium has been idle at least `t`.
+    pub fn idle(&self, t: std::time::Duration) -> Vec<(String, u8)> {
+        self.lock()
+            .slots
+            .iter()
+            .filter(|(_, s)| matches!(s, SlotState::Open { medium, .. } if medium.idle() >= t))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// EjectMedia: close the socket (idempotent for an empty slot).
     pub fn eject(&self, svc: &Service, vm: &str, n: u8, who: &str) {
         let mut g = self.lock();
@@ -245,13 +256,7 @@ pub fn render(svc: &Service, vm: &Vm, slot: &str, uri: &str) -> Result<Value, Re
         }},
     });
     if let Some((m, user, since, peer)) = open {
-        let mut h = oem_hvsim(svc, &format!("{name}/{slot}"), &m);
-        // Proxy media are not ejected for inactivity: the socket is the
-        // medium's lifetime.
-        if let Some(o) = h.as_object_mut() {
-            o.remove("InactivityTimeoutSeconds");
-        }
-        v["Oem"]["Hvsim"] = h;
+        v["Oem"]["Hvsim"] = oem_hvsim(svc, &format!("{name}/{slot}"), &m);
         v["UserName"] = user.into();
         v["ImageName"] = format!("proxy from {peer} since {}", iso8601(since)).into();
     }

@@ -575,6 +575,13 @@ pub fn spawn_reaper(svc: Arc<Service>) -> std::io::Result<()> {
                 );
                 let _ = svc.media.eject(&svc, &vm, slot);
             }
+            for (vm, n) in svc.proxy.idle(svc.opts.inactivity) {
+                log::warn!(
+                    "{vm}: proxy virtual media Slot_{n} idle for {} s: ejected",
+                    svc.opts.inactivity.as_secs()
+                );
+                svc.proxy.eject(&svc, &vm, n, "the inactivity timeout");
+            }
         })
         .map(|_| ())
 }
