@@ -20,12 +20,14 @@ cd "$(dirname "$0")/.."
 # (the DMI test); libpam0g-dev: to link vm-agent-auth (guest operations'
 # PAM helper); netplan.io: `netplan generate` reads what guest
 # customization writes; freeipmi-tools: FreeIPMI's
-# clients (bmc-info, ipmipower, ipmiconsole, ipmi-config, bmc-watchdog...).
+# clients (bmc-info, ipmipower, ipmiconsole, ipmi-config, bmc-watchdog...);
+# chromium/chromium-driver: the web console's browser tests (headless,
+# driven by Selenium).
 pkgs=(make open-vm-tools iproute2 ipmitool openipmi sblim-wbemcli python3-venv
       libnbd-bin nbdkit qemu-utils curl lintian rpm debootstrap
       binutils file unzip xvfb xclip e2fsprogs util-linux mount
       wsl uuid-runtime libxml2-utils openssl systemd
-      libpam0g-dev netplan.io freeipmi-tools)
+      libpam0g-dev netplan.io freeipmi-tools chromium chromium-driver)
 need=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
@@ -48,12 +50,13 @@ fi
 # Redfish-Protocol-Validator and redfish-utilities (rf_power_reset.py,
 # rf_boot_override.py, rf_sensor_list.py) (Redfish), sushy-tools (the Redfish
 # benchmark's peer), pypsrp (a WS-Management client), pyghmi (the IPMI
-# library of OpenStack Ironic).
-if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp, redfish_utilities, redfish_protocol_validator, pyghmi' 2>/dev/null \
+# library of OpenStack Ironic), selenium (drives Chromium in the web
+# console tests).
+if ! target/venv/bin/python -c 'import pywbem, sushy, pypsrp, redfish_utilities, redfish_protocol_validator, pyghmi, selenium' 2>/dev/null \
     || [ ! -x target/venv/bin/rf_service_validator ] \
     || [ ! -x target/venv/bin/sushy-emulator ]; then
     python3 -m venv target/venv
-    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator redfish-protocol-validator redfish-utilities sushy-tools pypsrp pyghmi
+    target/venv/bin/pip install --quiet pywbem pywbemtools sushy redfish-service-validator redfish-protocol-validator redfish-utilities sushy-tools pypsrp pyghmi selenium
 fi
 
 # websockets: scripts/hvsim-nbd-proxy.py, the proxy-mode virtual media client

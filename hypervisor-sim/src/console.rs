@@ -106,6 +106,26 @@ impl Console {
 #[derive(Debug, Default)]
 pub struct Slot {
     current: Mutex<Option<Arc<Console>>>,
+    /// Who holds the one interactive session on this console (IPMI
+    /// Serial-over-LAN or the web console), with a claim number.
+    holder: Arc<Mutex<Option<(u64, String)>>>,
+}
+
+/// The one interactive session on a VM's console, held until dropped
+/// ([`Slot::claim`]).
+#[derive(Debug)]
+pub struct Claim {
+    holder: Arc<Mutex<Option<(u64, String)>>>,
+    id: u64,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut h = self.holder.lock().unwrap_or_else(|p| p.into_inner());
+        if h.as_ref().is_some_and(|(id, _)| *id == self.id) {
+            *h = None;
+        }
+    }
 }
 
 impl Slot {
@@ -121,6 +141,35 @@ impl Slot {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Console>>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take the VM's one interactive console session for `who` (named in
+    /// the refusal others get, e.g. "IPMI session 0x00000a01"): one
+    /// Serial-over-LAN activation per VM, whether from IPMI or the web
+    /// console. Refused, naming the holder, while another holds it.
+    pub fn claim(&self, vm: &str, who: &str) -> Result<Claim, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let mut h = self.holder.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, other)) = &*h {
+            return Err(format!(
+                "the serial console of VM {vm:?} is in use by {other} (one Serial-over-LAN session per VM)"
+            ));
+        }
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        *h = Some((id, who.to_string()));
+        Ok(Claim {
+            holder: self.holder.clone(),
+            id,
+        })
+    }
+
+    /// Who holds the interactive session, if anyone.
+    pub fn holder(&self) -> Option<String> {
+        self.holder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, w)| w.clone())
     }
 
     /// Attach the pty master `master` as this VM's console (`vm` names it
@@ -219,5 +268,18 @@ mod tests {
         let (pos, b) = r.read(0, 4);
         assert_eq!((pos, b), (5, b"xxxx".to_vec()));
         assert_eq!(r.end(), 5 + RING_BYTES as u64);
+    }
+
+    #[test]
+    fn one_interactive_session_at_a_time() {
+        let slot = Slot::default();
+        let first = slot.claim("vm0", "IPMI session 0x00000a01").unwrap();
+        assert_eq!(slot.holder().as_deref(), Some("IPMI session 0x00000a01"));
+        let why = slot.claim("vm0", "the web console of admin").unwrap_err();
+        assert!(why.contains("in use by IPMI session 0x00000a01"), "{why}");
+        drop(first);
+        assert_eq!(slot.holder(), None);
+        let _second = slot.claim("vm0", "the web console of admin").unwrap();
+        assert!(slot.claim("vm0", "IPMI session 0x00000a02").is_err());
     }
 }

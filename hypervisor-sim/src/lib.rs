@@ -57,4 +57,5 @@ pub mod vmlog;
 pub mod vsock;
 pub mod vsphere;
 pub mod wbem;
+pub mod webui;
 pub mod wsman;

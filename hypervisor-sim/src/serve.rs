@@ -285,7 +285,7 @@ pub fn start(cfg: &Config, state_dir_flag: Option<&Path>) -> Result<Server> {
     let wbem = crate::wbem::Wbem::start(cfg, inv.clone(), &state_dir, users.clone())?;
     crate::ipmi::start(cfg, &inv, store.clone(), users.clone(), check.default_bmcs)?;
     let vsphere = crate::vsphere::start(cfg, inv.clone(), users.clone(), &state_dir)?;
-    let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir)?;
+    let redfish = crate::redfish::start(cfg, inv.clone(), users, &state_dir, crate::webui::front)?;
     // The control socket comes last: clients (and tests) take it as the
     // sign that every listener of the host is bound.
     let control_listener = bind(&control_socket, "control socket")?;

@@ -721,6 +721,11 @@ impl Vm {
         Ok(st.data.clipboard.text().to_vec())
     }
 
+    /// The state database the VM's variables (and its BMC's SEL) live in.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Receive this VM's events from now on.
     pub fn subscribe(&self) -> std::sync::mpsc::Receiver<VmEvent> {
         let (tx, rx) = std::sync::mpsc::channel();

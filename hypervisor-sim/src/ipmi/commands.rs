@@ -1186,7 +1186,19 @@ impl Bmc {
         if self.sol_cfg.auth & 0x80 != 0 && !encrypted {
             return err(0x84); // cannot activate without encryption
         }
-        self.sol = Some(sol::Activation::new(s.id, Some(&console)));
+        // One activation per VM, shared with the web console.
+        let claim = match self
+            .vm
+            .console
+            .claim(name, &format!("IPMI session {:#010x}", s.id))
+        {
+            Ok(c) => c,
+            Err(why) => {
+                log::warn!("{name}: sol activate refused: {why}");
+                return err(0x80); // payload already active on another session
+            }
+        };
+        self.sol = Some(sol::Activation::new(s.id, Some(&console)).with_claim(claim));
         log::info!("{name}: SOL activated by session {:#010x}", s.id);
         let size = (sol::MAX_PAYLOAD as u16).to_le_bytes();
         let mut out = vec![0, 0, 0, 0];

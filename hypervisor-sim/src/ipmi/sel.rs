@@ -192,6 +192,50 @@ pub fn system_event(
     r
 }
 
+/// The timestamp of a record (seconds since 1970, SEL time), for record
+/// types that carry one (system event and timestamped OEM records, below 0xE0).
+pub fn timestamp(r: &[u8; 16]) -> Option<u32> {
+    (r[2] < 0xE0).then(|| u32::from_le_bytes([r[3], r[4], r[5], r[6]]))
+}
+
+/// A short description of a record, for people (the web console): the
+/// events [`Sel::record_for`] makes by name, anything else by its sensor
+/// type, number and event data in hex.
+pub fn describe(r: &[u8; 16]) -> String {
+    use sensor_type as t;
+    if r[2] != 0x02 {
+        return format!("record type {:#04x}", r[2]);
+    }
+    let deassert = r[12] & 0x80 != 0;
+    let what = match (r[10], r[13] & 0x0F) {
+        (t::ACPI_POWER, 0x00) => Some("System ACPI power state: S0/G0 working"),
+        (t::ACPI_POWER, 0x05) => Some("System ACPI power state: S5/G2 soft-off"),
+        (t::ACPI_POWER, 0x0A) => Some("System ACPI power state: S5 entered by override"),
+        (t::SYSTEM_BOOT, 0x01) => Some("System restart: hard reset"),
+        (t::SYSTEM_BOOT, 0x06) => Some("System restart: OS initiated warm reset"),
+        (t::OS_BOOT, 0x06) => Some("OS boot: boot completed"),
+        (t::OS_STOP, 0x03) => Some("OS stop: graceful shutdown"),
+        _ => None,
+    };
+    let text = match what {
+        Some(w) => w.to_string(),
+        None => format!(
+            "sensor type {:#04x} #{:#04x}, event type {:#04x}, data {:02x} {:02x} {:02x}",
+            r[10],
+            r[11],
+            r[12] & 0x7F,
+            r[13],
+            r[14],
+            r[15]
+        ),
+    };
+    if deassert {
+        format!("{text} (deasserted)")
+    } else {
+        text
+    }
+}
+
 /// Record IDs 0x0000 and 0xFFFF are reserved (first/last in Get SEL Entry).
 fn bump(id: u16) -> u16 {
     match id.wrapping_add(1) {
@@ -220,6 +264,11 @@ mod tests {
         assert_eq!(s2.records().len(), 2);
         assert!(s2.time() >= 1_000_000 && s2.time() < 1_000_100);
         let mut s2 = s2;
+        assert_eq!(
+            describe(&s2.records()[0].1),
+            "System ACPI power state: S0/G0 working"
+        );
+        assert!(timestamp(&s2.records()[0].1).is_some());
         s2.clear().unwrap();
         assert_eq!(Sel::load("vm0", store).unwrap().records().len(), 0);
     }

@@ -218,6 +218,8 @@ pub struct Activation {
     waiting_since: Option<Instant>,
     /// Output dropped since the last packet (ring overrun or retries spent).
     overrun: bool,
+    /// The VM's one console session, released with the activation.
+    claim: Option<crate::console::Claim>,
 }
 
 impl Activation {
@@ -233,7 +235,15 @@ impl Activation {
             paused: false,
             waiting_since: None,
             overrun: false,
+            claim: None,
         }
+    }
+
+    /// Hold the VM's console session (shared with the web console) for as
+    /// long as this activation lives.
+    pub fn with_claim(mut self, claim: crate::console::Claim) -> Activation {
+        self.claim = Some(claim);
+        self
     }
 
     fn next_seq(&mut self) -> u8 {

@@ -1149,6 +1149,11 @@ impl Handler for RedfishHandler {
     }
 }
 
+/// What answers on the Redfish listener, made from the service: a
+/// [`RedfishHandler`], or a front that serves its own paths and passes
+/// Redfish's on (the web console, [`crate::webui`], which `serve` wires in).
+pub type Front = fn(Arc<Service>) -> Arc<dyn Handler>;
+
 /// A running Redfish service.
 #[derive(Debug)]
 pub struct RedfishServer {
@@ -1165,6 +1170,7 @@ pub fn start(
     inventory: Inventory,
     users: Arc<UserStore>,
     state_dir: &Path,
+    front: Front,
 ) -> anyhow::Result<Option<RedfishServer>> {
     let rc = &cfg.redfish;
     if rc.enabled == Some(false) {
@@ -1228,13 +1234,7 @@ pub fn start(
         local_only: false,
         name: "redfish".into(),
     };
-    http::spawn(
-        listener,
-        Some(tls),
-        hc,
-        Arc::new(RedfishHandler(svc.clone())),
-    )
-    .map_err(RedfishStartError::Thread)?;
+    http::spawn(listener, Some(tls), hc, front(svc.clone())).map_err(RedfishStartError::Thread)?;
     log::info!(
         "Redfish over HTTPS on {local} (certificate {})",
         paths.cert.display()
