@@ -903,6 +903,7 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
             ("overallStatus", status("green")),
             ("configStatus", status("green")),
             ("guestHeartbeatStatus", status(heartbeat)),
+            ("capability", capability()),
             ("config", config),
             ("runtime", runtime),
             ("guest", guest),
@@ -918,6 +919,44 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
             ("disabledMethod", empty("string")),
             ("tag", empty("Tag")),
         ],
+    )
+}
+
+/// `VirtualMachine.capability`: what clients check before they ask
+/// (Ansible's vmware_guest_snapshot quiesces only when
+/// `quiescedSnapshotsSupported`). Snapshots record no memory image here,
+/// so memory snapshots are not offered.
+fn capability() -> Val {
+    let yes = [
+        "snapshotOperationsSupported",
+        "multipleSnapshotsSupported",
+        "snapshotConfigSupported",
+        "poweredOffSnapshotsSupported",
+        "revertToSnapshotSupported",
+        "quiescedSnapshotsSupported",
+        "toolsAutoUpdateSupported",
+        "bootOptionsSupported",
+        "settingScreenResolutionSupported",
+        "toolsSyncTimeSupported",
+        "changeTrackingSupported",
+    ];
+    let no = [
+        "memorySnapshotsSupported",
+        "disableSnapshotsSupported",
+        "lockSnapshotsSupported",
+        "consolePreferencesSupported",
+        "cpuFeatureMaskSupported",
+        "s1AcpiManagementSupported",
+        "settingDisplayTopologySupported",
+        "recordReplaySupported",
+        "perVmEvcSupported",
+    ];
+    Val::Obj(
+        "VirtualMachineCapability",
+        yes.iter()
+            .map(|k| (*k, Val::Bool(true)))
+            .chain(no.iter().map(|k| (*k, Val::Bool(false))))
+            .collect(),
     )
 }
 
