@@ -1,7 +1,7 @@
 //! PropertyCollector: which objects a spec reaches (traversal specs,
 //! container views), their properties, and the updates a filter reports.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -182,11 +182,19 @@ fn reach(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Mor>, Fault> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for o in &spec.objects {
-        if svc.object(Some(s), &o.obj).is_none() {
+        if !svc.exists(Some(s), &o.obj) {
             return Err(Fault::not_found(&o.obj));
         }
         walk(
-            svc, s, &o.obj, &o.select, o.skip, &names, &mut seen, &mut out, 0,
+            svc,
+            s,
+            &o.obj,
+            &o.select,
+            o.skip,
+            &names,
+            &mut seen,
+            &mut (&mut out, HashSet::new()),
+            0,
         );
     }
     Ok(out)
@@ -201,11 +209,11 @@ fn walk(
     skip: bool,
     names: &HashMap<String, Trav>,
     seen: &mut BTreeSet<(Mor, String)>,
-    out: &mut Vec<Mor>,
+    out: &mut (&mut Vec<Mor>, HashSet<Mor>),
     depth: usize,
 ) {
-    if !skip && !out.contains(m) {
-        out.push(m.clone());
+    if !skip && out.1.insert(m.clone()) {
+        out.0.push(m.clone());
     }
     if depth >= MAX_TRAVERSAL_DEPTH {
         return;
@@ -246,14 +254,37 @@ fn walk(
     }
 }
 
-/// The properties a spec asks of one object: path → value.
-fn props_of(spec: &Spec, m: &Mor, obj: &Val) -> Option<BTreeMap<String, Val>> {
-    let mut matched = false;
+/// The properties a spec asks of one object: path → value. A VM's come
+/// from the cache, already written as XML ([`super::cache`]).
+fn props_of(svc: &Service, s: &Session, spec: &Spec, m: &Mor) -> Option<BTreeMap<String, Val>> {
+    if !spec.props.iter().any(|p| is_a(&m.ty, &p.ty)) {
+        return None;
+    }
     let mut out = BTreeMap::new();
+    if m.ty == "VirtualMachine" {
+        let e = svc.vm_entry(&m.value)?;
+        for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
+            if p.all {
+                if let Val::Obj(_, fields) = &*e.obj {
+                    for (k, _) in fields {
+                        if let Some(v) = e.property(k) {
+                            out.insert((*k).to_string(), v);
+                        }
+                    }
+                }
+            }
+            for path in &p.paths {
+                if let Some(v) = e.property(path) {
+                    out.insert(path.clone(), v);
+                }
+            }
+        }
+        return Some(out);
+    }
+    let obj = svc.object(Some(s), m)?;
     for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
-        matched = true;
         if p.all {
-            if let Val::Obj(_, fields) = obj {
+            if let Val::Obj(_, fields) = &*obj {
                 for (k, v) in fields {
                     out.insert((*k).to_string(), v.clone());
                 }
@@ -265,7 +296,7 @@ fn props_of(spec: &Spec, m: &Mor, obj: &Val) -> Option<BTreeMap<String, Val>> {
             }
         }
     }
-    matched.then_some(out)
+    Some(out)
 }
 
 fn dynamic_property(name: &str, v: &Val) -> Val {
@@ -282,10 +313,7 @@ fn dynamic_property(name: &str, v: &Val) -> Val {
 fn retrieve(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Val>, Fault> {
     let mut out = Vec::new();
     for m in reach(svc, s, spec)? {
-        let Some(obj) = svc.object(Some(s), &m) else {
-            continue;
-        };
-        let Some(props) = props_of(spec, &m, &obj) else {
+        let Some(props) = props_of(svc, s, spec, &m) else {
             continue;
         };
         let mut fields = vec![("obj", Val::Mor(m.clone()))];
@@ -471,10 +499,7 @@ fn updates(
         let spec = s.filters[&id].spec.clone();
         let mut now: BTreeMap<Mor, BTreeMap<String, (String, Val)>> = BTreeMap::new();
         for m in reach(svc, s, &spec).unwrap_or_default() {
-            let Some(obj) = svc.object(Some(s), &m) else {
-                continue;
-            };
-            if let Some(props) = props_of(&spec, &m, &obj) {
+            if let Some(props) = props_of(svc, s, &spec, &m) {
                 now.insert(
                     m,
                     props

@@ -31,6 +31,7 @@
 //! waits at most [`MAX_WAIT`] per call. ReadOnly users may only read;
 //! power and guest operations need Operator; ReconfigVM needs Administrator.
 
+pub mod cache;
 pub mod collector;
 pub mod guest;
 pub mod model;
@@ -340,6 +341,8 @@ pub struct Service {
     /// Guest file transfer URLs handed out.
     transfers: guest::Transfers,
     open: bool,
+    /// The VMs' property trees and XML ([`cache`]).
+    cache: cache::VmCache,
 }
 
 fn random_hex(bytes: usize) -> Option<String> {
@@ -385,6 +388,7 @@ impl Service {
             max_wait: MAX_WAIT,
             transfers: guest::Transfers::default(),
             open,
+            cache: cache::VmCache::new(inv.len()),
         })
     }
 
@@ -425,12 +429,53 @@ impl Service {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The cached properties of VM `id` (see [`cache`]), rebuilt when
+    /// anything they show changed.
+    pub fn vm_entry(&self, id: &str) -> Option<Arc<cache::Entry>> {
+        let (index, e) = self.inv.vm_index(id)?;
+        let now = SystemTime::now();
+        // The key is read before the data (see `cache`).
+        let key = cache::Key::of(
+            &e.vm,
+            self.revision.load(std::sync::atomic::Ordering::SeqCst),
+            now,
+        );
+        self.cache.entry(index, key, now, || self.vm_object(e, now))
+    }
+
+    #[cfg(test)]
+    fn vm_object_for_test(&self, e: &VmEntry, now: SystemTime) -> Val {
+        self.vm_object(e, now)
+    }
+
+    #[cfg(test)]
+    fn reconfigure_for_test(&self, e: &VmEntry, spec: &Node) {
+        self.reconfigure(e, spec).unwrap();
+        self.bump();
+    }
+
+    /// Does this object exist (cheaper than building it)?
+    pub fn exists(&self, session: Option<&Session>, m: &Mor) -> bool {
+        match m.ty.as_str() {
+            "VirtualMachine" => self.inv.vm_index(&m.value).is_some(),
+            "ContainerView" => session.is_some_and(|s| s.views.contains_key(&m.value)),
+            _ => self.object(session, m).is_some(),
+        }
+    }
+
     /// The properties of a managed object, as a data object of its
     /// top-level properties; `None` when it does not exist.
-    pub fn object(&self, session: Option<&Session>, m: &Mor) -> Option<Val> {
-        match m.ty.as_str() {
-            "VirtualMachine" => {
-                let e = self.inv.vm(&m.value)?;
+    pub fn object(&self, session: Option<&Session>, m: &Mor) -> Option<Arc<Val>> {
+        if m.ty == "VirtualMachine" {
+            return Some(self.vm_entry(&m.value)?.obj.clone());
+        }
+        self.uncached_object(session, m).map(Arc::new)
+    }
+
+    /// A VM's properties built afresh.
+    fn vm_object(&self, e: &VmEntry, now: SystemTime) -> Val {
+        {
+            {
                 let extra = self
                     .extra
                     .lock()
@@ -438,7 +483,7 @@ impl Service {
                     .get(&e.id)
                     .cloned()
                     .unwrap_or_default();
-                let mut obj = model::vm_object(e, &extra, SystemTime::now());
+                let mut obj = model::vm_object(e, &extra, now);
                 let snaps = self
                     .snapshots
                     .lock()
@@ -487,8 +532,13 @@ impl Service {
                         ),
                     ));
                 }
-                Some(obj)
+                obj
             }
+        }
+    }
+
+    fn uncached_object(&self, session: Option<&Session>, m: &Mor) -> Option<Val> {
+        match m.ty.as_str() {
             "VirtualMachineSnapshot" => {
                 let all = self.snapshots.lock().unwrap();
                 let (vm_id, list) = all
@@ -1076,6 +1126,9 @@ impl Service {
                                         created: SystemTime::now(),
                                         quiesced: quiesce,
                                     });
+                                // Before the task completes: a client that
+                                // saw it complete reads the new snapshot.
+                                revision.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                 Ok(Some(Val::mor("VirtualMachineSnapshot", &id)))
                             }
                             Ok(record) => Err(Fault::new(

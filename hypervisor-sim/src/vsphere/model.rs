@@ -97,7 +97,14 @@ impl Inventory {
 
     /// The VM with this moref value.
     pub fn vm(&self, id: &str) -> Option<&VmEntry> {
-        self.vms.iter().find(|e| e.id == id)
+        self.vm_index(id).map(|(_, e)| e)
+    }
+
+    /// The VM with this moref value and its place in [`Inventory::vms`].
+    pub fn vm_index(&self, id: &str) -> Option<(usize, &VmEntry)> {
+        // Ids are the places plus one.
+        let i = id.parse::<usize>().ok()?.checked_sub(1)?;
+        self.vms.get(i).filter(|e| e.id == id).map(|e| (i, e))
     }
 
     /// All VM references.
