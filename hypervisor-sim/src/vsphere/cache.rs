@@ -12,9 +12,14 @@
 //! between leaves the entry with an older key, so the next request
 //! rebuilds it; a reader never gets data older than its key.
 //!
+//! Besides each property's XML, an entry keeps the VM's whole
+//! ObjectContent per property selection (what RetrievePropertiesEx
+//! answers for it), so a repeated query copies one string per VM.
+//!
 //! Threat table: property paths come from clients, so the number of XML
-//! fragments kept per VM is bounded ([`MAX_FRAGMENTS`]); beyond it a
-//! property is written for the request and not kept.
+//! fragments and of ObjectContents kept per VM is bounded
+//! ([`MAX_FRAGMENTS`] each); beyond it the XML is written for the request
+//! and not kept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,9 +66,31 @@ pub struct Entry {
     /// The VM's top-level properties.
     pub obj: Arc<Val>,
     fragments: Mutex<HashMap<String, Arc<str>>>,
+    /// Whole ObjectContent XML per property selection.
+    contents: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl Entry {
+    /// The VM's ObjectContent (its content XML) for the property selection
+    /// `key`, written by `render` the first time.
+    pub fn content(&self, key: &str, render: impl FnOnce() -> String) -> Arc<str> {
+        if let Some(c) = self
+            .contents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return c.clone();
+        }
+        // Rendered without the lock: it takes the fragments' lock.
+        let c: Arc<str> = render().into();
+        let mut contents = self.contents.lock().unwrap_or_else(|p| p.into_inner());
+        if contents.len() < MAX_FRAGMENTS {
+            contents.insert(key.to_string(), c.clone());
+        }
+        c
+    }
+
     /// The property at `path` as a pre-written value ([`Val::Pre`]);
     /// `None` when the VM has no such property (unset).
     pub fn property(&self, path: &str) -> Option<Val> {
@@ -116,6 +143,7 @@ impl VmCache {
                     built: now,
                     obj: Arc::new(build()),
                     fragments: Mutex::new(HashMap::new()),
+                    contents: Mutex::new(HashMap::new()),
                 });
                 *slot = Some(e.clone());
                 Some(e)

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cache::Entry;
 use super::model::is_a;
 use super::soap::Node;
 use super::val::{write, Mor, Val};
@@ -19,6 +20,9 @@ pub struct View {
     pub types: Vec<String>,
     /// Whole subtree, or direct children only.
     pub recursive: bool,
+    /// What it shows: found when it is made, as the inventory does not
+    /// change while hvsim runs (VMs are configured, not created).
+    pub members: Vec<Mor>,
 }
 
 /// Which properties of which type.
@@ -152,7 +156,7 @@ fn children(svc: &Service, m: &Mor) -> Vec<Mor> {
 }
 
 /// A view's members.
-pub fn view_members(svc: &Service, v: &View) -> Val {
+pub fn view_members(svc: &Service, v: &View) -> Vec<Mor> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<(Mor, usize)> = children(svc, &v.container)
@@ -164,13 +168,13 @@ pub fn view_members(svc: &Service, v: &View) -> Val {
             continue;
         }
         if v.types.is_empty() || v.types.iter().any(|t| is_a(&m.ty, t)) {
-            out.push(Val::Mor(m.clone()));
+            out.push(m.clone());
         }
         if v.recursive && depth < MAX_TRAVERSAL_DEPTH {
             queue.extend(children(svc, &m).into_iter().map(|c| (c, depth + 1)));
         }
     }
-    Val::List("ManagedObjectReference", out)
+    out
 }
 
 /// The objects a spec reaches, in discovery order.
@@ -232,13 +236,18 @@ fn walk(
         if !seen.insert((m.clone(), format!("{}\u{0}{}", t.name, t.path))) {
             continue;
         }
-        let Some(obj) = svc.object(Some(s), m) else {
-            continue;
+        let next = match (m.ty.as_str(), t.path.as_str()) {
+            // A view's members are kept with it.
+            ("ContainerView", "view") => match s.views.get(&m.value) {
+                Some(v) => v.members.clone(),
+                None => continue,
+            },
+            _ => match svc.object(Some(s), m) {
+                Some(obj) => obj.path(&t.path).map(Val::mors).unwrap_or_default(),
+                None => continue,
+            },
         };
-        let Some(v) = obj.path(&t.path) else {
-            continue;
-        };
-        for child in v.mors() {
+        for child in next {
             walk(
                 svc,
                 s,
@@ -254,33 +263,39 @@ fn walk(
     }
 }
 
+/// The properties a spec asks of a VM, from its cache entry.
+fn vm_props(spec: &Spec, m: &Mor, e: &Entry) -> BTreeMap<String, Val> {
+    let mut out = BTreeMap::new();
+    for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
+        if p.all {
+            if let Val::Obj(_, fields) = &*e.obj {
+                for (k, _) in fields {
+                    if let Some(v) = e.property(k) {
+                        out.insert((*k).to_string(), v);
+                    }
+                }
+            }
+        }
+        for path in &p.paths {
+            if let Some(v) = e.property(path) {
+                out.insert(path.clone(), v);
+            }
+        }
+    }
+    out
+}
+
 /// The properties a spec asks of one object: path → value. A VM's come
 /// from the cache, already written as XML ([`super::cache`]).
 fn props_of(svc: &Service, s: &Session, spec: &Spec, m: &Mor) -> Option<BTreeMap<String, Val>> {
     if !spec.props.iter().any(|p| is_a(&m.ty, &p.ty)) {
         return None;
     }
-    let mut out = BTreeMap::new();
     if m.ty == "VirtualMachine" {
         let e = svc.vm_entry(&m.value)?;
-        for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
-            if p.all {
-                if let Val::Obj(_, fields) = &*e.obj {
-                    for (k, _) in fields {
-                        if let Some(v) = e.property(k) {
-                            out.insert((*k).to_string(), v);
-                        }
-                    }
-                }
-            }
-            for path in &p.paths {
-                if let Some(v) = e.property(path) {
-                    out.insert(path.clone(), v);
-                }
-            }
-        }
-        return Some(out);
+        return Some(vm_props(spec, m, &e));
     }
+    let mut out = BTreeMap::new();
     let obj = svc.object(Some(s), m)?;
     for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
         if p.all {
@@ -309,24 +324,63 @@ fn dynamic_property(name: &str, v: &Val) -> Val {
     )
 }
 
-/// ObjectContent for every reached object that a property spec matches.
+fn object_content(m: &Mor, props: &BTreeMap<String, Val>) -> Val {
+    let mut fields = vec![("obj", Val::Mor(m.clone()))];
+    if !props.is_empty() {
+        fields.push((
+            "propSet",
+            Val::List(
+                "DynamicProperty",
+                props.iter().map(|(k, v)| dynamic_property(k, v)).collect(),
+            ),
+        ));
+    }
+    Val::Obj("ObjectContent", fields)
+}
+
+/// What a spec asks of a VirtualMachine, as a key for the VM's cached
+/// ObjectContent: `None` when it asks nothing of VMs.
+fn vm_spec_key(spec: &Spec) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut matched = false;
+    for p in spec.props.iter().filter(|p| is_a("VirtualMachine", &p.ty)) {
+        matched = true;
+        if p.all {
+            // Not a path: property names have no spaces.
+            parts.push(" all");
+        }
+        parts.extend(p.paths.iter().map(String::as_str));
+    }
+    parts.sort_unstable();
+    parts.dedup();
+    matched.then(|| parts.join("\n"))
+}
+
+/// ObjectContent for every reached object that a property spec matches;
+/// a VM's whole ObjectContent comes written from its cache entry.
 fn retrieve(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Val>, Fault> {
     let mut out = Vec::new();
+    let vm_key = vm_spec_key(spec);
     for m in reach(svc, s, spec)? {
+        if m.ty == "VirtualMachine" {
+            let (Some(key), Some(e)) = (&vm_key, svc.vm_entry(&m.value)) else {
+                continue;
+            };
+            let xml = e.content(key, || {
+                let props = vm_props(spec, &m, &e);
+                let mut xml = String::new();
+                super::val::write(&mut xml, "c", &object_content(&m, &props), false);
+                // Only the content: Val::Raw writes the element.
+                let start = "<c xsi:type=\"ObjectContent\">".len();
+                xml[start..xml.len() - "</c>".len()].to_string()
+            });
+            out.push(Val::Raw("ObjectContent", xml));
+            continue;
+        }
         let Some(props) = props_of(svc, s, spec, &m) else {
             continue;
         };
-        let mut fields = vec![("obj", Val::Mor(m.clone()))];
-        if !props.is_empty() {
-            fields.push((
-                "propSet",
-                Val::List(
-                    "DynamicProperty",
-                    props.iter().map(|(k, v)| dynamic_property(k, v)).collect(),
-                ),
-            ));
-        }
-        out.push(Val::Obj("ObjectContent", fields));
+        out.push(object_content(&m, &props));
     }
     Ok(out)
 }

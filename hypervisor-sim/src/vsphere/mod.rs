@@ -201,7 +201,7 @@ impl Task {
         match &self.result {
             Some(Err(fault)) => f.push((
                 "error",
-                Val::Raw("LocalizedMethodFault", fault.as_val_xml()),
+                Val::Raw("LocalizedMethodFault", fault.as_val_xml().into()),
             )),
             Some(Ok(Some(v))) => f.push(("result", Val::Any(Box::new(v.clone())))),
             _ => {}
@@ -578,7 +578,13 @@ impl Service {
                             ),
                         ),
                         ("recursive", Val::Bool(v.recursive)),
-                        ("view", collector::view_members(self, v)),
+                        (
+                            "view",
+                            Val::List(
+                                "ManagedObjectReference",
+                                v.members.iter().cloned().map(Val::Mor).collect(),
+                            ),
+                        ),
                     ],
                 ))
             }
@@ -867,14 +873,17 @@ impl Service {
                     ));
                 }
                 let id = s.next("");
-                s.views.insert(
-                    id.clone(),
-                    collector::View {
-                        container,
-                        types,
-                        recursive,
-                    },
-                );
+                let mut view = collector::View {
+                    container,
+                    types,
+                    recursive,
+                    members: Vec::new(),
+                };
+                // Drop the session's lock while walking the inventory.
+                drop(s);
+                view.members = collector::view_members(self, &view);
+                let mut s = session.lock().unwrap();
+                s.views.insert(id.clone(), view);
                 Ok(Some(Val::mor("ContainerView", &id)))
             }
             "DestroyView" => {
@@ -1446,8 +1455,22 @@ fn xml_response(status: u16, body: String) -> Response {
     }
 }
 
+/// The largest answer lately, to size the next one's buffer in one go
+/// (answers of many objects are hundreds of KiB).
+static ANSWER_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(4096);
+
 fn ok(method: &str, v: Option<Val>) -> Response {
-    xml_response(200, soap::response(method, &val::returnval(v.as_ref())))
+    use std::sync::atomic::Ordering::Relaxed;
+    let hint = ANSWER_SIZE.load(Relaxed);
+    let body = soap::response_with(method, hint, |out| val::returnval_into(out, v.as_ref()));
+    // Follow the size up at once and down slowly, never beyond 8 MiB.
+    let next = if body.len() > hint {
+        body.len()
+    } else {
+        hint - (hint - body.len()) / 16
+    };
+    ANSWER_SIZE.store(next.min(8 << 20), Relaxed);
+    xml_response(200, body)
 }
 
 fn fault_response(f: &Fault) -> Response {

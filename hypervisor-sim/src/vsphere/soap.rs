@@ -223,7 +223,25 @@ const ENVELOPE_CLOSE: &str = "</soapenv:Body>\n</soapenv:Envelope>";
 
 /// A method's response envelope around `inner` (its `returnval` elements).
 pub fn response(method: &str, inner: &str) -> String {
-    format!("{ENVELOPE_OPEN}<{method}Response xmlns=\"{NS_VIM25}\">{inner}</{method}Response>\n{ENVELOPE_CLOSE}")
+    response_with(method, inner.len(), |out| out.push_str(inner))
+}
+
+/// A method's response envelope, its content written by `inner` straight
+/// into the response (`size_hint`: the content's expected length).
+pub fn response_with(method: &str, size_hint: usize, inner: impl FnOnce(&mut String)) -> String {
+    let mut out = String::with_capacity(ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + 2 * method.len() + 64 + size_hint);
+    out.push_str(ENVELOPE_OPEN);
+    out.push('<');
+    out.push_str(method);
+    out.push_str("Response xmlns=\"");
+    out.push_str(NS_VIM25);
+    out.push_str("\">");
+    inner(&mut out);
+    out.push_str("</");
+    out.push_str(method);
+    out.push_str("Response>\n");
+    out.push_str(ENVELOPE_CLOSE);
+    out
 }
 
 /// A vSphere fault: `fault` is the MethodFault type (`InvalidLogin`,

@@ -61,8 +61,8 @@ pub enum Val {
     /// its `xsi:type`.
     Any(Box<Val>),
     /// A data object of the named type whose content is ready-made XML
-    /// (a fault inside a `LocalizedMethodFault`).
-    Raw(&'static str, String),
+    /// (a fault inside a `LocalizedMethodFault`, a cached ObjectContent).
+    Raw(&'static str, Arc<str>),
     /// A value already written for an `anyType` position (from
     /// [`prerender`]): what goes between `<tag` and `</tag>`, so it can be
     /// placed under any element name.
@@ -291,19 +291,24 @@ pub fn prerender(v: &Val) -> Arc<str> {
 /// one `returnval`.
 pub fn returnval(v: Option<&Val>) -> String {
     let mut out = String::new();
+    returnval_into(&mut out, v);
+    out
+}
+
+/// [`returnval`] appending to `out`.
+pub fn returnval_into(out: &mut String, v: Option<&Val>) {
     match v {
         None => {}
         Some(Val::List(_, items)) => {
             for it in items {
-                write(&mut out, "returnval", it, false);
+                write(out, "returnval", it, false);
             }
         }
         Some(v @ (Val::Mor(_) | Val::Obj(..) | Val::Raw(..) | Val::Pre(_))) => {
-            write(&mut out, "returnval", v, false)
+            write(out, "returnval", v, false)
         }
-        Some(v) => write(&mut out, "returnval", v, true),
+        Some(v) => write(out, "returnval", v, true),
     }
-    out
 }
 
 #[cfg(test)]
