@@ -797,3 +797,15 @@ fn ansible_quiesced_snapshot_freezes_the_guest_then_removes() {
         .collect();
     assert_eq!(quiesced, [true, false, false], "{snaps}");
 }
+
+/// A change is never answered with the cached rendering from before it:
+/// extraConfig, power and snapshots changed through the API read back at
+/// once through RetrievePropertiesEx, while another session reads every
+/// VM all along (so renderings are cached and rebuilt concurrently).
+#[test]
+fn changes_read_back_at_once_despite_the_property_cache() {
+    let (_sim, port) = vsphere_sim(&["vm0", "vm1", "vm2"]);
+    let r = pyvmomi(port, "admin", "s3cret", "readback", &["vm1", "40"]);
+    assert_eq!(r["stale"], serde_json::json!([]), "{r}");
+    assert!(r["background_reads"].as_u64().unwrap() > 0, "{r}");
+}
