@@ -680,9 +680,10 @@ fn ansible_guest_shell_and_file_operations_reach_vmtoolsd() {
 /// Ansible's vmware_guest_snapshot takes a quiesced snapshot of a VM whose
 /// vm-agent really freezes a file system (only the test's loop mount, in a
 /// mount namespace of its own: see `e2e_tests::loopfs`), then removes one
-/// snapshot and all of them; vmware_guest_snapshot_info sees each state.
+/// snapshot, renames one, reverts to one (the next snapshot branches from
+/// it) and removes them all; vmware_guest_snapshot_info sees each state.
 #[test]
-fn ansible_quiesced_snapshot_freezes_the_guest_then_removes() {
+fn ansible_snapshots_quiesce_the_guest_rename_revert_and_remove() {
     let (sim, port) = vsphere_sim(&["vm0"]);
     let dir = sim.dir.path().to_path_buf();
     std::fs::create_dir_all(dir.join("backup.d")).unwrap();
@@ -761,7 +762,30 @@ fn ansible_quiesced_snapshot_freezes_the_guest_then_removes() {
           - removed.changed
           - removed.snapshot_results.snapshots | map(attribute="name") | list == ["plain"]
     - community.vmware.vmware_guest_snapshot:
+        snapshot_name: plain
+        new_snapshot_name: kept
+        new_description: renamed by ansible
+      register: renamed
+    - ansible.builtin.assert:
+        that: [renamed.changed]
+    - community.vmware.vmware_guest_snapshot:
         snapshot_name: last
+    - community.vmware.vmware_guest_snapshot:
+        state: revert
+        snapshot_name: kept
+      register: reverted
+    - ansible.builtin.assert:
+        that:
+          - reverted.changed
+          - reverted.snapshot_results.current_snapshot.name == "kept"
+          - reverted.snapshot_results.current_snapshot.description == "renamed by ansible"
+    - community.vmware.vmware_guest_snapshot:
+        snapshot_name: after-revert
+      register: branch
+    - ansible.builtin.assert:
+        that:
+          - branch.snapshot_results.snapshots | map(attribute="name") | list == ["kept", "last", "after-revert"]
+          - branch.snapshot_results.current_snapshot.name == "after-revert"
     - community.vmware.vmware_guest_snapshot:
         state: remove_all
       register: removed_all
@@ -795,7 +819,9 @@ fn ansible_quiesced_snapshot_freezes_the_guest_then_removes() {
         .iter()
         .map(|s| s["quiesced"].clone())
         .collect();
-    assert_eq!(quiesced, [true, false, false], "{snaps}");
+    assert_eq!(quiesced, [true, false, false, false], "{snaps}");
+    // Reverting to a snapshot without memory left the VM off, as on ESXi.
+    assert_eq!(sim.show("vm0")["power"], "off");
 }
 
 /// A change is never answered with the cached rendering from before it:

@@ -35,6 +35,7 @@ pub mod cache;
 pub mod collector;
 pub mod guest;
 pub mod model;
+pub mod snapshots;
 pub mod soap;
 pub mod val;
 
@@ -225,51 +226,6 @@ impl Task {
     }
 }
 
-/// A snapshot taken through the API.
-#[derive(Debug, Clone)]
-struct Snap {
-    id: String,
-    name: String,
-    description: String,
-    created: SystemTime,
-    quiesced: bool,
-}
-
-impl Snap {
-    fn tree(&self, vm_id: &str) -> Val {
-        Val::Obj(
-            "VirtualMachineSnapshotTree",
-            vec![
-                ("snapshot", Val::mor("VirtualMachineSnapshot", &self.id)),
-                ("vm", Val::mor("VirtualMachine", vm_id)),
-                ("name", Val::s(self.name.clone())),
-                ("description", Val::s(self.description.clone())),
-                (
-                    "id",
-                    Val::Int(
-                        self.id
-                            .rsplit('-')
-                            .next()
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0),
-                    ),
-                ),
-                ("createTime", Val::Time(self.created)),
-                (
-                    "state",
-                    Val::Enum("VirtualMachinePowerState", "poweredOff".into()),
-                ),
-                ("quiesced", Val::Bool(self.quiesced)),
-                (
-                    "childSnapshotList",
-                    Val::List("VirtualMachineSnapshotTree", Vec::new()),
-                ),
-                ("replaySupported", Val::Bool(false)),
-            ],
-        )
-    }
-}
-
 /// One logged-in client.
 #[derive(Debug)]
 pub struct Session {
@@ -328,7 +284,7 @@ pub struct Service {
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
     tasks: Arc<Mutex<VecDeque<Task>>>,
     /// Snapshots taken through the API, per VM id.
-    snapshots: Arc<Mutex<BTreeMap<String, Vec<Snap>>>>,
+    snapshots: Arc<Mutex<BTreeMap<String, snapshots::Tree>>>,
     next_task: Mutex<u64>,
     /// extraConfig keys that are not guest variables, per VM id.
     extra: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
@@ -484,53 +440,15 @@ impl Service {
                     .cloned()
                     .unwrap_or_default();
                 let mut obj = model::vm_object(e, &extra, now);
-                let snaps = self
+                let props = self
                     .snapshots
                     .lock()
                     .unwrap()
                     .get(&e.id)
-                    .cloned()
-                    .unwrap_or_default();
-                if let (Val::Obj(_, fields), Some(last)) = (&mut obj, snaps.last()) {
-                    // Snapshots taken in a row form a chain: each the child of the one before.
-                    let mut tree: Option<Val> = None;
-                    for sn in snaps.iter().rev() {
-                        let mut t = sn.tree(&e.id);
-                        if let (Val::Obj(_, tf), Some(child)) = (&mut t, tree.take()) {
-                            if let Some(slot) =
-                                tf.iter_mut().find(|(k, _)| *k == "childSnapshotList")
-                            {
-                                slot.1 = Val::List("VirtualMachineSnapshotTree", vec![child]);
-                            }
-                        }
-                        tree = Some(t);
-                    }
-                    fields.push((
-                        "snapshot",
-                        Val::Obj(
-                            "VirtualMachineSnapshotInfo",
-                            vec![
-                                (
-                                    "currentSnapshot",
-                                    Val::mor("VirtualMachineSnapshot", &last.id),
-                                ),
-                                (
-                                    "rootSnapshotList",
-                                    Val::List(
-                                        "VirtualMachineSnapshotTree",
-                                        tree.into_iter().collect(),
-                                    ),
-                                ),
-                            ],
-                        ),
-                    ));
-                    fields.push((
-                        "rootSnapshot",
-                        Val::List(
-                            "ManagedObjectReference",
-                            vec![Val::mor("VirtualMachineSnapshot", &snaps[0].id)],
-                        ),
-                    ));
+                    .and_then(|t| t.properties(&e.id));
+                if let (Val::Obj(_, fields), Some((info, roots))) = (&mut obj, props) {
+                    fields.push(("snapshot", info));
+                    fields.push(("rootSnapshot", roots));
                 }
                 obj
             }
@@ -541,22 +459,8 @@ impl Service {
         match m.ty.as_str() {
             "VirtualMachineSnapshot" => {
                 let all = self.snapshots.lock().unwrap();
-                let (vm_id, list) = all
-                    .iter()
-                    .find(|(_, l)| l.iter().any(|x| x.id == m.value))?;
-                let pos = list.iter().position(|x| x.id == m.value)?;
-                let child: Vec<Val> = list
-                    .get(pos + 1)
-                    .map(|c| Val::mor("VirtualMachineSnapshot", &c.id))
-                    .into_iter()
-                    .collect();
-                Some(Val::Obj(
-                    "",
-                    vec![
-                        ("vm", Val::mor("VirtualMachine", vm_id)),
-                        ("childSnapshot", Val::List("ManagedObjectReference", child)),
-                    ],
-                ))
+                let (vm_id, tree) = all.iter().find(|(_, t)| t.get(&m.value).is_some())?;
+                tree.snapshot_object(&m.value, vm_id)
             }
             "Task" => {
                 let tasks = self.tasks.lock().unwrap();
@@ -1105,6 +1009,13 @@ impl Service {
                 let task_id = task.mors().remove(0).value;
                 let tasks = self.tasks.clone();
                 let snapshots = self.snapshots.clone();
+                let extra_now = self
+                    .extra
+                    .lock()
+                    .unwrap()
+                    .get(&e.id)
+                    .cloned()
+                    .unwrap_or_default();
                 let revision = self.revision.clone();
                 let n = {
                     let mut n = self.next_task.lock().unwrap();
@@ -1123,22 +1034,27 @@ impl Service {
                         let result = match e.vm.take_snapshot(&req) {
                             Ok(record) if record["result"] == "ok" => {
                                 let id = format!("{}-snapshot-{n}", e.id);
-                                snapshots
+                                let added = snapshots
                                     .lock()
                                     .unwrap()
                                     .entry(e.id.clone())
                                     .or_default()
-                                    .push(Snap {
+                                    .add(snapshots::Snap {
                                         id: id.clone(),
+                                        num: i32::try_from(n).unwrap_or(i32::MAX),
+                                        parent: None,
                                         name,
                                         description,
                                         created: SystemTime::now(),
                                         quiesced: quiesce,
+                                        extra: extra_now,
                                     });
                                 // Before the task completes: a client that
                                 // saw it complete reads the new snapshot.
                                 revision.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                                Ok(Some(Val::mor("VirtualMachineSnapshot", &id)))
+                                added
+                                    .map(|()| Some(Val::mor("VirtualMachineSnapshot", &id)))
+                                    .map_err(|msg| Fault::new("TooManySnapshotLevels", msg))
                             }
                             Ok(record) => Err(Fault::new(
                                 "ApplicationQuiesceFault",
@@ -1230,28 +1146,11 @@ impl Service {
                     Role::Operator,
                     "VirtualMachine.State.RemoveSnapshot",
                 )?;
-                let mut all = self.snapshots.lock().unwrap();
-                let Some((vm_id, list)) = all
-                    .iter_mut()
-                    .find(|(_, l)| l.iter().any(|x| x.id == this.value))
-                else {
-                    return Err(Fault::not_found(this));
-                };
-                let vm_id = vm_id.clone();
                 let remove_children = op.bool_of("removeChildren", false);
-                let pos = list.iter().position(|x| x.id == this.value).unwrap_or(0);
-                if remove_children {
-                    list.truncate(pos);
-                } else {
-                    list.remove(pos);
-                }
-                drop(all);
-                let e = self
-                    .inv
-                    .vm(&vm_id)
-                    .ok_or_else(|| Fault::not_found(this))?
-                    .clone();
-                self.bump();
+                let e = self.with_snapshot(this, |tree| {
+                    tree.remove(&this.value, remove_children);
+                    Ok(())
+                })?;
                 self.task(
                     session,
                     method,
@@ -1260,6 +1159,86 @@ impl Service {
                     Some(Ok(None)),
                 )
                 .map(Some)
+            }
+            "RenameSnapshot" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.State.RenameSnapshot",
+                )?;
+                let name = op.child("name").map(|n| n.text.trim().to_string());
+                if name.as_deref() == Some("") {
+                    return Err(Fault::new("InvalidName", "A snapshot needs a name.")
+                        .with("<name></name>".into()));
+                }
+                let description = op.child("description").map(|d| d.text.clone());
+                self.with_snapshot(this, |tree| {
+                    if let Some(s) = tree.list.iter_mut().find(|s| s.id == this.value) {
+                        if let Some(n) = name {
+                            s.name = n;
+                        }
+                        if let Some(d) = description {
+                            s.description = d;
+                        }
+                    }
+                    Ok(())
+                })?;
+                Ok(None)
+            }
+            "RevertToSnapshot_Task" | "RevertToCurrentSnapshot_Task" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.State.RevertToSnapshot",
+                )?;
+                let target = if method == "RevertToSnapshot_Task" {
+                    this.clone()
+                } else {
+                    let e = self.vm_of(this)?;
+                    let current = self
+                        .snapshots
+                        .lock()
+                        .unwrap()
+                        .get(&e.id)
+                        .and_then(|t| t.current.clone());
+                    match current {
+                        Some(c) => Mor::new("VirtualMachineSnapshot", &c),
+                        None => {
+                            return Err(Fault::new(
+                                "NotFound",
+                                "The virtual machine has no current snapshot.",
+                            ))
+                        }
+                    }
+                };
+                let mut extra = BTreeMap::new();
+                let e = self.with_snapshot(&target, |tree| {
+                    tree.current = Some(target.value.clone());
+                    extra = tree
+                        .get(&target.value)
+                        .map(|s| s.extra.clone())
+                        .unwrap_or_default();
+                    Ok(())
+                })?;
+                self.extra.lock().unwrap().insert(e.id.clone(), extra);
+                // The snapshot holds no memory: the VM is off after it, as
+                // ESXi leaves it.
+                let result = if e.vm.power_state() == crate::vm::Power::On {
+                    e.vm.power(PowerAction::Off, "vsphere revert")
+                        .map(|()| None)
+                        .map_err(power_fault)
+                } else {
+                    Ok(None)
+                };
+                self.bump();
+                let desc = if method == "RevertToSnapshot_Task" {
+                    "VirtualMachineSnapshot.revert"
+                } else {
+                    "VirtualMachine.revertToCurrentSnapshot"
+                };
+                self.task(session, method, desc, &e, Some(result)).map(Some)
             }
             "RemoveAllSnapshots_Task" => {
                 self.need(
@@ -1313,6 +1292,35 @@ impl Service {
                 )))
             }
         }
+    }
+
+    /// Change the tree holding snapshot `snap` (ManagedObjectNotFound when
+    /// there is none); the property caches see it before this returns.
+    fn with_snapshot(
+        &self,
+        snap: &Mor,
+        change: impl FnOnce(&mut snapshots::Tree) -> Result<(), Fault>,
+    ) -> Result<VmEntry, Fault> {
+        if snap.ty != "VirtualMachineSnapshot" {
+            return Err(Fault::new(
+                "MethodNotFound",
+                format!("this method is not defined for {}", snap.ty),
+            ));
+        }
+        let vm_id = {
+            let mut all = self.snapshots.lock().unwrap();
+            let Some((vm_id, tree)) = all.iter_mut().find(|(_, t)| t.get(&snap.value).is_some())
+            else {
+                return Err(Fault::not_found(snap));
+            };
+            change(tree)?;
+            vm_id.clone()
+        };
+        self.bump();
+        self.inv
+            .vm(&vm_id)
+            .cloned()
+            .ok_or_else(|| Fault::not_found(snap))
     }
 
     fn find_result(&self, method: &str, hits: Vec<Mor>) -> Outcome {

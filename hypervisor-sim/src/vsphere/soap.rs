@@ -229,7 +229,9 @@ pub fn response(method: &str, inner: &str) -> String {
 /// A method's response envelope, its content written by `inner` straight
 /// into the response (`size_hint`: the content's expected length).
 pub fn response_with(method: &str, size_hint: usize, inner: impl FnOnce(&mut String)) -> String {
-    let mut out = String::with_capacity(ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + 2 * method.len() + 64 + size_hint);
+    let mut out = String::with_capacity(
+        ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + 2 * method.len() + 64 + size_hint,
+    );
     out.push_str(ENVELOPE_OPEN);
     out.push('<');
     out.push_str(method);
