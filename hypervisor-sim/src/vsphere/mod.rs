@@ -15,8 +15,12 @@
 //!   FindChild);
 //! * VirtualMachine: PowerOnVM_Task, PowerOffVM_Task, ResetVM_Task,
 //!   ShutdownGuest, RebootGuest, ReconfigVM_Task (`extraConfig`
-//!   `guestinfo.*` keys are the VM's guest variables); tasks with
-//!   progress and vSphere faults.
+//!   `guestinfo.*` keys are the VM's guest variables), CreateSnapshot_Task
+//!   (quiesce through the guest's vmbackup), RemoveSnapshot_Task,
+//!   RemoveAllSnapshots_Task, RenameSnapshot, RevertToSnapshot_Task,
+//!   RevertToCurrentSnapshot_Task ([`snapshots`]), CustomizeVM_Task, guest
+//!   operations ([`guest`]); tasks with progress and vSphere faults;
+//! * a per-VM cache of the property tree and its XML ([`cache`]).
 //!
 //! Every answer reads the same VMs the other services read, so a change made
 //! here is seen by CIM, IPMI, Redfish and the CLI, and the reverse; a
