@@ -221,14 +221,22 @@ def guestops(si, args):
     ctx = ssl._create_unverified_context()
     host = "127.0.0.1:%s" % si._stub.host.split(":")[-1]
 
+    def at_host(url):
+        # ESXi answers https://*:443/...: the client's own address goes in
+        # place of "*:443" (as govmomi does).
+        from urllib.parse import urlsplit, urlunsplit
+        u = urlsplit(url)
+        assert u.hostname == "*", url
+        return urlunsplit(u._replace(netloc=host))
+
     def put(path, data):
         url = fm.InitiateFileTransferToGuest(vm, creds, path, vim.vm.guest.FileManager.PosixFileAttributes(permissions=0o640), len(data), True)
-        req = urllib.request.Request(url.replace("*", host), data=data, method="PUT")
+        req = urllib.request.Request(at_host(url), data=data, method="PUT")
         return urllib.request.urlopen(req, context=ctx).status
 
     def get(path):
         info = fm.InitiateFileTransferFromGuest(vm, creds, path)
-        with urllib.request.urlopen(info.url.replace("*", host), context=ctx) as r:
+        with urllib.request.urlopen(at_host(info.url), context=ctx) as r:
             return r.read(), info.size, info.attributes.permissions
 
     sub = workdir + "/vsphere"

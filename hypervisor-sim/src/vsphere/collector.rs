@@ -22,7 +22,7 @@ pub struct View {
     pub recursive: bool,
     /// What it shows: found when it is made, as the inventory does not
     /// change while hvsim runs (VMs are configured, not created).
-    pub members: Vec<Mor>,
+    pub members: Arc<Vec<Mor>>,
 }
 
 /// Which properties of which type.
@@ -239,19 +239,19 @@ fn walk(
         let next = match (m.ty.as_str(), t.path.as_str()) {
             // A view's members are kept with it.
             ("ContainerView", "view") => match s.views.get(&m.value) {
-                Some(v) => v.members.clone(),
+                Some(v) => Arc::clone(&v.members),
                 None => continue,
             },
             _ => match svc.object(Some(s), m) {
-                Some(obj) => obj.path(&t.path).map(Val::mors).unwrap_or_default(),
+                Some(obj) => Arc::new(obj.path(&t.path).map(Val::mors).unwrap_or_default()),
                 None => continue,
             },
         };
-        for child in next {
+        for child in next.iter() {
             walk(
                 svc,
                 s,
-                &child,
+                child,
                 &t.select,
                 t.skip,
                 names,
@@ -357,11 +357,14 @@ fn vm_spec_key(spec: &Spec) -> Option<String> {
 }
 
 /// ObjectContent for every reached object that a property spec matches;
-/// a VM's whole ObjectContent comes written from its cache entry.
-fn retrieve(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Val>, Fault> {
+/// a VM's whole ObjectContent comes written from its cache entry. The
+/// session is locked only to find the objects and to read those it owns,
+/// so clients sharing a session (a multi-threaded script) run side by side.
+fn retrieve(svc: &Service, session: &Mutex<Session>, spec: &Spec) -> Result<Vec<Val>, Fault> {
     let mut out = Vec::new();
     let vm_key = vm_spec_key(spec);
-    for m in reach(svc, s, spec)? {
+    let reached = reach(svc, &session.lock().unwrap(), spec)?;
+    for m in reached {
         if m.ty == "VirtualMachine" {
             let (Some(key), Some(e)) = (&vm_key, svc.vm_entry(&m.value)) else {
                 continue;
@@ -377,7 +380,7 @@ fn retrieve(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Val>, Fault> 
             out.push(Val::Raw("ObjectContent", xml));
             continue;
         }
-        let Some(props) = props_of(svc, s, spec, &m) else {
+        let Some(props) = props_of(svc, &session.lock().unwrap(), spec, &m) else {
             continue;
         };
         out.push(object_content(&m, &props));
@@ -434,15 +437,14 @@ pub(super) fn dispatch(
             if specs.is_empty() {
                 return Err(Fault::invalid_argument("specSet"));
             }
-            let mut s = session.lock().unwrap();
             let mut all = VecDeque::new();
             for spec in &specs {
-                all.extend(retrieve(svc, &s, spec)?);
+                all.extend(retrieve(svc, session, spec)?);
             }
             if method == "RetrieveProperties" {
                 return Ok(Some(Val::List("ObjectContent", all.into_iter().collect())));
             }
-            Ok(page(&mut s, all, max_objects(op)))
+            Ok(page(&mut session.lock().unwrap(), all, max_objects(op)))
         }
         "ContinueRetrievePropertiesEx" => {
             let token = op.text_of("token").unwrap_or("").trim().to_string();

@@ -625,7 +625,7 @@ impl Service {
                 s.last_used = Instant::now();
                 s.calls += 1;
             }
-            self.dispatch(req, &session, &this, op)
+            self.dispatch(&session, &this, op)
         };
         match outcome {
             Ok(v) => {
@@ -721,13 +721,7 @@ impl Service {
             .ok_or_else(|| Fault::not_found(this))
     }
 
-    fn dispatch(
-        &self,
-        req: &Request,
-        session: &Arc<Mutex<Session>>,
-        this: &Mor,
-        op: &Node,
-    ) -> Outcome {
+    fn dispatch(&self, session: &Arc<Mutex<Session>>, this: &Mor, op: &Node) -> Outcome {
         let method = op.name.as_str();
         match method {
             "Logout" => Ok(None),
@@ -785,11 +779,11 @@ impl Service {
                     container,
                     types,
                     recursive,
-                    members: Vec::new(),
+                    members: Arc::new(Vec::new()),
                 };
                 // Drop the session's lock while walking the inventory.
                 drop(s);
-                view.members = collector::view_members(self, &view);
+                view.members = Arc::new(collector::view_members(self, &view));
                 let mut s = session.lock().unwrap();
                 s.views.insert(id.clone(), view);
                 Ok(Some(Val::mor("ContainerView", &id)))
@@ -1272,7 +1266,7 @@ impl Service {
                     "VirtualMachine.GuestOperations.Execute",
                 )?;
                 let e = self.vm_of(&vm)?.clone();
-                self.guest_op(req, &e, op)
+                self.guest_op(&e, op)
             }
             "CancelTask" => Err(Fault::new("InvalidState", "the task has already completed")),
             _ => {
