@@ -434,29 +434,25 @@ impl Service {
 
     /// A VM's properties built afresh.
     fn vm_object(&self, e: &VmEntry, now: SystemTime) -> Val {
-        {
-            {
-                let extra = self
-                    .extra
-                    .lock()
-                    .unwrap()
-                    .get(&e.id)
-                    .cloned()
-                    .unwrap_or_default();
-                let mut obj = model::vm_object(e, &extra, now);
-                let props = self
-                    .snapshots
-                    .lock()
-                    .unwrap()
-                    .get(&e.id)
-                    .and_then(|t| t.properties(&e.id));
-                if let (Val::Obj(_, fields), Some((info, roots))) = (&mut obj, props) {
-                    fields.push(("snapshot", info));
-                    fields.push(("rootSnapshot", roots));
-                }
-                obj
-            }
+        let extra = self
+            .extra
+            .lock()
+            .unwrap()
+            .get(&e.id)
+            .cloned()
+            .unwrap_or_default();
+        let mut obj = model::vm_object(e, &extra, now);
+        let props = self
+            .snapshots
+            .lock()
+            .unwrap()
+            .get(&e.id)
+            .and_then(|t| t.properties(&e.id));
+        if let (Val::Obj(_, fields), Some((info, roots))) = (&mut obj, props) {
+            fields.push(("snapshot", info));
+            fields.push(("rootSnapshot", roots));
         }
+        obj
     }
 
     fn uncached_object(&self, session: Option<&Session>, m: &Mor) -> Option<Val> {
