@@ -153,7 +153,7 @@ impl VmCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::model::VmEntry;
     use super::super::soap;
     use super::super::Service;
@@ -164,7 +164,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    fn service() -> (Arc<Service>, Vec<Arc<Vm>>, tempfile::TempDir) {
+    pub(in crate::vsphere) fn service() -> (Arc<Service>, Vec<Arc<Vm>>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let mut inv = BTreeMap::new();

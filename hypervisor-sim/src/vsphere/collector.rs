@@ -683,3 +683,98 @@ fn wait_for_updates(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cache::tests::service;
+    use super::*;
+    use crate::http::Request;
+    use std::time::SystemTime;
+
+    fn post(svc: &Service, cookie: Option<&str>, body: &str) -> crate::http::Response {
+        let env = format!(
+            "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+        );
+        svc.answer(&Request {
+            method: "POST".into(),
+            target: "/sdk".into(),
+            headers: cookie
+                .map(|c| vec![("Cookie".into(), c.to_string())])
+                .unwrap_or_default(),
+            body: env.into_bytes(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            tls: true,
+            principal: None,
+        })
+    }
+
+    fn between<'a>(s: &'a str, open: &str, close: &str) -> &'a str {
+        let a = s.find(open).unwrap() + open.len();
+        &s[a..a + s[a..].find(close).unwrap()]
+    }
+
+    /// RetrievePropertiesEx over a container view: the cached answer (cold
+    /// and warm) is the one written from freshly built VMs.
+    #[test]
+    fn cached_object_contents_equal_fresh_ones() {
+        let (svc, vms, _dir) = service();
+        vms[0].set_var("guestinfo.a", b"<&>").unwrap();
+        let login = post(&svc, None, "<Login xmlns=\"urn:vim25\"><_this type=\"SessionManager\">ha-sessionmgr</_this><userName>u</userName><password>p</password></Login>");
+        let cookie = login
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Set-Cookie")
+            .map(|(_, v)| v.split(';').next().unwrap().to_string())
+            .unwrap();
+        let view = post(&svc, Some(&cookie), "<CreateContainerView xmlns=\"urn:vim25\"><_this type=\"ViewManager\">ViewManager</_this><container type=\"Folder\">ha-folder-root</container><type>VirtualMachine</type><recursive>true</recursive></CreateContainerView>");
+        let view = String::from_utf8(view.body).unwrap();
+        let view = between(&view, "<returnval type=\"ContainerView\">", "</returnval>");
+        let paths = [
+            "runtime.powerState",
+            "name",
+            "config.extraConfig",
+            "guest.net",
+            "nope",
+        ];
+        let path_xml: String = paths
+            .iter()
+            .map(|p| format!("<pathSet>{p}</pathSet>"))
+            .collect();
+        let req = format!("<RetrievePropertiesEx xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">ha-property-collector</_this><specSet><propSet><type>VirtualMachine</type>{path_xml}</propSet><objectSet><obj type=\"ContainerView\">{view}</obj><skip>true</skip><selectSet xsi:type=\"TraversalSpec\"><name>v</name><type>ContainerView</type><path>view</path><skip>false</skip></selectSet></objectSet></specSet><options/></RetrievePropertiesEx>");
+        // What the answer must hold: each VM's ObjectContent written from
+        // a tree built now (none of these paths depends on the time).
+        let fresh = || {
+            let mut want = String::new();
+            for e in &svc.inventory().vms {
+                let obj = svc.vm_object_for_test(e, SystemTime::now());
+                let props: BTreeMap<String, Val> = paths
+                    .iter()
+                    .filter_map(|p| obj.path(p).map(|v| (p.to_string(), v.clone())))
+                    .collect();
+                let m = Mor::new("VirtualMachine", &e.id);
+                write(&mut want, "objects", &object_content(&m, &props), false);
+            }
+            want
+        };
+        let mut want = fresh();
+        assert!(want.contains("&lt;&amp;&gt;"));
+        for round in 0..3 {
+            if round == 2 {
+                // Changed: rebuilt, and still equal to a fresh rendering.
+                vms[2].set_var("guestinfo.b", b"x").unwrap();
+                let before = want;
+                want = fresh();
+                assert_ne!(before, want);
+            }
+            let got = post(&svc, Some(&cookie), &req);
+            assert_eq!(got.status, 200);
+            let got = String::from_utf8(got.body).unwrap();
+            let objects = between(
+                &got,
+                "<returnval xsi:type=\"RetrieveResult\">",
+                "</returnval>",
+            );
+            assert_eq!(objects, want, "round {round}");
+        }
+    }
+}
