@@ -221,14 +221,22 @@ def guestops(si, args):
     ctx = ssl._create_unverified_context()
     host = "127.0.0.1:%s" % si._stub.host.split(":")[-1]
 
+    def at_host(url):
+        # ESXi answers https://*:443/...: the client's own address goes in
+        # place of "*:443" (as govmomi does).
+        from urllib.parse import urlsplit, urlunsplit
+        u = urlsplit(url)
+        assert u.hostname == "*", url
+        return urlunsplit(u._replace(netloc=host))
+
     def put(path, data):
         url = fm.InitiateFileTransferToGuest(vm, creds, path, vim.vm.guest.FileManager.PosixFileAttributes(permissions=0o640), len(data), True)
-        req = urllib.request.Request(url.replace("*", host), data=data, method="PUT")
+        req = urllib.request.Request(at_host(url), data=data, method="PUT")
         return urllib.request.urlopen(req, context=ctx).status
 
     def get(path):
         info = fm.InitiateFileTransferFromGuest(vm, creds, path)
-        with urllib.request.urlopen(info.url.replace("*", host), context=ctx) as r:
+        with urllib.request.urlopen(at_host(info.url), context=ctx) as r:
             return r.read(), info.size, info.attributes.permissions
 
     sub = workdir + "/vsphere"
@@ -295,7 +303,85 @@ def customize(si, args):
     return {"state": str(task.info.state), "unsupported_spec": bad}
 
 
-SCENARIOS = {"customize": customize, "guestops": guestops, "snapshot": snapshot, "inventory": inventory, "reconfig": reconfig, "power": power,
+def read_props(si, vm, paths):
+    """One RetrievePropertiesEx of `paths` of `vm`: {path: value}."""
+    pc = si.content.propertyCollector
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vm)],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=paths)])
+    res = pc.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
+    return {p.name: p.val for o in res.objects for p in o.propSet}
+
+
+def readback(si, args):
+    """Change properties and read each back at once with RetrievePropertiesEx,
+    while another session keeps reading every VM (so cached renderings are
+    in use and rebuilt concurrently): every read must see the change."""
+    import threading
+    name, rounds, host, port, user, pwd = args[0], int(args[1]), args[2], args[3], args[4], args[5]
+    vm = vm_by_name(si, name)
+    stop = threading.Event()
+    reads = [0]
+
+    def hammer():
+        other = connect(host, port, user, pwd)
+        c = other.RetrieveContent()
+        view = c.viewManager.CreateContainerView(c.rootFolder, [vim.VirtualMachine], True)
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(
+                obj=view, skip=True, selectSet=[vmodl.query.PropertyCollector.TraversalSpec(
+                    name="v", type=vim.view.ContainerView, path="view", skip=False)])],
+            propSet=[vmodl.query.PropertyCollector.PropertySpec(
+                type=vim.VirtualMachine, pathSet=["config.extraConfig", "runtime.powerState", "snapshot"])])
+        while not stop.is_set():
+            c.propertyCollector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
+            reads[0] += 1
+        Disconnect(other)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    stale = []
+    try:
+        for i in range(rounds):
+            # A guest variable (the VM's data) on even rounds, a key kept
+            # by the API only (hvsim's own data) on odd ones.
+            key = "guestinfo.round" if i % 2 == 0 else "hvsim.round"
+            WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(
+                extraConfig=[vim.option.OptionValue(key=key, value=str(i))])))
+            got = {o.key: o.value for o in read_props(si, vm, ["config.extraConfig"])["config.extraConfig"]}
+            if got.get(key) != str(i):
+                stale.append(["extraConfig", key, i, got.get(key)])
+            if i % 4 == 1:
+                WaitForTask(vm.PowerOffVM_Task())
+                want = "poweredOff"
+            elif i % 4 == 3:
+                WaitForTask(vm.PowerOnVM_Task())
+                want = "poweredOn"
+            else:
+                want = None
+            if want:
+                got = str(read_props(si, vm, ["runtime.powerState"])["runtime.powerState"])
+                if got != want:
+                    stale.append(["powerState", i, got])
+            if i % 5 == 0:
+                WaitForTask(vm.CreateSnapshot_Task(name="r%d" % i, description="", memory=False, quiesce=False))
+                snap = read_props(si, vm, ["snapshot"]).get("snapshot")
+                cur = snap and [t.name for t in walk_trees(snap.rootSnapshotList) if t.snapshot == snap.currentSnapshot]
+                if cur != ["r%d" % i]:
+                    stale.append(["snapshot", i, cur])
+    finally:
+        stop.set()
+        t.join()
+    return {"rounds": rounds, "stale": stale, "background_reads": reads[0]}
+
+
+def walk_trees(trees):
+    for t in trees:
+        yield t
+        yield from walk_trees(t.childSnapshotList)
+
+
+SCENARIOS = {"readback": readback, "customize": customize, "guestops": guestops, "snapshot": snapshot, "inventory": inventory, "reconfig": reconfig, "power": power,
              "wait-ip": wait_ip, "faults": faults}
 
 if __name__ == "__main__":
@@ -303,6 +389,8 @@ if __name__ == "__main__":
     si = connect(host, port, user, pwd)
     try:
         args = sys.argv[6:] if scenario != "faults" else [host, port]
+        if scenario == "readback":
+            args = args + [host, port, user, pwd]
         print(json.dumps(SCENARIOS[scenario](si, args)))
     finally:
         Disconnect(si)

@@ -7,6 +7,7 @@
 
 pub mod httpbench;
 pub mod keys;
+pub mod loopfs;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;

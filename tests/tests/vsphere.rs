@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e_tests::loopfs::LoopFs;
 use e2e_tests::{bin, python, stderr, stdout, stop_child, workspace, Netns, Sim};
 use serde_json::Value;
 
@@ -73,7 +74,21 @@ struct Agent(Option<Child>);
 
 impl Agent {
     fn start(sim: &Sim, ns: &Netns, host: &str) -> Agent {
+        Agent::start_in(sim, ns, host, None)
+    }
+
+    /// With `fs`: the agent runs in the loop mount's namespace and its
+    /// vmbackup freezes that mount point, and nothing else (`[vmbackup]
+    /// freeze`); without, vmbackup only syncs.
+    fn start_in(sim: &Sim, ns: &Netns, host: &str, fs: Option<&LoopFs>) -> Agent {
         let dir = sim.dir.path();
+        let freeze = match fs {
+            Some(fs) => {
+                fs.check_is_loop_mount();
+                format!("freeze = [\"{}\"]\n", fs.mnt.display())
+            }
+            None => "enable_sync_driver = false\n".into(),
+        };
         let os = dir.join("os-release");
         std::fs::write(
             &os,
@@ -87,7 +102,7 @@ impl Agent {
                 "[agent]\nreconnect_ms = 100\n[timesync]\nenabled = false\n\
                  [powerops]\nhalt_command = \"echo halt >> {d}/power.log\"\n\
                  reboot_command = \"echo reboot >> {d}/power.log\"\nscripts_dir = \"{d}/scripts\"\n\
-                 [vmbackup]\nenable_sync_driver = false\nscripts_dir = \"{d}/backup.d\"\n\
+                 [vmbackup]\n{freeze}scripts_dir = \"{d}/backup.d\"\n\
                  pre_freeze_script = \"{d}/none\"\npost_thaw_script = \"{d}/none\"\n\
                  state_file = \"{d}/vmbackup-frozen\"\n\
                  [guestinfo]\nos_release = \"{o}\"\nreport_disks = false\ndebounce_ms = 100\n",
@@ -97,8 +112,13 @@ impl Agent {
         )
         .unwrap();
         let log = dir.join("agent.log");
-        let child = Command::new("setpriv")
-            .args(["--bounding-set=-sys_time", "--inh-caps=-sys_time", "--"])
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--bounding-set=-sys_time", "--inh-caps=-sys_time", "--"]);
+        if let Some(fs) = fs {
+            cmd.arg("nsenter")
+                .args(["-t", &fs.pid().to_string(), "-m", "--"]);
+        }
+        let child = cmd
             .args([
                 "ip", "netns", "exec", &ns.name, "unshare", "--uts", "--", "sh", "-c",
             ])
@@ -655,4 +675,163 @@ fn ansible_guest_shell_and_file_operations_reach_vmtoolsd() {
         std::fs::read_to_string(&fetched).unwrap(),
         "COPIED BY ANSIBLE\n"
     );
+}
+
+/// Ansible's vmware_guest_snapshot takes a quiesced snapshot of a VM whose
+/// vm-agent really freezes a file system (only the test's loop mount, in a
+/// mount namespace of its own: see `e2e_tests::loopfs`), then removes one
+/// snapshot, renames one, reverts to one (the next snapshot branches from
+/// it) and removes them all; vmware_guest_snapshot_info sees each state.
+#[test]
+fn ansible_snapshots_quiesce_the_guest_rename_revert_and_remove() {
+    let (sim, port) = vsphere_sim(&["vm0"]);
+    let dir = sim.dir.path().to_path_buf();
+    std::fs::create_dir_all(dir.join("backup.d")).unwrap();
+    let script = dir.join("backup.d/10-record");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" >> {}/scripts.log\n", dir.display()),
+    )
+    .unwrap();
+    assert!(Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success());
+    // The network namespace first: the loop mount's namespace copies the
+    // mount table, /run/netns included.
+    let ns = guest_netns();
+    let fs = LoopFs::new();
+    let _agent = Agent::start_in(&sim, &ns, "db-02", Some(&fs));
+    wait_for(&sim, "tools running", |v| v["tools"]["status"] == "running");
+    let playbook = dir.join("snap.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            r#"- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/community.vmware.vmware:
+      hostname: 127.0.0.1
+      port: {port}
+      username: admin
+      password: s3cret
+      validate_certs: false
+      datacenter: ha-datacenter
+      folder: /ha-datacenter/vm
+      name: vm0
+  tasks:
+    - community.vmware.vmware_guest_snapshot:
+        snapshot_name: consistent
+        description: before the upgrade
+        quiesce: true
+      register: quiesced
+    - ansible.builtin.assert:
+        that:
+          - quiesced.changed
+          - quiesced.snapshot_results.current_snapshot.name == "consistent"
+          - quiesced.snapshot_results.current_snapshot.quiesced
+          - quiesced.snapshot_results.current_snapshot.description == "before the upgrade"
+    - community.vmware.vmware_guest_snapshot:
+        snapshot_name: consistent
+        quiesce: true
+      register: again
+    - ansible.builtin.assert:
+        that: [not again.changed]
+    - community.vmware.vmware_guest_snapshot:
+        snapshot_name: plain
+      register: plain
+    - ansible.builtin.assert:
+        that:
+          - plain.snapshot_results.snapshots | map(attribute="name") | list == ["consistent", "plain"]
+          - plain.snapshot_results.snapshots | map(attribute="quiesced") | list == [true, false]
+          - plain.snapshot_results.current_snapshot.name == "plain"
+    - community.vmware.vmware_guest_snapshot_info:
+      register: info
+    - ansible.builtin.assert:
+        that:
+          - info.guest_snapshots.snapshots | length == 2
+          - info.guest_snapshots.snapshots[0].id != info.guest_snapshots.snapshots[1].id
+    - community.vmware.vmware_guest_snapshot:
+        state: absent
+        snapshot_name: consistent
+      register: removed
+    - ansible.builtin.assert:
+        that:
+          - removed.changed
+          - removed.snapshot_results.snapshots | map(attribute="name") | list == ["plain"]
+    - community.vmware.vmware_guest_snapshot:
+        snapshot_name: plain
+        new_snapshot_name: kept
+        new_description: renamed by ansible
+      register: renamed
+    - ansible.builtin.assert:
+        that: [renamed.changed]
+    - community.vmware.vmware_guest_snapshot:
+        snapshot_name: last
+    - community.vmware.vmware_guest_snapshot:
+        state: revert
+        snapshot_name: kept
+      register: reverted
+    - ansible.builtin.assert:
+        that:
+          - reverted.changed
+          - reverted.snapshot_results.current_snapshot.name == "kept"
+          - reverted.snapshot_results.current_snapshot.description == "renamed by ansible"
+    - community.vmware.vmware_guest_snapshot:
+        snapshot_name: after-revert
+      register: branch
+    - ansible.builtin.assert:
+        that:
+          - branch.snapshot_results.snapshots | map(attribute="name") | list == ["kept", "last", "after-revert"]
+          - branch.snapshot_results.current_snapshot.name == "after-revert"
+    - community.vmware.vmware_guest_snapshot:
+        state: remove_all
+      register: removed_all
+    - ansible.builtin.assert:
+        that: [removed_all.changed]
+    - community.vmware.vmware_guest_snapshot_info:
+      register: emptied
+    - ansible.builtin.assert:
+        that: ["emptied.guest_snapshots == {{}}"]
+"#
+        ),
+    )
+    .unwrap();
+    run_playbook(&sim, &playbook);
+    // The guest ran its scripts around one freeze, of the loop mount.
+    let log = std::fs::read_to_string(dir.join("scripts.log")).unwrap_or_default();
+    assert_eq!(log, "freeze\nthaw\n");
+    let agent = std::fs::read_to_string(dir.join("agent.err")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+    let froze = format!("vmbackup: froze {}", fs.mnt.display());
+    let at = agent
+        .find(&froze)
+        .unwrap_or_else(|| panic!("{froze} in the agent's log:\n{agent}"));
+    assert!(agent[at..].contains("vmbackup: thawed"), "{agent}");
+    fs.assert_thawed("the snapshots");
+    // hvsim's own records: one quiesced capture, then the plain ones.
+    let snaps = sim.show("vm0")["snapshots"].clone();
+    let quiesced: Vec<_> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["quiesced"].clone())
+        .collect();
+    assert_eq!(quiesced, [true, false, false, false], "{snaps}");
+    // Reverting to a snapshot without memory left the VM off, as on ESXi.
+    assert_eq!(sim.show("vm0")["power"], "off");
+}
+
+/// A change is never answered with the cached rendering from before it:
+/// extraConfig, power and snapshots changed through the API read back at
+/// once through RetrievePropertiesEx, while another session reads every
+/// VM all along (so renderings are cached and rebuilt concurrently).
+#[test]
+fn changes_read_back_at_once_despite_the_property_cache() {
+    let (_sim, port) = vsphere_sim(&["vm0", "vm1", "vm2"]);
+    let r = pyvmomi(port, "admin", "s3cret", "readback", &["vm1", "40"]);
+    assert_eq!(r["stale"], serde_json::json!([]), "{r}");
+    assert!(r["background_reads"].as_u64().unwrap() > 0, "{r}");
 }

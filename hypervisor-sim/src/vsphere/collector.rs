@@ -1,10 +1,11 @@
 //! PropertyCollector: which objects a spec reaches (traversal specs,
 //! container views), their properties, and the updates a filter reports.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cache::Entry;
 use super::model::is_a;
 use super::soap::Node;
 use super::val::{write, Mor, Val};
@@ -19,6 +20,9 @@ pub struct View {
     pub types: Vec<String>,
     /// Whole subtree, or direct children only.
     pub recursive: bool,
+    /// What it shows: found when it is made, as the inventory does not
+    /// change while hvsim runs (VMs are configured, not created).
+    pub members: Arc<Vec<Mor>>,
 }
 
 /// Which properties of which type.
@@ -152,7 +156,7 @@ fn children(svc: &Service, m: &Mor) -> Vec<Mor> {
 }
 
 /// A view's members.
-pub fn view_members(svc: &Service, v: &View) -> Val {
+pub fn view_members(svc: &Service, v: &View) -> Vec<Mor> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<(Mor, usize)> = children(svc, &v.container)
@@ -164,13 +168,13 @@ pub fn view_members(svc: &Service, v: &View) -> Val {
             continue;
         }
         if v.types.is_empty() || v.types.iter().any(|t| is_a(&m.ty, t)) {
-            out.push(Val::Mor(m.clone()));
+            out.push(m.clone());
         }
         if v.recursive && depth < MAX_TRAVERSAL_DEPTH {
             queue.extend(children(svc, &m).into_iter().map(|c| (c, depth + 1)));
         }
     }
-    Val::List("ManagedObjectReference", out)
+    out
 }
 
 /// The objects a spec reaches, in discovery order.
@@ -182,11 +186,19 @@ fn reach(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Mor>, Fault> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for o in &spec.objects {
-        if svc.object(Some(s), &o.obj).is_none() {
+        if !svc.exists(Some(s), &o.obj) {
             return Err(Fault::not_found(&o.obj));
         }
         walk(
-            svc, s, &o.obj, &o.select, o.skip, &names, &mut seen, &mut out, 0,
+            svc,
+            s,
+            &o.obj,
+            &o.select,
+            o.skip,
+            &names,
+            &mut seen,
+            &mut (&mut out, HashSet::new()),
+            0,
         );
     }
     Ok(out)
@@ -201,11 +213,11 @@ fn walk(
     skip: bool,
     names: &HashMap<String, Trav>,
     seen: &mut BTreeSet<(Mor, String)>,
-    out: &mut Vec<Mor>,
+    out: &mut (&mut Vec<Mor>, HashSet<Mor>),
     depth: usize,
 ) {
-    if !skip && !out.contains(m) {
-        out.push(m.clone());
+    if !skip && out.1.insert(m.clone()) {
+        out.0.push(m.clone());
     }
     if depth >= MAX_TRAVERSAL_DEPTH {
         return;
@@ -224,17 +236,22 @@ fn walk(
         if !seen.insert((m.clone(), format!("{}\u{0}{}", t.name, t.path))) {
             continue;
         }
-        let Some(obj) = svc.object(Some(s), m) else {
-            continue;
+        let next = match (m.ty.as_str(), t.path.as_str()) {
+            // A view's members are kept with it.
+            ("ContainerView", "view") => match s.views.get(&m.value) {
+                Some(v) => Arc::clone(&v.members),
+                None => continue,
+            },
+            _ => match svc.object(Some(s), m) {
+                Some(obj) => Arc::new(obj.path(&t.path).map(Val::mors).unwrap_or_default()),
+                None => continue,
+            },
         };
-        let Some(v) = obj.path(&t.path) else {
-            continue;
-        };
-        for child in v.mors() {
+        for child in next.iter() {
             walk(
                 svc,
                 s,
-                &child,
+                child,
                 &t.select,
                 t.skip,
                 names,
@@ -246,14 +263,43 @@ fn walk(
     }
 }
 
-/// The properties a spec asks of one object: path → value.
-fn props_of(spec: &Spec, m: &Mor, obj: &Val) -> Option<BTreeMap<String, Val>> {
-    let mut matched = false;
+/// The properties a spec asks of a VM, from its cache entry.
+fn vm_props(spec: &Spec, m: &Mor, e: &Entry) -> BTreeMap<String, Val> {
     let mut out = BTreeMap::new();
     for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
-        matched = true;
         if p.all {
-            if let Val::Obj(_, fields) = obj {
+            if let Val::Obj(_, fields) = &*e.obj {
+                for (k, _) in fields {
+                    if let Some(v) = e.property(k) {
+                        out.insert((*k).to_string(), v);
+                    }
+                }
+            }
+        }
+        for path in &p.paths {
+            if let Some(v) = e.property(path) {
+                out.insert(path.clone(), v);
+            }
+        }
+    }
+    out
+}
+
+/// The properties a spec asks of one object: path → value. A VM's come
+/// from the cache, already written as XML ([`super::cache`]).
+fn props_of(svc: &Service, s: &Session, spec: &Spec, m: &Mor) -> Option<BTreeMap<String, Val>> {
+    if !spec.props.iter().any(|p| is_a(&m.ty, &p.ty)) {
+        return None;
+    }
+    if m.ty == "VirtualMachine" {
+        let e = svc.vm_entry(&m.value)?;
+        return Some(vm_props(spec, m, &e));
+    }
+    let mut out = BTreeMap::new();
+    let obj = svc.object(Some(s), m)?;
+    for p in spec.props.iter().filter(|p| is_a(&m.ty, &p.ty)) {
+        if p.all {
+            if let Val::Obj(_, fields) = &*obj {
                 for (k, v) in fields {
                     out.insert((*k).to_string(), v.clone());
                 }
@@ -265,7 +311,7 @@ fn props_of(spec: &Spec, m: &Mor, obj: &Val) -> Option<BTreeMap<String, Val>> {
             }
         }
     }
-    matched.then_some(out)
+    Some(out)
 }
 
 fn dynamic_property(name: &str, v: &Val) -> Val {
@@ -278,27 +324,66 @@ fn dynamic_property(name: &str, v: &Val) -> Val {
     )
 }
 
-/// ObjectContent for every reached object that a property spec matches.
-fn retrieve(svc: &Service, s: &Session, spec: &Spec) -> Result<Vec<Val>, Fault> {
-    let mut out = Vec::new();
-    for m in reach(svc, s, spec)? {
-        let Some(obj) = svc.object(Some(s), &m) else {
-            continue;
-        };
-        let Some(props) = props_of(spec, &m, &obj) else {
-            continue;
-        };
-        let mut fields = vec![("obj", Val::Mor(m.clone()))];
-        if !props.is_empty() {
-            fields.push((
-                "propSet",
-                Val::List(
-                    "DynamicProperty",
-                    props.iter().map(|(k, v)| dynamic_property(k, v)).collect(),
-                ),
-            ));
+fn object_content(m: &Mor, props: &BTreeMap<String, Val>) -> Val {
+    let mut fields = vec![("obj", Val::Mor(m.clone()))];
+    if !props.is_empty() {
+        fields.push((
+            "propSet",
+            Val::List(
+                "DynamicProperty",
+                props.iter().map(|(k, v)| dynamic_property(k, v)).collect(),
+            ),
+        ));
+    }
+    Val::Obj("ObjectContent", fields)
+}
+
+/// What a spec asks of a VirtualMachine, as a key for the VM's cached
+/// ObjectContent: `None` when it asks nothing of VMs.
+fn vm_spec_key(spec: &Spec) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut matched = false;
+    for p in spec.props.iter().filter(|p| is_a("VirtualMachine", &p.ty)) {
+        matched = true;
+        if p.all {
+            // Not a path: property names have no spaces.
+            parts.push(" all");
         }
-        out.push(Val::Obj("ObjectContent", fields));
+        parts.extend(p.paths.iter().map(String::as_str));
+    }
+    parts.sort_unstable();
+    parts.dedup();
+    matched.then(|| parts.join("\n"))
+}
+
+/// ObjectContent for every reached object that a property spec matches;
+/// a VM's whole ObjectContent comes written from its cache entry. The
+/// session is locked only to find the objects and to read those it owns,
+/// so clients sharing a session (a multi-threaded script) run side by side.
+fn retrieve(svc: &Service, session: &Mutex<Session>, spec: &Spec) -> Result<Vec<Val>, Fault> {
+    let mut out = Vec::new();
+    let vm_key = vm_spec_key(spec);
+    let reached = reach(svc, &session.lock().unwrap(), spec)?;
+    for m in reached {
+        if m.ty == "VirtualMachine" {
+            let (Some(key), Some(e)) = (&vm_key, svc.vm_entry(&m.value)) else {
+                continue;
+            };
+            let xml = e.content(key, || {
+                let props = vm_props(spec, &m, &e);
+                let mut xml = String::new();
+                super::val::write(&mut xml, "c", &object_content(&m, &props), false);
+                // Only the content: Val::Raw writes the element.
+                let start = "<c xsi:type=\"ObjectContent\">".len();
+                xml[start..xml.len() - "</c>".len()].to_string()
+            });
+            out.push(Val::Raw("ObjectContent", xml));
+            continue;
+        }
+        let Some(props) = props_of(svc, &session.lock().unwrap(), spec, &m) else {
+            continue;
+        };
+        out.push(object_content(&m, &props));
     }
     Ok(out)
 }
@@ -352,15 +437,14 @@ pub(super) fn dispatch(
             if specs.is_empty() {
                 return Err(Fault::invalid_argument("specSet"));
             }
-            let mut s = session.lock().unwrap();
             let mut all = VecDeque::new();
             for spec in &specs {
-                all.extend(retrieve(svc, &s, spec)?);
+                all.extend(retrieve(svc, session, spec)?);
             }
             if method == "RetrieveProperties" {
                 return Ok(Some(Val::List("ObjectContent", all.into_iter().collect())));
             }
-            Ok(page(&mut s, all, max_objects(op)))
+            Ok(page(&mut session.lock().unwrap(), all, max_objects(op)))
         }
         "ContinueRetrievePropertiesEx" => {
             let token = op.text_of("token").unwrap_or("").trim().to_string();
@@ -471,10 +555,7 @@ fn updates(
         let spec = s.filters[&id].spec.clone();
         let mut now: BTreeMap<Mor, BTreeMap<String, (String, Val)>> = BTreeMap::new();
         for m in reach(svc, s, &spec).unwrap_or_default() {
-            let Some(obj) = svc.object(Some(s), &m) else {
-                continue;
-            };
-            if let Some(props) = props_of(&spec, &m, &obj) {
+            if let Some(props) = props_of(svc, s, &spec, &m) {
                 now.insert(
                     m,
                     props
@@ -600,5 +681,100 @@ fn wait_for_updates(
         std::thread::sleep(
             Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cache::tests::service;
+    use super::*;
+    use crate::http::Request;
+    use std::time::SystemTime;
+
+    fn post(svc: &Service, cookie: Option<&str>, body: &str) -> crate::http::Response {
+        let env = format!(
+            "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+        );
+        svc.answer(&Request {
+            method: "POST".into(),
+            target: "/sdk".into(),
+            headers: cookie
+                .map(|c| vec![("Cookie".into(), c.to_string())])
+                .unwrap_or_default(),
+            body: env.into_bytes(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            tls: true,
+            principal: None,
+        })
+    }
+
+    fn between<'a>(s: &'a str, open: &str, close: &str) -> &'a str {
+        let a = s.find(open).unwrap() + open.len();
+        &s[a..a + s[a..].find(close).unwrap()]
+    }
+
+    /// RetrievePropertiesEx over a container view: the cached answer (cold
+    /// and warm) is the one written from freshly built VMs.
+    #[test]
+    fn cached_object_contents_equal_fresh_ones() {
+        let (svc, vms, _dir) = service();
+        vms[0].set_var("guestinfo.a", b"<&>").unwrap();
+        let login = post(&svc, None, "<Login xmlns=\"urn:vim25\"><_this type=\"SessionManager\">ha-sessionmgr</_this><userName>u</userName><password>p</password></Login>");
+        let cookie = login
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Set-Cookie")
+            .map(|(_, v)| v.split(';').next().unwrap().to_string())
+            .unwrap();
+        let view = post(&svc, Some(&cookie), "<CreateContainerView xmlns=\"urn:vim25\"><_this type=\"ViewManager\">ViewManager</_this><container type=\"Folder\">ha-folder-root</container><type>VirtualMachine</type><recursive>true</recursive></CreateContainerView>");
+        let view = String::from_utf8(view.body).unwrap();
+        let view = between(&view, "<returnval type=\"ContainerView\">", "</returnval>");
+        let paths = [
+            "runtime.powerState",
+            "name",
+            "config.extraConfig",
+            "guest.net",
+            "nope",
+        ];
+        let path_xml: String = paths
+            .iter()
+            .map(|p| format!("<pathSet>{p}</pathSet>"))
+            .collect();
+        let req = format!("<RetrievePropertiesEx xmlns=\"urn:vim25\"><_this type=\"PropertyCollector\">ha-property-collector</_this><specSet><propSet><type>VirtualMachine</type>{path_xml}</propSet><objectSet><obj type=\"ContainerView\">{view}</obj><skip>true</skip><selectSet xsi:type=\"TraversalSpec\"><name>v</name><type>ContainerView</type><path>view</path><skip>false</skip></selectSet></objectSet></specSet><options/></RetrievePropertiesEx>");
+        // What the answer must hold: each VM's ObjectContent written from
+        // a tree built now (none of these paths depends on the time).
+        let fresh = || {
+            let mut want = String::new();
+            for e in &svc.inventory().vms {
+                let obj = svc.vm_object_for_test(e, SystemTime::now());
+                let props: BTreeMap<String, Val> = paths
+                    .iter()
+                    .filter_map(|p| obj.path(p).map(|v| (p.to_string(), v.clone())))
+                    .collect();
+                let m = Mor::new("VirtualMachine", &e.id);
+                write(&mut want, "objects", &object_content(&m, &props), false);
+            }
+            want
+        };
+        let mut want = fresh();
+        assert!(want.contains("&lt;&amp;&gt;"));
+        for round in 0..3 {
+            if round == 2 {
+                // Changed: rebuilt, and still equal to a fresh rendering.
+                vms[2].set_var("guestinfo.b", b"x").unwrap();
+                let before = want;
+                want = fresh();
+                assert_ne!(before, want);
+            }
+            let got = post(&svc, Some(&cookie), &req);
+            assert_eq!(got.status, 200);
+            let got = String::from_utf8(got.body).unwrap();
+            let objects = between(
+                &got,
+                "<returnval xsi:type=\"RetrieveResult\">",
+                "</returnval>",
+            );
+            assert_eq!(objects, want, "round {round}");
+        }
     }
 }

@@ -143,15 +143,19 @@ fn file_type(f: &vix::FileInfo) -> &'static str {
     }
 }
 
-/// The `/guestFile` URL for a token, on the host the client addressed.
-fn url(req: &Request, vm_id: &str, token: &str) -> String {
-    let host = req.header("Host").unwrap_or("*");
-    format!("https://{host}/guestFile?id={vm_id}&token={token}")
+/// The `/guestFile` URL for a token, written as ESXi writes it: host `*`
+/// and port 443, which clients replace with the address they connected to
+/// (govmomi replaces the whole `*:443`; Ansible's community.vmware
+/// replaces `*` with the host and `443` with the port it was given, which
+/// breaks on any URL with `443` elsewhere, such as a host:port of
+/// `127.0.0.1:8443`).
+fn url(vm_id: &str, token: &str) -> String {
+    format!("https://*:443/guestFile?id={vm_id}&token={token}")
 }
 
 impl Service {
     /// A GuestOperationsManager method on `vm`.
-    pub(super) fn guest_op(&self, req: &Request, e: &VmEntry, op: &Node) -> Outcome {
+    pub(super) fn guest_op(&self, e: &VmEntry, op: &Node) -> Outcome {
         let (user, password) = auth(op)?;
         let guest = Guest::new(&*e.vm, &user, &password);
         let method = op.name.as_str();
@@ -354,7 +358,7 @@ impl Service {
                     vec![
                         ("attributes", posix_attrs(&info)),
                         ("size", Val::Long(info.size as i64)),
-                        ("url", Val::s(url(req, &e.id, &token))),
+                        ("url", Val::s(url(&e.id, &token))),
                     ],
                 )))
             }
@@ -387,7 +391,7 @@ impl Service {
                     size,
                     created: Instant::now(),
                 })?;
-                Ok(Some(Val::s(url(req, &e.id, &token))))
+                Ok(Some(Val::s(url(&e.id, &token))))
             }
             _ => Err(Fault::new(
                 "NotSupported",

@@ -15,8 +15,12 @@
 //!   FindChild);
 //! * VirtualMachine: PowerOnVM_Task, PowerOffVM_Task, ResetVM_Task,
 //!   ShutdownGuest, RebootGuest, ReconfigVM_Task (`extraConfig`
-//!   `guestinfo.*` keys are the VM's guest variables); tasks with
-//!   progress and vSphere faults.
+//!   `guestinfo.*` keys are the VM's guest variables), CreateSnapshot_Task
+//!   (quiesce through the guest's vmbackup), RemoveSnapshot_Task,
+//!   RemoveAllSnapshots_Task, RenameSnapshot, RevertToSnapshot_Task,
+//!   RevertToCurrentSnapshot_Task ([`snapshots`]), CustomizeVM_Task, guest
+//!   operations ([`guest`]); tasks with progress and vSphere faults;
+//! * a per-VM cache of the property tree and its XML ([`cache`]).
 //!
 //! Every answer reads the same VMs the other services read, so a change made
 //! here is seen by CIM, IPMI, Redfish and the CLI, and the reverse; a
@@ -31,9 +35,11 @@
 //! waits at most [`MAX_WAIT`] per call. ReadOnly users may only read;
 //! power and guest operations need Operator; ReconfigVM needs Administrator.
 
+pub mod cache;
 pub mod collector;
 pub mod guest;
 pub mod model;
+pub mod snapshots;
 pub mod soap;
 pub mod val;
 
@@ -200,7 +206,7 @@ impl Task {
         match &self.result {
             Some(Err(fault)) => f.push((
                 "error",
-                Val::Raw("LocalizedMethodFault", fault.as_val_xml()),
+                Val::Raw("LocalizedMethodFault", fault.as_val_xml().into()),
             )),
             Some(Ok(Some(v))) => f.push(("result", Val::Any(Box::new(v.clone())))),
             _ => {}
@@ -221,51 +227,6 @@ impl Task {
         }
         f.push(("eventChainId", Val::Int(0)));
         Val::Obj("TaskInfo", f)
-    }
-}
-
-/// A snapshot taken through the API.
-#[derive(Debug, Clone)]
-struct Snap {
-    id: String,
-    name: String,
-    description: String,
-    created: SystemTime,
-    quiesced: bool,
-}
-
-impl Snap {
-    fn tree(&self, vm_id: &str) -> Val {
-        Val::Obj(
-            "VirtualMachineSnapshotTree",
-            vec![
-                ("snapshot", Val::mor("VirtualMachineSnapshot", &self.id)),
-                ("vm", Val::mor("VirtualMachine", vm_id)),
-                ("name", Val::s(self.name.clone())),
-                ("description", Val::s(self.description.clone())),
-                (
-                    "id",
-                    Val::Int(
-                        self.id
-                            .rsplit('-')
-                            .next()
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0),
-                    ),
-                ),
-                ("createTime", Val::Time(self.created)),
-                (
-                    "state",
-                    Val::Enum("VirtualMachinePowerState", "poweredOff".into()),
-                ),
-                ("quiesced", Val::Bool(self.quiesced)),
-                (
-                    "childSnapshotList",
-                    Val::List("VirtualMachineSnapshotTree", Vec::new()),
-                ),
-                ("replaySupported", Val::Bool(false)),
-            ],
-        )
     }
 }
 
@@ -327,7 +288,7 @@ pub struct Service {
     sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
     tasks: Arc<Mutex<VecDeque<Task>>>,
     /// Snapshots taken through the API, per VM id.
-    snapshots: Arc<Mutex<BTreeMap<String, Vec<Snap>>>>,
+    snapshots: Arc<Mutex<BTreeMap<String, snapshots::Tree>>>,
     next_task: Mutex<u64>,
     /// extraConfig keys that are not guest variables, per VM id.
     extra: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
@@ -340,6 +301,8 @@ pub struct Service {
     /// Guest file transfer URLs handed out.
     transfers: guest::Transfers,
     open: bool,
+    /// The VMs' property trees and XML ([`cache`]).
+    cache: cache::VmCache,
 }
 
 fn random_hex(bytes: usize) -> Option<String> {
@@ -385,6 +348,7 @@ impl Service {
             max_wait: MAX_WAIT,
             transfers: guest::Transfers::default(),
             open,
+            cache: cache::VmCache::new(inv.len()),
         })
     }
 
@@ -425,88 +389,78 @@ impl Service {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The cached properties of VM `id` (see [`cache`]), rebuilt when
+    /// anything they show changed.
+    pub fn vm_entry(&self, id: &str) -> Option<Arc<cache::Entry>> {
+        let (index, e) = self.inv.vm_index(id)?;
+        let now = SystemTime::now();
+        // The key is read before the data (see `cache`).
+        let key = cache::Key::of(
+            &e.vm,
+            self.revision.load(std::sync::atomic::Ordering::SeqCst),
+            now,
+        );
+        self.cache.entry(index, key, now, || self.vm_object(e, now))
+    }
+
+    #[cfg(test)]
+    fn vm_object_for_test(&self, e: &VmEntry, now: SystemTime) -> Val {
+        self.vm_object(e, now)
+    }
+
+    #[cfg(test)]
+    fn reconfigure_for_test(&self, e: &VmEntry, spec: &Node) {
+        self.reconfigure(e, spec).unwrap();
+        self.bump();
+    }
+
+    /// Does this object exist (cheaper than building it)?
+    pub fn exists(&self, session: Option<&Session>, m: &Mor) -> bool {
+        match m.ty.as_str() {
+            "VirtualMachine" => self.inv.vm_index(&m.value).is_some(),
+            "ContainerView" => session.is_some_and(|s| s.views.contains_key(&m.value)),
+            _ => self.object(session, m).is_some(),
+        }
+    }
+
     /// The properties of a managed object, as a data object of its
     /// top-level properties; `None` when it does not exist.
-    pub fn object(&self, session: Option<&Session>, m: &Mor) -> Option<Val> {
+    pub fn object(&self, session: Option<&Session>, m: &Mor) -> Option<Arc<Val>> {
+        if m.ty == "VirtualMachine" {
+            return Some(self.vm_entry(&m.value)?.obj.clone());
+        }
+        self.uncached_object(session, m).map(Arc::new)
+    }
+
+    /// A VM's properties built afresh.
+    fn vm_object(&self, e: &VmEntry, now: SystemTime) -> Val {
+        let extra = self
+            .extra
+            .lock()
+            .unwrap()
+            .get(&e.id)
+            .cloned()
+            .unwrap_or_default();
+        let mut obj = model::vm_object(e, &extra, now);
+        let props = self
+            .snapshots
+            .lock()
+            .unwrap()
+            .get(&e.id)
+            .and_then(|t| t.properties(&e.id));
+        if let (Val::Obj(_, fields), Some((info, roots))) = (&mut obj, props) {
+            fields.push(("snapshot", info));
+            fields.push(("rootSnapshot", roots));
+        }
+        obj
+    }
+
+    fn uncached_object(&self, session: Option<&Session>, m: &Mor) -> Option<Val> {
         match m.ty.as_str() {
-            "VirtualMachine" => {
-                let e = self.inv.vm(&m.value)?;
-                let extra = self
-                    .extra
-                    .lock()
-                    .unwrap()
-                    .get(&e.id)
-                    .cloned()
-                    .unwrap_or_default();
-                let mut obj = model::vm_object(e, &extra, SystemTime::now());
-                let snaps = self
-                    .snapshots
-                    .lock()
-                    .unwrap()
-                    .get(&e.id)
-                    .cloned()
-                    .unwrap_or_default();
-                if let (Val::Obj(_, fields), Some(last)) = (&mut obj, snaps.last()) {
-                    // Snapshots taken in a row form a chain: each the child of the one before.
-                    let mut tree: Option<Val> = None;
-                    for sn in snaps.iter().rev() {
-                        let mut t = sn.tree(&e.id);
-                        if let (Val::Obj(_, tf), Some(child)) = (&mut t, tree.take()) {
-                            if let Some(slot) =
-                                tf.iter_mut().find(|(k, _)| *k == "childSnapshotList")
-                            {
-                                slot.1 = Val::List("VirtualMachineSnapshotTree", vec![child]);
-                            }
-                        }
-                        tree = Some(t);
-                    }
-                    fields.push((
-                        "snapshot",
-                        Val::Obj(
-                            "VirtualMachineSnapshotInfo",
-                            vec![
-                                (
-                                    "currentSnapshot",
-                                    Val::mor("VirtualMachineSnapshot", &last.id),
-                                ),
-                                (
-                                    "rootSnapshotList",
-                                    Val::List(
-                                        "VirtualMachineSnapshotTree",
-                                        tree.into_iter().collect(),
-                                    ),
-                                ),
-                            ],
-                        ),
-                    ));
-                    fields.push((
-                        "rootSnapshot",
-                        Val::List(
-                            "ManagedObjectReference",
-                            vec![Val::mor("VirtualMachineSnapshot", &snaps[0].id)],
-                        ),
-                    ));
-                }
-                Some(obj)
-            }
             "VirtualMachineSnapshot" => {
                 let all = self.snapshots.lock().unwrap();
-                let (vm_id, list) = all
-                    .iter()
-                    .find(|(_, l)| l.iter().any(|x| x.id == m.value))?;
-                let pos = list.iter().position(|x| x.id == m.value)?;
-                let child: Vec<Val> = list
-                    .get(pos + 1)
-                    .map(|c| Val::mor("VirtualMachineSnapshot", &c.id))
-                    .into_iter()
-                    .collect();
-                Some(Val::Obj(
-                    "",
-                    vec![
-                        ("vm", Val::mor("VirtualMachine", vm_id)),
-                        ("childSnapshot", Val::List("ManagedObjectReference", child)),
-                    ],
-                ))
+                let (vm_id, tree) = all.iter().find(|(_, t)| t.get(&m.value).is_some())?;
+                tree.snapshot_object(&m.value, vm_id)
             }
             "Task" => {
                 let tasks = self.tasks.lock().unwrap();
@@ -528,7 +482,13 @@ impl Service {
                             ),
                         ),
                         ("recursive", Val::Bool(v.recursive)),
-                        ("view", collector::view_members(self, v)),
+                        (
+                            "view",
+                            Val::List(
+                                "ManagedObjectReference",
+                                v.members.iter().cloned().map(Val::Mor).collect(),
+                            ),
+                        ),
                     ],
                 ))
             }
@@ -661,7 +621,7 @@ impl Service {
                 s.last_used = Instant::now();
                 s.calls += 1;
             }
-            self.dispatch(req, &session, &this, op)
+            self.dispatch(&session, &this, op)
         };
         match outcome {
             Ok(v) => {
@@ -757,13 +717,7 @@ impl Service {
             .ok_or_else(|| Fault::not_found(this))
     }
 
-    fn dispatch(
-        &self,
-        req: &Request,
-        session: &Arc<Mutex<Session>>,
-        this: &Mor,
-        op: &Node,
-    ) -> Outcome {
+    fn dispatch(&self, session: &Arc<Mutex<Session>>, this: &Mor, op: &Node) -> Outcome {
         let method = op.name.as_str();
         match method {
             "Logout" => Ok(None),
@@ -817,14 +771,17 @@ impl Service {
                     ));
                 }
                 let id = s.next("");
-                s.views.insert(
-                    id.clone(),
-                    collector::View {
-                        container,
-                        types,
-                        recursive,
-                    },
-                );
+                let mut view = collector::View {
+                    container,
+                    types,
+                    recursive,
+                    members: Arc::new(Vec::new()),
+                };
+                // Drop the session's lock while walking the inventory.
+                drop(s);
+                view.members = Arc::new(collector::view_members(self, &view));
+                let mut s = session.lock().unwrap();
+                s.views.insert(id.clone(), view);
                 Ok(Some(Val::mor("ContainerView", &id)))
             }
             "DestroyView" => {
@@ -1046,6 +1003,13 @@ impl Service {
                 let task_id = task.mors().remove(0).value;
                 let tasks = self.tasks.clone();
                 let snapshots = self.snapshots.clone();
+                let extra_now = self
+                    .extra
+                    .lock()
+                    .unwrap()
+                    .get(&e.id)
+                    .cloned()
+                    .unwrap_or_default();
                 let revision = self.revision.clone();
                 let n = {
                     let mut n = self.next_task.lock().unwrap();
@@ -1064,19 +1028,27 @@ impl Service {
                         let result = match e.vm.take_snapshot(&req) {
                             Ok(record) if record["result"] == "ok" => {
                                 let id = format!("{}-snapshot-{n}", e.id);
-                                snapshots
+                                let added = snapshots
                                     .lock()
                                     .unwrap()
                                     .entry(e.id.clone())
                                     .or_default()
-                                    .push(Snap {
+                                    .add(snapshots::Snap {
                                         id: id.clone(),
+                                        num: i32::try_from(n).unwrap_or(i32::MAX),
+                                        parent: None,
                                         name,
                                         description,
                                         created: SystemTime::now(),
                                         quiesced: quiesce,
+                                        extra: extra_now,
                                     });
-                                Ok(Some(Val::mor("VirtualMachineSnapshot", &id)))
+                                // Before the task completes: a client that
+                                // saw it complete reads the new snapshot.
+                                revision.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                added
+                                    .map(|()| Some(Val::mor("VirtualMachineSnapshot", &id)))
+                                    .map_err(|msg| Fault::new("TooManySnapshotLevels", msg))
                             }
                             Ok(record) => Err(Fault::new(
                                 "ApplicationQuiesceFault",
@@ -1168,28 +1140,11 @@ impl Service {
                     Role::Operator,
                     "VirtualMachine.State.RemoveSnapshot",
                 )?;
-                let mut all = self.snapshots.lock().unwrap();
-                let Some((vm_id, list)) = all
-                    .iter_mut()
-                    .find(|(_, l)| l.iter().any(|x| x.id == this.value))
-                else {
-                    return Err(Fault::not_found(this));
-                };
-                let vm_id = vm_id.clone();
                 let remove_children = op.bool_of("removeChildren", false);
-                let pos = list.iter().position(|x| x.id == this.value).unwrap_or(0);
-                if remove_children {
-                    list.truncate(pos);
-                } else {
-                    list.remove(pos);
-                }
-                drop(all);
-                let e = self
-                    .inv
-                    .vm(&vm_id)
-                    .ok_or_else(|| Fault::not_found(this))?
-                    .clone();
-                self.bump();
+                let e = self.with_snapshot(this, |tree| {
+                    tree.remove(&this.value, remove_children);
+                    Ok(())
+                })?;
                 self.task(
                     session,
                     method,
@@ -1198,6 +1153,86 @@ impl Service {
                     Some(Ok(None)),
                 )
                 .map(Some)
+            }
+            "RenameSnapshot" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.State.RenameSnapshot",
+                )?;
+                let name = op.child("name").map(|n| n.text.trim().to_string());
+                if name.as_deref() == Some("") {
+                    return Err(Fault::new("InvalidName", "A snapshot needs a name.")
+                        .with("<name></name>".into()));
+                }
+                let description = op.child("description").map(|d| d.text.clone());
+                self.with_snapshot(this, |tree| {
+                    if let Some(s) = tree.list.iter_mut().find(|s| s.id == this.value) {
+                        if let Some(n) = name {
+                            s.name = n;
+                        }
+                        if let Some(d) = description {
+                            s.description = d;
+                        }
+                    }
+                    Ok(())
+                })?;
+                Ok(None)
+            }
+            "RevertToSnapshot_Task" | "RevertToCurrentSnapshot_Task" => {
+                self.need(
+                    session,
+                    this,
+                    Role::Operator,
+                    "VirtualMachine.State.RevertToSnapshot",
+                )?;
+                let target = if method == "RevertToSnapshot_Task" {
+                    this.clone()
+                } else {
+                    let e = self.vm_of(this)?;
+                    let current = self
+                        .snapshots
+                        .lock()
+                        .unwrap()
+                        .get(&e.id)
+                        .and_then(|t| t.current.clone());
+                    match current {
+                        Some(c) => Mor::new("VirtualMachineSnapshot", &c),
+                        None => {
+                            return Err(Fault::new(
+                                "NotFound",
+                                "The virtual machine has no current snapshot.",
+                            ))
+                        }
+                    }
+                };
+                let mut extra = BTreeMap::new();
+                let e = self.with_snapshot(&target, |tree| {
+                    tree.current = Some(target.value.clone());
+                    extra = tree
+                        .get(&target.value)
+                        .map(|s| s.extra.clone())
+                        .unwrap_or_default();
+                    Ok(())
+                })?;
+                self.extra.lock().unwrap().insert(e.id.clone(), extra);
+                // The snapshot holds no memory: the VM is off after it, as
+                // ESXi leaves it.
+                let result = if e.vm.power_state() == crate::vm::Power::On {
+                    e.vm.power(PowerAction::Off, "vsphere revert")
+                        .map(|()| None)
+                        .map_err(power_fault)
+                } else {
+                    Ok(None)
+                };
+                self.bump();
+                let desc = if method == "RevertToSnapshot_Task" {
+                    "VirtualMachineSnapshot.revert"
+                } else {
+                    "VirtualMachine.revertToCurrentSnapshot"
+                };
+                self.task(session, method, desc, &e, Some(result)).map(Some)
             }
             "RemoveAllSnapshots_Task" => {
                 self.need(
@@ -1227,7 +1262,7 @@ impl Service {
                     "VirtualMachine.GuestOperations.Execute",
                 )?;
                 let e = self.vm_of(&vm)?.clone();
-                self.guest_op(req, &e, op)
+                self.guest_op(&e, op)
             }
             "CancelTask" => Err(Fault::new("InvalidState", "the task has already completed")),
             _ => {
@@ -1251,6 +1286,35 @@ impl Service {
                 )))
             }
         }
+    }
+
+    /// Change the tree holding snapshot `snap` (ManagedObjectNotFound when
+    /// there is none); the property caches see it before this returns.
+    fn with_snapshot(
+        &self,
+        snap: &Mor,
+        change: impl FnOnce(&mut snapshots::Tree) -> Result<(), Fault>,
+    ) -> Result<VmEntry, Fault> {
+        if snap.ty != "VirtualMachineSnapshot" {
+            return Err(Fault::new(
+                "MethodNotFound",
+                format!("this method is not defined for {}", snap.ty),
+            ));
+        }
+        let vm_id = {
+            let mut all = self.snapshots.lock().unwrap();
+            let Some((vm_id, tree)) = all.iter_mut().find(|(_, t)| t.get(&snap.value).is_some())
+            else {
+                return Err(Fault::not_found(snap));
+            };
+            change(tree)?;
+            vm_id.clone()
+        };
+        self.bump();
+        self.inv
+            .vm(&vm_id)
+            .cloned()
+            .ok_or_else(|| Fault::not_found(snap))
     }
 
     fn find_result(&self, method: &str, hits: Vec<Mor>) -> Outcome {
@@ -1393,8 +1457,22 @@ fn xml_response(status: u16, body: String) -> Response {
     }
 }
 
+/// The largest answer lately, to size the next one's buffer in one go
+/// (answers of many objects are hundreds of KiB).
+static ANSWER_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(4096);
+
 fn ok(method: &str, v: Option<Val>) -> Response {
-    xml_response(200, soap::response(method, &val::returnval(v.as_ref())))
+    use std::sync::atomic::Ordering::Relaxed;
+    let hint = ANSWER_SIZE.load(Relaxed);
+    let body = soap::response_with(method, hint, |out| val::returnval_into(out, v.as_ref()));
+    // Follow the size up at once and down slowly, never beyond 8 MiB.
+    let next = if body.len() > hint {
+        body.len()
+    } else {
+        hint - (hint - body.len()) / 16
+    };
+    ANSWER_SIZE.store(next.min(8 << 20), Relaxed);
+    xml_response(200, body)
 }
 
 fn fault_response(f: &Fault) -> Response {

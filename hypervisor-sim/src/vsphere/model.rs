@@ -97,7 +97,14 @@ impl Inventory {
 
     /// The VM with this moref value.
     pub fn vm(&self, id: &str) -> Option<&VmEntry> {
-        self.vms.iter().find(|e| e.id == id)
+        self.vm_index(id).map(|(_, e)| e)
+    }
+
+    /// The VM with this moref value and its place in [`Inventory::vms`].
+    pub fn vm_index(&self, id: &str) -> Option<(usize, &VmEntry)> {
+        // Ids are the places plus one.
+        let i = id.parse::<usize>().ok()?.checked_sub(1)?;
+        self.vms.get(i).filter(|e| e.id == id).map(|e| (i, e))
     }
 
     /// All VM references.
@@ -903,6 +910,7 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
             ("overallStatus", status("green")),
             ("configStatus", status("green")),
             ("guestHeartbeatStatus", status(heartbeat)),
+            ("capability", capability()),
             ("config", config),
             ("runtime", runtime),
             ("guest", guest),
@@ -918,6 +926,44 @@ pub fn vm_object(entry: &VmEntry, extra: &BTreeMap<String, String>, now: SystemT
             ("disabledMethod", empty("string")),
             ("tag", empty("Tag")),
         ],
+    )
+}
+
+/// `VirtualMachine.capability`: what clients check before they ask
+/// (Ansible's vmware_guest_snapshot quiesces only when
+/// `quiescedSnapshotsSupported`). Snapshots record no memory image here,
+/// so memory snapshots are not offered.
+fn capability() -> Val {
+    let yes = [
+        "snapshotOperationsSupported",
+        "multipleSnapshotsSupported",
+        "snapshotConfigSupported",
+        "poweredOffSnapshotsSupported",
+        "revertToSnapshotSupported",
+        "quiescedSnapshotsSupported",
+        "toolsAutoUpdateSupported",
+        "bootOptionsSupported",
+        "settingScreenResolutionSupported",
+        "toolsSyncTimeSupported",
+        "changeTrackingSupported",
+    ];
+    let no = [
+        "memorySnapshotsSupported",
+        "disableSnapshotsSupported",
+        "lockSnapshotsSupported",
+        "consolePreferencesSupported",
+        "cpuFeatureMaskSupported",
+        "s1AcpiManagementSupported",
+        "settingDisplayTopologySupported",
+        "recordReplaySupported",
+        "perVmEvcSupported",
+    ];
+    Val::Obj(
+        "VirtualMachineCapability",
+        yes.iter()
+            .map(|k| (*k, Val::Bool(true)))
+            .chain(no.iter().map(|k| (*k, Val::Bool(false))))
+            .collect(),
     )
 }
 

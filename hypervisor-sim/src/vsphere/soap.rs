@@ -190,6 +190,20 @@ pub fn operation(envelope: &Node) -> Result<&Node, SoapError> {
 /// Escape text for element content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    escape_into(&mut out, s);
+    out
+}
+
+/// [`escape`] appending to `out`.
+pub fn escape_into(out: &mut String, s: &str) {
+    // Most text needs nothing escaped: copy it in one go.
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'') || b < 0x20)
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -202,7 +216,6 @@ pub fn escape(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 const ENVELOPE_OPEN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope xmlns:soapenc=\"http://schemas.xmlsoap.org/soap/encoding/\" xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n<soapenv:Body>\n";
@@ -210,7 +223,27 @@ const ENVELOPE_CLOSE: &str = "</soapenv:Body>\n</soapenv:Envelope>";
 
 /// A method's response envelope around `inner` (its `returnval` elements).
 pub fn response(method: &str, inner: &str) -> String {
-    format!("{ENVELOPE_OPEN}<{method}Response xmlns=\"{NS_VIM25}\">{inner}</{method}Response>\n{ENVELOPE_CLOSE}")
+    response_with(method, inner.len(), |out| out.push_str(inner))
+}
+
+/// A method's response envelope, its content written by `inner` straight
+/// into the response (`size_hint`: the content's expected length).
+pub fn response_with(method: &str, size_hint: usize, inner: impl FnOnce(&mut String)) -> String {
+    let mut out = String::with_capacity(
+        ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + 2 * method.len() + 64 + size_hint,
+    );
+    out.push_str(ENVELOPE_OPEN);
+    out.push('<');
+    out.push_str(method);
+    out.push_str("Response xmlns=\"");
+    out.push_str(NS_VIM25);
+    out.push_str("\">");
+    inner(&mut out);
+    out.push_str("</");
+    out.push_str(method);
+    out.push_str("Response>\n");
+    out.push_str(ENVELOPE_CLOSE);
+    out
 }
 
 /// A vSphere fault: `fault` is the MethodFault type (`InvalidLogin`,

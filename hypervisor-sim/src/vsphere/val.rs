@@ -11,9 +11,10 @@
 //! * a managed object reference is `<tag type="Type">value</tag>`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::soap::escape;
+use super::soap::{escape, escape_into};
 
 /// A managed object reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,8 +61,12 @@ pub enum Val {
     /// its `xsi:type`.
     Any(Box<Val>),
     /// A data object of the named type whose content is ready-made XML
-    /// (a fault inside a `LocalizedMethodFault`).
-    Raw(&'static str, String),
+    /// (a fault inside a `LocalizedMethodFault`, a cached ObjectContent).
+    Raw(&'static str, Arc<str>),
+    /// A value already written for an `anyType` position (from
+    /// [`prerender`]): what goes between `<tag` and `</tag>`, so it can be
+    /// placed under any element name.
+    Pre(Arc<str>),
 }
 
 impl Val {
@@ -174,22 +179,37 @@ pub fn array_type(elem: &str) -> String {
 pub fn write(out: &mut String, tag: &str, v: &Val, typed: bool) {
     match v {
         Val::Any(inner) => write(out, tag, inner, true),
+        Val::Pre(x) => {
+            out.push('<');
+            out.push_str(tag);
+            out.push_str(x);
+            close(out, tag);
+        }
         Val::Mor(m) => {
-            let _ = write!(out, "<{tag} type=\"{}\"", escape(&m.ty));
+            open(out, tag);
+            out.push_str(" type=\"");
+            escape_into(out, &m.ty);
+            out.push('"');
             if typed {
                 out.push_str(" xsi:type=\"ManagedObjectReference\"");
             }
-            let _ = write!(out, ">{}</{tag}>", escape(&m.value));
+            out.push('>');
+            escape_into(out, &m.value);
+            close(out, tag);
         }
         Val::Enum(ty, s) => {
+            open(out, tag);
             if typed {
-                let _ = write!(out, "<{tag} xsi:type=\"{ty}\">{}</{tag}>", escape(s));
-            } else {
-                let _ = write!(out, "<{tag}>{}</{tag}>", escape(s));
+                typ(out, ty);
             }
+            out.push('>');
+            escape_into(out, s);
+            close(out, tag);
         }
         Val::Obj(ty, fields) => {
-            let _ = write!(out, "<{tag} xsi:type=\"{ty}\">");
+            open(out, tag);
+            typ(out, ty);
+            out.push('>');
             for (name, fv) in fields {
                 match fv {
                     Val::List(_, items) => {
@@ -200,51 +220,95 @@ pub fn write(out: &mut String, tag: &str, v: &Val, typed: bool) {
                     other => write(out, name, other, false),
                 }
             }
-            let _ = write!(out, "</{tag}>");
+            close(out, tag);
         }
         Val::Raw(ty, xml) => {
-            let _ = write!(out, "<{tag} xsi:type=\"{ty}\">{xml}</{tag}>");
+            open(out, tag);
+            typ(out, ty);
+            out.push('>');
+            out.push_str(xml);
+            close(out, tag);
         }
         Val::List(elem, items) => {
             // Only in an anyType position: ArrayOfX with <X> items.
-            let _ = write!(out, "<{tag} xsi:type=\"{}\">", array_type(elem));
+            open(out, tag);
+            typ(out, &array_type(elem));
+            out.push('>');
             for it in items {
                 write(out, elem, it, false);
             }
-            let _ = write!(out, "</{tag}>");
+            close(out, tag);
         }
         prim => {
+            open(out, tag);
             if typed {
-                let _ = write!(
-                    out,
-                    "<{tag} xsi:type=\"{}\">{}</{tag}>",
-                    primitive_xsd(prim).unwrap_or("xsd:string"),
-                    text(prim)
-                );
-            } else {
-                let _ = write!(out, "<{tag}>{}</{tag}>", text(prim));
+                typ(out, primitive_xsd(prim).unwrap_or("xsd:string"));
             }
+            out.push('>');
+            match prim {
+                Val::Str(s) => escape_into(out, s),
+                Val::Int(i) => {
+                    let _ = write!(out, "{i}");
+                }
+                Val::Long(i) => {
+                    let _ = write!(out, "{i}");
+                }
+                Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                other => out.push_str(&text(other)),
+            }
+            close(out, tag);
         }
     }
+}
+
+fn open(out: &mut String, tag: &str) {
+    out.push('<');
+    out.push_str(tag);
+}
+
+fn typ(out: &mut String, ty: &str) {
+    out.push_str(" xsi:type=\"");
+    out.push_str(ty);
+    out.push('"');
+}
+
+fn close(out: &mut String, tag: &str) {
+    out.push_str("</");
+    out.push_str(tag);
+    out.push('>');
+}
+
+/// `v` written for an `anyType` position, to be placed later as a
+/// [`Val::Pre`] under any element name.
+pub fn prerender(v: &Val) -> Arc<str> {
+    let mut s = String::new();
+    write(&mut s, "v", v, true);
+    // Strip the "<v" before and the "</v>" after.
+    Arc::from(&s[2..s.len() - 4])
 }
 
 /// A method result: nothing for `None`, one `returnval` per array item, or
 /// one `returnval`.
 pub fn returnval(v: Option<&Val>) -> String {
     let mut out = String::new();
+    returnval_into(&mut out, v);
+    out
+}
+
+/// [`returnval`] appending to `out`.
+pub fn returnval_into(out: &mut String, v: Option<&Val>) {
     match v {
         None => {}
         Some(Val::List(_, items)) => {
             for it in items {
-                write(&mut out, "returnval", it, false);
+                write(out, "returnval", it, false);
             }
         }
-        Some(v @ (Val::Mor(_) | Val::Obj(..) | Val::Raw(..))) => {
-            write(&mut out, "returnval", v, false)
+        Some(v @ (Val::Mor(_) | Val::Obj(..) | Val::Raw(..) | Val::Pre(_))) => {
+            write(out, "returnval", v, false)
         }
-        Some(v) => write(&mut out, "returnval", v, true),
+        Some(v) => write(out, "returnval", v, true),
     }
-    out
 }
 
 #[cfg(test)]
@@ -283,6 +347,23 @@ mod tests {
             returnval(Some(&Val::s("a<b"))),
             "<returnval xsi:type=\"xsd:string\">a&lt;b</returnval>"
         );
+    }
+
+    #[test]
+    fn prerendered_values_write_as_the_value_does() {
+        let v = Val::List("string", vec![Val::s("a&b"), Val::s("c")]);
+        let pre = Val::Pre(prerender(&v));
+        for tag in ["val", "x"] {
+            let (mut a, mut b) = (String::new(), String::new());
+            write(&mut a, tag, &v, true);
+            write(&mut b, tag, &pre, true);
+            assert_eq!(a, b);
+        }
+        let (mut a, mut b) = (String::new(), String::new());
+        let obj = |v| Val::Obj("DynamicProperty", vec![("name", Val::s("n")), ("val", v)]);
+        write(&mut a, "p", &obj(Val::Any(Box::new(v.clone()))), false);
+        write(&mut b, "p", &obj(Val::Any(Box::new(pre))), false);
+        assert_eq!(a, b);
     }
 
     #[test]
