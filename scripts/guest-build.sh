@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build the guest binaries as they ship: vm-agent, vm-rpctool and vm-toolbox, statically
-# linked (glibc, +crt-static), whole-program LTO, abort on panic, stripped
-# (the `guest` profile in Cargo.toml), into
-#   target/x86_64-unknown-linux-gnu/guest/{vm-agent,vm-rpctool,vm-toolbox,vm-agent-auth}
+# Build the guest binaries as they ship: vm-agent (with vm-agent-session and
+# vm-agent-deploy, its desktop-session and customization helpers), vm-rpctool
+# and vm-toolbox, statically linked (glibc, +crt-static), whole-program LTO,
+# abort on panic, stripped (the `guest` profile in Cargo.toml), into
+#   target/x86_64-unknown-linux-gnu/guest/{vm-agent,vm-agent-session,vm-agent-deploy,
+#       vm-rpctool,vm-toolbox,vm-agent-auth}
 #
 # Static, because in a guest the agent's resident memory is mostly mapped
 # code: with libc.so, the pages of libc the agent touches count too (1.2 MiB
