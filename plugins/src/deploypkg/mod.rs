@@ -361,3 +361,111 @@ impl Plugin for DeployPkg {
         self.service(ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::HostCallError;
+
+    /// The host: records every RPCI message and answers "".
+    #[derive(Default)]
+    struct Host(Vec<String>);
+
+    impl Context for Host {
+        fn rpci(&mut self, msg: &[u8]) -> Result<Vec<u8>, HostCallError> {
+            self.0.push(String::from_utf8_lossy(msg).into_owned());
+            Ok(Vec::new())
+        }
+        fn backdoor(&mut self, _: protocol::Regs) -> Result<protocol::Regs, HostCallError> {
+            Err(HostCallError::Channel("none".into()))
+        }
+    }
+
+    /// Deploy a package with `script` as the helper; the messages the host
+    /// got once the helper was reaped.
+    fn deploy_with(script: Option<&str>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("pkg");
+        std::fs::write(&pkg, b"not read by these helpers").unwrap();
+        let helper = dir.path().join("helper");
+        if let Some(s) = script {
+            std::fs::write(&helper, format!("#!/bin/bash\n{s}\n")).unwrap();
+            std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut p = DeployPkg::new(DeployPkgConfig {
+            root: dir.path().into(),
+            helper: helper.clone(),
+            ..DeployPkgConfig::default()
+        });
+        let mut host = Host::default();
+        let reply = p.on_tclo(
+            &mut host,
+            dp::TCLO_DEPLOY,
+            pkg.display().to_string().as_bytes(),
+        );
+        assert_eq!(reply, tclo_reply(true, b""));
+        // Bounded: a helper that hangs fails the test instead of hanging it.
+        for _ in 0..2000 {
+            if !p.busy() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            p.on_deadline(&mut host, Instant::now());
+        }
+        assert!(!p.busy(), "the helper was not reaped: {:?}", host.0);
+        host.0
+    }
+
+    #[test]
+    fn the_helpers_reports_are_relayed_and_a_clean_exit_adds_nothing() {
+        // Two frames ("4 0 L", "5 0 L"), each answered before the next.
+        let got = deploy_with(Some(
+            "printf '\\x05\\x00\\x00\\x004 0 L' >&0; head -c 5 >/dev/null; \
+             printf '\\x05\\x00\\x00\\x005 0 L' >&0; head -c 5 >/dev/null; exit 0",
+        ));
+        assert_eq!(
+            got,
+            [
+                "deployPkg.update.state 3",
+                "deployPkg.update.state 4 0 L",
+                "deployPkg.update.state 5 0 L"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_helper_killed_before_its_final_report_is_reported_as_failed() {
+        let got = deploy_with(Some(
+            "printf '\\x05\\x00\\x00\\x004 0 L' >&0; kill -KILL $$",
+        ));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[1], "deployPkg.update.state 4 0 L");
+        assert!(
+            got[2].starts_with(
+                "deployPkg.update.state 4 5 /var/log/vmware-imc/toolsDeployPkg.log@the deployment helper ended"
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_helper_that_sends_anything_but_a_report_is_stopped() {
+        let got = deploy_with(Some("printf '\\x03\\x00\\x00\\x00x y' >&0; cat >/dev/null"));
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[1].contains("@the deployment helper ended"), "{got:?}");
+    }
+
+    #[test]
+    fn a_helper_that_cannot_start_is_reported_as_vmtoolsd_reports_its_thread() {
+        let got = deploy_with(None);
+        assert_eq!(
+            got,
+            [
+                "deployPkg.update.state 3",
+                "deployPkg.update.state 3 5 failed to spawn deploy execution thread"
+            ]
+        );
+    }
+}
