@@ -35,7 +35,10 @@ fn main() -> ExitCode {
     let job = match helper::read_job(&mut chan) {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("{}: {e}", helper::PROGRAM);
+            eprintln!(
+                "{}: {e} (it is started by vm-agent, with its job on the standard input)",
+                helper::PROGRAM
+            );
             return ExitCode::from(helper::exit::USAGE as u8);
         }
     };

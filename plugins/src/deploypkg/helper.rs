@@ -152,7 +152,7 @@ impl Reporter for ChannelReporter {
 pub fn read_job(chan: &mut UnixStream) -> Result<Job, String> {
     let frame = read_frame(chan)
         .map_err(|e| format!("cannot read the job: {e}"))?
-        .ok_or("no job on the standard input (this program is started by vm-agent)")?;
+        .ok_or("no job on the standard input")?;
     serde_json::from_slice(&frame).map_err(|e| format!("bad job: {e}"))
 }
 
