@@ -78,7 +78,7 @@ done
 # Stripped binaries for both packages: the guest's static ones and hvsim.
 guest=target/x86_64-unknown-linux-gnu/guest
 mkdir -p "$stage/bin"
-for b in vm-agent vm-agent-session vm-rpctool vm-toolbox vm-agent-auth; do
+for b in vm-agent vm-agent-session vm-rpctool vm-toolbox vm-agent-auth vm-agent-deploy; do
     if [ ! -x "$guest/$b" ]; then
         echo "build.sh: no $guest/$b (build without --no-build, or run scripts/guest-build.sh)" >&2
         exit 1

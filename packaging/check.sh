@@ -136,6 +136,14 @@ set -e
 in_chroot vm-rpctool --help > "$work/help.out" || fail "vm-rpctool --help failed"
 grep -q '^Usage: vm-rpctool' "$work/help.out" || fail "vm-rpctool --help: no usage"
 in_chroot vm-agent --version || fail "vm-agent --version"
+# The customization helper runs only with a job from vm-agent: without one
+# it says so and exits 64.
+set +e
+in_chroot vm-agent-deploy < /dev/null 2> "$work/deploy.err"
+rc=$?
+set -e
+[ "$rc" = 64 ] && grep -q 'started by vm-agent' "$work/deploy.err" \
+    || fail "vm-agent-deploy without a job: exit $rc, $(cat "$work/deploy.err")"
 set +e
 in_chroot vmware-rpctool 'info-get x' > "$work/rpc.out" 2> "$work/rpc.err"
 rc=$?

@@ -3,36 +3,40 @@
 //! TCLO `deployPkg.begin` creates a private directory (mode 0700) and
 //! answers with its path; the host copies the package into it over HGFS;
 //! TCLO `deployPkg.deploy PATH` reports `deployPkg.update.state 3`, answers,
-//! and starts the deployment on a worker thread ([`deploy`]): header,
-//! payload ([`archive`]), then the header's command (the compatible path,
-//! vCenter's own engine), cloud-init's hand-over, or the native path that
-//! applies `cust.cfg` ([`render`] makes the files, [`apply`] writes them),
-//! the NIC reconnect exchange, the final report and the reboot.
+//! and starts the deployment ([`deploy`]) in a helper process,
+//! `vm-agent-deploy` ([`helper`]): header, payload ([`archive`]), then the
+//! header's command (the compatible path, vCenter's own engine),
+//! cloud-init's hand-over, or the native path that applies `cust.cfg`
+//! ([`render`] makes the files, [`apply`] writes them), the NIC reconnect
+//! exchange, the final report and the reboot.
 //!
-//! The worker reaches the host through this plugin: it queues a report and
-//! wakes the agent's loop through a socket pair ([`Plugin::fds`]); the
-//! plugin sends it on its RPCI channel and hands the reply back.
+//! The helper reaches the host through this plugin: it writes a report on
+//! its channel, which wakes the agent's loop ([`Plugin::fds`]); the plugin
+//! sends it on its RPCI channel and hands the reply back. The package
+//! readers and everything else only a deployment needs are in the helper's
+//! code, not the resident daemon's.
 
 pub mod apply;
 pub mod archive;
 pub mod deploy;
+pub mod helper;
 pub mod render;
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use protocol::deploypkg::{self as dp, error, state, StateReport};
+use protocol::deploypkg::{self as dp, error, event, state, StateReport};
 use protocol::rpc::tclo_reply;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::{Context, HostCallError, Plugin};
+use crate::{Context, Plugin};
 
 /// The `[customization]` config section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeployPkgConfig {
     /// Accept customization from the host at all (false: code 7).
@@ -58,6 +62,8 @@ pub struct DeployPkgConfig {
     pub cloud_init_command: String,
     /// Longest wait for a running cloud-init before the reboot, seconds.
     pub cloud_init_wait_secs: u64,
+    /// The deployment helper; empty: `vm-agent-deploy` next to the agent.
+    pub helper: PathBuf,
 }
 
 impl Default for DeployPkgConfig {
@@ -73,45 +79,39 @@ impl Default for DeployPkgConfig {
             cloud_init: true,
             cloud_init_command: "/usr/bin/cloud-init".into(),
             cloud_init_wait_secs: 30,
+            helper: PathBuf::new(),
         }
     }
 }
 
-/// How often a running worker is looked at without a wake-up.
+/// How often a running helper is looked at without a wake-up.
 const CHECK: Duration = Duration::from_millis(500);
+/// Longest wait for the helper's exit after it closed its channel.
+const EXIT_WAIT: Duration = Duration::from_millis(200);
 
-/// A report the worker wants sent, and where the reply goes.
-type Call = (Vec<u8>, SyncSender<Result<Vec<u8>, HostCallError>>);
-
-/// The worker's side of the bridge.
-struct WorkerReporter {
-    tx: Sender<Call>,
-    wake: UnixStream,
-}
-
-impl deploy::Reporter for WorkerReporter {
-    fn report(&mut self, r: &StateReport) -> Option<String> {
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.tx.send((r.message_bytes(), reply_tx)).ok()?;
-        let _ = std::io::Write::write_all(&mut self.wake, b"r");
-        match reply_rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(Ok(body)) => Some(String::from_utf8_lossy(&body).into_owned()),
-            Ok(Err(e)) => {
-                log::warn!("deployPkg: report {:?} failed: {e}", r.args());
-                None
-            }
-            Err(_) => None,
-        }
-    }
-}
-
-/// A running deployment.
+/// A running deployment: the `vm-agent-deploy` process and our end of its
+/// channel.
 #[derive(Debug)]
 struct Worker {
-    calls: Receiver<Call>,
-    wake: UnixStream,
-    thread: std::thread::JoinHandle<deploy::Outcome>,
+    child: Child,
+    chan: UnixStream,
+    /// Bytes read from the channel that do not make a whole frame yet.
+    buf: Vec<u8>,
+    /// The helper closed the channel (it is exiting).
+    closed: bool,
+    /// The last report relayed ended the deployment (done or failed).
+    reported_end: bool,
+    /// When to look at the helper without a wake-up (to reap it).
     next_check: Instant,
+}
+
+/// Whether a report ends the deployment as far as the host is concerned:
+/// the final state, or an error code (not the NIC events in between).
+fn ends_deployment(r: &StateReport) -> bool {
+    r.state == state::DONE
+        || r.code.is_some_and(|c| {
+            c != error::SUCCESS && c != event::ENABLE_NICS && c != event::QUERY_NICS
+        })
 }
 
 /// The plugin.
@@ -152,6 +152,8 @@ impl DeployPkg {
     }
 
     fn deploy(&mut self, ctx: &mut dyn Context, args: &[u8]) -> Vec<u8> {
+        // A helper that just finished may not have been reaped yet.
+        self.service(ctx);
         if self.worker.is_some() {
             return tclo_reply(false, b"a customization is already running");
         }
@@ -185,60 +187,136 @@ impl DeployPkg {
                     message: "failed to spawn deploy execution thread".into(),
                 };
                 let _ = ctx.rpci(&r.message_bytes());
-                log::error!("deployPkg.deploy: cannot start the worker: {e}");
+                log::error!("deployPkg.deploy: {e}");
                 tclo_reply(true, b"")
             }
         }
     }
 
+    /// Start `vm-agent-deploy` for `pkg` and hand it the job.
     fn spawn(&self, pkg: PathBuf) -> std::io::Result<Worker> {
-        let (wake_r, wake_w) = UnixStream::pair()?;
-        wake_r.set_nonblocking(true)?;
-        let (tx, calls) = mpsc::channel();
-        let cfg = self.cfg.clone();
-        let thread = std::thread::Builder::new()
-            .name("deploypkg".into())
-            .spawn(move || {
-                let mut rep = WorkerReporter { tx, wake: wake_w };
-                let outcome = deploy::run(&cfg, &mut rep, &pkg);
-                log::info!("deployPkg: {outcome:?}");
-                // Dropping the reporter closes the socket: the loop sees EOF.
-                outcome
+        let program = helper::path(&self.cfg.helper);
+        let (ours, theirs) = UnixStream::pair()?;
+        let job = helper::Job {
+            package: pkg,
+            config: self.cfg.clone(),
+            log_level: log::max_level().to_string().to_ascii_lowercase(),
+        };
+        let body = serde_json::to_vec(&job).map_err(std::io::Error::other)?;
+        let mut child = Command::new(&program)
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .spawn()
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start the helper {}: {e}", program.display()),
+                )
             })?;
+        log::info!(
+            "deployPkg: {} (pid {}) deploys {}",
+            program.display(),
+            child.id(),
+            job.package.display()
+        );
+        let mut chan = ours;
+        if let Err(e) = helper::write_frame(&mut chan, &body) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        chan.set_nonblocking(true)?;
         Ok(Worker {
-            calls,
-            wake: wake_r,
-            thread,
+            child,
+            chan,
+            buf: Vec::new(),
+            closed: false,
+            reported_end: false,
             next_check: Instant::now() + CHECK,
         })
     }
 
-    /// Send what the worker queued; reap it once it ended.
+    /// Relay what the helper sent; reap it once it ended.
     fn service(&mut self, ctx: &mut dyn Context) {
         let Some(w) = &mut self.worker else { return };
         w.next_check = Instant::now() + CHECK;
-        let mut buf = [0u8; 64];
-        let mut closed = false;
-        loop {
-            match w.wake.read(&mut buf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(_) => continue,
+        let mut chunk = [0u8; 4096];
+        while !w.closed {
+            match w.chan.read(&mut chunk) {
+                Ok(0) => w.closed = true,
+                Ok(n) => w.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::warn!("deployPkg: reading from the helper: {e}");
+                    w.closed = true;
+                }
             }
         }
-        while let Ok((msg, reply)) = w.calls.try_recv() {
-            let _ = reply.send(ctx.rpci(&msg));
+        let frames = helper::take_frames(&mut w.buf).unwrap_or_else(|e| {
+            log::error!("deployPkg: {e}; stopping it");
+            let _ = w.child.kill();
+            w.closed = true;
+            Vec::new()
+        });
+        for frame in frames {
+            let args = String::from_utf8_lossy(&frame);
+            let Some(report) = StateReport::parse(&args) else {
+                log::error!("deployPkg: the helper sent a bad report {args:?}");
+                let _ = w.child.kill();
+                w.closed = true;
+                break;
+            };
+            w.reported_end = ends_deployment(&report);
+            let reply = match ctx.rpci(&report.message_bytes()) {
+                Ok(body) => [&[helper::REPLY_OK][..], &body].concat(),
+                Err(e) => [&[helper::REPLY_FAILED][..], e.to_string().as_bytes()].concat(),
+            };
+            // A blocking write: the helper waits for this reply.
+            let sent = w
+                .chan
+                .set_nonblocking(false)
+                .and_then(|()| helper::write_frame(&mut w.chan, &reply))
+                .and_then(|()| w.chan.set_nonblocking(true));
+            if let Err(e) = sent {
+                log::warn!("deployPkg: cannot answer the helper: {e}");
+            }
         }
-        if closed || w.thread.is_finished() {
-            if let Some(w) = self.worker.take() {
-                while let Ok((msg, reply)) = w.calls.try_recv() {
-                    let _ = reply.send(ctx.rpci(&msg));
+        // The channel closes when the helper exits (its standard input is
+        // the channel, which its commands do not inherit): reap it now,
+        // waiting a moment for the exit to complete; a helper still there
+        // is looked at again at the next check.
+        let patience = Instant::now() + if w.closed { EXIT_WAIT } else { Duration::ZERO };
+        let status = loop {
+            match w.child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < patience => {
+                    std::thread::sleep(Duration::from_millis(2))
                 }
-                let _ = w.thread.join();
+                Ok(None) => return,
+                Err(e) => {
+                    log::error!("deployPkg: waiting for the helper: {e}");
+                    return;
+                }
+            }
+        };
+        let reported_end = w.reported_end;
+        self.worker = None;
+        match status.code() {
+            Some(helper::exit::DONE) => log::info!("deployPkg: the deployment finished"),
+            Some(helper::exit::FAILED | helper::exit::DISABLED) => {
+                log::info!("deployPkg: the deployment failed")
+            }
+            _ => {
+                log::error!("deployPkg: the deployment helper ended: {status}");
+                if !reported_end {
+                    let r = StateReport::with_log(
+                        state::RUNNING,
+                        error::DEPLOY_FAILED,
+                        dp::LOG_PATH,
+                        Some(&format!("the deployment helper ended: {status}")),
+                    );
+                    let _ = ctx.rpci(&r.message_bytes());
+                }
             }
         }
     }
@@ -262,11 +340,9 @@ impl Plugin for DeployPkg {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        // A safety net: the socket wakes the loop; this reaps a worker
-        // whose wake-up was missed.
-        self.worker
-            .as_ref()
-            .map(|_| Instant::now() + Duration::from_millis(500))
+        // The channel wakes the loop for reports; this reaps the helper
+        // after it closed the channel.
+        self.worker.as_ref().map(|w| w.next_check)
     }
 
     fn on_deadline(&mut self, ctx: &mut dyn Context, _now: Instant) {
@@ -276,11 +352,120 @@ impl Plugin for DeployPkg {
     fn fds(&self) -> Vec<(RawFd, i16)> {
         self.worker
             .as_ref()
-            .map(|w| vec![(w.wake.as_raw_fd(), libc::POLLIN)])
+            .filter(|w| !w.closed)
+            .map(|w| vec![(w.chan.as_raw_fd(), libc::POLLIN)])
             .unwrap_or_default()
     }
 
     fn on_ready(&mut self, ctx: &mut dyn Context, _fd: RawFd, _now: Instant) {
         self.service(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::HostCallError;
+
+    /// The host: records every RPCI message and answers "".
+    #[derive(Default)]
+    struct Host(Vec<String>);
+
+    impl Context for Host {
+        fn rpci(&mut self, msg: &[u8]) -> Result<Vec<u8>, HostCallError> {
+            self.0.push(String::from_utf8_lossy(msg).into_owned());
+            Ok(Vec::new())
+        }
+        fn backdoor(&mut self, _: protocol::Regs) -> Result<protocol::Regs, HostCallError> {
+            Err(HostCallError::Channel("none".into()))
+        }
+    }
+
+    /// Deploy a package with `script` as the helper; the messages the host
+    /// got once the helper was reaped.
+    fn deploy_with(script: Option<&str>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("pkg");
+        std::fs::write(&pkg, b"not read by these helpers").unwrap();
+        let helper = dir.path().join("helper");
+        if let Some(s) = script {
+            std::fs::write(&helper, format!("#!/bin/bash\n{s}\n")).unwrap();
+            std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut p = DeployPkg::new(DeployPkgConfig {
+            root: dir.path().into(),
+            helper: helper.clone(),
+            ..DeployPkgConfig::default()
+        });
+        let mut host = Host::default();
+        let reply = p.on_tclo(
+            &mut host,
+            dp::TCLO_DEPLOY,
+            pkg.display().to_string().as_bytes(),
+        );
+        assert_eq!(reply, tclo_reply(true, b""));
+        // Bounded: a helper that hangs fails the test instead of hanging it.
+        for _ in 0..2000 {
+            if !p.busy() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            p.on_deadline(&mut host, Instant::now());
+        }
+        assert!(!p.busy(), "the helper was not reaped: {:?}", host.0);
+        host.0
+    }
+
+    #[test]
+    fn the_helpers_reports_are_relayed_and_a_clean_exit_adds_nothing() {
+        // Two frames ("4 0 L", "5 0 L"), each answered before the next.
+        let got = deploy_with(Some(
+            "printf '\\x05\\x00\\x00\\x004 0 L' >&0; head -c 5 >/dev/null; \
+             printf '\\x05\\x00\\x00\\x005 0 L' >&0; head -c 5 >/dev/null; exit 0",
+        ));
+        assert_eq!(
+            got,
+            [
+                "deployPkg.update.state 3",
+                "deployPkg.update.state 4 0 L",
+                "deployPkg.update.state 5 0 L"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_helper_killed_before_its_final_report_is_reported_as_failed() {
+        let got = deploy_with(Some(
+            "printf '\\x05\\x00\\x00\\x004 0 L' >&0; kill -KILL $$",
+        ));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[1], "deployPkg.update.state 4 0 L");
+        assert!(
+            got[2].starts_with(
+                "deployPkg.update.state 4 5 /var/log/vmware-imc/toolsDeployPkg.log@the deployment helper ended"
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_helper_that_sends_anything_but_a_report_is_stopped() {
+        let got = deploy_with(Some("printf '\\x03\\x00\\x00\\x00x y' >&0; cat >/dev/null"));
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[1].contains("@the deployment helper ended"), "{got:?}");
+    }
+
+    #[test]
+    fn a_helper_that_cannot_start_is_reported_as_vmtoolsd_reports_its_thread() {
+        let got = deploy_with(None);
+        assert_eq!(
+            got,
+            [
+                "deployPkg.update.state 3",
+                "deployPkg.update.state 3 5 failed to spawn deploy execution thread"
+            ]
+        );
     }
 }
