@@ -705,6 +705,7 @@ mod tests {
             peer: "127.0.0.1:1".parse().unwrap(),
             tls: true,
             principal: None,
+            takeover: Default::default(),
         })
     }
 
