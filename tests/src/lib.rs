@@ -439,3 +439,64 @@ pub fn run_ip(args: &[&str]) {
         .expect("run ip (install iproute2)");
     assert!(o.status.success(), "ip {}: {}", args.join(" "), stderr(&o));
 }
+
+/// A free TCP port on loopback (bound and released; the caller binds it
+/// again soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free TCP port")
+        .port()
+}
+
+/// `curl -sk -i` with `args`: the status, the headers (names lower-cased)
+/// and the body.
+pub fn curl_i(args: &[&str]) -> (u16, Vec<(String, String)>, String) {
+    let out = Command::new("curl")
+        .args(["-sk", "-i", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// A guest program on vm0's serial console (`hvsim exec --console` against
+/// `sim`), killed on drop. Its stderr is piped (hvsim
+/// exec's refusals land there).
+#[derive(Debug)]
+pub struct ConsoleGuest(pub Child);
+
+impl ConsoleGuest {
+    /// Run `sh -c script` on vm0's console.
+    pub fn start(sim: &Sim, script: &str) -> ConsoleGuest {
+        let child = Command::new(bin("hvsim"))
+            .args(["exec", "--console", "--vm", "vm0", "--", "sh", "-c", script])
+            .env("HVSIM_CONTROL", &sim.control)
+            .env_remove("VM_BACKDOOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hvsim exec --console");
+        ConsoleGuest(child)
+    }
+}
+
+impl Drop for ConsoleGuest {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -5,6 +5,7 @@
 //! out-of-band command (the watchdog: FreeIPMI's bmc-watchdog is in-band
 //! only; `sol payload`).
 
+use e2e_tests::ConsoleGuest;
 use std::net::UdpSocket;
 use std::process::{Command, Output, Stdio};
 
@@ -325,32 +326,6 @@ fn ipmiconsole(b: &Bmc, user: &str, pw: &str, suite: &str, want: &str, typed: &s
     stdout(&o)
 }
 
-/// A guest program started by `hvsim exec --console`, killed on drop.
-struct ConsoleGuest(std::process::Child);
-
-impl ConsoleGuest {
-    fn start(sim: &Sim) -> ConsoleGuest {
-        let child = Command::new(e2e_tests::bin("hvsim"))
-            .args(["exec", "--console", "--vm", "vm0", "--", "sh", "-c"])
-            .arg("echo guest-console-ready; while read l; do echo \"guest-got:$l\"; done")
-            .env("HVSIM_CONTROL", &sim.control)
-            .env_remove("VM_BACKDOOR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hvsim exec --console");
-        ConsoleGuest(child)
-    }
-}
-
-impl Drop for ConsoleGuest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn ipmiconsole_suites_3_and_17_without_workarounds_and_payload_access() {
     let b = Bmc::start();
@@ -361,7 +336,10 @@ fn ipmiconsole_suites_3_and_17_without_workarounds_and_payload_access() {
     assert_eq!(b.raw(0x06, 0x4F, &[0x01, 0x01]), (0, vec![0x10]));
     assert_eq!(b.raw(0x06, 0x4F, &[0x01, 0x05]).0, 0x80);
 
-    let _guest = ConsoleGuest::start(&b.sim);
+    let _guest = ConsoleGuest::start(
+        &b.sim,
+        "echo guest-console-ready; while read l; do echo \"guest-got:$l\"; done",
+    );
     b.sim.eventually("console attached", || {
         b.ipmitool(&["sol", "info"])
             .contains("Enabled                         : true")

@@ -2,6 +2,7 @@
 //! suite, `-C 3` and `-C 17`, and `-I lan`), plus what ipmitool cannot do
 //! (replays, held sessions, garbage) through the in-tree RMCP+ client.
 
+use e2e_tests::ConsoleGuest;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -695,31 +696,6 @@ impl SolDriver {
         let l = self.lines.next().map(|l| l.unwrap()).unwrap_or_default();
         self.child.wait().unwrap();
         l
-    }
-}
-
-/// A guest program started by `hvsim exec --console`, killed on drop.
-struct ConsoleGuest(std::process::Child);
-
-impl ConsoleGuest {
-    fn start(sim: &Sim, script: &str) -> ConsoleGuest {
-        let child = Command::new(e2e_tests::bin("hvsim"))
-            .args(["exec", "--console", "--vm", "vm0", "--", "sh", "-c", script])
-            .env("HVSIM_CONTROL", &sim.control)
-            .env_remove("VM_BACKDOOR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hvsim exec --console");
-        ConsoleGuest(child)
-    }
-}
-
-impl Drop for ConsoleGuest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -14,12 +14,7 @@ use e2e_tests::{python, workspace};
 use hvsim::http::{self, Handler, HttpConfig, HttpLimits, Request, Response};
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
+use e2e_tests::free_port;
 
 struct Rf {
     sim: Sim,
@@ -55,27 +50,7 @@ fn start(extra: &str) -> Rf {
     }
 }
 
-/// curl -i: status, headers (lower-cased names), body.
-fn curl(args: &[&str]) -> (u16, Vec<(String, String)>, String) {
-    let out = Command::new("curl")
-        .args(["-sk", "-i", "--max-time", "30"])
-        .args(args)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
-}
+use e2e_tests::curl_i as curl;
 
 fn hdr<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())

@@ -6,18 +6,12 @@
 //! (Thermal, Power), printed as exact decimals.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
 use e2e_tests::{stderr, stdout, Sim};
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
+use e2e_tests::free_port;
 
 struct Rf {
     sim: Sim,

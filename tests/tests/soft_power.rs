@@ -19,12 +19,7 @@ struct Host {
     ipmi: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
+use e2e_tests::free_port;
 
 fn start() -> Host {
     let (rp, np, ip, cp) = (free_port(), free_port(), free_port(), free_port());

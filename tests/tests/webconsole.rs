@@ -6,8 +6,8 @@
 //! is saved as a screenshot under `target/screenshots/` for a person to look
 //! at.
 
+use e2e_tests::ConsoleGuest;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,12 +15,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::{bin, python, stderr, stop_child, workspace, Netns, Sim};
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
+use e2e_tests::free_port;
 
 struct Host {
     sim: Sim,
@@ -203,31 +198,6 @@ fn guest_netns() -> Netns {
     ns.ip(&["link", "set", "eth1", "up"]);
     ns.ip(&["link", "set", "veth-peer", "up"]);
     ns
-}
-
-/// A guest program started by `hvsim exec --console`, killed on drop.
-struct ConsoleGuest(Child);
-
-impl ConsoleGuest {
-    fn start(sim: &Sim, script: &str) -> ConsoleGuest {
-        let child = Command::new(bin("hvsim"))
-            .args(["exec", "--console", "--vm", "vm0", "--", "sh", "-c", script])
-            .env("HVSIM_CONTROL", &sim.control)
-            .env_remove("VM_BACKDOOR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hvsim exec --console");
-        ConsoleGuest(child)
-    }
-}
-
-impl Drop for ConsoleGuest {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The echo program on the console: a banner, then each line read comes
