@@ -129,18 +129,7 @@ fn random_file(path: &Path, size: usize) {
     std::fs::write(path, v).expect("write image");
 }
 
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
+use e2e_tests::sha256_file as sha256;
 
 fn nbdcopy(uri: &str, out: &Path) -> Output {
     Command::new("nbdcopy")

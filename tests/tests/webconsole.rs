@@ -102,18 +102,7 @@ impl Host {
     }
 }
 
-fn sha256(p: &std::path::Path) -> String {
-    let o = Command::new("sha256sum")
-        .arg(p)
-        .output()
-        .expect("sha256sum");
-    assert!(o.status.success(), "sha256sum: {}", stderr(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
+use e2e_tests::sha256_file as sha256;
 
 /// Random bytes (from the kernel) in a new file.
 fn random_file(p: &std::path::Path, mib: usize) {
